@@ -1,0 +1,141 @@
+"""The ledger's vocabulary: accounts, legs, transfers and named result codes.
+
+Amounts are signed integers in minor units. A transfer's legs sum to zero per currency; a
+positive amount raises an account's balance, a negative one lowers it. An account's balance is
+the sum of its entries (for a split "hot" account: the sum over its balance rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class AccountType(StrEnum):
+    PLAYER_CASH = "player_cash"                    # what the player can bet or withdraw
+    PLAYER_PENDING_WITHDRAWAL = "player_pending_withdrawal"  # held for a withdrawal in flight
+    BETS_IN_PLAY = "bets_in_play"                  # stakes of open bets (a liability)
+    PLAYER_DEBT = "player_debt"                    # negative balance = what the player owes
+    HOUSE_REVENUE = "house_revenue"                # the operator's result; hot
+    GATEWAY_CLEARING = "gateway_clearing"          # per provider; negative = owed to us; hot
+
+
+# Accounts whose available balance (posted - pending debits) may never go below zero.
+NO_NEGATIVE = frozenset({AccountType.PLAYER_CASH, AccountType.PLAYER_PENDING_WITHDRAWAL,
+                         AccountType.BETS_IN_PLAY})
+# Accounts that nearly every transfer touches: their balance is split over several rows.
+HOT = frozenset({AccountType.HOUSE_REVENUE, AccountType.GATEWAY_CLEARING})
+
+HOUSE = "house"
+
+
+@dataclass(frozen=True, order=True)
+class AccountRef:
+    owner: str
+    type: AccountType
+    currency: str
+
+    @staticmethod
+    def player_cash(player_id: str, currency: str) -> AccountRef:
+        return AccountRef(f"player:{player_id}", AccountType.PLAYER_CASH, currency)
+
+    @staticmethod
+    def pending_withdrawal(player_id: str, currency: str) -> AccountRef:
+        return AccountRef(f"player:{player_id}", AccountType.PLAYER_PENDING_WITHDRAWAL, currency)
+
+    @staticmethod
+    def bets_in_play(player_id: str, currency: str) -> AccountRef:
+        return AccountRef(f"player:{player_id}", AccountType.BETS_IN_PLAY, currency)
+
+    @staticmethod
+    def player_debt(player_id: str, currency: str) -> AccountRef:
+        return AccountRef(f"player:{player_id}", AccountType.PLAYER_DEBT, currency)
+
+    @staticmethod
+    def house_revenue(currency: str) -> AccountRef:
+        return AccountRef(HOUSE, AccountType.HOUSE_REVENUE, currency)
+
+    @staticmethod
+    def gateway_clearing(provider: str, currency: str) -> AccountRef:
+        return AccountRef(f"gateway:{provider}", AccountType.GATEWAY_CLEARING, currency)
+
+
+@dataclass(frozen=True)
+class Leg:
+    account: AccountRef
+    amount: int
+    # Only for a debit of a no-negative account: the part its available balance cannot cover
+    # is taken from this account instead (a clawback overflowing into the player's debt).
+    shortfall_to: AccountRef | None = None
+
+
+@dataclass(frozen=True)
+class Transfer:
+    key: str                      # idempotency key from the business operation
+    kind: str                     # deposit, bet_stake, settlement, resettlement, withdrawal, ...
+    legs: tuple[Leg, ...]
+    reference: str | None = None  # the business object: deposit id, bet id, ...
+    corrects: str | None = None   # key of the transaction this one corrects (resettlement)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def request_hash(self) -> bytes:
+        """Hash of everything but the key: same key + same hash is a replay."""
+        body = {
+            "kind": self.kind,
+            "legs": [[l.account.owner, str(l.account.type), l.account.currency, l.amount,
+                      None if l.shortfall_to is None else
+                      [l.shortfall_to.owner, str(l.shortfall_to.type)]] for l in self.legs],
+            "reference": self.reference,
+            "corrects": self.corrects,
+            "metadata": self.metadata,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+class ResultCode(StrEnum):
+    """Named outcomes, as TigerBeetle names them. Rejections are stored and replayed too."""
+    OK = "ok"
+    INSUFFICIENT_FUNDS = "insufficient_funds"          # a no-negative account would go below 0
+    HOLD_NOT_FOUND = "hold_not_found"
+    HOLD_ALREADY_POSTED = "hold_already_posted"
+    HOLD_ALREADY_VOIDED = "hold_already_voided"
+    HOLD_AMOUNT_EXCEEDED = "hold_amount_exceeded"      # posting more than was held
+
+
+@dataclass(frozen=True)
+class PostResult:
+    code: ResultCode
+    transaction_id: int | None
+    replayed: bool = False        # the key was seen before: this is the stored first answer
+    shortfall: int = 0            # moved to shortfall accounts (e.g. player debt)
+
+    @property
+    def ok(self) -> bool:
+        return self.code is ResultCode.OK
+
+
+@dataclass(frozen=True)
+class Balance:
+    account: AccountRef
+    posted: int
+    pending_debits: int
+    pending_credits: int
+
+    @property
+    def available(self) -> int:
+        return self.posted - self.pending_debits
+
+
+class LedgerError(Exception):
+    """Base of the ledger's exceptions (programming or contract errors, not business results)."""
+
+
+class InvalidTransfer(LedgerError, ValueError):
+    """The transfer is malformed: fewer than two legs, unbalanced, zero amount, bad currency."""
+
+
+class IdempotencyConflict(LedgerError):
+    """The key was used before for a different request."""

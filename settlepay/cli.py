@@ -1,0 +1,65 @@
+"""The `settlepay` console script.
+
+    settlepay dev                       the whole local stack in one terminal
+    settlepay migrate                   apply database migrations
+    settlepay api | worker              run one process of the stack
+    settlepay ledger check              verify the ledger's invariants (exit 1 on a violation)
+    settlepay audit verify              verify the audit hash chain (exit 1 on tampering)
+    settlepay audit export --since T    audit records as JSON lines
+    settlepay settlement verify MARKET  recompute a market's payouts against the ledger
+
+Each command lives in its own module and is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command path -> (module, function, help). Functions take the parsed args and return an exit code.
+COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
+    ("dev",): ("settlepay.devstack", "main", "run the whole local stack"),
+    ("migrate",): ("settlepay.commands", "migrate", "apply database migrations"),
+    ("api",): ("settlepay.commands", "api", "run the HTTP API"),
+    ("worker",): ("settlepay.commands", "worker", "run the Temporal worker"),
+    ("ledger", "check"): ("settlepay.commands", "ledger_check", "verify ledger invariants"),
+    ("audit", "verify"): ("settlepay.commands", "audit_verify", "verify the audit hash chain"),
+    ("audit", "export"): ("settlepay.commands", "audit_export", "export audit records as JSON lines"),
+    ("settlement", "verify"): ("settlepay.commands_settlement", "settlement_verify",
+                               "recompute a market's payouts and compare with the ledger"),
+}
+
+# Extra arguments per command.
+ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
+    ("audit", "export"): [(("--since",), {"help": "ISO 8601 timestamp", "default": None}),
+                          (("--output", "-o"), {"help": "file (default: stdout)", "default": "-"})],
+    ("settlement", "verify"): [(("market_id",), {})],
+    ("api",): [(("--host",), {"default": None}), (("--port",), {"type": int, "default": None})],
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="settlepay", description=__doc__.split("\n\n")[0])
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {(): parser.add_subparsers(dest="command", required=True)}
+    for path, (module, function, help_text) in COMMANDS.items():
+        for depth in range(1, len(path)):
+            prefix = path[:depth]
+            if prefix not in groups:
+                sub = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} commands")
+                groups[prefix] = sub.add_subparsers(dest="_".join(prefix), required=True)
+        cmd = groups[path[:-1]].add_parser(path[-1], help=help_text)
+        for flags, options in ARGUMENTS.get(path, []):
+            cmd.add_argument(*flags, **options)
+        cmd.set_defaults(_target=(module, function))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, function = args._target
+    return int(getattr(importlib.import_module(module), function)(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The one Temporal client factory: every process connects through here so that the data
+converter (pydantic) and the namespace are the same everywhere."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from settlepay import search_attributes
+from settlepay.config import Settings, get_settings
+
+
+async def connect(settings: Settings | None = None, *, address: str | None = None,
+                  namespace: str | None = None) -> Client:
+    settings = settings or get_settings()
+    return await Client.connect(
+        address or settings.temporal_address,
+        namespace=namespace or settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+async def register_search_attributes(client: Client) -> list[str]:
+    """Add the project's custom search attributes that the server does not know yet."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace))
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
+        for key in search_attributes.ALL if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing))
+    return sorted(missing)
