@@ -1,0 +1,179 @@
+"""Posting money: validate in Python, then one call of a SQL function (one round trip).
+
+The SQL functions (ledger/sql/functions.sql) lock, check funds, store the idempotency key with
+the request hash, write entries with their running balances and update the balance rows, all
+inside the caller's transaction. This module never retries: a caller that posts outside a
+larger unit of work wraps it in `settlepay.db.run_in_transaction`, which retries deadlocks and
+serialization failures from the start.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from ledger.types import (
+    HOT, NO_NEGATIVE, AccountRef, AccountType, Balance, IdempotencyConflict, InvalidTransfer,
+    Leg, PostResult, ResultCode, Transfer,
+)
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+HOT_SHARDS = 16
+
+
+def _leg_json(leg: Leg) -> dict[str, Any]:
+    account = leg.account
+    out: dict[str, Any] = {
+        "owner": account.owner, "type": str(account.type), "currency": account.currency,
+        "amount": leg.amount, "no_negative": account.type in NO_NEGATIVE,
+        "shards": HOT_SHARDS if account.type in HOT else 1,
+    }
+    if leg.shortfall_to is not None:
+        out["sf_owner"] = leg.shortfall_to.owner
+        out["sf_type"] = str(leg.shortfall_to.type)
+    return out
+
+
+def validate(transfer: Transfer) -> None:
+    """Reject malformed transfers before they reach the database (InvalidTransfer)."""
+    if not transfer.key:
+        raise InvalidTransfer("a transfer needs an idempotency key")
+    if len(transfer.legs) < 2:
+        raise InvalidTransfer(f"{transfer.key}: a transfer needs at least two legs")
+    totals: dict[str, int] = defaultdict(int)
+    seen: set[AccountRef] = set()
+    for leg in transfer.legs:
+        if type(leg.amount) is not int or leg.amount == 0:
+            raise InvalidTransfer(f"{transfer.key}: leg amounts are non-zero integers in minor units")
+        if not _CURRENCY.match(leg.account.currency):
+            raise InvalidTransfer(f"{transfer.key}: bad currency {leg.account.currency!r}")
+        if leg.account in seen:
+            raise InvalidTransfer(f"{transfer.key}: account {leg.account} appears twice")
+        seen.add(leg.account)
+        if leg.shortfall_to is not None:
+            if leg.amount > 0 or leg.account.type not in NO_NEGATIVE:
+                raise InvalidTransfer(f"{transfer.key}: shortfall only on debits of no-negative accounts")
+            if leg.shortfall_to.currency != leg.account.currency or leg.shortfall_to.type in NO_NEGATIVE | HOT:
+                raise InvalidTransfer(f"{transfer.key}: shortfall account must be a plain account in the same currency")
+        totals[leg.account.currency] += leg.amount
+    unbalanced = {c: t for c, t in totals.items() if t != 0}
+    if unbalanced:
+        raise InvalidTransfer(f"{transfer.key}: legs do not sum to zero: {unbalanced}")
+
+
+def _result(row: Any, key: str) -> PostResult:
+    if row.result == "conflict":
+        raise IdempotencyConflict(f"idempotency key {key!r} was used for a different request")
+    return PostResult(ResultCode(row.result), row.transaction_id, row.replayed, row.shortfall)
+
+
+def post(conn: Connection, transfer: Transfer) -> PostResult:
+    """Post one balanced transaction (or replay the stored outcome of its key)."""
+    validate(transfer)
+    row = conn.execute(
+        text("SELECT * FROM ledger_post(:key, :hash, :kind, :reference, :corrects, "
+             "CAST(:metadata AS jsonb), CAST(:legs AS jsonb))"),
+        {"key": transfer.key, "hash": transfer.request_hash(), "kind": transfer.kind,
+         "reference": transfer.reference, "corrects": transfer.corrects,
+         "metadata": json.dumps(transfer.metadata), "legs": json.dumps([_leg_json(l) for l in transfer.legs])},
+    ).one()
+    return _result(row, transfer.key)
+
+
+def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResult]:
+    """Post a batch of transfers set-based, in one round trip; results in input order.
+
+    Keys already posted replay; a key reused with a different request raises
+    IdempotencyConflict (and the caller's transaction must be rolled back).
+    """
+    if not transfers:
+        return []
+    items = []
+    for t in transfers:
+        validate(t)
+        items.append({"key": t.key, "hash": t.request_hash().hex(), "kind": t.kind,
+                      "reference": t.reference, "corrects": t.corrects, "metadata": t.metadata,
+                      "legs": [_leg_json(l) for l in t.legs]})
+    rows = conn.execute(text("SELECT * FROM ledger_post_many(CAST(:items AS jsonb))"),
+                        {"items": json.dumps(items)}).all()
+    return [_result(row, transfers[row.idx - 1].key) for row in rows]
+
+
+def _hold_hash(*parts: Any) -> bytes:
+    import hashlib
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+
+
+def hold(conn: Connection, key: str, debit: AccountRef, credit: AccountRef, amount: int,
+         reference: str | None = None, metadata: dict[str, Any] | None = None) -> PostResult:
+    """Reserve `amount` of `debit`'s available balance for `credit` (TigerBeetle pending transfer)."""
+    if type(amount) is not int or amount <= 0:
+        raise InvalidTransfer(f"{key}: a hold amount is a positive integer")
+    if debit.currency != credit.currency or debit == credit:
+        raise InvalidTransfer(f"{key}: a hold moves between two accounts of one currency")
+    if debit.type in HOT or credit.type in HOT:
+        raise InvalidTransfer(f"{key}: holds are not supported on hot accounts")
+    legs = [_leg_json(Leg(debit, -amount)), _leg_json(Leg(credit, amount))]
+    row = conn.execute(
+        text("SELECT * FROM ledger_hold(:key, :hash, :reference, CAST(:metadata AS jsonb), CAST(:legs AS jsonb))"),
+        {"key": key, "hash": _hold_hash("hold", legs, reference, metadata or {}), "reference": reference,
+         "metadata": json.dumps(metadata or {}), "legs": json.dumps(legs)},
+    ).one()
+    return _result(row, key)
+
+
+def _resolve(conn: Connection, key: str, hold_key: str, action: str, amount: int | None,
+             metadata: dict[str, Any] | None) -> PostResult:
+    if amount is not None and (type(amount) is not int or amount < 0):
+        raise InvalidTransfer(f"{key}: a posted amount is a non-negative integer")
+    row = conn.execute(
+        text("SELECT * FROM ledger_resolve_hold(:key, :hash, :hold_key, :action, :amount, CAST(:metadata AS jsonb))"),
+        {"key": key, "hash": _hold_hash(action, hold_key, amount, metadata or {}), "hold_key": hold_key,
+         "action": action, "amount": amount, "metadata": json.dumps(metadata or {})},
+    ).one()
+    return _result(row, key)
+
+
+def post_hold(conn: Connection, key: str, hold_key: str, amount: int | None = None,
+              metadata: dict[str, Any] | None = None) -> PostResult:
+    """Post a hold: all of it (amount None) or `amount` of it; the rest returns to the debit account."""
+    return _resolve(conn, key, hold_key, "post", amount, metadata)
+
+
+def void_hold(conn: Connection, key: str, hold_key: str, metadata: dict[str, Any] | None = None) -> PostResult:
+    """Void a hold: the reserved amount becomes available again."""
+    return _resolve(conn, key, hold_key, "void", None, metadata)
+
+
+_BALANCES_SQL = """
+    SELECT a.owner, a.type, a.currency, sum(b.posted) AS posted,
+           sum(b.pending_debits) AS pending_debits, sum(b.pending_credits) AS pending_credits
+      FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+     WHERE {where}
+     GROUP BY a.id ORDER BY a.currency, a.type
+"""
+
+
+def _balance_row(row: Any) -> Balance:
+    return Balance(AccountRef(row.owner, AccountType(row.type), row.currency.strip()),
+                   int(row.posted), int(row.pending_debits), int(row.pending_credits))
+
+
+def balances(conn: Connection, owner: str) -> list[Balance]:
+    """Every account of an owner (e.g. `player:<id>`), one Balance per type and currency."""
+    rows = conn.execute(text(_BALANCES_SQL.format(where="a.owner = :owner")), {"owner": owner})
+    return [_balance_row(r) for r in rows]
+
+
+def balance(conn: Connection, account: AccountRef) -> Balance:
+    """One account's balance; an account never posted to has a zero balance."""
+    row = conn.execute(
+        text(_BALANCES_SQL.format(where="a.owner = :owner AND a.type = :type AND a.currency = :currency")),
+        {"owner": account.owner, "type": str(account.type), "currency": account.currency},
+    ).one_or_none()
+    return _balance_row(row) if row is not None else Balance(account, 0, 0, 0)
