@@ -1,0 +1,197 @@
+"""The ledger's contract, one behaviour per test, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+import ledger
+from ledger import AccountRef, IdempotencyConflict, InvalidTransfer, Leg, ResultCode, Transfer
+from ledger.check import run as check
+from tests.ledger.helpers import deposit, house_pays, new_player, stake
+
+
+def cash(conn, player, currency="USD"):
+    return ledger.balance(conn, AccountRef.player_cash(player, currency))
+
+
+def test_deposit_credits_player_and_debits_clearing(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        result = ledger.post(conn, deposit(p, 2500))
+        assert result.ok and not result.replayed
+        assert cash(conn, p).posted == 2500
+        entries = conn.execute(text("SELECT amount, balance_after FROM ledger_entries WHERE transaction_id = :t ORDER BY amount"),
+                               {"t": result.transaction_id}).all()
+        assert [e.amount for e in entries] == [-2500, 2500]
+        assert entries[1].balance_after == 2500
+
+
+def test_same_key_same_request_replays_first_result(engine):
+    p = new_player()
+    transfer = deposit(p, 700, key=f"dep-{p}")
+    with engine.begin() as conn:
+        first = ledger.post(conn, transfer)
+        second = ledger.post(conn, transfer)
+        assert second.replayed and second.transaction_id == first.transaction_id
+        assert cash(conn, p).posted == 700
+
+
+def test_stored_rejection_replays_even_after_funds_arrive(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        rejected = ledger.post(conn, stake(p, 1000, key=f"stake-{p}"))
+        assert rejected.code is ResultCode.INSUFFICIENT_FUNDS
+        ledger.post(conn, deposit(p, 5000))
+        again = ledger.post(conn, stake(p, 1000, key=f"stake-{p}"))
+        assert again.code is ResultCode.INSUFFICIENT_FUNDS and again.replayed
+        assert cash(conn, p).posted == 5000
+
+
+def test_same_key_different_request_is_a_conflict(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        ledger.post(conn, deposit(p, 100, key=f"dep-{p}"))
+        with pytest.raises(IdempotencyConflict):
+            ledger.post(conn, deposit(p, 101, key=f"dep-{p}"))
+
+
+@pytest.mark.parametrize("legs", [
+    (),
+    (Leg(AccountRef.player_cash("x", "USD"), 100),),
+    (Leg(AccountRef.player_cash("x", "USD"), 100), Leg(AccountRef.house_revenue("USD"), -99)),
+    (Leg(AccountRef.player_cash("x", "USD"), 100), Leg(AccountRef.house_revenue("EUR"), -100)),
+    (Leg(AccountRef.player_cash("x", "USD"), 0), Leg(AccountRef.house_revenue("USD"), 0)),
+    (Leg(AccountRef.player_cash("x", "usd"), 1), Leg(AccountRef.house_revenue("usd"), -1)),
+])
+def test_malformed_transfers_are_refused_before_the_database(legs):
+    with pytest.raises(InvalidTransfer):
+        ledger.post(None, Transfer("k", "deposit", legs))  # type: ignore[arg-type]
+
+
+def test_float_amounts_are_refused():
+    legs = (Leg(AccountRef.player_cash("x", "USD"), 1.5), Leg(AccountRef.house_revenue("USD"), -1.5))  # type: ignore[arg-type]
+    with pytest.raises(InvalidTransfer):
+        ledger.post(None, Transfer("k", "deposit", legs))  # type: ignore[arg-type]
+
+
+def test_database_refuses_an_unbalanced_call_that_skips_validation(engine):
+    with pytest.raises(DBAPIError), engine.begin() as conn:
+        legs = ('[{"owner":"a","type":"player_cash","currency":"USD","amount":5,"no_negative":true,"shards":1},'
+                '{"owner":"b","type":"player_cash","currency":"USD","amount":-4,"no_negative":true,"shards":1}]')
+        conn.execute(text("SELECT * FROM ledger_post('raw', '\\x00', 'x', NULL, NULL, '{}', CAST(:legs AS jsonb))"),
+                     {"legs": legs})
+
+
+def test_clawback_beyond_cash_goes_to_debt(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        ledger.post(conn, deposit(p, 300))
+        result = ledger.post(conn, Transfer(f"claw-{p}", "resettlement", (
+            Leg(AccountRef.player_cash(p, "USD"), -1000, shortfall_to=AccountRef.player_debt(p, "USD")),
+            Leg(AccountRef.house_revenue("USD"), 1000))))
+        assert result.ok and result.shortfall == 700
+        assert cash(conn, p).posted == 0
+        assert ledger.balance(conn, AccountRef.player_debt(p, "USD")).posted == -700
+
+
+def test_hold_counts_against_available_and_posts_in_part_once(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        ledger.post(conn, deposit(p, 1000))
+        held = ledger.hold(conn, f"wd-{p}:hold", AccountRef.player_cash(p, "USD"),
+                           AccountRef.pending_withdrawal(p, "USD"), 800)
+        assert held.ok
+        assert cash(conn, p).available == 200
+        # Available funds, not posted funds, gate a second debit.
+        assert ledger.post(conn, stake(p, 300)).code is ResultCode.INSUFFICIENT_FUNDS
+        posted = ledger.post_hold(conn, f"wd-{p}:post", f"wd-{p}:hold", 500)
+        assert posted.ok
+        assert cash(conn, p).posted == 500 and cash(conn, p).available == 500
+        assert ledger.balance(conn, AccountRef.pending_withdrawal(p, "USD")).posted == 500
+        assert ledger.void_hold(conn, f"wd-{p}:void", f"wd-{p}:hold").code is ResultCode.HOLD_ALREADY_POSTED
+        assert ledger.post_hold(conn, f"wd-{p}:post2", f"wd-{p}:hold").code is ResultCode.HOLD_ALREADY_POSTED
+        assert ledger.post_hold(conn, f"wd-{p}:post", f"wd-{p}:hold", 500).replayed
+
+
+def test_void_releases_hold_and_cannot_post_afterwards(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        ledger.post(conn, deposit(p, 1000))
+        ledger.hold(conn, f"h-{p}", AccountRef.player_cash(p, "USD"), AccountRef.pending_withdrawal(p, "USD"), 1000)
+        assert ledger.void_hold(conn, f"v-{p}", f"h-{p}").ok
+        assert cash(conn, p).available == 1000
+        assert ledger.post_hold(conn, f"p-{p}", f"h-{p}").code is ResultCode.HOLD_ALREADY_VOIDED
+        assert ledger.post_hold(conn, f"p2-{p}", "no-such-hold").code is ResultCode.HOLD_NOT_FOUND
+
+
+def test_hold_over_available_is_rejected_and_posting_more_than_held_too(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        ledger.post(conn, deposit(p, 100))
+        assert ledger.hold(conn, f"big-{p}", AccountRef.player_cash(p, "USD"),
+                           AccountRef.pending_withdrawal(p, "USD"), 101).code is ResultCode.INSUFFICIENT_FUNDS
+        ledger.hold(conn, f"h-{p}", AccountRef.player_cash(p, "USD"), AccountRef.pending_withdrawal(p, "USD"), 50)
+        assert ledger.post_hold(conn, f"p-{p}", f"h-{p}", 51).code is ResultCode.HOLD_AMOUNT_EXCEEDED
+
+
+def test_batch_posts_set_based_and_replays(engine):
+    players = [new_player() for _ in range(5)]
+    transfers = [house_pays(p, 100 * (i + 1), key=f"pay-{p}") for i, p in enumerate(players)]
+    with engine.begin() as conn:
+        results = ledger.post_many(conn, transfers)
+        assert all(r.ok and not r.replayed for r in results)
+        again = ledger.post_many(conn, transfers)
+        assert [r.transaction_id for r in again] == [r.transaction_id for r in results]
+        assert all(r.replayed for r in again)
+        assert [cash(conn, p).posted for p in players] == [100, 200, 300, 400, 500]
+
+
+def test_batch_with_short_funds_falls_back_to_item_order(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        results = ledger.post_many(conn, [deposit(p, 500), stake(p, 400), stake(p, 400), deposit(p, 300), stake(p, 400)])
+        assert [r.code for r in results] == [ResultCode.OK, ResultCode.OK, ResultCode.INSUFFICIENT_FUNDS,
+                                             ResultCode.OK, ResultCode.OK]
+        assert cash(conn, p).posted == 0
+
+
+def test_batch_conflicting_key_raises(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        ledger.post(conn, deposit(p, 100, key=f"k-{p}"))
+    with pytest.raises(IdempotencyConflict), engine.begin() as conn:
+        ledger.post_many(conn, [deposit(p, 999, key=f"k-{p}")])
+
+
+def test_ledger_tables_are_append_only(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        tx = ledger.post(conn, deposit(p, 100)).transaction_id
+    for statement in ("UPDATE ledger_entries SET amount = amount WHERE transaction_id = :t",
+                      "DELETE FROM ledger_transactions WHERE id = :t"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement), {"t": tx})
+
+
+def test_hot_account_spreads_over_rows_and_check_passes(fresh_engine):
+    with fresh_engine.begin() as conn:
+        for i in range(20):
+            ledger.post(conn, house_pays(new_player(), 10, key=f"hp-{i}"))
+        rows = conn.execute(text("""SELECT count(*) FROM ledger_balances b JOIN ledger_accounts a ON a.id = b.account_id
+                                    WHERE a.type = 'house_revenue'""")).scalar()
+        assert rows == 16
+        assert ledger.balance(conn, AccountRef.house_revenue("USD")).posted == -200
+        assert check(conn) == []
+
+
+def test_check_detects_a_forged_balance(fresh_engine):
+    p = new_player()
+    with fresh_engine.begin() as conn:
+        ledger.post(conn, deposit(p, 100))
+        conn.execute(text("""UPDATE ledger_balances SET posted = posted + 1 WHERE account_id =
+                             (SELECT id FROM ledger_accounts WHERE owner = :o AND type = 'player_cash')"""),
+                     {"o": f"player:{p}"})
+        problems = check(conn)
+        assert any("equals the sum of its entries" in v for v in problems)
