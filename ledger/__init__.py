@@ -4,6 +4,7 @@ Public API (all functions take an open SQLAlchemy `Connection` inside a transact
 caller commits the posting together with its own state row, audit record and outbox event):
 
     post(conn, transfer)              -> PostResult   one balanced transaction
+    post_now(engine, transfer)        -> PostResult   the same as a transaction of its own, one round trip
     post_many(conn, transfers)        -> list[PostResult]   set-based batch (settlement)
     hold(conn, key, debit, credit, amount, reference=None)  -> PostResult  two-phase: pending
     post_hold(conn, key, hold_key, amount=None)              -> PostResult  post all or part
@@ -18,7 +19,7 @@ Invariants (checked by `settlepay ledger check`, see ledger/check.py):
   4. pending debits/credits equal the open holds.
 """
 
-from ledger.postings import balance, balances, hold, post, post_hold, post_many, void_hold
+from ledger.postings import balance, balances, hold, post, post_hold, post_many, post_now, void_hold
 from ledger.types import (
     AccountRef,
     AccountType,
@@ -35,5 +36,5 @@ from ledger.types import (
 __all__ = [
     "AccountRef", "AccountType", "Balance", "IdempotencyConflict", "InvalidTransfer", "Leg",
     "LedgerError", "PostResult", "ResultCode", "Transfer",
-    "balance", "balances", "hold", "post", "post_hold", "post_many", "void_hold",
+    "balance", "balances", "hold", "post", "post_hold", "post_many", "post_now", "void_hold",
 ]

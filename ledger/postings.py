@@ -15,8 +15,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
+from settlepay.db import is_retryable
 from ledger.types import (
     HOT, NO_NEGATIVE, AccountRef, AccountType, Balance, IdempotencyConflict, InvalidTransfer,
     Leg, PostResult, ResultCode, Transfer,
@@ -45,6 +47,8 @@ def validate(transfer: Transfer) -> None:
         raise InvalidTransfer("a transfer needs an idempotency key")
     if len(transfer.legs) < 2:
         raise InvalidTransfer(f"{transfer.key}: a transfer needs at least two legs")
+    if len({leg.account.currency for leg in transfer.legs}) != 1:
+        raise InvalidTransfer(f"{transfer.key}: a transfer moves one currency")
     totals: dict[str, int] = defaultdict(int)
     seen: set[AccountRef] = set()
     for leg in transfer.legs:
@@ -83,6 +87,21 @@ def post(conn: Connection, transfer: Transfer) -> PostResult:
          "metadata": json.dumps(transfer.metadata), "legs": json.dumps([_leg_json(l) for l in transfer.legs])},
     ).one()
     return _result(row, transfer.key)
+
+
+def post_now(engine: Engine, transfer: Transfer, attempts: int = 8) -> PostResult:
+    """Post one transfer as a transaction of its own, in ONE round trip (autocommit: the SQL
+    function is the whole transaction, no BEGIN/COMMIT exchange). For postings that have no
+    other state to commit with them; retries deadlocks and serialization failures."""
+    validate(transfer)
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                return post(conn, transfer)
+        except DBAPIError as error:
+            if not is_retryable(error) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResult]:

@@ -29,7 +29,8 @@ def make_engine(url: str | None = None, *, pool_size: int = 10, settings: Settin
         url = settings.sqlalchemy_url
     elif url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout; stale connections are recycled instead.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 def sqlstate(error: BaseException) -> str | None:

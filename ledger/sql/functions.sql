@@ -89,6 +89,8 @@ DECLARE
     v_cover      bigint;
     v_corrects   bigint;
     v_tx         bigint;
+    v_missing    bigint;
+    v_total      bigint;
 BEGIN
     SELECT * INTO v_prior FROM ledger_transactions t WHERE t.idempotency_key = p_key;
     IF FOUND THEN
@@ -96,18 +98,33 @@ BEGIN
         RETURN;
     END IF;
 
-    PERFORM ledger_ensure_accounts(p_legs);
-    SELECT array_agg(ROW(a.id, 0, a.shards, a.no_negative, x.amount, a.currency, sf.id)::ledger_leg
-                     ORDER BY a.id)
-      INTO v_legs
-      FROM jsonb_to_recordset(p_legs)
-           AS x(owner text, type text, currency text, amount bigint, sf_owner text, sf_type text)
-      JOIN ledger_accounts a ON a.owner = x.owner AND a.type = x.type AND a.currency = x.currency
-      LEFT JOIN ledger_accounts sf
-             ON sf.owner = x.sf_owner AND sf.type = x.sf_type AND sf.currency = x.currency;
+    -- Resolve the legs' accounts; create the missing ones first time round only.
+    FOR attempt IN 1 .. 2 LOOP
+        SELECT array_agg(ROW(a.id, 0, a.shards, a.no_negative, x.amount, a.currency, sf.id)::ledger_leg
+                         ORDER BY a.id),
+               count(*) FILTER (WHERE x.sf_owner IS NOT NULL AND sf.id IS NULL)
+          INTO v_legs, v_missing
+          FROM jsonb_to_recordset(p_legs)
+               AS x(owner text, type text, currency text, amount bigint, sf_owner text, sf_type text)
+          JOIN ledger_accounts a ON a.owner = x.owner AND a.type = x.type AND a.currency = x.currency
+          LEFT JOIN ledger_accounts sf
+                 ON sf.owner = x.sf_owner AND sf.type = x.sf_type AND sf.currency = x.currency;
+        EXIT WHEN v_missing = 0 AND coalesce(array_length(v_legs, 1), 0) = jsonb_array_length(p_legs);
+        EXIT WHEN attempt = 2;
+        PERFORM ledger_ensure_accounts(p_legs);
+    END LOOP;
+    -- The application validated the transfer; the database checks again, cheaply: a transfer
+    -- moves one currency, has >= 2 legs on known accounts and sums to zero.
+    v_total := 0;
+    FOR i IN 1 .. coalesce(array_length(v_legs, 1), 0) LOOP
+        v_total := v_total + v_legs[i].amount;
+        IF v_legs[i].currency <> v_legs[1].currency THEN
+            v_total := NULL;
+        END IF;
+    END LOOP;
     IF coalesce(array_length(v_legs, 1), 0) < 2 OR array_length(v_legs, 1) <> jsonb_array_length(p_legs)
-       OR EXISTS (SELECT 1 FROM unnest(v_legs) u GROUP BY u.currency HAVING sum(u.amount) <> 0) THEN
-        RAISE EXCEPTION 'ledger_post %: legs must be >= 2 and sum to zero per currency', p_key
+       OR v_total IS DISTINCT FROM 0 THEN
+        RAISE EXCEPTION 'ledger_post %: a transfer needs >= 2 legs in one currency summing to zero', p_key
             USING ERRCODE = 'check_violation';
     END IF;
 
@@ -240,7 +257,7 @@ BEGIN
      WHERE i.tx_id IS NULL;
     IF (SELECT count(*) FROM _lp_legs) <> (SELECT coalesce(sum(jsonb_array_length(i.legs)), 0)
                                              FROM _lp_items i WHERE i.tx_id IS NULL)
-       OR EXISTS (SELECT 1 FROM _lp_legs l GROUP BY l.idx, l.currency HAVING sum(l.amount) <> 0)
+       OR EXISTS (SELECT 1 FROM _lp_legs l GROUP BY l.idx HAVING sum(l.amount) <> 0 OR count(DISTINCT l.currency) > 1)
        OR EXISTS (SELECT 1 FROM _lp_items i WHERE i.tx_id IS NULL
                      AND jsonb_array_length(i.legs) < 2) THEN
         RAISE EXCEPTION 'ledger_post_many: every transfer needs >= 2 legs summing to zero per currency'

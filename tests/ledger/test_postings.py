@@ -62,6 +62,8 @@ def test_same_key_different_request_is_a_conflict(engine):
     (Leg(AccountRef.player_cash("x", "USD"), 100),),
     (Leg(AccountRef.player_cash("x", "USD"), 100), Leg(AccountRef.house_revenue("USD"), -99)),
     (Leg(AccountRef.player_cash("x", "USD"), 100), Leg(AccountRef.house_revenue("EUR"), -100)),
+    (Leg(AccountRef.player_cash("x", "USD"), 100), Leg(AccountRef.house_revenue("USD"), -100),
+     Leg(AccountRef.player_cash("y", "EUR"), 5), Leg(AccountRef.house_revenue("EUR"), -5)),
     (Leg(AccountRef.player_cash("x", "USD"), 0), Leg(AccountRef.house_revenue("USD"), 0)),
     (Leg(AccountRef.player_cash("x", "usd"), 1), Leg(AccountRef.house_revenue("usd"), -1)),
 ])

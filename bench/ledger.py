@@ -1,0 +1,178 @@
+"""Ledger throughput: postings/s through the ledger API beside the raw-SQL ceiling.
+
+    .venv/bin/python bench/ledger.py [--seconds 5] [--clients 16]
+
+(a) single transfers between players, (b) single transfers that all touch the house account,
+(c) batched postings (ledger.post_many); each beside the same writes done as bare SQL on the
+same schema in the same run (no idempotency check, no funds check, no locking order, one
+statement), so the ratio says what the ledger's guarantees cost. Targets on 2 cores:
+(b) >= 2,000 transfers/s; (c) >= 0.5 x its ceiling. Runs on a temporary database it drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import psycopg  # noqa: E402
+
+import ledger  # noqa: E402
+from ledger import AccountRef, Leg, Transfer  # noqa: E402
+from settlepay.db import make_engine  # noqa: E402
+from tests.support.databases import sqlalchemy_url, temporary_database  # noqa: E402
+
+PLAYERS = 2_000
+BATCH = 1_000
+
+RAW_SINGLE = """
+WITH t AS (INSERT INTO ledger_transactions (idempotency_key, request_hash, kind, result)
+           VALUES (%(key)s, '\\x00', 'raw', 'ok') RETURNING id),
+     a AS (UPDATE ledger_balances SET posted = posted - %(amount)s
+            WHERE account_id = %(debit)s AND shard = %(debit_shard)s RETURNING posted),
+     b AS (UPDATE ledger_balances SET posted = posted + %(amount)s
+            WHERE account_id = %(credit)s AND shard = 0 RETURNING posted)
+INSERT INTO ledger_entries (transaction_id, account_id, shard, currency, amount, balance_after)
+SELECT t.id, %(debit)s, %(debit_shard)s, 'USD', -%(amount)s, a.posted FROM t, a
+UNION ALL SELECT t.id, %(credit)s, 0, 'USD', %(amount)s, b.posted FROM t, b
+"""
+
+RAW_BATCH = """
+WITH items AS (SELECT * FROM unnest(%(keys)s::text[], %(credits)s::bigint[], %(amounts)s::bigint[])
+                              AS u(key, credit, amount)),
+     t AS (INSERT INTO ledger_transactions (idempotency_key, request_hash, kind, result)
+           SELECT key, '\\x00', 'raw', 'ok' FROM items RETURNING id, idempotency_key),
+     c AS (UPDATE ledger_balances b SET posted = posted + s.total
+             FROM (SELECT credit, sum(amount) total FROM items GROUP BY credit) s
+            WHERE b.account_id = s.credit AND b.shard = 0),
+     d AS (UPDATE ledger_balances SET posted = posted - (SELECT sum(amount) FROM items)
+            WHERE account_id = %(house)s AND shard = 0)
+INSERT INTO ledger_entries (transaction_id, account_id, shard, currency, amount, balance_after)
+SELECT t.id, i.credit, 0, 'USD', i.amount, 0 FROM t JOIN items i ON i.key = t.idempotency_key
+UNION ALL
+SELECT t.id, %(house)s, 0, 'USD', -i.amount, 0 FROM t JOIN items i ON i.key = t.idempotency_key
+"""
+
+
+def run_clients(clients: int, seconds: float, body) -> float:
+    """Run `body(client_no, rng)` in a loop on `clients` threads; return operations per second."""
+    counts = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def loop(n: int) -> None:
+        rng = random.Random(n)
+        while time.monotonic() < stop:
+            counts[n] += body(n, rng)
+
+    threads = [threading.Thread(target=loop, args=(n,)) for n in range(clients)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.monotonic() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+
+    with temporary_database("sp_bench_ledger") as url, temporary_database("sp_bench_ceiling") as raw_url:
+        engine = make_engine(sqlalchemy_url(url), pool_size=args.clients)
+        raw_engine = make_engine(sqlalchemy_url(raw_url), pool_size=1)
+        players = [f"b{i}" for i in range(PLAYERS)]
+        for eng in (engine, raw_engine):  # fund every player and create every account once
+            with eng.begin() as conn:
+                ledger.post_many(conn, [Transfer(f"seed-{p}", "deposit", (
+                    Leg(AccountRef.gateway_clearing("stripe", "USD"), -10**9),
+                    Leg(AccountRef.player_cash(p, "USD"), 10**9))) for p in players])
+                ledger.post(conn, Transfer("seed-house", "seed", (
+                    Leg(AccountRef.house_revenue("USD"), 1), Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
+        with raw_engine.begin() as conn:
+            ids = dict(conn.exec_driver_sql("SELECT owner || '/' || type, id FROM ledger_accounts").all())
+        raw_engine.dispose()
+        cash_id = {p: ids[f"player:{p}/player_cash"] for p in players}
+        house_id = ids["house/house_revenue"]
+        run = uuid.uuid4().hex[:6]
+
+        def between_players(n, rng):
+            a, b = rng.sample(players, 2)
+            key = f"a-{run}-{n}-{rng.getrandbits(48)}"
+            ledger.post_now(engine, Transfer(key, "transfer", (Leg(AccountRef.player_cash(a, "USD"), -1),
+                                                              Leg(AccountRef.player_cash(b, "USD"), 1))))
+            return 1
+
+        def with_house(n, rng):
+            p = rng.choice(players)
+            key = f"b-{run}-{n}-{rng.getrandbits(48)}"
+            ledger.post_now(engine, Transfer(key, "settlement", (Leg(AccountRef.house_revenue("USD"), -1),
+                                                                Leg(AccountRef.player_cash(p, "USD"), 1))))
+            return 1
+
+        def batched(n, rng):
+            keys = [f"c-{run}-{n}-{rng.getrandbits(48)}" for _ in range(BATCH)]
+            with engine.begin() as conn:
+                ledger.post_many(conn, [Transfer(k, "settlement", (
+                    Leg(AccountRef.house_revenue("USD"), -1),
+                    Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))) for k in keys])
+            return BATCH
+
+        local = threading.local()
+
+        def raw_conn():
+            if not hasattr(local, "conn"):
+                local.conn = psycopg.connect(raw_url, autocommit=True)
+            return local.conn
+
+        def raw_single(label, debit_of):
+            def body(n, rng):
+                a, b = rng.sample(players, 2)
+                debit, shard = debit_of(a, rng)
+                # autocommit: one statement is the transaction, one round trip, like ledger.post_now
+                raw_conn().execute(RAW_SINGLE, {"key": f"r{label}-{run}-{n}-{rng.getrandbits(48)}", "amount": 1,
+                                                "debit": debit, "debit_shard": shard, "credit": cash_id[b]})
+                return 1
+            return body
+
+        def raw_batched(n, rng):
+            with raw_conn().transaction():
+                raw_conn().execute(RAW_BATCH, {
+                    "keys": [f"rc-{run}-{n}-{rng.getrandbits(48)}" for _ in range(BATCH)],
+                    "credits": [cash_id[rng.choice(players)] for _ in range(BATCH)],
+                    "amounts": [1] * BATCH, "house": house_id})
+            return BATCH
+
+        print(f"ledger benchmark: {args.clients} clients, {args.seconds:.0f} s per figure, "
+              f"{os.cpu_count()} cores, PostgreSQL at {url.rsplit('@', 1)[-1]}")
+        rows = [
+            ("(a) single transfers between players", args.clients, between_players,
+             raw_single("a", lambda a, rng: (cash_id[a], 0)), None),
+            ("(b) single transfers touching the house", args.clients, with_house,
+             raw_single("b", lambda a, rng: (house_id, rng.randrange(16))), 2_000),
+            (f"(c) batched postings ({BATCH}/batch)", 2, batched, raw_batched, None),
+        ]
+        for label, clients, body, raw_body, target in rows:
+            ours = run_clients(clients, args.seconds, body)
+            ceiling = run_clients(clients, args.seconds, raw_body)
+            note = f"  target >= {target:,}/s: {'met' if ours >= target else 'NOT met'}" if target else ""
+            if label.startswith("(c)"):
+                note = f"  target >= 0.5 x ceiling: {'met' if ours >= 0.5 * ceiling else 'NOT met'}"
+            print(f"{label:<45} {ours:>9,.0f} postings/s   raw SQL ceiling {ceiling:>9,.0f}/s   "
+                  f"ratio {ours / ceiling:.2f}{note}")
+        with engine.begin() as conn:
+            from ledger.check import run as check
+            violations = check(conn)
+        print("ledger check after the ledger runs:", "all invariants hold" if not violations else violations[:3])
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
