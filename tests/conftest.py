@@ -32,7 +32,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, hot_account_shards=16)
+    return Settings(database_url=database_url)
 
 
 @pytest.fixture(scope="session")

@@ -211,16 +211,21 @@ CREATE FUNCTION ledger_post_many(p_items jsonb)
 RETURNS TABLE (idx int, result text, transaction_id bigint, replayed boolean, shortfall bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_item  record;
-    v_hot   record;
-    v_shard smallint;
+    v_item      record;
+    v_hot       record;
+    v_shard     smallint;
+    v_resolved  bigint;
+    v_wanted    bigint;
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS _lp_items (
-        idx int, key text, hash bytea, kind text, reference text, corrects text, metadata jsonb,
-        legs jsonb, tx_id bigint, result text, replayed boolean, shortfall bigint);
-    CREATE TEMP TABLE IF NOT EXISTS _lp_legs (
-        idx int, leg_no int, account_id bigint, shard smallint, shards smallint,
-        no_negative boolean, currency char(3), amount bigint);
+    -- Session-local scratch tables, created once per connection and emptied per call.
+    IF to_regclass('pg_temp._lp_items') IS NULL THEN
+        CREATE TEMP TABLE _lp_items (
+            idx int, key text, hash bytea, kind text, reference text, corrects text, metadata jsonb,
+            legs jsonb, tx_id bigint, result text, replayed boolean, shortfall bigint);
+        CREATE TEMP TABLE _lp_legs (
+            idx int, leg_no int, account_id bigint, shard smallint, shards smallint,
+            no_negative boolean, currency char(3), amount bigint);
+    END IF;
     DELETE FROM _lp_items;
     DELETE FROM _lp_legs;
 
@@ -245,18 +250,23 @@ BEGIN
            result = CASE WHEN t.request_hash = i.hash THEN t.result ELSE 'conflict' END
       FROM ledger_transactions t WHERE t.idempotency_key = i.key;
 
-    PERFORM ledger_ensure_accounts(coalesce(
-        (SELECT jsonb_agg(l) FROM _lp_items i, jsonb_array_elements(i.legs) l WHERE i.tx_id IS NULL),
-        '[]'::jsonb));
-    INSERT INTO _lp_legs (idx, leg_no, account_id, shard, shards, no_negative, currency, amount)
-    SELECT i.idx, x.o::int, a.id, 0, a.shards, a.no_negative, a.currency, (x.l->>'amount')::bigint
-      FROM _lp_items i
-     CROSS JOIN LATERAL jsonb_array_elements(i.legs) WITH ORDINALITY AS x(l, o)
-      JOIN ledger_accounts a
-        ON a.owner = x.l->>'owner' AND a.type = x.l->>'type' AND a.currency = x.l->>'currency'
-     WHERE i.tx_id IS NULL;
-    IF (SELECT count(*) FROM _lp_legs) <> (SELECT coalesce(sum(jsonb_array_length(i.legs)), 0)
-                                             FROM _lp_items i WHERE i.tx_id IS NULL)
+    -- Resolve the legs' accounts; create the missing ones first time round only.
+    FOR attempt IN 1 .. 2 LOOP
+        INSERT INTO _lp_legs (idx, leg_no, account_id, shard, shards, no_negative, currency, amount)
+        SELECT i.idx, x.o::int, a.id, 0, a.shards, a.no_negative, a.currency, (x.l->>'amount')::bigint
+          FROM _lp_items i
+         CROSS JOIN LATERAL jsonb_array_elements(i.legs) WITH ORDINALITY AS x(l, o)
+          JOIN ledger_accounts a
+            ON a.owner = x.l->>'owner' AND a.type = x.l->>'type' AND a.currency = x.l->>'currency'
+         WHERE i.tx_id IS NULL;
+        GET DIAGNOSTICS v_resolved = ROW_COUNT;
+        SELECT coalesce(sum(jsonb_array_length(i.legs)), 0) INTO v_wanted FROM _lp_items i WHERE i.tx_id IS NULL;
+        EXIT WHEN v_resolved = v_wanted OR attempt = 2;
+        DELETE FROM _lp_legs;
+        PERFORM ledger_ensure_accounts(
+            (SELECT jsonb_agg(l) FROM _lp_items i, jsonb_array_elements(i.legs) l WHERE i.tx_id IS NULL));
+    END LOOP;
+    IF v_resolved <> v_wanted
        OR EXISTS (SELECT 1 FROM _lp_legs l GROUP BY l.idx HAVING sum(l.amount) <> 0 OR count(DISTINCT l.currency) > 1)
        OR EXISTS (SELECT 1 FROM _lp_items i WHERE i.tx_id IS NULL
                      AND jsonb_array_length(i.legs) < 2) THEN
