@@ -1,0 +1,92 @@
+"""The FastAPI application: /v1 routers, problem+json errors, Idempotency-Key, probes.
+
+    app = create_app(settings)                            # makes its engine and Temporal client
+    app = create_app(settings, engine=e, temporal_client=c)   # tests: bring your own
+
+What the app holds lives on `app.state` (`settings`, `engine`, `temporal`) and reaches routes
+through the dependencies in api/deps.py. An engine or client passed in belongs to the caller
+and is not closed here. Temporal is not needed to start: the client is made in the background
+and on first use, and /readyz says whether it is there.
+
+To add a router: create api/routes/<area>.py with `router = APIRouter(prefix="/v1/<area>", ...)`
+and add it to ROUTERS below. This module holds no business rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from api import problems
+from api.deps import temporal_client
+from api.idempotency import IdempotencyMiddleware
+from api.routes import geolocation, health, players, responsible_gaming, bets, markets
+from api.routes import deposits, stripe_webhooks
+from api.routes import kyc, two_factor, withdrawals
+from settlepay.config import Settings, get_settings
+from settlepay.db import make_engine
+
+ROUTERS: list[APIRouter] = [
+    health.router,
+    players.router,
+    bets.router,
+    markets.router,
+    geolocation.router,
+    responsible_gaming.router,
+    deposits.router,
+    stripe_webhooks.router,
+    kyc.router,
+    two_factor.router,
+    withdrawals.router,
+]
+
+DESCRIPTION = """Payments and settlement back office of a regulated sportsbook.
+
+* Authenticate with `Authorization: Bearer <API key>` (or `X-Api-Key`).
+* Errors are `application/problem+json`; switch on their `code`.
+* POST requests take an `Idempotency-Key` header (required where money moves): retries with the
+  same key and body get the first answer back, marked `Idempotent-Replayed: true`.
+* Amounts are integers in minor units of their currency.
+"""
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = app.state
+    owns_engine = state.engine is None
+    if owns_engine:
+        if not state.settings.database_url:
+            raise RuntimeError("SETTLEPAY_DATABASE_URL (or DATABASE_URL) is not set")
+        state.engine = make_engine(settings=state.settings, pool_size=state.settings.api_db_pool_size)
+    connecting = asyncio.create_task(temporal_client(app)) if state.temporal is None else None
+    try:
+        yield
+    finally:
+        if connecting is not None:
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+        if owns_engine:
+            state.engine.dispose()
+            state.engine = None
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
+               temporal_client: Client | None = None) -> FastAPI:
+    app = FastAPI(title="settlepay API", version="1", description=DESCRIPTION,
+                  lifespan=_lifespan, docs_url="/docs", openapi_url="/openapi.json")
+    app.state.settings = settings or get_settings()
+    app.state.engine = engine
+    app.state.temporal = temporal_client
+    app.state.temporal_lock = asyncio.Lock()
+    app.state.temporal_tried_at = float("-inf")
+    problems.install(app)
+    app.add_middleware(IdempotencyMiddleware)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

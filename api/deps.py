@@ -1,0 +1,62 @@
+"""FastAPI dependencies for what the app holds: settings, database engine, Temporal client.
+
+    engine: Engine = Depends(get_engine)
+    client: Client = Depends(get_temporal)      # 503 problem while Temporal is unreachable
+
+The app starts without Temporal (readyz reports it): `get_temporal` connects on first use and
+tries again at most every few seconds, so one slow outage does not turn into a connect storm.
+Nothing here opens database transactions; routes do that with `settlepay.db.transaction`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fastapi import FastAPI, Request
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from api.problems import Problem
+from settlepay.config import Settings
+
+RECONNECT_INTERVAL = 5.0
+CONNECT_TIMEOUT = 3.0
+
+log = logging.getLogger("settlepay.api")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+async def temporal_client(app: FastAPI) -> Client | None:
+    """The app's Temporal client, connecting now if it has none (and the last try was a while
+    ago); None while Temporal is unreachable."""
+    state = app.state
+    if state.temporal is not None:
+        return state.temporal
+    async with state.temporal_lock:
+        if state.temporal is None and time.monotonic() - state.temporal_tried_at >= RECONNECT_INTERVAL:
+            state.temporal_tried_at = time.monotonic()
+            from settlepay.temporal import connect
+
+            try:
+                state.temporal = await asyncio.wait_for(connect(state.settings), CONNECT_TIMEOUT)
+            except Exception as error:  # unreachable, refused, timed out: readyz shows it
+                log.warning("Temporal at %s is not reachable: %s", state.settings.temporal_address, error)
+    return state.temporal
+
+
+async def get_temporal(request: Request) -> Client:
+    client = await temporal_client(request.app)
+    if client is None:
+        raise Problem(503, "temporal_unavailable", "Workflow service unavailable",
+                      "The workflow engine cannot be reached right now; retry later.",
+                      headers={"Retry-After": str(int(RECONNECT_INTERVAL))})
+    return client

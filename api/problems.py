@@ -1,0 +1,152 @@
+"""Errors as problem+json (RFC 9457), the only error shape the API sends.
+
+Routes raise `Problem(status, code, title, detail)`; `install(app)` turns it, FastAPI's
+validation errors, Starlette's HTTP errors (unknown path, wrong method) and any unexpected
+exception into `application/problem+json`:
+
+    {"type": "urn:settlepay:problem:<code>", "title": ..., "status": ..., "detail": ...,
+     "code": "<code>", "errors": [...]}          # errors: only for validation problems
+
+`code` is the stable, machine-readable name (clients switch on it, never on `title`). This
+module must never put internals (exception text, SQL, stack traces, submitted values) in a
+response: unexpected exceptions are logged and answered with a bare `internal_error`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_JSON = "application/problem+json"
+# Set on a request whose answer the idempotency middleware must not keep for replay.
+DISCARD_SCOPE_KEY = "settlepay.idempotency.discard"
+TYPE_PREFIX = "urn:settlepay:problem:"
+
+log = logging.getLogger("settlepay.api")
+
+
+class Problem(Exception):
+    """An answer other than success, raised anywhere below a route."""
+
+    def __init__(self, status: int, code: str, title: str, detail: str | None = None, *,
+                 errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None,
+                 extensions: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code}: {detail or title}")
+        self.status, self.code, self.title, self.detail = status, code, title, detail
+        self.errors, self.headers, self.extensions = errors, headers, extensions
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": TYPE_PREFIX + self.code, "title": self.title,
+                                "status": self.status, "code": self.code}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        if self.errors is not None:
+            body["errors"] = self.errors
+        for name, value in (self.extensions or {}).items():
+            body.setdefault(name, value)
+        return body
+
+    def response(self) -> Response:
+        return problem_response(self)
+
+
+def problem_response(problem: Problem) -> Response:
+    return Response(json.dumps(problem.body(), separators=(",", ":")).encode(),
+                    status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
+
+
+class ProblemBody(BaseModel):
+    """The problem+json document (for the OpenAPI description)."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"description": description, "model": ProblemBody,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemBody"}}}}
+
+
+# `responses=` for routers: the problems every authenticated /v1 route can answer.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("Malformed request (bad JSON, missing or invalid Idempotency-Key)"),
+    401: _documented("No API key, or an unknown or revoked one"),
+    403: _documented("The API key lacks the scope this request needs"),
+    404: _documented("No such resource (or it belongs to another partner)"),
+    409: _documented("Conflict, e.g. a request with the same Idempotency-Key is still running"),
+    422: _documented("Validation failed, or the Idempotency-Key was used for another request"),
+}
+
+
+# Problems used from more than one place.
+def not_found(what: str, identifier: str) -> Problem:
+    return Problem(404, f"{what}_not_found", f"No such {what.replace('_', ' ')}",
+                   f"There is no {what.replace('_', ' ')} {identifier!r}.")
+
+
+def _phrase(status: int) -> str | None:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return None
+
+
+async def _on_problem(request: Request, exc: Problem) -> Response:
+    if exc.code == "validation_error":  # a route's own validation: not kept, as below
+        request.scope[DISCARD_SCOPE_KEY] = True
+    return exc.response()
+
+
+async def _on_http_exception(request: Request, exc: StarletteHTTPException) -> Response:
+    phrase = _phrase(exc.status_code)
+    code = phrase.lower().replace(" ", "_").replace("-", "_") if phrase else "http_error"
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+    return Problem(exc.status_code, code, phrase or "Error", detail,
+                   headers=getattr(exc, "headers", None)).response()
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # The submitted value is left out on purpose: it may be a secret or personal data.
+    return [{"loc": [str(part) for part in error.get("loc", ())],
+             "message": error.get("msg", "invalid"),
+             "type": error.get("type", "value_error")} for error in exc.errors()]
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+    errors = _field_errors(exc)
+    if any(error["type"] == "json_invalid" for error in errors):
+        problem = Problem(400, "malformed_json", "The request body is not valid JSON",
+                          "Send a JSON object with Content-Type: application/json.", errors=errors)
+    else:
+        problem = Problem(422, "validation_error", "The request is not valid",
+                          "See `errors` for each field that failed validation.", errors=errors)
+    # A request that failed validation never ran: its answer is not kept for idempotent replay,
+    # so the client may fix the body and retry with the same Idempotency-Key (as Stripe does).
+    request.scope[DISCARD_SCOPE_KEY] = True
+    return problem.response()
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Problem(500, "internal_error", "Internal server error",
+                   "The request failed unexpectedly; it has been logged.").response()
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,15 @@
+"""Serving the API with uvicorn (`python -m api`; `settlepay api` does the same)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from api.app import create_app
+from settlepay.config import Settings, get_settings
+
+
+def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:
+    settings = settings or get_settings()
+    # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, runs the lifespan.
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_level=settings.log_level.lower())

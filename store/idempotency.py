@@ -1,0 +1,152 @@
+"""Idempotency records of POST requests: claim, complete, release, look up.
+
+The HTTP side (api/idempotency.py) owns the rules; this module only speaks SQL. Each function
+is one statement, run in autocommit (its own transaction): a claim must be visible to
+concurrent duplicates at once, so it is never part of the business transaction.
+
+`lookup` answers the two questions of every request carrying an Idempotency-Key (who is the
+API key, and has this key been seen) in ONE indexed round trip, because that is the whole of
+the replay path.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Connection, Engine, text
+
+_LOOKUP_SQL = """
+    SELECT k.id, k.prefix, k.key_hash, k.role, k.partner_id, k.scopes, k.name, k.revoked_at,
+           r.request_hash, r.response_status, r.response_headers, r.response_body,
+           r.locked_at < now() - make_interval(secs => %(stale_after)s) AS stale,
+           r.idempotency_key IS NOT NULL AS seen
+    FROM api_keys k
+    LEFT JOIN idempotency_records r ON r.api_key_id = k.id AND r.idempotency_key = %(key)s
+    WHERE k.prefix = %(prefix)s"""
+
+_CLAIM = text("""
+    INSERT INTO idempotency_records (api_key_id, idempotency_key, request_method, request_path,
+                                     request_hash, claim_token)
+    VALUES (:api_key_id, :key, :method, :path, :hash, :token)
+    ON CONFLICT DO NOTHING RETURNING claim_token""")
+
+_READ = text("""
+    SELECT request_hash, response_status, response_headers, response_body,
+           locked_at < now() - make_interval(secs => :stale_after) AS stale
+    FROM idempotency_records WHERE api_key_id = :api_key_id AND idempotency_key = :key""")
+
+# A first attempt that has held the key longer than `stale_after` is presumed dead (process
+# killed between the business commit and storing its answer): a retry may run the request again.
+_TAKE_OVER = text("""
+    UPDATE idempotency_records SET claim_token = :token, locked_at = now()
+    WHERE api_key_id = :api_key_id AND idempotency_key = :key AND request_hash = :hash
+      AND response_status IS NULL AND locked_at < now() - make_interval(secs => :stale_after)
+    RETURNING claim_token""")
+
+_COMPLETE = text("""
+    UPDATE idempotency_records
+    SET response_status = :status, response_headers = CAST(:headers AS jsonb),
+        response_body = :body, completed_at = now()
+    WHERE api_key_id = :api_key_id AND idempotency_key = :key AND claim_token = :token
+      AND response_status IS NULL
+    RETURNING 1""")
+
+_RELEASE = text("""
+    DELETE FROM idempotency_records
+    WHERE api_key_id = :api_key_id AND idempotency_key = :key AND claim_token = :token
+      AND response_status IS NULL""")
+
+
+@dataclass(frozen=True)
+class Record:
+    request_hash: bytes
+    status: int | None              # None: the first request has not finished
+    headers: list[list[str]] | None
+    body: bytes | None
+    stale: bool                     # unfinished for longer than the caller's stale_after
+
+    @property
+    def completed(self) -> bool:
+        return self.status is not None
+
+
+def _record(row) -> Record:
+    return Record(request_hash=bytes(row.request_hash), status=row.response_status,
+                  headers=row.response_headers,
+                  body=None if row.response_body is None else bytes(row.response_body),
+                  stale=bool(row.stale))
+
+
+def lookup(engine: Engine, prefix: str, key: str, stale_after: float):
+    """(api key row, Record | None) for an API key prefix and an Idempotency-Key.
+
+    The row is None when no key has that prefix; the caller still checks the key's hash.
+    This is the whole replay path, so it runs as one prepared statement on the driver's own
+    connection (autocommit: no BEGIN/ROLLBACK): SQLAlchemy's layers would cost more CPU than
+    the statement itself.
+    """
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        driver.autocommit = True
+        try:
+            with driver.cursor(row_factory=namedtuple_row) as cursor:
+                cursor.execute(_LOOKUP_SQL, {"prefix": prefix, "key": key, "stale_after": stale_after},
+                               prepare=True)
+                row = cursor.fetchone()
+        finally:
+            driver.autocommit = False
+    finally:
+        pooled.close()   # back to the pool
+    if row is None:
+        return None, None
+    return row, (_record(row) if row.seen else None)
+
+
+def read(conn: Connection, api_key_id: str, key: str, stale_after: float) -> Record | None:
+    row = conn.execute(_READ, {"api_key_id": api_key_id, "key": key,
+                               "stale_after": stale_after}).one_or_none()
+    return None if row is None else _record(row)
+
+
+def claim(conn: Connection, api_key_id: str, key: str, method: str, path: str,
+          request_hash: bytes, token: uuid.UUID) -> bool:
+    """Become the one request that runs for this key; False when another got there first.
+
+    The caller makes the token, so that it can release a claim whose answer it never saw.
+    """
+    return conn.execute(_CLAIM, {"api_key_id": api_key_id, "key": key, "method": method,
+                                 "path": path, "hash": request_hash,
+                                 "token": token}).first() is not None
+
+
+def take_over(conn: Connection, api_key_id: str, key: str, request_hash: bytes,
+              stale_after: float, token: uuid.UUID) -> bool:
+    """Claim a key whose first attempt has been unfinished for longer than `stale_after`."""
+    return conn.execute(_TAKE_OVER, {"api_key_id": api_key_id, "key": key, "hash": request_hash,
+                                     "stale_after": stale_after, "token": token}).first() is not None
+
+
+def complete(conn: Connection, api_key_id: str, key: str, token: uuid.UUID, status: int,
+             headers: list[list[str]], body: bytes) -> bool:
+    """Store the answer to replay; False when the claim was lost (taken over as stale)."""
+    return conn.execute(_COMPLETE, {"api_key_id": api_key_id, "key": key, "token": token,
+                                    "status": status, "headers": json.dumps(headers),
+                                    "body": body}).first() is not None
+
+
+def release(conn: Connection, api_key_id: str, key: str, token: uuid.UUID) -> None:
+    """Forget an unfinished claim, so that a retry runs the request afresh."""
+    conn.execute(_RELEASE, {"api_key_id": api_key_id, "key": key, "token": token})
+
+
+def prune(conn: Connection, older_than: timedelta) -> int:
+    """Delete finished records older than `older_than` (Stripe keeps keys for 24 hours)."""
+    return conn.execute(
+        text("""DELETE FROM idempotency_records
+                WHERE created_at < now() - :age AND response_status IS NOT NULL"""),
+        {"age": older_than}).rowcount
