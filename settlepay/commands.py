@@ -1,0 +1,149 @@
+"""The one-process commands of the `settlepay` console script (see settlepay/cli.py).
+
+    migrate        apply the Alembic migrations to SETTLEPAY_DATABASE_URL
+    api            serve the HTTP API with uvicorn
+    worker         run the Temporal workers (workers/main.py)
+    ledger check   verify the ledger's invariants, exit 1 on a violation
+    audit verify   verify the audit hash chain, exit 1 on tampering
+    audit export   audit records as JSON lines
+
+Each function takes the parsed arguments and returns the process exit code. Heavy imports
+happen inside the functions, so `settlepay --help` stays fast. Nothing here decides business
+rules or writes money: these are doors into the packages that do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+
+from settlepay.config import Settings, get_settings
+
+# Exit codes: 0 fine, 1 the check found a problem, 2 the command could not run as asked.
+OK, FOUND_PROBLEMS, USAGE = 0, 1, 2
+
+
+def _database_settings() -> Settings | None:
+    settings = get_settings()
+    if not settings.database_url:
+        print("settlepay: SETTLEPAY_DATABASE_URL (or DATABASE_URL) is not set; "
+              "`settlepay dev` sets it for the processes it starts", file=sys.stderr)
+        return None
+    return settings
+
+
+def _engine(settings: Settings):
+    from settlepay.db import make_engine
+
+    # One-shot commands need one connection, not a pool.
+    return make_engine(settings.sqlalchemy_url, pool_size=1, settings=settings)
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from settlepay import migrate as migrations
+
+    settings = _database_settings()
+    if settings is None:
+        return USAGE
+    migrations.upgrade(settings.sqlalchemy_url)
+    print("settlepay: database migrated to the latest revision")
+    return OK
+
+
+def api(args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, finishes requests, runs lifespan.
+    serve(get_settings(), host=getattr(args, "host", None), port=getattr(args, "port", None))
+    return OK
+
+
+def worker(args: argparse.Namespace) -> int:
+    from workers.main import main as worker_main
+
+    return worker_main(get_settings())
+
+
+def ledger_check(args: argparse.Namespace) -> int:
+    from ledger import check
+
+    settings = _database_settings()
+    if settings is None:
+        return USAGE
+    engine = _engine(settings)
+    try:
+        # REPEATABLE READ: every invariant is checked against the same snapshot, so postings
+        # committing meanwhile cannot produce a false "unbalanced" report.
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            with conn.begin():
+                violations = check.run(conn)
+    finally:
+        engine.dispose()
+    for invariant in check.INVARIANTS:
+        print(f"checked: {invariant}")
+    for violation in violations:
+        print(f"VIOLATION: {violation}")
+    if violations:
+        print(f"ledger check: {len(violations)} violation(s)", file=sys.stderr)
+        return FOUND_PROBLEMS
+    print(f"ledger check: {len(check.INVARIANTS)} invariants hold")
+    return OK
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    import audit
+
+    settings = _database_settings()
+    if settings is None:
+        return USAGE
+    engine = _engine(settings)
+    try:
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            with conn.begin():
+                report = audit.verify(conn)
+    finally:
+        engine.dispose()
+    for problem in report.problems:
+        print(f"TAMPERED: {problem}")
+    if not report.ok:
+        print(f"audit verify: {len(report.problems)} problem(s) in {report.records} records",
+              file=sys.stderr)
+        return FOUND_PROBLEMS
+    print(f"audit verify: chain intact, {report.records} records")
+    return OK
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """ISO 8601; a timestamp without a zone is taken as UTC (audit times are stored in UTC)."""
+    if value is None:
+        return None
+    since = datetime.fromisoformat(value)
+    return since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+
+
+def audit_export(args: argparse.Namespace) -> int:
+    import audit
+
+    settings = _database_settings()
+    if settings is None:
+        return USAGE
+    try:
+        since = parse_since(getattr(args, "since", None))
+    except ValueError:
+        print(f"settlepay: --since {args.since!r} is not an ISO 8601 timestamp", file=sys.stderr)
+        return USAGE
+    output = getattr(args, "output", "-") or "-"
+    engine = _engine(settings)
+    try:
+        with engine.connect() as conn:
+            if output == "-":
+                count = audit.export(conn, sys.stdout, since)
+                sys.stdout.flush()
+            else:
+                with open(output, "w", encoding="utf-8") as out:
+                    count = audit.export(conn, out, since)
+    finally:
+        engine.dispose()
+    print(f"audit export: {count} records", file=sys.stderr)
+    return OK

@@ -1,0 +1,74 @@
+"""The worker entrypoint (workers/main.py) against the real Temporal dev server.
+
+A probe capability (tests/support/probe_capability.py) is registered on a task queue of this
+test's own: the worker must run its workflow and its sync activity in the thread pool with the
+database engine it built, show up as a poller (what `python -m workers.health` checks), skip
+queues with nothing registered, and stop gracefully when told to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from settlepay import task_queues
+from tests.support.probe_capability import ProbeWorkflow
+from workers import health, providers, registry
+from workers import main as worker_main
+
+
+@pytest.fixture
+def worker_settings(settings, temporal_env, monkeypatch):
+    queue = f"probe-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(task_queues, "ALL", (queue, f"{queue}-empty"))
+    monkeypatch.setattr(registry, "CAPABILITIES", [("tests.support.probe_capability", queue)])
+    address = temporal_env.client.service_client.config.target_host
+    return settings.model_copy(update={"temporal_address": address, "worker_db_pool_size": 2,
+                                       "worker_activity_threads": 4}), queue
+
+
+async def test_worker_runs_registered_capabilities_and_stops_gracefully(worker_settings, temporal_env, database_url):
+    settings, queue = worker_settings
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker_main.run(settings, stop))
+    try:
+        result = await temporal_env.client.execute_workflow(
+            ProbeWorkflow.run, "settlepay", id=f"probe-{uuid.uuid4().hex}", task_queue=queue,
+            execution_timeout=timedelta(seconds=30))
+        assert result["hello"] == "settlepay"
+        assert result["database"] == make_url(database_url).database
+        assert result["thread"].startswith(f"act-{queue}")  # the sync activity ran in the pool
+
+        identities = await health.pollers(settings, queue)
+        assert any(identity.endswith("@" + socket.gethostname()) for identity in identities)
+        assert await health.pollers(settings, f"{queue}-empty") == []  # nothing registered: not polled
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+    assert running.exception() is None
+
+
+async def test_worker_reports_an_unreachable_temporal_clearly(settings):
+    from tests.support.net import free_port
+
+    nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    with pytest.raises(RuntimeError, match="did not answer within 1 s"):
+        await worker_main._connect(nowhere, timeout=1.0)
+
+
+def test_providers_skip_missing_adapters_and_build_present_ones(settings, monkeypatch):
+    monkeypatch.setattr(providers, "PROVIDERS", [
+        ("gateway", "adapters.gateway", ("from_settings",)),
+        ("future", "adapters.not_written_yet", ("from_settings",)),
+    ])
+    built = providers.build_providers(settings)
+    assert set(built) == {"gateway"}
+    assert type(built["gateway"]).__name__ == "StripeGateway"
+    monkeypatch.setattr(providers, "PROVIDERS", [("gateway", "adapters.gateway", ("no_such_factory",))])
+    with pytest.raises(RuntimeError, match="no_such_factory"):
+        providers.build_providers(settings)

@@ -1,0 +1,132 @@
+"""The worker process (`settlepay worker`): runs every registered workflow and activity.
+
+One Temporal `Worker` per task queue in `settlepay.task_queues.ALL` that has something
+registered (workers/registry.py); activities are sync functions (SQLAlchemy), run in a thread
+pool per queue. SIGINT/SIGTERM stop polling, give running activities
+`worker_graceful_shutdown_seconds` to finish, then exit 0: Temporal re-delivers whatever did not
+finish to the next worker, and every activity is idempotent, so a restart never doubles an effect.
+
+This module wires processes together; it must hold no business logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from settlepay import task_queues, temporal
+from settlepay.config import Settings, get_settings
+from settlepay.db import make_engine
+from workers import registry
+from workers.deps import Deps
+from workers.providers import build_providers
+
+log = logging.getLogger("settlepay.worker")
+
+# Logged once the workers poll; `settlepay dev` waits for this line before starting the API.
+READY_MESSAGE = "worker ready"
+
+
+def build_deps(settings: Settings) -> Deps:
+    engine = make_engine(settings.sqlalchemy_url, pool_size=settings.worker_db_pool_size,
+                         settings=settings)
+    return Deps(settings=settings, engine=engine, providers=build_providers(settings))
+
+
+def build_workers(client: Client, deps: Deps) -> tuple[list[Worker], list[ThreadPoolExecutor]]:
+    """One Worker per task queue with registrations; queues with nothing registered are skipped."""
+    workers: list[Worker] = []
+    executors: list[ThreadPoolExecutor] = []
+    threads = deps.settings.worker_activity_threads
+    for queue in task_queues.ALL:
+        workflows, activities = registry.for_queue(queue, deps)
+        if not workflows and not activities:
+            log.info("task queue %s: nothing registered, not polled", queue)
+            continue
+        executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"act-{queue}")
+        executors.append(executor)
+        workers.append(Worker(
+            client,
+            task_queue=queue,
+            workflows=workflows,
+            activities=activities,
+            activity_executor=executor,
+            # No more activities in flight than threads: an accepted task waiting for a thread
+            # would burn its start-to-close timeout doing nothing.
+            max_concurrent_activities=threads,
+            graceful_shutdown_timeout=timedelta(seconds=deps.settings.worker_graceful_shutdown_seconds),
+        ))
+        log.info("task queue %s: %d workflows, %d activities", queue, len(workflows), len(activities))
+    return workers, executors
+
+
+async def _connect(settings: Settings, timeout: float = 60.0) -> Client:
+    # In docker-compose the worker may start while the Temporal frontend is still warming up.
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await temporal.connect(settings)
+        except RuntimeError as error:  # the SDK's "connection refused" / "not ready"
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"Temporal at {settings.temporal_address} did not answer "
+                                   f"within {timeout:.0f} s: {error}") from error
+            log.info("waiting for Temporal at %s", settings.temporal_address)
+            await asyncio.sleep(1.0)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the workers until `stop` is set, then shut them down gracefully."""
+    deps = build_deps(settings)
+    executors: list[ThreadPoolExecutor] = []
+    try:
+        client = await _connect(settings)
+        added = await temporal.register_search_attributes(client)
+        if added:
+            log.info("registered search attributes: %s", ", ".join(added))
+        workers, executors = build_workers(client, deps)
+        if not workers:
+            log.warning("no capability registered in workers/registry.py: idle until stopped")
+        runs = [asyncio.create_task(worker.run(), name=f"worker-{worker.task_queue}")
+                for worker in workers]
+        log.info("%s (namespace %s at %s)", READY_MESSAGE, settings.temporal_namespace,
+                 settings.temporal_address)
+        stopping = asyncio.create_task(stop.wait())
+        # A worker that dies on its own (fatal error) stops the process too, so a supervisor sees it.
+        await asyncio.wait([stopping, *runs], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
+        results = await asyncio.gather(*runs, return_exceptions=True)
+        stopping.cancel()
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+    finally:
+        for executor in executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+        deps.engine.dispose()
+
+
+def main(settings: Settings | None = None) -> int:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(_main())
+    log.info("worker stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
