@@ -1,0 +1,30 @@
+"""KYC provider adapter: submit a document check, verify the provider's signed webhook.
+
+    provider = from_settings(settings)          # HttpKycProvider at settings.kyc_api_base
+    check = provider.submit_check(reference=..., person=..., document=..., idempotency_key=...)
+    verdict = verify_webhook(secret, body, headers)   # raises WebhookSignatureInvalid
+
+The provider answers asynchronously: the check's verdict (GREEN, or RED with RETRY or FINAL)
+arrives later as a webhook signed with Standard Webhooks. Must never touch the database.
+"""
+
+from adapters.kyc.interface import (
+    DocumentCheck,
+    DocumentVerdict,
+    KycProvider,
+    KycProviderError,
+    KycProviderUnavailable,
+    Person,
+    SubmittedDocument,
+    WebhookSignatureInvalid,
+)
+from adapters.kyc.http import HttpKycProvider
+from adapters.kyc.webhooks import sign_webhook, verify_webhook
+
+__all__ = ["DocumentCheck", "DocumentVerdict", "HttpKycProvider", "KycProvider", "KycProviderError",
+           "KycProviderUnavailable", "Person", "SubmittedDocument", "WebhookSignatureInvalid",
+           "from_settings", "sign_webhook", "verify_webhook"]
+
+
+def from_settings(settings) -> HttpKycProvider:  # noqa: ANN001
+    return HttpKycProvider(base_url=settings.kyc_api_base)

@@ -1,0 +1,115 @@
+"""The KYC sandbox's ASGI app (Starlette): checks in memory, verdicts by signed webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.kyc.webhooks import sign_webhook
+
+
+def verdict_for(document_number: str) -> tuple[str, str | None, str | None] | None:
+    """(result, next, reason) for a document number; None: the provider never answers."""
+    number = document_number.upper()
+    if "SILENT" in number:
+        return None
+    if "RED-FINAL" in number:
+        return "RED", "FINAL", "document_forged"
+    if "RED-RETRY" in number:
+        return "RED", "RETRY", "document_unreadable"
+    return "GREEN", None, None
+
+
+def create_app(*, webhook_url: str | None = None, webhook_secret: str = "whsec_a3ljc2FuZGJveHNlY3JldGZvcmRldg==",
+               delay_seconds: float = 2.0) -> Starlette:
+    config = {"webhook_url": webhook_url, "webhook_secret": webhook_secret, "delay_seconds": delay_seconds}
+    checks: dict[str, dict] = {}
+    by_key: dict[str, dict] = {}
+    deliveries: list[dict] = []
+    tasks: set[asyncio.Task] = set()
+    ids = itertools.count(1)
+
+    async def deliver(check: dict) -> None:
+        await asyncio.sleep(config["delay_seconds"])
+        verdict = verdict_for(check["document"]["number"])
+        if verdict is None:
+            return
+        result, next_, reason = verdict
+        check.update(status="completed", result=result, next=next_)
+        body = json.dumps({"type": "check.completed", "data": {
+            "check_id": check["id"], "reference": check["reference"], "result": result,
+            "next": next_, "reason": reason}}).encode()
+        message_id = f"msg_{uuid.uuid4().hex}"
+        # Like a real provider: retry a failed delivery a few times with growing pauses.
+        for attempt in range(1, 6):
+            url = config["webhook_url"]
+            if not url:
+                deliveries.append({"check_id": check["id"], "attempt": attempt, "status": None,
+                                   "error": "no webhook_url configured"})
+                return
+            try:
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    answer = await client.post(url, content=body,
+                                               headers=sign_webhook(config["webhook_secret"], message_id, body))
+                deliveries.append({"check_id": check["id"], "attempt": attempt, "status": answer.status_code})
+                if answer.status_code < 300:
+                    return
+            except httpx.HTTPError as error:
+                deliveries.append({"check_id": check["id"], "attempt": attempt, "status": None,
+                                   "error": type(error).__name__})
+            await asyncio.sleep(0.2 * 2 ** attempt)
+
+    async def create_check(request: Request) -> Response:
+        try:
+            body = await request.json()
+            reference = str(body["reference"])
+            document = {"type": str(body["document"]["type"]), "number": str(body["document"]["number"]),
+                        "country": str(body["document"].get("country", ""))}
+            person = dict(body.get("person") or {})
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": "send reference, person and document"}, status_code=400)
+        key = request.headers.get("idempotency-key")
+        if key and key in by_key:
+            return JSONResponse(public(by_key[key]), status_code=202)
+        check = {"id": f"chk_{next(ids):06d}", "reference": reference, "person": person,
+                 "document": document, "status": "pending", "result": None, "next": None}
+        checks[check["id"]] = check
+        if key:
+            by_key[key] = check
+        task = asyncio.get_running_loop().create_task(deliver(check))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return JSONResponse(public(check), status_code=202)
+
+    def public(check: dict) -> dict:
+        return {"id": check["id"], "reference": check["reference"], "status": check["status"]}
+
+    async def configure(request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            for name in ("webhook_url", "webhook_secret", "delay_seconds"):
+                if name in body:
+                    config[name] = float(body[name]) if name == "delay_seconds" else body[name]
+        return JSONResponse(config)
+
+    async def list_checks(request: Request) -> Response:
+        return JSONResponse({"data": list(checks.values())})
+
+    async def list_deliveries(request: Request) -> Response:
+        return JSONResponse({"attempts": deliveries})
+
+    return Starlette(routes=[
+        Route("/v1/checks", create_check, methods=["POST"]),
+        Route("/_sandbox/config", configure, methods=["GET", "POST"]),
+        Route("/_sandbox/checks", list_checks, methods=["GET"]),
+        Route("/_sandbox/webhooks", list_deliveries, methods=["GET"]),
+        Route("/healthz", lambda request: JSONResponse({"ok": True}), methods=["GET"]),
+    ])

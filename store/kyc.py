@@ -1,0 +1,119 @@
+"""The kyc_cases and kyc_history tables: SQL only.
+
+One case row per player holds the current KYC state; every transition appends a history row in
+the same statement batch, so the player view shows where the case is and how it got there.
+Callers (KYC activities) write the audit record and the outbox event in the same transaction.
+Must never: decide a KYC outcome, call the provider, or touch the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, text
+
+PENDING, REVIEW, DOCUMENTS, RESUBMISSION_REQUIRED = "pending", "review", "documents", "resubmission_required"
+VERIFIED, REJECTED, EXPIRED = "verified", "rejected", "expired"
+FINAL = (VERIFIED, REJECTED, EXPIRED)
+
+COLUMNS = ("player_id, workflow_id, state, reason_code, reason, sanctions_score, sanctions_match, "
+           "document_attempts, provider_check_id, verified_at, created_at, updated_at")
+
+
+def workflow_id_for(player_id: str) -> str:
+    return f"kyc-{player_id}"
+
+
+def get(conn: Connection, player_id: str, *, for_update: bool = False) -> RowMapping | None:
+    sql = f"SELECT {COLUMNS} FROM kyc_cases WHERE player_id = :player_id"
+    if for_update:
+        sql += " FOR UPDATE"
+    return conn.execute(text(sql), {"player_id": player_id}).mappings().one_or_none()
+
+
+def open_case(conn: Connection, player_id: str) -> tuple[RowMapping | None, RowMapping]:
+    """Start (or restart after `expired`) the player's case: (before, after).
+
+    A case that is under way or finished otherwise is left as it is (a retried activity)."""
+    before = get(conn, player_id, for_update=True)
+    if before is not None and before["state"] != EXPIRED:
+        return before, before
+    after = conn.execute(text(f"""
+        INSERT INTO kyc_cases (player_id, workflow_id, state)
+        VALUES (:player_id, :workflow_id, 'pending')
+        ON CONFLICT (player_id) DO UPDATE
+           SET state = 'pending', reason_code = NULL, reason = NULL, sanctions_score = NULL,
+               sanctions_match = NULL, document_attempts = 0, provider_check_id = NULL,
+               updated_at = now()
+        RETURNING {COLUMNS}"""),
+        {"player_id": player_id, "workflow_id": workflow_id_for(player_id)}).mappings().one()
+    _history(conn, player_id, PENDING, "opened", {})
+    return before, after
+
+
+def transition(conn: Connection, player_id: str, *, state: str, step: str,
+               detail: dict[str, Any] | None = None, **fields: Any) -> tuple[RowMapping, RowMapping] | None:
+    """Move an unfinished case to `state` (setting `fields` too) and append a history row:
+    (before, after), or None when the case is finished (a retried or late activity)."""
+    before = get(conn, player_id, for_update=True)
+    if before is None or before["state"] in FINAL:
+        return None
+    allowed = {"reason_code", "reason", "sanctions_score", "sanctions_match", "document_attempts",
+               "provider_check_id"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown kyc case fields: {sorted(unknown)}")
+    assignments = "".join(f", {name} = :{name}" for name in fields)
+    verified = ", verified_at = now()" if state == VERIFIED else ""
+    after = conn.execute(text(f"""
+        UPDATE kyc_cases SET state = :state, updated_at = now(){assignments}{verified}
+        WHERE player_id = :player_id RETURNING {COLUMNS}"""),
+        {"player_id": player_id, "state": state, **fields}).mappings().one()
+    _history(conn, player_id, state, step, detail or {})
+    return before, after
+
+
+def note(conn: Connection, player_id: str, step: str, detail: dict[str, Any]) -> None:
+    """A history row without a state change (e.g. a document result that asks for a retry)."""
+    state = conn.execute(text("SELECT state FROM kyc_cases WHERE player_id = :p"),
+                         {"p": player_id}).scalar_one()
+    _history(conn, player_id, state, step, detail)
+
+
+def _history(conn: Connection, player_id: str, state: str, step: str, detail: dict[str, Any]) -> None:
+    conn.execute(text("""INSERT INTO kyc_history (player_id, state, step, detail)
+                         VALUES (:player_id, :state, :step, CAST(:detail AS jsonb))"""),
+                 {"player_id": player_id, "state": state, "step": step,
+                  "detail": json.dumps(detail, default=str)})
+
+
+def history(conn: Connection, player_id: str) -> list[RowMapping]:
+    return list(conn.execute(text("""
+        SELECT state, step, detail, created_at FROM kyc_history
+        WHERE player_id = :player_id ORDER BY id"""), {"player_id": player_id}).mappings())
+
+
+def is_verified(conn: Connection, player_id: str) -> bool:
+    return conn.execute(text("SELECT state = 'verified' FROM kyc_cases WHERE player_id = :p"),
+                        {"p": player_id}).scalar() is True
+
+
+def as_record(row: RowMapping | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {key: (value.isoformat() if hasattr(value, "isoformat") else
+                  float(value) if key == "sanctions_score" and value is not None else value)
+            for key, value in row.items()}
+
+
+def kyc_summary(conn: Connection, player_id: str) -> dict[str, Any]:
+    """The player's KYC status and its history, as the player view shows it."""
+    case = get(conn, player_id)
+    return {
+        "status": "not_started" if case is None else case["state"],
+        "reason_code": None if case is None else case["reason_code"],
+        "verified_at": None if case is None or case["verified_at"] is None else case["verified_at"].isoformat(),
+        "history": [{"state": row["state"], "step": row["step"], "detail": row["detail"],
+                     "at": row["created_at"].isoformat()} for row in history(conn, player_id)],
+    }
