@@ -2,7 +2,12 @@
 
     .venv/bin/python bench/ledger.py [--seconds 5] [--clients 16]
 
-(a) single transfers between players, (b) single transfers that all touch the house account,
+Clients are processes (as API and worker processes are), each with its own connection pool;
+threads inside one Python process would measure the GIL, not the ledger.
+
+(a) single transfers between players, (b) single transfers that all touch the house account (each
+call its own database transaction, and again through the GroupPoster, which commits the
+transfers that arrive together in one database transaction),
 (c) batched postings (ledger.post_many); each beside the same writes done as bare SQL on the
 same schema in the same run (no idempotency check, no funds check, no locking order, one
 statement), so the ratio says what the ledger's guarantees cost. Targets on 2 cores:
@@ -12,6 +17,7 @@ statement), so the ratio says what the ledger's guarantees cost. Targets on 2 co
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import sys
@@ -25,6 +31,8 @@ import psycopg  # noqa: E402
 
 import ledger  # noqa: E402
 from ledger import AccountRef, Leg, Transfer  # noqa: E402
+from ledger.check import run as check  # noqa: E402
+from ledger.group_commit import GroupPoster  # noqa: E402
 from settlepay.db import make_engine  # noqa: E402
 from tests.support.databases import sqlalchemy_url, temporary_database  # noqa: E402
 
@@ -66,7 +74,7 @@ def run_clients(clients: int, seconds: float, body) -> float:
     stop = time.monotonic() + seconds
 
     def loop(n: int) -> None:
-        rng = random.Random(n)
+        rng = random.Random(f"{os.getpid()}-{n}")
         while time.monotonic() < stop:
             counts[n] += body(n, rng)
 
@@ -79,6 +87,59 @@ def run_clients(clients: int, seconds: float, body) -> float:
     return sum(counts) / (time.monotonic() - start)
 
 
+def run_processes(processes: int, threads: int, seconds: float, body) -> float:
+    """`processes` forked client processes, each running `threads` client threads."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+
+    def child() -> None:
+        results.put(run_clients(threads, seconds, body))
+
+    procs = [ctx.Process(target=child) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    rates = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates)
+
+
+class PerProcess:
+    """Connections and pools made in the client process that uses them (never across a fork)."""
+
+    def __init__(self, url: str, raw_url: str) -> None:
+        self.url, self.raw_url = url, raw_url
+        self._pid: int | None = None
+        self._lock = threading.Lock()  # a fork copies it unlocked: no thread holds it then
+
+    def _fresh(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._engine = make_engine(sqlalchemy_url(self.url), pool_size=4)
+                self._poster = None
+                self._local = threading.local()
+                self._pid = os.getpid()
+
+    @property
+    def engine(self):
+        self._fresh()
+        return self._engine
+
+    @property
+    def poster(self) -> GroupPoster:
+        self._fresh()
+        with self._lock:
+            if self._poster is None:
+                self._poster = GroupPoster(self._engine)
+            return self._poster
+
+    def raw(self):
+        self._fresh()
+        if not hasattr(self._local, "conn"):
+            self._local.conn = psycopg.connect(self.raw_url, autocommit=True)
+        return self._local.conn
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -86,92 +147,91 @@ def main() -> None:
     args = parser.parse_args()
 
     with temporary_database("sp_bench_ledger") as url, temporary_database("sp_bench_ceiling") as raw_url:
-        engine = make_engine(sqlalchemy_url(url), pool_size=args.clients)
-        raw_engine = make_engine(sqlalchemy_url(raw_url), pool_size=1)
         players = [f"b{i}" for i in range(PLAYERS)]
-        for eng in (engine, raw_engine):  # fund every player and create every account once
-            with eng.begin() as conn:
+        for db in (url, raw_url):  # fund every player and create every account once, in both
+            seed_engine = make_engine(sqlalchemy_url(db), pool_size=1)
+            with seed_engine.begin() as conn:
                 ledger.post_many(conn, [Transfer(f"seed-{p}", "deposit", (
                     Leg(AccountRef.gateway_clearing("stripe", "USD"), -10**9),
                     Leg(AccountRef.player_cash(p, "USD"), 10**9))) for p in players])
                 ledger.post(conn, Transfer("seed-house", "seed", (
                     Leg(AccountRef.house_revenue("USD"), 1), Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
-        with raw_engine.begin() as conn:
-            ids = dict(conn.exec_driver_sql("SELECT owner || '/' || type, id FROM ledger_accounts").all())
-        raw_engine.dispose()
+                ids = dict(conn.exec_driver_sql("SELECT owner || '/' || type, id FROM ledger_accounts").all())
+            seed_engine.dispose()
         cash_id = {p: ids[f"player:{p}/player_cash"] for p in players}
         house_id = ids["house/house_revenue"]
         run = uuid.uuid4().hex[:6]
+        res = PerProcess(url, raw_url)
+
+        def key(label, n, rng):
+            return f"{label}-{run}-{os.getpid()}-{n}-{rng.getrandbits(48)}"
 
         def between_players(n, rng):
             a, b = rng.sample(players, 2)
-            key = f"a-{run}-{n}-{rng.getrandbits(48)}"
-            ledger.post_now(engine, Transfer(key, "transfer", (Leg(AccountRef.player_cash(a, "USD"), -1),
-                                                              Leg(AccountRef.player_cash(b, "USD"), 1))))
+            ledger.post_now(res.engine, Transfer(key("a", n, rng), "transfer", (
+                Leg(AccountRef.player_cash(a, "USD"), -1), Leg(AccountRef.player_cash(b, "USD"), 1))))
             return 1
 
         def with_house(n, rng):
-            p = rng.choice(players)
-            key = f"b-{run}-{n}-{rng.getrandbits(48)}"
-            ledger.post_now(engine, Transfer(key, "settlement", (Leg(AccountRef.house_revenue("USD"), -1),
-                                                                Leg(AccountRef.player_cash(p, "USD"), 1))))
+            ledger.post_now(res.engine, Transfer(key("b", n, rng), "settlement", (
+                Leg(AccountRef.house_revenue("USD"), -1), Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))))
+            return 1
+
+        def with_house_grouped(n, rng):
+            res.poster.post(Transfer(key("g", n, rng), "settlement", (
+                Leg(AccountRef.house_revenue("USD"), -1), Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))))
             return 1
 
         def batched(n, rng):
-            keys = [f"c-{run}-{n}-{rng.getrandbits(48)}" for _ in range(BATCH)]
-            with engine.begin() as conn:
-                ledger.post_many(conn, [Transfer(k, "settlement", (
+            with res.engine.begin() as conn:
+                ledger.post_many(conn, [Transfer(key("c", n, rng), "settlement", (
                     Leg(AccountRef.house_revenue("USD"), -1),
-                    Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))) for k in keys])
+                    Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))) for _ in range(BATCH)])
             return BATCH
-
-        local = threading.local()
-
-        def raw_conn():
-            if not hasattr(local, "conn"):
-                local.conn = psycopg.connect(raw_url, autocommit=True)
-            return local.conn
 
         def raw_single(label, debit_of):
             def body(n, rng):
                 a, b = rng.sample(players, 2)
                 debit, shard = debit_of(a, rng)
                 # autocommit: one statement is the transaction, one round trip, like ledger.post_now
-                raw_conn().execute(RAW_SINGLE, {"key": f"r{label}-{run}-{n}-{rng.getrandbits(48)}", "amount": 1,
-                                                "debit": debit, "debit_shard": shard, "credit": cash_id[b]})
+                res.raw().execute(RAW_SINGLE, {"key": key("r" + label, n, rng), "amount": 1,
+                                               "debit": debit, "debit_shard": shard, "credit": cash_id[b]})
                 return 1
             return body
 
         def raw_batched(n, rng):
-            with raw_conn().transaction():
-                raw_conn().execute(RAW_BATCH, {
-                    "keys": [f"rc-{run}-{n}-{rng.getrandbits(48)}" for _ in range(BATCH)],
+            with res.raw().transaction():
+                res.raw().execute(RAW_BATCH, {
+                    "keys": [key("rc", n, rng) for _ in range(BATCH)],
                     "credits": [cash_id[rng.choice(players)] for _ in range(BATCH)],
                     "amounts": [1] * BATCH, "house": house_id})
             return BATCH
 
-        print(f"ledger benchmark: {args.clients} clients, {args.seconds:.0f} s per figure, "
+        c = args.clients
+        print(f"ledger benchmark: {c} client processes, {args.seconds:.0f} s per figure, "
               f"{os.cpu_count()} cores, PostgreSQL at {url.rsplit('@', 1)[-1]}")
-        rows = [
-            ("(a) single transfers between players", args.clients, between_players,
+        rows = [  # label, (processes, threads), ours, ceiling, target
+            ("(a) single transfers between players", (c, 1), between_players,
              raw_single("a", lambda a, rng: (cash_id[a], 0)), None),
-            ("(b) single transfers touching the house", args.clients, with_house,
+            ("(b) single transfers touching the house", (c, 1), with_house,
              raw_single("b", lambda a, rng: (house_id, rng.randrange(16))), 2_000),
-            (f"(c) batched postings ({BATCH}/batch)", 2, batched, raw_batched, None),
+            ("(b) the same through GroupPoster", (max(c // 4, 1), 4), with_house_grouped,
+             raw_single("g", lambda a, rng: (house_id, rng.randrange(16))), 2_000),
+            (f"(c) batched postings ({BATCH}/batch)", (2, 1), batched, raw_batched, None),
         ]
-        for label, clients, body, raw_body, target in rows:
-            ours = run_clients(clients, args.seconds, body)
-            ceiling = run_clients(clients, args.seconds, raw_body)
+        for label, (procs, threads), body, raw_body, target in rows:
+            ours = run_processes(procs, threads, args.seconds, body)
+            ceiling = run_processes(procs, threads, args.seconds, raw_body)
             note = f"  target >= {target:,}/s: {'met' if ours >= target else 'NOT met'}" if target else ""
             if label.startswith("(c)"):
                 note = f"  target >= 0.5 x ceiling: {'met' if ours >= 0.5 * ceiling else 'NOT met'}"
-            print(f"{label:<45} {ours:>9,.0f} postings/s   raw SQL ceiling {ceiling:>9,.0f}/s   "
-                  f"ratio {ours / ceiling:.2f}{note}")
-        with engine.begin() as conn:
-            from ledger.check import run as check
+            print(f"{label:<42} {ours:>8,.0f} postings/s   raw SQL ceiling {ceiling:>8,.0f}/s   "
+                  f"ratio {ours / ceiling:.2f}{note}", flush=True)
+        check_engine = make_engine(sqlalchemy_url(url), pool_size=1)
+        with check_engine.begin() as conn:
             violations = check(conn)
+        check_engine.dispose()
         print("ledger check after the ledger runs:", "all invariants hold" if not violations else violations[:3])
-        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -91,6 +91,9 @@ DECLARE
     v_tx         bigint;
     v_missing    bigint;
     v_total      bigint;
+    v_locked     bigint[];
+    v_available_of bigint[];
+    v_start      int;
 BEGIN
     SELECT * INTO v_prior FROM ledger_transactions t WHERE t.idempotency_key = p_key;
     IF FOUND THEN
@@ -128,29 +131,42 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
 
-    -- Lock: single-row accounts (legs and shortfall accounts) in account id order...
-    PERFORM 1 FROM ledger_balances b
-     WHERE b.shard = 0 AND b.account_id IN (
-               SELECT u.account_id FROM unnest(v_legs) u WHERE u.shards = 1
-               UNION SELECT u.shortfall_account_id FROM unnest(v_legs) u
-                      WHERE u.shortfall_account_id IS NOT NULL)
-     ORDER BY b.account_id FOR UPDATE;
-    -- ...then any free row of each hot account.
+    -- Lock: single-row accounts (legs and shortfall accounts) in account id order, reading
+    -- their available balances on the way...
+    SELECT array_agg(l.account_id ORDER BY l.account_id), array_agg(l.available ORDER BY l.account_id)
+      INTO v_locked, v_available_of
+      FROM (SELECT b.account_id, b.posted - b.pending_debits AS available
+              FROM ledger_balances b
+             WHERE b.shard = 0 AND b.account_id IN (
+                       SELECT u.account_id FROM unnest(v_legs) u WHERE u.shards = 1
+                       UNION SELECT u.shortfall_account_id FROM unnest(v_legs) u
+                              WHERE u.shortfall_account_id IS NOT NULL)
+             ORDER BY b.account_id FOR UPDATE) l;
+    -- ...then any free row of each hot account, starting at a per-session offset so concurrent
+    -- sessions spread over the rows; wait only when every row is taken.
     FOR i IN 1 .. array_length(v_legs, 1) LOOP
         v_leg := v_legs[i];
         IF v_leg.shards > 1 THEN
-            v_leg.shard := ledger_lock_hot_shard(v_leg.account_id, v_leg.shards);
+            v_start := pg_backend_pid() % v_leg.shards;
+            SELECT b.shard INTO v_leg.shard FROM ledger_balances b
+             WHERE b.account_id = v_leg.account_id
+             ORDER BY (b.shard - v_start + v_leg.shards) % v_leg.shards
+             LIMIT 1 FOR UPDATE SKIP LOCKED;
+            IF NOT FOUND THEN
+                SELECT b.shard INTO v_leg.shard FROM ledger_balances b
+                 WHERE b.account_id = v_leg.account_id AND b.shard = v_start FOR UPDATE;
+            END IF;
             v_legs[i] := v_leg;
         END IF;
     END LOOP;
 
     -- Funds: a debit may not take a no-negative account's available balance below zero; the
-    -- part it cannot cover goes to the leg's shortfall account when it names one.
+    -- part it cannot cover goes to the leg's shortfall account when it names one. (No-negative
+    -- accounts are never hot: their one row was locked above.)
     FOR i IN 1 .. array_length(v_legs, 1) LOOP
         v_leg := v_legs[i];
         IF v_leg.amount < 0 AND v_leg.no_negative THEN
-            SELECT b.posted - b.pending_debits INTO v_available
-              FROM ledger_balances b WHERE b.account_id = v_leg.account_id AND b.shard = v_leg.shard;
+            v_available := v_available_of[array_position(v_locked, v_leg.account_id)];
             IF v_available + v_leg.amount < 0 THEN
                 IF v_leg.shortfall_account_id IS NULL THEN
                     v_result := 'insufficient_funds';
@@ -204,130 +220,187 @@ BEGIN
     RETURN QUERY SELECT 'ok'::text, v_tx, false, v_shortfall;
 END $$;
 
--- Many transactions in one call and one set of statements (settlement batches). Falls back to
--- posting one by one, in order, when the batch needs per-item decisions (a key twice in the
--- batch, a shortfall leg, or a no-negative account that would dip below zero somewhere).
-CREATE FUNCTION ledger_post_many(p_items jsonb)
+-- Many transactions in one call (settlement batches, group commit), decided set-based: no
+-- per-item statements. p_items: [{key, hash (hex), kind, reference, corrects, metadata}], item
+-- numbers are positions from 1; p_legs: [{idx, leg_no, owner, type, currency, amount,
+-- no_negative, shards, sf_owner, sf_type}]. Falls back to posting one by one, in item order,
+-- when the batch needs per-item decisions: a key twice in the batch, a shortfall leg, or a
+-- no-negative account that would dip below zero somewhere in the batch.
+--
+-- Planning note: a batch's rows come from JSON, whose size the planner cannot know, and its
+-- row estimates would lead to nested loops over thousands of rows. The function turns nested
+-- loops off (hash joins throughout; the JSON is flat so no lateral joins are needed) and reaches
+-- tables only through `= ANY(array)` conditions, which are index scans under any join strategy.
+CREATE FUNCTION ledger_post_many(p_items jsonb, p_legs jsonb)
 RETURNS TABLE (idx int, result text, transaction_id bigint, replayed boolean, shortfall bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_nestloop = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    v_item      record;
-    v_hot       record;
-    v_shard     smallint;
-    v_resolved  bigint;
-    v_wanted    bigint;
+    v_item        record;
+    v_row         record;
+    v_keys        text[];
+    v_corrects    text[];
+    v_owners      text[];
+    v_plain_ids   bigint[];
+    v_nn_ids      bigint[];
+    v_all_ids     bigint[];
+    v_hot         record;
+    v_hot_ids     bigint[] := '{}';
+    v_hot_shards  smallint[] := '{}';
+    v_unresolved  bigint;
+    v_sf_legs     bigint;
+    v_bad_items   bigint;
+    v_dup_keys    bigint;
+    v_slow        boolean := false;
 BEGIN
-    -- Session-local scratch tables, created once per connection and emptied per call.
-    IF to_regclass('pg_temp._lp_items') IS NULL THEN
-        CREATE TEMP TABLE _lp_items (
-            idx int, key text, hash bytea, kind text, reference text, corrects text, metadata jsonb,
-            legs jsonb, tx_id bigint, result text, replayed boolean, shortfall bigint);
-        CREATE TEMP TABLE _lp_legs (
-            idx int, leg_no int, account_id bigint, shard smallint, shards smallint,
-            no_negative boolean, currency char(3), amount bigint);
-    END IF;
-    DELETE FROM _lp_items;
-    DELETE FROM _lp_legs;
-
-    INSERT INTO _lp_items (idx, key, hash, kind, reference, corrects, metadata, legs)
-    SELECT x.o::int, x.e->>'key', decode(x.e->>'hash', 'hex'), x.e->>'kind', x.e->>'reference',
-           x.e->>'corrects', coalesce(x.e->'metadata', '{}'), x.e->'legs'
-      FROM jsonb_array_elements(p_items) WITH ORDINALITY AS x(e, o);
-
-    IF EXISTS (SELECT 1 FROM _lp_items i GROUP BY i.key HAVING count(*) > 1)
-       OR EXISTS (SELECT 1 FROM _lp_items i, jsonb_to_recordset(i.legs) AS x(sf_owner text)
-                   WHERE x.sf_owner IS NOT NULL) THEN
-        FOR v_item IN SELECT * FROM _lp_items i ORDER BY i.idx LOOP
-            RETURN QUERY SELECT v_item.idx, p.* FROM ledger_post(v_item.key, v_item.hash, v_item.kind,
-                v_item.reference, v_item.corrects, v_item.metadata, v_item.legs) p;
-        END LOOP;
-        RETURN;
-    END IF;
-
-    -- Keys seen before: their stored outcome (or a conflict).
-    UPDATE _lp_items i
-       SET tx_id = t.id, replayed = true, shortfall = t.shortfall,
-           result = CASE WHEN t.request_hash = i.hash THEN t.result ELSE 'conflict' END
-      FROM ledger_transactions t WHERE t.idempotency_key = i.key;
-
-    -- Resolve the legs' accounts; create the missing ones first time round only.
-    FOR attempt IN 1 .. 2 LOOP
-        INSERT INTO _lp_legs (idx, leg_no, account_id, shard, shards, no_negative, currency, amount)
-        SELECT i.idx, x.o::int, a.id, 0, a.shards, a.no_negative, a.currency, (x.l->>'amount')::bigint
-          FROM _lp_items i
-         CROSS JOIN LATERAL jsonb_array_elements(i.legs) WITH ORDINALITY AS x(l, o)
-          JOIN ledger_accounts a
-            ON a.owner = x.l->>'owner' AND a.type = x.l->>'type' AND a.currency = x.l->>'currency'
-         WHERE i.tx_id IS NULL;
-        GET DIAGNOSTICS v_resolved = ROW_COUNT;
-        SELECT coalesce(sum(jsonb_array_length(i.legs)), 0) INTO v_wanted FROM _lp_items i WHERE i.tx_id IS NULL;
-        EXIT WHEN v_resolved = v_wanted OR attempt = 2;
-        DELETE FROM _lp_legs;
-        PERFORM ledger_ensure_accounts(
-            (SELECT jsonb_agg(l) FROM _lp_items i, jsonb_array_elements(i.legs) l WHERE i.tx_id IS NULL));
-    END LOOP;
-    IF v_resolved <> v_wanted
-       OR EXISTS (SELECT 1 FROM _lp_legs l GROUP BY l.idx HAVING sum(l.amount) <> 0 OR count(DISTINCT l.currency) > 1)
-       OR EXISTS (SELECT 1 FROM _lp_items i WHERE i.tx_id IS NULL
-                     AND jsonb_array_length(i.legs) < 2) THEN
-        RAISE EXCEPTION 'ledger_post_many: every transfer needs >= 2 legs summing to zero per currency'
+    SELECT count(*) - count(DISTINCT x.key), array_agg(x.key),
+           array_agg(x.corrects) FILTER (WHERE x.corrects IS NOT NULL)
+      INTO v_dup_keys, v_keys, v_corrects
+      FROM jsonb_to_recordset(p_items) AS x(key text, corrects text);
+    -- Shape: every transfer has >= 2 legs in one currency summing to zero.
+    SELECT count(*) FILTER (WHERE NOT s.ok OR s.idx NOT BETWEEN 1 AND jsonb_array_length(p_items))
+           + abs(jsonb_array_length(p_items) - count(*)),
+           coalesce(sum(s.sf), 0)
+      INTO v_bad_items, v_sf_legs
+      FROM (SELECT l.idx, count(*) >= 2 AND sum(l.amount) = 0 AND count(DISTINCT l.currency) = 1 AS ok,
+                   count(l.sf_owner) AS sf
+              FROM jsonb_to_recordset(p_legs) AS l(idx int, amount bigint, currency text, sf_owner text)
+             GROUP BY l.idx) s;
+    SELECT array_agg(DISTINCT l.owner) INTO v_owners FROM jsonb_to_recordset(p_legs) AS l(owner text);
+    IF v_bad_items > 0 THEN
+        RAISE EXCEPTION 'ledger_post_many: every transfer needs >= 2 legs in one currency summing to zero'
             USING ERRCODE = 'check_violation';
     END IF;
 
-    PERFORM 1 FROM ledger_balances b
-     WHERE b.shard = 0 AND b.account_id IN (SELECT l.account_id FROM _lp_legs l WHERE l.shards = 1)
-     ORDER BY b.account_id FOR UPDATE;
-    FOR v_hot IN SELECT DISTINCT l.account_id, l.shards FROM _lp_legs l WHERE l.shards > 1
-                  ORDER BY l.account_id LOOP
-        v_shard := ledger_lock_hot_shard(v_hot.account_id, v_hot.shards);
-        UPDATE _lp_legs l SET shard = v_shard WHERE l.account_id = v_hot.account_id;
+    -- Accounts: create the missing ones (first use of an account) before anything is locked.
+    FOR attempt IN 1 .. 2 LOOP
+        SELECT count(*) FILTER (WHERE a.id IS NULL),
+               array_agg(DISTINCT a.id) FILTER (WHERE a.shards = 1),
+               array_agg(DISTINCT a.id) FILTER (WHERE a.no_negative),
+               array_agg(DISTINCT a.id)
+          INTO v_unresolved, v_plain_ids, v_nn_ids, v_all_ids
+          FROM jsonb_to_recordset(p_legs) AS l(owner text, type text, currency text)
+          LEFT JOIN (SELECT * FROM ledger_accounts WHERE owner = ANY(v_owners)) a
+                 ON a.owner = l.owner AND a.type = l.type AND a.currency = l.currency;
+        EXIT WHEN v_unresolved = 0 OR attempt = 2;
+        PERFORM ledger_ensure_accounts(p_legs);
     END LOOP;
 
-    IF EXISTS (
-        SELECT 1 FROM (
-            SELECT b.posted - b.pending_debits
-                   + sum(l.amount) OVER (PARTITION BY l.account_id ORDER BY l.idx, l.leg_no) AS running
-              FROM _lp_legs l JOIN ledger_balances b ON b.account_id = l.account_id AND b.shard = l.shard
-             WHERE l.no_negative) r
-         WHERE r.running < 0) THEN
-        FOR v_item IN SELECT * FROM _lp_items i ORDER BY i.idx LOOP
-            RETURN QUERY SELECT v_item.idx, p.* FROM ledger_post(v_item.key, v_item.hash, v_item.kind,
-                v_item.reference, v_item.corrects, v_item.metadata, v_item.legs) p;
+    v_slow := v_dup_keys > 0 OR v_sf_legs > 0;
+    IF NOT v_slow THEN
+        -- Lock: single-row accounts in account id order, then one free row of each hot account.
+        PERFORM 1 FROM ledger_balances b
+         WHERE b.shard = 0 AND b.account_id = ANY(v_plain_ids)
+         ORDER BY b.account_id FOR UPDATE;
+        FOR v_hot IN SELECT a.id, a.shards FROM ledger_accounts a
+                      WHERE a.id = ANY(v_all_ids) AND a.shards > 1 ORDER BY a.id LOOP
+            v_hot_ids := v_hot_ids || v_hot.id;
+            v_hot_shards := v_hot_shards || ledger_lock_hot_shard(v_hot.id, v_hot.shards);
+        END LOOP;
+
+        -- Funds: the running available balance of every no-negative account, in item order
+        -- (items already posted under their key do not count again).
+        v_slow := EXISTS (
+            SELECT 1 FROM (
+                SELECT b.posted - b.pending_debits
+                       + sum(l.amount) OVER (PARTITION BY a.id ORDER BY l.idx, l.leg_no) AS running
+                  FROM jsonb_to_recordset(p_legs)
+                       AS l(idx int, leg_no int, owner text, type text, currency text, amount bigint)
+                  JOIN (SELECT * FROM ledger_accounts WHERE id = ANY(v_nn_ids)) a
+                    ON a.owner = l.owner AND a.type = l.type AND a.currency = l.currency
+                  JOIN (SELECT * FROM ledger_balances WHERE account_id = ANY(v_nn_ids) AND shard = 0) b
+                    ON b.account_id = a.id
+                  JOIN (SELECT x.o::int AS idx, x.key
+                          FROM ROWS FROM (jsonb_to_recordset(p_items) AS (key text)) WITH ORDINALITY AS x(key, o)) i
+                    ON i.idx = l.idx
+                  LEFT JOIN (SELECT t.idempotency_key FROM ledger_transactions t
+                              WHERE t.idempotency_key = ANY(v_keys)) seen ON seen.idempotency_key = i.key
+                 WHERE seen.idempotency_key IS NULL) r
+             WHERE r.running < 0);
+    END IF;
+
+    IF v_slow THEN
+        FOR v_item IN
+            SELECT i.idx, i.key, i.hash, i.kind, i.reference, i.corrects, i.metadata, g.legs
+              FROM (SELECT x.o::int AS idx, x.key, x.hash, x.kind, x.reference, x.corrects, x.metadata
+                      FROM ROWS FROM (jsonb_to_recordset(p_items) AS (key text, hash text, kind text,
+                           reference text, corrects text, metadata jsonb)) WITH ORDINALITY
+                           AS x(key, hash, kind, reference, corrects, metadata, o)) i
+              JOIN (SELECT (l->>'idx')::int AS idx, jsonb_agg(l ORDER BY (l->>'leg_no')::int) AS legs
+                      FROM jsonb_array_elements(p_legs) AS l GROUP BY 1) g ON g.idx = i.idx
+             ORDER BY i.idx
+        LOOP
+            RETURN QUERY SELECT v_item.idx, p.* FROM ledger_post(v_item.key, decode(v_item.hash, 'hex'),
+                v_item.kind, v_item.reference, v_item.corrects, coalesce(v_item.metadata, '{}'), v_item.legs) p;
         END LOOP;
         RETURN;
     END IF;
 
-    WITH inserted AS (
+    -- Post: transactions, entries with each balance row's running balance, balance rows; one
+    -- statement. Keys seen before get their stored outcome (or a conflict).
+    FOR v_row IN
+    WITH items AS MATERIALIZED (
+        SELECT x.o::int AS idx, x.key, decode(x.hash, 'hex') AS hash, x.kind, x.reference, x.corrects,
+               coalesce(x.metadata, '{}') AS metadata
+          FROM ROWS FROM (jsonb_to_recordset(p_items) AS (key text, hash text, kind text,
+               reference text, corrects text, metadata jsonb)) WITH ORDINALITY
+               AS x(key, hash, kind, reference, corrects, metadata, o)
+    ), prior AS MATERIALIZED (
+        SELECT i.idx, t.id, t.shortfall,
+               CASE WHEN t.request_hash = i.hash THEN t.result ELSE 'conflict' END AS result
+          FROM items i
+          JOIN (SELECT * FROM ledger_transactions WHERE idempotency_key = ANY(v_keys)) t
+            ON t.idempotency_key = i.key
+    ), fresh AS MATERIALIZED (
+        SELECT i.* FROM items i LEFT JOIN prior p ON p.idx = i.idx WHERE p.idx IS NULL
+    ), inserted AS (
         INSERT INTO ledger_transactions (idempotency_key, request_hash, kind, result, reference,
                                          corrects_id, metadata)
-        SELECT i.key, i.hash, i.kind, 'ok', i.reference, c.id, i.metadata
-          FROM _lp_items i LEFT JOIN ledger_transactions c ON c.idempotency_key = i.corrects
-         WHERE i.tx_id IS NULL
-         ORDER BY i.idx
+        SELECT f.key, f.hash, f.kind, 'ok', f.reference, c.id, f.metadata
+          FROM fresh f
+          LEFT JOIN (SELECT id, idempotency_key FROM ledger_transactions
+                      WHERE idempotency_key = ANY(v_corrects)) c ON c.idempotency_key = f.corrects
+         ORDER BY f.idx
         ON CONFLICT ON CONSTRAINT ledger_transactions_key DO NOTHING
         RETURNING id, idempotency_key
+    ), legs AS MATERIALIZED (
+        SELECT l.idx, l.leg_no, ins.id AS tx_id, a.id AS account_id, a.currency,
+               (CASE WHEN a.shards > 1 THEN v_hot_shards[array_position(v_hot_ids, a.id)] ELSE 0 END)::smallint AS shard,
+               l.amount
+          FROM jsonb_to_recordset(p_legs)
+               AS l(idx int, leg_no int, owner text, type text, currency text, amount bigint)
+          JOIN fresh f ON f.idx = l.idx
+          JOIN inserted ins ON ins.idempotency_key = f.key
+          JOIN (SELECT * FROM ledger_accounts WHERE id = ANY(v_all_ids)) a
+            ON a.owner = l.owner AND a.type = l.type AND a.currency = l.currency
+    ), moved AS (
+        UPDATE ledger_balances b SET posted = b.posted + s.total
+          FROM (SELECT g.account_id, g.shard, sum(g.amount) AS total FROM legs g GROUP BY 1, 2) s
+         WHERE b.account_id = ANY(v_all_ids) AND b.account_id = s.account_id AND b.shard = s.shard
+        RETURNING b.account_id, b.shard, b.posted - s.total AS before
+    ), written AS (
+        INSERT INTO ledger_entries (transaction_id, account_id, shard, currency, amount, balance_after)
+        SELECT g.tx_id, g.account_id, g.shard, g.currency, g.amount,
+               m.before + sum(g.amount) OVER (PARTITION BY g.account_id, g.shard ORDER BY g.idx, g.leg_no)
+          FROM legs g JOIN moved m ON m.account_id = g.account_id AND m.shard = g.shard
+         ORDER BY g.account_id, g.shard, g.idx, g.leg_no
+        RETURNING 1
     )
-    UPDATE _lp_items i SET tx_id = ins.id, result = 'ok', replayed = false, shortfall = 0
-      FROM inserted ins WHERE ins.idempotency_key = i.key;
-    IF EXISTS (SELECT 1 FROM _lp_items i WHERE i.tx_id IS NULL) THEN
-        -- A concurrent request committed one of these keys after we looked: start over.
-        RAISE EXCEPTION 'ledger_post_many: concurrent duplicate idempotency key'
-            USING ERRCODE = 'serialization_failure';
-    END IF;
-
-    INSERT INTO ledger_entries (transaction_id, account_id, shard, currency, amount, balance_after)
-    SELECT i.tx_id, l.account_id, l.shard, l.currency, l.amount,
-           b.posted + sum(l.amount) OVER (PARTITION BY l.account_id, l.shard ORDER BY l.idx, l.leg_no)
-      FROM _lp_legs l
-      JOIN _lp_items i ON i.idx = l.idx
-      JOIN ledger_balances b ON b.account_id = l.account_id AND b.shard = l.shard
-     ORDER BY l.account_id, l.shard, l.idx, l.leg_no;
-    UPDATE ledger_balances b SET posted = b.posted + s.total
-      FROM (SELECT l.account_id, l.shard, sum(l.amount) AS total FROM _lp_legs l GROUP BY 1, 2) s
-     WHERE b.account_id = s.account_id AND b.shard = s.shard;
-
-    RETURN QUERY SELECT i.idx, i.result, i.tx_id, coalesce(i.replayed, false), coalesce(i.shortfall, 0::bigint)
-                   FROM _lp_items i ORDER BY i.idx;
+    SELECT i.idx AS r_idx, coalesce(p.result, CASE WHEN ins.id IS NULL THEN 'raced' ELSE 'ok' END) AS r_result,
+           coalesce(p.id, ins.id) AS r_tx, p.id IS NOT NULL AS r_replayed, coalesce(p.shortfall, 0::bigint) AS r_shortfall
+      FROM items i
+      LEFT JOIN prior p ON p.idx = i.idx
+      LEFT JOIN inserted ins ON ins.idempotency_key = i.key
+     ORDER BY i.idx
+    LOOP
+        IF v_row.r_result = 'raced' THEN
+            -- A concurrent request committed one of these keys after we looked: start over.
+            RAISE EXCEPTION 'ledger_post_many: concurrent duplicate idempotency key'
+                USING ERRCODE = 'serialization_failure';
+        END IF;
+        idx := v_row.r_idx; result := v_row.r_result; transaction_id := v_row.r_tx;
+        replayed := v_row.r_replayed; shortfall := v_row.r_shortfall;
+        RETURN NEXT;
+    END LOOP;
 END $$;
 
 -- Phase one of a two-phase transfer: reserve p_amount from the debit leg's account for the
@@ -456,3 +529,10 @@ BEGIN
     END IF;
     RETURN QUERY SELECT 'ok'::text, v_tx, false, 0::bigint;
 END $$;
+
+-- The posting functions run the same statements with different values millions of times:
+-- plan them once (generic plans) instead of re-planning on every call.
+ALTER FUNCTION ledger_post(text, bytea, text, text, text, jsonb, jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION ledger_hold(text, bytea, text, jsonb, jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION ledger_resolve_hold(text, bytea, text, text, bigint, jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION ledger_lock_hot_shard(bigint, smallint) SET plan_cache_mode = force_generic_plan;
