@@ -1,0 +1,179 @@
+"""Batches straight through store/settlements.py: settle, resettle (delta only), upgrade_only,
+clawback into debt, rollback, replays and a crash before commit — with the real ledger."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from ledger import AccountRef
+from settlepay.db import run_in_transaction
+from store import bets as bet_store
+from store import settlements
+from tests.settlement.conftest import (
+    account, bet_row, cash, ledger_violations, make_player, place, settle_inline,
+)
+
+
+def post_result(engine, settings, market, version, selections):
+    return run_in_transaction(engine, lambda c: settlements.record_result(
+        c, settings, market, version, selections, actor="system:test"))
+
+
+def run_market(engine, settings, market, version, mode=settlements.SETTLE, batch_size=3, fail=False):
+    return settle_inline(engine, settings, market, version, mode, batch_size=batch_size, fail=fail)
+
+
+WIN = {"result": "won"}
+LOSE = {"result": "lost"}
+
+
+def test_settle_pays_winners_once_and_balances(engine, settings, market):
+    a, b = make_player(engine, 10_000), make_player(engine, 10_000)
+    bets_a = [place(engine, settings, a, 1_000, [(market, "home", "2.50")]) for _ in range(4)]
+    bet_b = place(engine, settings, b, 2_000, [(market, "away", "3/1")])
+    assert cash(engine, a) == 6_000 and cash(engine, b) == 8_000
+    assert account(engine, AccountRef.bets_in_play(a, "GBP")) == 4_000
+
+    post_result(engine, settings, market, 1, {"home": WIN, "away": LOSE})
+    out = run_market(engine, settings, market, 1)
+    assert (out.processed, out.posted) == (5, 5)
+    assert cash(engine, a) == 6_000 + 4 * 2_500 and cash(engine, b) == 8_000
+    assert account(engine, AccountRef.bets_in_play(a, "GBP")) == 0
+    assert all(bet_row(engine, x)["status"] == "settled" for x in bets_a + [bet_b])
+
+    again = run_market(engine, settings, market, 1)      # a re-run (retry, second workflow)
+    assert again.posted == 0 and cash(engine, a) == 16_000
+    assert ledger_violations(engine) == []
+
+
+def test_resettlement_posts_only_the_delta_linked_to_the_original(engine, settings, market):
+    p = make_player(engine, 5_000)
+    winner = place(engine, settings, p, 1_000, [(market, "home", "2.00")])
+    loser = place(engine, settings, p, 1_000, [(market, "away", "3.00")])
+    unchanged = place(engine, settings, p, 1_000, [(market, "draw", "4.00")])
+    post_result(engine, settings, market, 1, {"home": WIN, "away": LOSE, "draw": LOSE})
+    run_market(engine, settings, market, 1)
+    assert cash(engine, p) == 2_000 + 2_000
+
+    # Stat correction: away won, not home.
+    post_result(engine, settings, market, 2, {"home": LOSE, "away": WIN, "draw": LOSE})
+    out = run_market(engine, settings, market, 2)
+    assert out.posted == 2                                   # the unchanged bet gets nothing
+    assert cash(engine, p) == 2_000 + 3_000
+    with engine.connect() as conn:
+        rows = conn.execute(text("""
+            SELECT t.idempotency_key, t.kind, o.idempotency_key AS corrects
+              FROM ledger_transactions t JOIN ledger_transactions o ON o.id = t.corrects_id
+             WHERE t.reference = ANY(:ids) ORDER BY t.idempotency_key"""), {"ids": [winner, loser, unchanged]}).all()
+    assert [(r.idempotency_key, r.kind, r.corrects) for r in rows] == sorted([
+        (f"bet:{loser}:v2", "resettlement", f"bet:{loser}:v1"),
+        (f"bet:{winner}:v2", "resettlement", f"bet:{winner}:v1")])
+    history = bet_store.get(engine.connect(), winner)["settlements"]
+    assert [(s["kind"], s["version"], s["payout"], s["delta"]) for s in history] == [
+        ("settlement", 1, 2_000, 2_000), ("resettlement", 2, 0, -2_000)]
+    assert ledger_violations(engine) == []
+
+
+def test_clawback_beyond_cash_goes_to_debt(engine, settings, market):
+    p = make_player(engine, 1_000)
+    place(engine, settings, p, 1_000, [(market, "home", "5.00")])
+    post_result(engine, settings, market, 1, {"home": WIN})
+    run_market(engine, settings, market, 1)
+    assert cash(engine, p) == 5_000
+    # The player withdraws most of it (simulated by moving cash out through the ledger).
+    import ledger
+    from ledger import Transfer
+    run_in_transaction(engine, lambda c: ledger.post(c, Transfer(
+        key=f"test-withdraw:{p}", kind="withdrawal", reference=p,
+        legs=(ledger.Leg(AccountRef.player_cash(p, "GBP"), -4_000),
+              ledger.Leg(AccountRef.gateway_clearing("test", "GBP"), 4_000)))))
+    post_result(engine, settings, market, 2, {"home": LOSE})
+    run_market(engine, settings, market, 2)
+    assert cash(engine, p) == 0
+    with engine.connect() as conn:
+        assert bet_store.player_debt(conn, p, "GBP") == 4_000
+        assert bet_store.has_open_debt(conn, p)
+    assert ledger_violations(engine) == []
+
+
+def test_upgrade_only_keeps_downgrades_out_but_applies_upgrades(engine, settings, market):
+    policy = settings.model_copy(update={"resettlement_policy": "upgrade_only"})
+    p = make_player(engine, 2_000)
+    a = place(engine, settings, p, 1_000, [(market, "home", "2.00")])
+    b = place(engine, settings, p, 1_000, [(market, "away", "3.00")])
+    post_result(engine, policy, market, 1, {"home": WIN, "away": LOSE})
+    run_market(engine, policy, market, 1)
+    assert cash(engine, p) == 2_000
+    post_result(engine, policy, market, 2, {"home": LOSE, "away": WIN})
+    out = run_market(engine, policy, market, 2)
+    assert (out.posted, out.skipped) == (1, 1)
+    assert cash(engine, p) == 5_000                      # the winner keeps 2,000, the new one gets 3,000
+    assert bet_row(engine, a)["paid"] == 2_000 and bet_row(engine, a)["payout"] == 0
+    assert bet_row(engine, b)["paid"] == 3_000
+    history = bet_store.get(engine.connect(), a)["settlements"]
+    assert history[-1]["applied"] is False and history[-1]["delta"] == 0
+
+
+def test_rollback_reopens_bets_and_reverses_every_posting(engine, settings, market):
+    p = make_player(engine, 3_000)
+    before_house = account(engine, AccountRef.house_revenue("GBP"))
+    ids = [place(engine, settings, p, 1_000, [(market, sel, "2.00")]) for sel in ("home", "away", "draw")]
+    post_result(engine, settings, market, 1, {"home": WIN, "away": LOSE, "draw": {"result": "lost", "void_factor": "1"}})
+    run_market(engine, settings, market, 1)
+    post_result(engine, settings, market, 2, {"home": LOSE, "away": WIN, "draw": {"result": "lost", "void_factor": "1"}})
+    run_market(engine, settings, market, 2)
+    assert cash(engine, p) == 3_000
+
+    assert run_in_transaction(engine, lambda c: settlements.record_rollback(c, settings, market, 2, actor="operator:t"))
+    out = run_market(engine, settings, market, 2, mode=settlements.ROLLBACK)
+    assert out.posted == 3
+    assert cash(engine, p) == 0
+    assert account(engine, AccountRef.bets_in_play(p, "GBP")) == 3_000
+    assert account(engine, AccountRef.house_revenue("GBP")) == before_house
+    assert all(bet_row(engine, i)["status"] == "open" for i in ids)
+    assert run_market(engine, settings, market, 2, mode=settlements.ROLLBACK).posted == 0
+
+    # A new version settles the reopened bets afresh.
+    post_result(engine, settings, market, 3, {"home": WIN, "away": LOSE, "draw": LOSE})
+    run_market(engine, settings, market, 3)
+    assert cash(engine, p) == 2_000
+    assert ledger_violations(engine) == []
+
+
+def test_a_crash_before_commit_leaves_nothing_and_the_retry_pays_once(engine, settings, market):
+    p = make_player(engine, 2_000)
+    place(engine, settings, p, 1_000, [(market, "home", "2.00")])
+    place(engine, settings, p, 1_000, [(market, "home", "2.00")])
+    post_result(engine, settings, market, 1, {"home": WIN})
+    with pytest.raises(RuntimeError, match="injected"):
+        run_market(engine, settings, market, 1, fail=True)
+    assert cash(engine, p) == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement' "
+                                 "AND reference IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)"),
+                            {"m": market}).scalar() == 0
+    run_market(engine, settings, market, 1)
+    run_market(engine, settings, market, 1)
+    assert cash(engine, p) == 4_000
+
+
+def test_results_replay_conflict_stale_and_window(engine, settings, market):
+    post_result(engine, settings, market, 2, {"home": WIN})
+    assert post_result(engine, settings, market, 2, {"home": WIN})[1] is True
+    with pytest.raises(settlements.ResultRefused) as conflict:
+        post_result(engine, settings, market, 2, {"home": LOSE})
+    assert conflict.value.code == "result_version_conflict"
+    with pytest.raises(settlements.ResultRefused) as stale:
+        post_result(engine, settings, market, 1, {"home": LOSE})
+    assert stale.value.code == "result_version_stale"
+    with pytest.raises(settlements.ResultRefused) as bad:
+        post_result(engine, settings, market, 3, {"home": {"result": "won", "void_factor": 0.5}})
+    assert bad.value.code == "invalid_result"
+    # Settled long ago: the correction window has closed.
+    with engine.begin() as conn:
+        conn.execute(text("""INSERT INTO market_settlements (market_id, version, state, workflow_id, first_settled_at)
+                             VALUES (:m, 2, 'settled', 'wf', now() - interval '100 hours')"""), {"m": market})
+    with pytest.raises(settlements.ResultRefused) as late:
+        post_result(engine, settings, market, 3, {"home": LOSE})
+    assert late.value.code == "correction_window_closed"
