@@ -10,14 +10,17 @@ from sqlalchemy import Connection
 
 import ledger
 from compliance.gates import GateDecision, GateRequest, Operation
-from ledger import AccountRef
+from ledger import AccountType
 from settlepay.config import Settings
 
 
 def debt_gate(conn: Connection, settings: Settings, req: GateRequest) -> GateDecision | None:
     if req.operation is not Operation.WITHDRAWAL:
         return None
-    owed = -ledger.balance(conn, AccountRef.player_debt(req.player_id, req.currency)).posted
-    if owed > 0:
-        return GateDecision.deny("open_debt", f"the player owes {owed} {req.currency} minor units")
+    # Any open debt blocks, whatever the currency of the withdrawal: the money owed is settled
+    # first (the operator decides how), never netted silently against another currency.
+    for account in ledger.balances(conn, f"player:{req.player_id}"):
+        if account.account.type is AccountType.PLAYER_DEBT and account.posted < 0:
+            return GateDecision.deny(
+                "open_debt", f"the player owes {-account.posted} {account.account.currency} minor units")
     return None
