@@ -224,8 +224,8 @@ END $$;
 -- per-item statements. p_items: [{key, hash (hex), kind, reference, corrects, metadata}], item
 -- numbers are positions from 1; p_legs: [{idx, leg_no, owner, type, currency, amount,
 -- no_negative, shards, sf_owner, sf_type}]. Falls back to posting one by one, in item order,
--- when the batch needs per-item decisions: a key twice in the batch, a shortfall leg, or a
--- no-negative account that would dip below zero somewhere in the batch.
+-- when the batch needs per-item decisions: a key twice in the batch, or a no-negative account
+-- that would dip below zero somewhere in the batch (a rejection or a shortfall to decide).
 --
 -- Planning note: a batch's rows come from JSON, whose size the planner cannot know, and its
 -- row estimates would lead to nested loops over thousands of rows. The function turns nested
@@ -247,7 +247,6 @@ DECLARE
     v_hot_ids     bigint[] := '{}';
     v_hot_shards  smallint[] := '{}';
     v_unresolved  bigint;
-    v_sf_legs     bigint;
     v_bad_items   bigint;
     v_dup_keys    bigint;
     v_slow        boolean := false;
@@ -258,12 +257,10 @@ BEGIN
       FROM jsonb_to_recordset(p_items) AS x(key text, corrects text);
     -- Shape: every transfer has >= 2 legs in one currency summing to zero.
     SELECT count(*) FILTER (WHERE NOT s.ok OR s.idx NOT BETWEEN 1 AND jsonb_array_length(p_items))
-           + abs(jsonb_array_length(p_items) - count(*)),
-           coalesce(sum(s.sf), 0)
-      INTO v_bad_items, v_sf_legs
-      FROM (SELECT l.idx, count(*) >= 2 AND sum(l.amount) = 0 AND count(DISTINCT l.currency) = 1 AS ok,
-                   count(l.sf_owner) AS sf
-              FROM jsonb_to_recordset(p_legs) AS l(idx int, amount bigint, currency text, sf_owner text)
+           + abs(jsonb_array_length(p_items) - count(*))
+      INTO v_bad_items
+      FROM (SELECT l.idx, count(*) >= 2 AND sum(l.amount) = 0 AND count(DISTINCT l.currency) = 1 AS ok
+              FROM jsonb_to_recordset(p_legs) AS l(idx int, amount bigint, currency text)
              GROUP BY l.idx) s;
     SELECT array_agg(DISTINCT l.owner) INTO v_owners FROM jsonb_to_recordset(p_legs) AS l(owner text);
     IF v_bad_items > 0 THEN
@@ -285,7 +282,9 @@ BEGIN
         PERFORM ledger_ensure_accounts(p_legs);
     END LOOP;
 
-    v_slow := v_dup_keys > 0 OR v_sf_legs > 0;
+    -- A shortfall leg only needs per-item treatment when its account cannot cover it; the
+    -- funds check below finds that case (shortfall legs are debits of no-negative accounts).
+    v_slow := v_dup_keys > 0;
     IF NOT v_slow THEN
         -- Lock: single-row accounts in account id order, then one free row of each hot account.
         PERFORM 1 FROM ledger_balances b

@@ -197,3 +197,19 @@ def test_check_detects_a_forged_balance(fresh_engine):
                      {"o": f"player:{p}"})
         problems = check(conn)
         assert any("equals the sum of its entries" in v for v in problems)
+
+
+def test_batch_shortfall_legs_stay_set_based_until_cash_runs_out(engine):
+    p = new_player()
+    claw = lambda n, amount: Transfer(f"claw-{p}-{n}", "resettlement", (  # noqa: E731
+        Leg(AccountRef.player_cash(p, "USD"), -amount, shortfall_to=AccountRef.player_debt(p, "USD")),
+        Leg(AccountRef.house_revenue("USD"), amount)))
+    with engine.begin() as conn:
+        ledger.post(conn, deposit(p, 1_000))
+        covered = ledger.post_many(conn, [claw(1, 300), claw(2, 300)])
+        assert [r.shortfall for r in covered] == [0, 0]
+        short = ledger.post_many(conn, [claw(3, 300), claw(4, 300)])
+        assert [r.shortfall for r in short] == [0, 200]
+        assert cash(conn, p).posted == 0
+        assert ledger.balance(conn, AccountRef.player_debt(p, "USD")).posted == -200
+        assert check(conn) == []
