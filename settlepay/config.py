@@ -39,8 +39,6 @@ class Settings(BaseSettings):
     supported_currencies: list[str] = ["USD", "EUR", "GBP"]
     deposit_min_minor: int = 500  # 5.00
     deposit_max_minor: int = 1_000_000  # 10,000.00
-    # Hot accounts (house revenue, gateway clearing) are split into this many balance rows.
-    hot_account_shards: int = 16
 
     # --- payment gateway (Stripe or the local Stripe-compatible sandbox) -------------------
     stripe_api_base: str = "http://127.0.0.1:12111"
@@ -48,6 +46,10 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str = "whsec_settlepay_sandbox"
     stripe_timeout_seconds: float = 10.0
     sandbox_stripe_port: int = 12111
+    # Where the Stripe sandbox POSTs its signed events (the API's webhook route).
+    sandbox_stripe_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/stripe"
+    # Where the customer returns after 3-D Secure (the partner's page; shown in next_action).
+    deposit_return_url: str = "http://127.0.0.1:8000/deposit-return"
     # How long a deposit waits for the payment webhook before polling the gateway.
     deposit_webhook_wait_seconds: float = 30.0
     deposit_poll_interval_seconds: float = 10.0
@@ -64,6 +66,69 @@ class Settings(BaseSettings):
     resettlement_policy: str = "full"  # "full" | "upgrade_only"
     correction_window_hours: int = 72
     settlement_batch_size: int = 2000
+
+    # --- HTTP API (api/) -----------------------------------------------------------------
+    # Database connections of one API process (routes run in a thread pool and each holds one).
+    api_db_pool_size: int = 8
+    # An Idempotency-Key whose first request has run this long without storing its answer is
+    # presumed dead (process killed mid-request): a retry may run the request again.
+    idempotency_stale_after_seconds: float = 60.0
+
+    # --- worker process (settlepay worker) ---------------------------------------------------
+    # Activities are sync SQLAlchemy code run in a thread pool, one pool per task queue; each
+    # running activity may hold a database connection, so threads and pool size go together.
+    worker_activity_threads: int = 16
+    worker_db_pool_size: int = 8
+    # On SIGTERM running activities get this long to finish before the worker cancels them.
+    worker_graceful_shutdown_seconds: float = 10.0
+
+    # --- geolocation (compliance/geolocation.py) --------------------------------------------
+    # ISO 3166-2 codes of the jurisdictions the operator is licensed in.
+    licensed_jurisdictions: list[str] = ["US-NJ", "US-PA"]
+    geolocation_valid_minutes: int = 20
+    # Within this distance of a border a check lasts only geolocation_border_valid_minutes.
+    geolocation_border_miles: float = 1.0
+    geolocation_border_valid_minutes: int = 5
+    # Block when the IP geolocates to a country outside the licensed jurisdictions.
+    geolocation_ip_country_must_match: bool = True
+    # MaxMind DB files: empty city path = the GeoLite2-City shipped by maxminddb-geolite2;
+    # the anonymous path is a licensed GeoIP2 Anonymous IP database (VPN/hosting/Tor flags).
+    geoip_city_db_path: str = ""
+    geoip_anonymous_db_path: str = ""
+    # Ranges blocked as anonymous/VPN/hosting on top of the databases (CIDR strings).
+    geoip_anonymous_cidrs: list[str] = []
+
+    # --- responsible gaming (compliance/responsible_gaming.py) -------------------------------
+    # A looser deposit limit takes effect only after this cool-off; a tighter one at once.
+    deposit_limit_cool_off_hours: int = 24
+
+    # --- KYC, 2FA and withdrawals (issue 5) ------------------------------------------------
+    # Minimum age per jurisdiction; jurisdictions not listed use kyc_default_min_age.
+    kyc_min_age_by_jurisdiction: dict[str, int] = {"US-NJ": 21, "US-PA": 21, "US-NY": 21,
+                                                   "US-MI": 21, "US-IL": 21, "US-CO": 21,
+                                                   "GB": 18}
+    kyc_default_min_age: int = 21
+    # Screening list (CSV: name,list,reference). Empty = the small list shipped for development.
+    sanctions_list_path: Path | None = None
+    # rapidfuzz score (0-100) above which a name match goes to operator review.
+    sanctions_match_threshold: float = 88.0
+    # How long the KYC workflow waits for the provider's webhook (and for a resubmitted document).
+    kyc_document_timeout_seconds: float = 86_400.0
+    kyc_max_document_attempts: int = 3
+    kyc_provider: str = "sandbox"
+    # Key for the TOTP secrets at rest (Fernet, urlsafe base64 of 32 bytes) and for the one-time
+    # withdrawal codes (HMAC). The defaults are for development only.
+    totp_encryption_key: str = "c2V0dGxlcGF5LWRldi10b3RwLWtleS0wMDAwMDAwMDA="
+    otp_code_secret: str = "settlepay-dev-otp-code-secret"
+    totp_issuer: str = "settlepay"
+    withdrawal_2fa_timeout_seconds: float = 600.0
+    withdrawal_2fa_max_attempts: int = 3
+    # Withdrawals above this amount (minor units) wait for an operator's approval.
+    withdrawal_approval_threshold_minor: int = 500_000
+    # The gateway (clearing account owner `gateway:<provider>`) withdrawals are paid through.
+    withdrawal_gateway_provider: str = "stripe"
+    # First wait before asking the gateway again about a pending refund/payout (then doubling).
+    withdrawal_payout_poll_seconds: float = 5.0
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -1,0 +1,298 @@
+"""The Stripe adapter: the ONLY module in settlepay that imports `stripe`.
+
+It turns `PaymentGateway` calls into Stripe API calls through the official SDK
+(`stripe.StripeClient`, base address configurable so it talks to the local sandbox, localstripe
+or Stripe itself) and Stripe answers into the typed results of `adapters.gateway.interface`.
+
+Rules it keeps:
+  - the SDK never retries (`max_network_retries=0`): Temporal's retry policy owns retries, and
+    the caller's idempotency key (workflow id + step) makes every retry safe;
+  - every create sends the caller's idempotency key; it never invents one;
+  - errors are sorted once, here: card errors -> GatewayDeclined, 4xx -> GatewayInvalidRequest,
+    5xx / 409 / 429 / timeouts / connection errors -> GatewayUnavailable.
+It must never touch the database or decide business rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import stripe
+
+from adapters.gateway.interface import (
+    BalanceTransaction,
+    BalanceTransactionPage,
+    GatewayDeclined,
+    GatewayError,
+    GatewayInvalidRequest,
+    GatewayUnavailable,
+    NextAction,
+    PaymentError,
+    PaymentIntent,
+    Payout,
+    Refund,
+    WebhookEvent,
+    WebhookSignatureInvalid,
+)
+
+T = TypeVar("T")
+
+
+class StripeGateway:
+    provider = "stripe"
+
+    def __init__(self, *, api_key: str, api_base: str, webhook_secret: str | None = None,
+                 timeout_seconds: float = 10.0):
+        self._webhook_secret = webhook_secret
+        # requests (a dependency of the SDK) keeps one pooled session per thread: activities
+        # run in a thread pool. (connect, read) timeouts: a dead host fails fast.
+        http_client = stripe.RequestsClient(timeout=(min(timeout_seconds, 3.0), timeout_seconds))
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base.rstrip("/")},
+            max_network_retries=0,
+            http_client=http_client,
+        )
+        self._v1 = self._client.v1
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> StripeGateway:
+        return cls(api_key=settings.stripe_api_key, api_base=settings.stripe_api_base,
+                   webhook_secret=settings.stripe_webhook_secret,
+                   timeout_seconds=settings.stripe_timeout_seconds)
+
+    # --- payment intents -----------------------------------------------------------------
+    def create_payment_intent(self, *, amount: int, currency: str, payment_method: str,
+                              idempotency_key: str, confirm: bool = True,
+                              return_url: str | None = None, customer: str | None = None,
+                              metadata: dict[str, str] | None = None,
+                              description: str | None = None) -> PaymentIntent:
+        _require_key(idempotency_key)
+        params: dict[str, Any] = {
+            "amount": _minor(amount), "currency": currency.lower(),
+            "payment_method": payment_method, "payment_method_types": ["card"],
+            "confirm": confirm,
+        }
+        if return_url:
+            params["return_url"] = return_url
+        if customer:
+            params["customer"] = customer
+        if metadata:
+            params["metadata"] = metadata
+        if description:
+            params["description"] = description
+        return _payment_intent(self._call(
+            lambda: self._v1.payment_intents.create(params, {"idempotency_key": idempotency_key})))
+
+    def confirm_payment_intent(self, intent_id: str, *, idempotency_key: str,
+                               return_url: str | None = None) -> PaymentIntent:
+        _require_key(idempotency_key)
+        params: dict[str, Any] = {"return_url": return_url} if return_url else {}
+        return _payment_intent(self._call(
+            lambda: self._v1.payment_intents.confirm(intent_id, params,
+                                                     {"idempotency_key": idempotency_key})))
+
+    def retrieve_payment_intent(self, intent_id: str) -> PaymentIntent:
+        return _payment_intent(self._call(lambda: self._v1.payment_intents.retrieve(intent_id)))
+
+    def cancel_payment_intent(self, intent_id: str, *, idempotency_key: str,
+                              reason: str | None = None) -> PaymentIntent:
+        _require_key(idempotency_key)
+        params: dict[str, Any] = {"cancellation_reason": reason} if reason else {}
+        return _payment_intent(self._call(
+            lambda: self._v1.payment_intents.cancel(intent_id, params,
+                                                    {"idempotency_key": idempotency_key})))
+
+    # --- refunds and payouts -------------------------------------------------------------
+    def create_refund(self, *, payment_intent: str, idempotency_key: str, amount: int | None = None,
+                      reason: str | None = None, metadata: dict[str, str] | None = None) -> Refund:
+        _require_key(idempotency_key)
+        params: dict[str, Any] = {"payment_intent": payment_intent}
+        if amount is not None:
+            params["amount"] = _minor(amount)
+        if reason:
+            params["reason"] = reason
+        if metadata:
+            params["metadata"] = metadata
+        return _refund(self._call(
+            lambda: self._v1.refunds.create(params, {"idempotency_key": idempotency_key})))
+
+    def retrieve_refund(self, refund_id: str) -> Refund:
+        return _refund(self._call(lambda: self._v1.refunds.retrieve(refund_id)))
+
+    def create_payout(self, *, amount: int, currency: str, idempotency_key: str,
+                      destination: str | None = None, description: str | None = None,
+                      metadata: dict[str, str] | None = None) -> Payout:
+        _require_key(idempotency_key)
+        params: dict[str, Any] = {"amount": _minor(amount), "currency": currency.lower()}
+        if destination:
+            params["destination"] = destination
+        if description:
+            params["description"] = description
+        if metadata:
+            params["metadata"] = metadata
+        return _payout(self._call(
+            lambda: self._v1.payouts.create(params, {"idempotency_key": idempotency_key})))
+
+    def retrieve_payout(self, payout_id: str) -> Payout:
+        return _payout(self._call(lambda: self._v1.payouts.retrieve(payout_id)))
+
+    # --- reconciliation ------------------------------------------------------------------
+    def list_balance_transactions(self, *, created_gte: int | None = None,
+                                  created_lt: int | None = None, limit: int = 100,
+                                  starting_after: str | None = None,
+                                  type: str | None = None) -> BalanceTransactionPage:
+        params: dict[str, Any] = {"limit": limit}
+        created: dict[str, int] = {}
+        if created_gte is not None:
+            created["gte"] = created_gte
+        if created_lt is not None:
+            created["lt"] = created_lt
+        if created:
+            params["created"] = created
+        if starting_after:
+            params["starting_after"] = starting_after
+        if type:
+            params["type"] = type
+        page = self._call(lambda: self._v1.balance_transactions.list(params))
+        data = page.to_dict()
+        return BalanceTransactionPage(
+            items=[_balance_transaction(item) for item in data.get("data", [])],
+            has_more=bool(data.get("has_more")))
+
+    # --- webhooks ------------------------------------------------------------------------
+    def verify_webhook(self, payload: bytes, signature_header: str | None,
+                       tolerance_seconds: int = 300) -> WebhookEvent:
+        if not self._webhook_secret:
+            raise WebhookSignatureInvalid("no webhook secret configured")
+        try:
+            event = stripe.Webhook.construct_event(payload, signature_header, self._webhook_secret,
+                                                   tolerance=tolerance_seconds)
+        except stripe.SignatureVerificationError as error:
+            raise WebhookSignatureInvalid(str(error.user_message or error)) from error
+        except ValueError as error:  # not JSON, or not an event
+            raise WebhookSignatureInvalid(f"malformed event: {error}") from error
+        body = event.to_dict()
+        request = body.get("request")
+        return WebhookEvent(id=body["id"], type=body["type"], created=int(body.get("created") or 0),
+                            object=dict((body.get("data") or {}).get("object") or {}),
+                            request_idempotency_key=(request or {}).get("idempotency_key")
+                            if isinstance(request, dict) else None)
+
+    # --- error translation ---------------------------------------------------------------
+    def _call(self, request: Callable[[], T]) -> T:
+        try:
+            return request()
+        except stripe.CardError as error:
+            body = _error_body(error)
+            intent = body.get("payment_intent")
+            raise GatewayDeclined(
+                error.user_message or "card declined", code=error.code,
+                decline_code=body.get("decline_code"),
+                payment_intent=_payment_intent(intent) if isinstance(intent, dict) else None,
+                http_status=error.http_status, request_id=error.request_id) from error
+        except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+            raise GatewayUnavailable(str(error.user_message or error), code=error.code,
+                                     http_status=error.http_status,
+                                     request_id=error.request_id) from error
+        except (stripe.InvalidRequestError, stripe.IdempotencyError,
+                stripe.AuthenticationError, stripe.PermissionError) as error:
+            body = _error_body(error)
+            raise GatewayInvalidRequest(
+                error.user_message or "invalid request",
+                code=error.code or body.get("code") or body.get("type"),
+                param=body.get("param"), http_status=error.http_status,
+                request_id=error.request_id) from error
+        except stripe.StripeError as error:  # APIError: 5xx, 409 (concurrent idempotent request), odd answers
+            raise GatewayUnavailable(str(error.user_message or error), code=error.code,
+                                     http_status=error.http_status,
+                                     request_id=error.request_id) from error
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _require_key(key: str) -> None:
+    if not key:
+        raise ValueError("an idempotency key derived from the business operation is required")
+
+
+def _minor(amount: int) -> int:
+    # bool is an int subclass and floats creep in from JSON: refuse both loudly.
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError(f"amounts are integers in minor units, got {amount!r}")
+    return amount
+
+
+def _error_body(error: GatewayError | stripe.StripeError) -> dict[str, Any]:
+    body = getattr(error, "json_body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"]
+    return {}
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return obj
+    return obj.to_dict()
+
+
+def _id_of(value: Any) -> str | None:
+    """Stripe returns a related object as its id, or expanded as an object (localstripe does)."""
+    if value is None or isinstance(value, str):
+        return value
+    return _plain(value).get("id")
+
+
+def _payment_intent(obj: Any) -> PaymentIntent:
+    data = _plain(obj)
+    next_action = None
+    if data.get("next_action"):
+        action = data["next_action"]
+        redirect = action.get("redirect_to_url") or {}
+        next_action = NextAction(type=action.get("type", "unknown"), redirect_url=redirect.get("url"),
+                                 return_url=redirect.get("return_url"))
+    error = None
+    if data.get("last_payment_error"):
+        raw = data["last_payment_error"]
+        error = PaymentError(code=raw.get("code"), decline_code=raw.get("decline_code"),
+                             message=raw.get("message"))
+    return PaymentIntent(
+        id=data["id"], status=data["status"], amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(), payment_method=_id_of(data.get("payment_method")),
+        latest_charge=_id_of(data.get("latest_charge")), client_secret=data.get("client_secret"),
+        next_action=next_action, last_payment_error=error,
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        created=data.get("created"))
+
+
+def _refund(obj: Any) -> Refund:
+    data = _plain(obj)
+    return Refund(id=data["id"], status=data.get("status") or "succeeded", amount=int(data["amount"]),
+                  currency=str(data["currency"]).upper(),
+                  payment_intent=_id_of(data.get("payment_intent")), charge=_id_of(data.get("charge")),
+                  failure_reason=data.get("failure_reason"),
+                  metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+                  created=data.get("created"))
+
+
+def _payout(obj: Any) -> Payout:
+    data = _plain(obj)
+    return Payout(id=data["id"], status=data["status"], amount=int(data["amount"]),
+                  currency=str(data["currency"]).upper(), destination=_id_of(data.get("destination")),
+                  arrival_date=data.get("arrival_date"), failure_code=data.get("failure_code"),
+                  failure_message=data.get("failure_message"),
+                  metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+                  created=data.get("created"))
+
+
+def _balance_transaction(data: dict[str, Any]) -> BalanceTransaction:
+    amount = int(data["amount"])
+    fee = int(data.get("fee") or 0)
+    return BalanceTransaction(id=data["id"], type=data["type"], amount=amount, fee=fee,
+                              net=int(data.get("net", amount - fee)),
+                              currency=str(data["currency"]).upper(), source=_id_of(data.get("source")),
+                              created=int(data["created"]),
+                              reporting_category=data.get("reporting_category"))

@@ -1,0 +1,424 @@
+"""Deposit throughput end to end, beside a bare workflow, and the retry storm.
+
+    .venv/bin/python bench/deposits.py [--deposits 200] [--concurrency 1,24] [--storm 10000]
+    .venv/bin/python bench/deposits.py --api http://127.0.0.1:8000 --temporal 127.0.0.1:7233 \
+        --database-url postgresql://... [--sandbox http://127.0.0.1:12111]   # against `make dev`
+
+Local mode starts its own stack as separate processes, like `make dev`: a temporary database,
+the Temporal dev server, the Stripe sandbox, `settlepay api` and `settlepay worker`.
+
+(1) Deposits/s: POST /v1/deposits (a new Idempotency-Key each) until the workflow's result,
+    at each `--concurrency` level; every deposit must succeed and be credited once.
+(2) Beside it, on the same Temporal server in the same run: a bare workflow with the same
+    number of activities (3: gate, payment, credit), each a no-op, run by a worker process with
+    the same thread pool, in rounds interleaved with (1). Ratio = (1) / (2); target >= 0.8.
+    At concurrency 1 the ratio says what the deposit's work adds to each deposit's latency; at
+    high concurrency, on a small machine, it says what that work costs in shared CPU.
+(3) Retry storm: `--storm` POSTs with ONE Idempotency-Key, `--storm-concurrency` at a time;
+    exactly one deposit, one workflow, one PaymentIntent, one ledger credit. Prints p50/p99 of
+    the replayed answers (target p99 <= 20 ms), and of replays sent one at a time.
+
+Must never: run against a production stack (it creates players and money on the database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from bare_workflow import QUEUE as BARE_QUEUE  # noqa: E402
+from bare_workflow import BareDepositWorkflow  # noqa: E402
+
+WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
+                  "refund.failed", "payout.paid", "payout.failed")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def wait_port(url: str, timeout: float = 60.0) -> None:
+    import httpx
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer")
+            time.sleep(0.1)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class CpuMeter:
+    """Where the CPU goes, per process group of the stack (Linux /proc; local mode only)."""
+
+    def __init__(self, groups: dict[str, list[int]], database_url: str, temporal_port: str):
+        import psycopg
+        self.groups, self.temporal_port = groups, temporal_port
+        self.conn = psycopg.connect(database_url, autocommit=True)
+
+    def _pids(self) -> dict[str, list[int]]:
+        found = {name: list(pids) for name, pids in self.groups.items()}
+        # The database's backends (the server's own view: process titles may be off).
+        found["postgres"] = [pid for (pid,) in self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        found["temporal"] = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "temporal server start-dev" in cmd and f"--port {self.temporal_port} " in cmd:
+                found["temporal"].append(int(entry.name))
+        return found
+
+    def snapshot(self) -> dict[str, float]:
+        return {name: sum(process_cpu(pid) for pid in pids) for name, pids in self._pids().items()}
+
+    @staticmethod
+    def per_item(before: dict[str, float], after: dict[str, float], items: int) -> str:
+        parts = [f"{name} {1000 * (after.get(name, 0) - before.get(name, 0)) / items:.1f}"
+                 for name in after if after.get(name, 0) - before.get(name, 0) > 0.0005 * items]
+        total = sum(after.get(n, 0) - before.get(n, 0) for n in after) * 1000 / items
+        return f"{total:.1f} ms CPU each (" + ", ".join(parts) + ")"
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalStack:
+    """Temporary database, Temporal dev server, sandbox, API and worker processes."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.procs: list[subprocess.Popen] = []
+        import tempfile
+        self.logs = Path(tempfile.mkdtemp(prefix="settlepay-bench-"))
+
+    async def __aenter__(self) -> LocalStack:
+        from temporalio.contrib.pydantic import pydantic_data_converter
+        from temporalio.testing import WorkflowEnvironment
+
+        from settlepay import binaries, search_attributes
+        from tests.support.databases import temporary_database
+
+        self._db = temporary_database("sp_bench")
+        self.database_url = self._db.__enter__()
+        self.env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=binaries.temporal_cli(), data_converter=pydantic_data_converter,
+            search_attributes=search_attributes.ALL, dev_server_log_level="error")
+        self.temporal = self.env.client.service_client.config.target_host
+        sandbox_port, api_port = free_port(), free_port()
+        self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SETTLEPAY_DATABASE_URL": self.database_url,
+               "SETTLEPAY_TEMPORAL_ADDRESS": self.temporal, "SETTLEPAY_STRIPE_API_BASE": self.sandbox_url,
+               "SETTLEPAY_SANDBOX_STRIPE_WEBHOOK_URL": f"{self.api_url}/v1/webhooks/stripe",
+               "SETTLEPAY_API_PORT": str(api_port), "SETTLEPAY_LOG_LEVEL": "WARNING",
+               "SETTLEPAY_API_DB_POOL_SIZE": "4", "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
+               "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(self.threads)}
+        self.env_vars = env
+        py = sys.executable
+        # The endpoint subscribes to the events settlepay acts on, as a production Stripe
+        # endpoint would (enabled_events), not to every event type.
+        self.spawn([py, "-m", "sandboxes.stripe", "--port", str(sandbox_port), "--enabled-events",
+                    ",".join(WEBHOOK_EVENTS)], env)
+        self.spawn([py, "-m", "settlepay.cli", "api", "--port", str(api_port)], env)
+        self.spawn([py, "-m", "settlepay.cli", "worker"], env)
+        wait_port(f"{self.sandbox_url}/_sandbox/stats")
+        wait_port(f"{self.api_url}/healthz")
+        time.sleep(1.0)
+        self.check_alive()
+        return self
+
+    def spawn(self, argv: list[str], env: dict[str, str]) -> None:
+        # Each process logs to a file of its own: when something dies, its file says why.
+        log = open(self.logs / f"{len(self.procs)}-{Path(argv[2]).name}.log", "wb")  # noqa: SIM115
+        self.procs.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise SystemExit(f"{' '.join(proc.args)} exited ({proc.returncode}); logs in {self.logs}")
+
+    async def __aexit__(self, *exc) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await self.env.shutdown()
+        self._db.__exit__(None, None, None)
+
+
+def make_players(database_url: str, count: int, partner_id: str) -> tuple[str, list[str]]:
+    """A partner key and `count` active players located in New Jersey (direct SQL setup)."""
+    from datetime import UTC, datetime
+
+    from settlepay.db import make_engine
+    from store import geolocation, players
+    from store.api_keys import create_api_key
+
+    engine = make_engine(database_url, pool_size=1)
+    now = datetime.now(UTC)
+    ids = [f"ply_bench_{uuid.uuid4().hex[:12]}" for _ in range(count)]
+    with engine.begin() as conn:
+        _, key = create_api_key(conn, "partner", partner_id, None, "bench")
+        for pid in ids:
+            players.insert(conn, player_id=pid, partner_id=partner_id, external_ref=None, first_name="Bench",
+                           last_name="Player", email=None, date_of_birth=None, jurisdiction="US-NJ")
+            geolocation.insert(conn, geolocation.GeolocationCheck(
+                id=geolocation.new_id(), player_id=pid, checked_at=now, latitude=40.22, longitude=-74.76,
+                ip_address="203.0.113.9", provider="bench", jurisdiction="US-NJ", distance_to_border_miles=20.0,
+                ip_country="US", ip_subdivision="NJ", anonymous_flags=(), allowed=True, code="allowed",
+                reason="bench", valid_until=now + timedelta(hours=2)))
+    engine.dispose()
+    return key, ids
+
+
+# --- the measurements ------------------------------------------------------------------------
+
+async def deposits_per_second(http, client, key: str, players: list[str], n: int, concurrency: int,
+                              amount: int = 1_000) -> tuple[float, list[float], list[str]]:
+    from activities.deposit import DepositResult
+
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    ids: list[str] = []
+    failures: list[str] = []
+
+    async def one(i: int) -> None:
+        async with gate:
+            started = time.perf_counter()
+            answer = await http.post("/v1/deposits", headers={"Authorization": f"Bearer {key}",
+                                                              "Idempotency-Key": uuid.uuid4().hex},
+                                     json={"player_id": players[i % len(players)], "amount": amount,
+                                           "currency": "USD", "payment_method": "pm_card_visa"})
+            if answer.status_code != 202:
+                failures.append(f"POST {answer.status_code}: {answer.text[:200]}")
+                return
+            deposit_id = answer.json()["id"]
+            result = await asyncio.wait_for(client.get_workflow_handle(
+                f"deposit-{deposit_id}", result_type=DepositResult).result(), 120)
+            if result.status != "succeeded":
+                failures.append(f"{deposit_id}: {result.status} {result.failure_code}")
+            latencies.append(time.perf_counter() - started)
+            ids.append(deposit_id)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{len(failures)} deposits failed, e.g. {failures[:3]}")
+    return n / elapsed, latencies, ids
+
+
+async def bare_per_second(client, n: int, concurrency: int) -> float:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            result = await asyncio.wait_for(client.execute_workflow(
+                BareDepositWorkflow.run, i, id=f"bare-{uuid.uuid4().hex}", task_queue=BARE_QUEUE), 120)
+            assert result == i + 3
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return n / (time.perf_counter() - started)
+
+
+async def retry_storm(http, key: str, player: str, n: int, concurrency: int) -> dict:
+    idem = f"storm-{uuid.uuid4().hex}"
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idem}
+    body = {"player_id": player, "amount": 2_345, "currency": "USD", "payment_method": "pm_card_visa"}
+    gate = asyncio.Semaphore(concurrency)
+    rows: list[tuple[int, bool, float, str | None]] = []
+
+    async def one() -> None:
+        async with gate:
+            started = time.perf_counter()
+            answer = await http.post("/v1/deposits", headers=headers, json=body)
+            took = time.perf_counter() - started
+            deposit = answer.json().get("id") if answer.status_code == 202 else None
+            rows.append((answer.status_code, answer.headers.get("idempotent-replayed") == "true", took, deposit))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    elapsed = time.perf_counter() - started
+    # Clients retry their 409s; after the first answer is stored they all get it back.
+    final = await http.post("/v1/deposits", headers=headers, json=body)
+    quiet: list[float] = []
+    for _ in range(500):
+        t = time.perf_counter()
+        again = await http.post("/v1/deposits", headers=headers, json=body)
+        quiet.append(time.perf_counter() - t)
+        assert again.headers.get("idempotent-replayed") == "true"
+    return {"idem": idem, "rows": rows, "elapsed": elapsed, "final": final, "quiet": quiet}
+
+
+async def verify_one_effect(database_url: str, sandbox_url: str | None, client, player: str, deposit_id: str) -> list[str]:
+    import httpx
+    from sqlalchemy import text
+
+    from settlepay.db import make_engine
+
+    from activities.deposit import DepositResult
+    await client.get_workflow_handle(f"deposit-{deposit_id}", result_type=DepositResult).result()
+    engine = make_engine(database_url, pool_size=1)
+    with engine.connect() as conn:
+        deposits = conn.execute(text("SELECT count(*) FROM deposits WHERE player_id = :p AND amount = 2345"),
+                                {"p": player}).scalar()
+        credits = conn.execute(text("SELECT count(*) FROM ledger_transactions WHERE reference = :d AND result = 'ok'"),
+                               {"d": deposit_id}).scalar()
+    engine.dispose()
+    workflows = (await client.count_workflows(f"WorkflowId = 'deposit-{deposit_id}'")).count
+    lines = [f"deposits rows {deposits}, workflows {workflows}, ledger credits {credits}"]
+    if sandbox_url:
+        intents = httpx.get(f"{sandbox_url}/_sandbox/payment_intents",
+                            params={"key": "settlepay_deposit_id", "value": deposit_id}).json()["data"]
+        lines[0] += f", PaymentIntents {len(intents)}"
+    return lines
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deposits", type=int, default=200, help="per concurrency level")
+    parser.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")], default=[1, 24],
+                        help="comma-separated levels, each measured on its own (default 1,24)")
+    parser.add_argument("--rounds", type=int, default=4, help="deposit and bare batches, interleaved")
+    parser.add_argument("--storm", type=int, default=10_000)
+    parser.add_argument("--storm-concurrency", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=16, help="activity threads per worker")
+    parser.add_argument("--api"), parser.add_argument("--temporal")
+    parser.add_argument("--database-url"), parser.add_argument("--sandbox")
+    args = parser.parse_args()
+
+    import httpx
+
+    from settlepay.temporal import connect
+    from settlepay.config import Settings
+
+    stack = None
+    if args.api:
+        api_url, temporal, database_url, sandbox_url = args.api, args.temporal, args.database_url, args.sandbox
+        if not (temporal and database_url):
+            raise SystemExit("--api needs --temporal and --database-url (players are set up in SQL)")
+    else:
+        stack = await LocalStack(args.threads).__aenter__()
+        api_url, temporal, database_url, sandbox_url = (stack.api_url, stack.temporal, stack.database_url,
+                                                        stack.sandbox_url)
+    import tempfile
+    bare_log = tempfile.NamedTemporaryFile(prefix="settlepay-bench-bare-", suffix=".log", delete=False)
+    # Imported by name (not run as __main__) so that the workflow sandbox can re-import it.
+    bare = subprocess.Popen([sys.executable, "-c", f"import sys, asyncio; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
+                             f"import bare_workflow; asyncio.run(bare_workflow.serve({temporal!r}, {args.threads}))"],
+                            cwd=ROOT, stdout=bare_log, stderr=subprocess.STDOUT)
+    try:
+        from tests.support.databases import sqlalchemy_url
+        db = sqlalchemy_url(database_url) if "+psycopg" not in database_url else database_url
+        key, players = make_players(db, 64, f"bench-{uuid.uuid4().hex[:8]}")
+        client = await connect(Settings(temporal_address=temporal))
+        limits = httpx.Limits(max_connections=args.storm_concurrency + 10,
+                              max_keepalive_connections=args.storm_concurrency + 10)
+        async with httpx.AsyncClient(base_url=api_url, timeout=60.0, limits=limits) as http:
+            print(f"stack: API {api_url}, Temporal {temporal}, {args.threads} activity threads per worker")
+            await deposits_per_second(http, client, key, players, 30, 10)   # warm up
+            await bare_per_second(client, 30, 10)
+            meter = None
+            if stack is not None:
+                meter = CpuMeter({"api": [stack.procs[1].pid], "worker": [stack.procs[2].pid],
+                                  "sandbox": [stack.procs[0].pid], "bare worker": [bare.pid],
+                                  "bench client": [os.getpid()]},
+                                 database_url, temporal.rsplit(":", 1)[1])
+            for concurrency in args.concurrency:
+                # Interleaved rounds: the machine's background load (shared cores) then weighs
+                # on both sides of the ratio alike.
+                dep_time = bare_time = 0.0
+                dep_cpu: dict[str, float] = {}
+                bare_cpu: dict[str, float] = {}
+                latencies: list[float] = []
+                per_round = max(1, args.deposits // args.rounds)
+                for _ in range(args.rounds):
+                    before = meter.snapshot() if meter else {}
+                    rate, lat, _ = await deposits_per_second(http, client, key, players, per_round, concurrency)
+                    middle = meter.snapshot() if meter else {}
+                    dep_time += per_round / rate
+                    latencies += lat
+                    bare_time += per_round / await bare_per_second(client, per_round, concurrency)
+                    after = meter.snapshot() if meter else {}
+                    for name in middle:
+                        dep_cpu[name] = dep_cpu.get(name, 0) + middle[name] - before.get(name, 0)
+                        bare_cpu[name] = bare_cpu.get(name, 0) + after[name] - middle.get(name, 0)
+                total = per_round * args.rounds
+                rate, bare_rate = total / dep_time, total / bare_time
+                print(f"concurrency {concurrency}: deposits end to end {rate:7.1f} /s ({total} deposits; "
+                      f"latency p50 {ms(pct(latencies, 50))}, p99 {ms(pct(latencies, 99))}); "
+                      f"bare workflow, 3 no-op activities {bare_rate:7.1f} /s; "
+                      f"ratio {rate / bare_rate:.2f} (target >= 0.8)")
+                if meter:
+                    zero = {name: 0.0 for name in dep_cpu}
+                    print(f"  deposit: {CpuMeter.per_item(zero, dep_cpu, total)}")
+                    print(f"  bare:    {CpuMeter.per_item(zero, bare_cpu, total)}")
+
+            storm = await retry_storm(http, key, players[0], args.storm, args.storm_concurrency)
+            rows = storm["rows"]
+            replayed = [t for code, rep, t, _ in rows if rep]
+            codes: dict[int, int] = {}
+            for code, *_ in rows:
+                codes[code] = codes.get(code, 0) + 1
+            ids = {d for *_, d in rows if d} | {storm["final"].json()["id"]}
+            print(f"retry storm: {args.storm} POSTs, one Idempotency-Key, concurrency {args.storm_concurrency}: "
+                  f"{args.storm / storm['elapsed']:.0f} req/s; answers {dict(sorted(codes.items()))}; "
+                  f"deposit ids {len(ids)}")
+            print(f"  replayed answers ({len(replayed)}): p50 {ms(pct(replayed, 50))}, "
+                  f"p99 {ms(pct(replayed, 99))}  (target p99 <= 20 ms)")
+            print(f"  replays one at a time (500): p50 {ms(pct(storm['quiet'], 50))}, "
+                  f"p99 {ms(pct(storm['quiet'], 99))}")
+            for line in await verify_one_effect(db, sandbox_url, client, players[0], ids.pop()):
+                print(f"  one effect: {line}")
+    finally:
+        bare.terminate()
+        bare.wait(timeout=10)
+        if stack is not None:
+            await stack.__aexit__()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,151 @@
+"""The deposits and stripe_events tables: SQL only.
+
+State changes are guarded in the WHERE clause (a finished deposit never changes again), so a
+retried activity or a late webhook cannot move a deposit backwards. Callers (activities, the
+webhook route) write the audit record and outbox event in the same transaction.
+Must never: call the gateway, post to the ledger, or decide whether a deposit may happen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, text
+
+PENDING, PROCESSING, REQUIRES_ACTION = "pending", "processing", "requires_action"
+SUCCEEDED, FAILED = "succeeded", "failed"
+FINAL = (SUCCEEDED, FAILED)
+
+COLUMNS = ("id, workflow_id, player_id, partner_id, amount, currency, payment_method, status, "
+           "failure_code, failure_reason, gateway, gateway_payment_intent, gateway_charge, "
+           "next_action, ledger_transaction_id, created_by, created_at, updated_at, succeeded_at, "
+           "failed_at")
+
+
+def deposit_id_for(operation_id: str) -> str:
+    """The deposit id for an API operation (api key + Idempotency-Key): a retried POST after a
+    crash finds the same deposit and the same workflow instead of making a second one."""
+    return "dep_" + hashlib.sha256(operation_id.encode()).hexdigest()[:24]
+
+
+def workflow_id_for(deposit_id: str) -> str:
+    return f"deposit-{deposit_id}"
+
+
+def insert(conn: Connection, *, deposit_id: str, player_id: str, partner_id: str, amount: int,
+           currency: str, payment_method: str, created_by: str) -> tuple[RowMapping, bool]:
+    """Insert a pending deposit; (row, True) if new, (existing row, False) if the id exists."""
+    row = conn.execute(text(f"""
+        INSERT INTO deposits (id, workflow_id, player_id, partner_id, amount, currency,
+                              payment_method, created_by)
+        VALUES (:id, :workflow_id, :player_id, :partner_id, :amount, :currency, :payment_method,
+                :created_by)
+        ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}"""),
+        {"id": deposit_id, "workflow_id": workflow_id_for(deposit_id), "player_id": player_id,
+         "partner_id": partner_id, "amount": amount, "currency": currency,
+         "payment_method": payment_method, "created_by": created_by}).mappings().one_or_none()
+    if row is not None:
+        return row, True
+    existing = get(conn, deposit_id)
+    assert existing is not None
+    return existing, False
+
+
+def get(conn: Connection, deposit_id: str, *, partner_id: str | None = None,
+        for_update: bool = False) -> RowMapping | None:
+    sql = f"SELECT {COLUMNS} FROM deposits WHERE id = :id"
+    if partner_id is not None:
+        sql += " AND partner_id = :partner_id"
+    if for_update:
+        sql += " FOR UPDATE"
+    return conn.execute(text(sql), {"id": deposit_id, "partner_id": partner_id}).mappings().one_or_none()
+
+
+def by_payment_intent(conn: Connection, payment_intent: str) -> RowMapping | None:
+    return conn.execute(text(f"SELECT {COLUMNS} FROM deposits WHERE gateway_payment_intent = :pi"),
+                        {"pi": payment_intent}).mappings().one_or_none()
+
+
+def _transition(conn: Connection, deposit_id: str, assignments: str, params: dict[str, Any]) -> RowMapping | None:
+    """Apply a change to an unfinished deposit; None when it is finished (or unknown)."""
+    return conn.execute(text(f"""
+        UPDATE deposits SET {assignments}, updated_at = now()
+        WHERE id = :id AND status NOT IN ('succeeded', 'failed')
+        RETURNING {COLUMNS}"""), {"id": deposit_id, **params}).mappings().one_or_none()
+
+
+def mark_payment(conn: Connection, deposit_id: str, *, status: str, payment_intent: str,
+                 charge: str | None, next_action: dict[str, Any] | None) -> RowMapping | None:
+    assert status in (PROCESSING, REQUIRES_ACTION)
+    return _transition(conn, deposit_id, """
+        status = :status, gateway_payment_intent = :pi, gateway_charge = COALESCE(:charge, gateway_charge),
+        next_action = CAST(:next_action AS jsonb)""",
+        {"status": status, "pi": payment_intent, "charge": charge,
+         "next_action": None if next_action is None else json.dumps(next_action)})
+
+
+def mark_succeeded(conn: Connection, deposit_id: str, *, payment_intent: str, charge: str | None,
+                   ledger_transaction_id: int) -> RowMapping | None:
+    return _transition(conn, deposit_id, """
+        status = 'succeeded', gateway_payment_intent = :pi,
+        gateway_charge = COALESCE(:charge, gateway_charge), next_action = NULL,
+        ledger_transaction_id = :txn, succeeded_at = now()""",
+        {"pi": payment_intent, "charge": charge, "txn": ledger_transaction_id})
+
+
+def mark_failed(conn: Connection, deposit_id: str, *, code: str, reason: str,
+                payment_intent: str | None) -> RowMapping | None:
+    return _transition(conn, deposit_id, """
+        status = 'failed', failure_code = :code, failure_reason = :reason, next_action = NULL,
+        gateway_payment_intent = COALESCE(:pi, gateway_payment_intent), failed_at = now()""",
+        {"code": code, "reason": reason, "pi": payment_intent})
+
+
+def as_record(row: RowMapping) -> dict[str, Any]:
+    """The row as plain JSON-able values (audit before/after, outbox payloads)."""
+    return {key: (value.isoformat() if hasattr(value, "isoformat") else value)
+            for key, value in row.items()}
+
+
+def resource(row: RowMapping) -> dict[str, Any]:
+    """The deposit as API clients and outbox consumers see it (one shape for both)."""
+    def ts(value: Any) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "id": row["id"], "object": "deposit", "status": row["status"],
+        "player_id": row["player_id"], "amount": row["amount"], "currency": row["currency"],
+        "payment_method": row["payment_method"],
+        "failure_code": row["failure_code"], "failure_reason": row["failure_reason"],
+        "next_action": row["next_action"],
+        "gateway": {"provider": row["gateway"], "payment_intent": row["gateway_payment_intent"],
+                    "charge": row["gateway_charge"]},
+        "ledger_transaction_id": row["ledger_transaction_id"],
+        "created_at": ts(row["created_at"]), "updated_at": ts(row["updated_at"]),
+        "succeeded_at": ts(row["succeeded_at"]), "failed_at": ts(row["failed_at"]),
+    }
+
+
+# --- stripe events -------------------------------------------------------------------------
+
+def record_event(conn: Connection, *, event_id: str, type_: str, object_id: str | None,
+                 payload: dict[str, Any]) -> tuple[str, bool]:
+    """Store an event the first time it is seen: (its outcome so far, whether it is new)."""
+    inserted = conn.execute(text("""
+        INSERT INTO stripe_events (id, type, object_id, payload)
+        VALUES (:id, :type, :object_id, CAST(:payload AS jsonb))
+        ON CONFLICT (id) DO NOTHING RETURNING outcome"""),
+        {"id": event_id, "type": type_, "object_id": object_id,
+         "payload": json.dumps(payload)}).scalar_one_or_none()
+    if inserted is not None:
+        return inserted, True
+    return conn.execute(text("SELECT outcome FROM stripe_events WHERE id = :id"),
+                        {"id": event_id}).scalar_one(), False
+
+
+def set_event_outcome(conn: Connection, event_id: str, outcome: str, deposit_id: str | None) -> None:
+    conn.execute(text("""
+        UPDATE stripe_events SET outcome = :outcome, deposit_id = :deposit_id, processed_at = now()
+        WHERE id = :id"""), {"id": event_id, "outcome": outcome, "deposit_id": deposit_id})
