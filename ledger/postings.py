@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,27 +49,25 @@ def validate(transfer: Transfer) -> None:
         raise InvalidTransfer("a transfer needs an idempotency key")
     if len(transfer.legs) < 2:
         raise InvalidTransfer(f"{transfer.key}: a transfer needs at least two legs")
-    if len({leg.account.currency for leg in transfer.legs}) != 1:
-        raise InvalidTransfer(f"{transfer.key}: a transfer moves one currency")
-    totals: dict[str, int] = defaultdict(int)
-    seen: set[AccountRef] = set()
+    currency = transfer.legs[0].account.currency
+    if not _CURRENCY.match(currency):
+        raise InvalidTransfer(f"{transfer.key}: bad currency {currency!r}")
+    total = 0
     for leg in transfer.legs:
         if type(leg.amount) is not int or leg.amount == 0:
             raise InvalidTransfer(f"{transfer.key}: leg amounts are non-zero integers in minor units")
-        if not _CURRENCY.match(leg.account.currency):
-            raise InvalidTransfer(f"{transfer.key}: bad currency {leg.account.currency!r}")
-        if leg.account in seen:
-            raise InvalidTransfer(f"{transfer.key}: account {leg.account} appears twice")
-        seen.add(leg.account)
+        if leg.account.currency != currency:
+            raise InvalidTransfer(f"{transfer.key}: a transfer moves one currency")
         if leg.shortfall_to is not None:
             if leg.amount > 0 or leg.account.type not in NO_NEGATIVE:
                 raise InvalidTransfer(f"{transfer.key}: shortfall only on debits of no-negative accounts")
-            if leg.shortfall_to.currency != leg.account.currency or leg.shortfall_to.type in NO_NEGATIVE | HOT:
+            if leg.shortfall_to.currency != currency or leg.shortfall_to.type in NO_NEGATIVE | HOT:
                 raise InvalidTransfer(f"{transfer.key}: shortfall account must be a plain account in the same currency")
-        totals[leg.account.currency] += leg.amount
-    unbalanced = {c: t for c, t in totals.items() if t != 0}
-    if unbalanced:
-        raise InvalidTransfer(f"{transfer.key}: legs do not sum to zero: {unbalanced}")
+        total += leg.amount
+    if len({leg.account for leg in transfer.legs}) != len(transfer.legs):
+        raise InvalidTransfer(f"{transfer.key}: an account appears twice")
+    if total != 0:
+        raise InvalidTransfer(f"{transfer.key}: legs do not sum to zero (off by {total})")
 
 
 def _result(row: Any, key: str) -> PostResult:
