@@ -533,8 +533,14 @@ BEGIN
 END $$;
 
 -- The posting functions run the same statements with different values millions of times:
--- plan them once (generic plans) instead of re-planning on every call.
-ALTER FUNCTION ledger_post(text, bytea, text, text, text, jsonb, jsonb) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION ledger_hold(text, bytea, text, jsonb, jsonb) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION ledger_resolve_hold(text, bytea, text, text, bigint, jsonb) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION ledger_lock_hot_shard(bigint, smallint) SET plan_cache_mode = force_generic_plan;
+-- plan them once (generic plans) instead of re-planning on every call. Every table access in
+-- them is by key, so sequential scans are off: a plan made while a table is young (or its
+-- statistics stale) must not scan every account or balance row on every posting.
+ALTER FUNCTION ledger_post(text, bytea, text, text, text, jsonb, jsonb)
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+ALTER FUNCTION ledger_hold(text, bytea, text, jsonb, jsonb)
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+ALTER FUNCTION ledger_resolve_hold(text, bytea, text, text, bigint, jsonb)
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+ALTER FUNCTION ledger_lock_hot_shard(bigint, smallint)
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
