@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 from settlepay.config import Settings, get_settings
+
+T = TypeVar("T")
 
 # Exit codes: 0 fine, 1 the check found a problem, 2 the command could not run as asked.
 OK, FOUND_PROBLEMS, USAGE = 0, 1, 2
@@ -38,6 +42,25 @@ def _engine(settings: Settings):
 
     # One-shot commands need one connection, not a pool.
     return make_engine(settings.sqlalchemy_url, pool_size=1, settings=settings)
+
+
+class NoDatabase(Exception):
+    """No database is configured; the message was printed."""
+
+
+def in_one_snapshot(work: Callable[[Any], T]) -> T:
+    """Run `work(conn)` against ONE consistent snapshot (REPEATABLE READ) of the configured
+    database, so rows committing meanwhile cannot produce a false report. Raises NoDatabase."""
+    settings = _database_settings()
+    if settings is None:
+        raise NoDatabase
+    engine = _engine(settings)
+    try:
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            with conn.begin():
+                return work(conn)
+    finally:
+        engine.dispose()
 
 
 def migrate(args: argparse.Namespace) -> int:
@@ -68,18 +91,10 @@ def worker(args: argparse.Namespace) -> int:
 def ledger_check(args: argparse.Namespace) -> int:
     from ledger import check
 
-    settings = _database_settings()
-    if settings is None:
-        return USAGE
-    engine = _engine(settings)
     try:
-        # REPEATABLE READ: every invariant is checked against the same snapshot, so postings
-        # committing meanwhile cannot produce a false "unbalanced" report.
-        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-            with conn.begin():
-                violations = check.run(conn)
-    finally:
-        engine.dispose()
+        violations = in_one_snapshot(check.run)
+    except NoDatabase:
+        return USAGE
     for invariant in check.INVARIANTS:
         print(f"checked: {invariant}")
     for violation in violations:
@@ -94,16 +109,10 @@ def ledger_check(args: argparse.Namespace) -> int:
 def audit_verify(args: argparse.Namespace) -> int:
     import audit
 
-    settings = _database_settings()
-    if settings is None:
-        return USAGE
-    engine = _engine(settings)
     try:
-        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-            with conn.begin():
-                report = audit.verify(conn)
-    finally:
-        engine.dispose()
+        report = in_one_snapshot(audit.verify)
+    except NoDatabase:
+        return USAGE
     for problem in report.problems:
         print(f"TAMPERED: {problem}")
     if not report.ok:

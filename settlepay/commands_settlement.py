@@ -19,8 +19,8 @@ import sys
 from sqlalchemy import Connection, text
 
 from domain.settlement import Pending, settle
-from settlepay.commands import FOUND_PROBLEMS, OK, USAGE, _database_settings, _engine
-from settlepay.config import Settings
+from settlepay.commands import FOUND_PROBLEMS, OK, USAGE, NoDatabase, in_one_snapshot
+from settlepay.config import Settings, get_settings
 from store import settlements
 
 CHECKS = [
@@ -79,16 +79,11 @@ def differences(conn: Connection, settings: Settings, market_id: str) -> tuple[i
 
 
 def settlement_verify(args: argparse.Namespace) -> int:
-    settings = _database_settings()
-    if settings is None:
-        return USAGE
-    engine = _engine(settings)
     try:
-        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-            with conn.begin():
-                checked, found = differences(conn, settings, args.market_id)
-    finally:
-        engine.dispose()
+        checked, found = in_one_snapshot(
+            lambda conn: differences(conn, get_settings(), args.market_id))
+    except NoDatabase:
+        return USAGE
     for check in CHECKS:
         print(f"checked: {check}")
     for line in found:

@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 import audit
 import outbox
@@ -28,8 +26,8 @@ from api.deps import get_engine, get_settings, get_temporal
 from api.idempotency import IdempotencyKey, required_idempotency_key
 from api.problems import PROBLEM_RESPONSES, not_found
 from api.scopes import Scope
+from api.workflow_start import start_money_workflow
 from settlepay import search_attributes as sa
-from settlepay import task_queues
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction
 from store import deposits as store
@@ -110,16 +108,8 @@ async def create(body: DepositCreate, response: Response,
         webhook_wait_seconds=settings.deposit_webhook_wait_seconds,
         poll_interval_seconds=settings.deposit_poll_interval_seconds,
         timeout_seconds=settings.deposit_timeout_seconds)
-    try:
-        await client.start_workflow(
-            WORKFLOW, request, id=row["workflow_id"], task_queue=task_queues.MAIN,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sa.PLAYER_ID, request.player_id),
-                SearchAttributePair(sa.AMOUNT, request.amount),
-                SearchAttributePair(sa.CURRENCY, request.currency),
-                SearchAttributePair(sa.PAYMENT_STATE, "PENDING")]))
-    except WorkflowAlreadyStartedError:
-        pass  # a retry of the same POST: the deposit is already under way
+    await start_money_workflow(client, WORKFLOW, request, workflow_id=row["workflow_id"],
+                               state_key=sa.PAYMENT_STATE, state="PENDING")
     response.headers["Location"] = f"/v1/deposits/{deposit_id}"
     return store.resource(row)
 

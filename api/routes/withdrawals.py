@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 import audit
@@ -39,8 +38,8 @@ from api.deps import get_engine, get_settings, get_temporal
 from api.idempotency import IdempotencyKey, required_idempotency_key
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.scopes import Scope
+from api.workflow_start import start_money_workflow
 from settlepay import search_attributes as sa
-from settlepay import task_queues
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction
 from store import withdrawals as store
@@ -117,16 +116,8 @@ async def create(body: WithdrawalCreate, response: Response,
         approval_threshold=settings.withdrawal_approval_threshold_minor,
         gateway_provider=settings.withdrawal_gateway_provider,
         payout_poll_seconds=settings.withdrawal_payout_poll_seconds)
-    try:
-        await client.start_workflow(
-            WORKFLOW, request, id=row["workflow_id"], task_queue=task_queues.MAIN,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sa.PLAYER_ID, request.player_id),
-                SearchAttributePair(sa.AMOUNT, request.amount),
-                SearchAttributePair(sa.CURRENCY, request.currency),
-                SearchAttributePair(sa.WITHDRAWAL_STATE, "CHECKING")]))
-    except WorkflowAlreadyStartedError:
-        pass  # a retry of the same POST: the withdrawal is already under way
+    await start_money_workflow(client, WORKFLOW, request, workflow_id=row["workflow_id"],
+                               state_key=sa.WITHDRAWAL_STATE, state="CHECKING")
     response.headers["Location"] = f"/v1/withdrawals/{withdrawal_id}"
     return store.resource(row)
 
