@@ -135,7 +135,9 @@ def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResul
         items.append({"key": t.key, "hash": t.request_hash().hex(), "kind": t.kind,
                       "reference": t.reference, "corrects": t.corrects, "metadata": t.metadata})
         for leg_no, leg in enumerate(t.legs, start=1):
-            legs.append(_leg_json(leg) | {"idx": idx, "leg_no": leg_no})
+            leg_json = _leg_json(leg)
+            leg_json["idx"], leg_json["leg_no"] = idx, leg_no
+            legs.append(leg_json)
     rows = conn.exec_driver_sql("SELECT * FROM ledger_post_many(%s::jsonb, %s::jsonb)",
                                 (json.dumps(items), json.dumps(legs))).all()
     return [_result(row, transfers[row.idx - 1].key) for row in rows]

@@ -65,6 +65,14 @@ BEGIN
     RETURN v_shard;
 END $$;
 
+-- A concurrent request committed a key of this batch after the batch looked: the caller's
+-- transaction starts over (serialization failure is retried by settlepay.db), and then replays it.
+CREATE FUNCTION ledger_raced(p_key text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger_post_many: concurrent request with idempotency key %', p_key
+        USING ERRCODE = 'serialization_failure';
+END $$;
+
 CREATE FUNCTION ledger_replay(p_prior ledger_transactions, p_hash bytea)
 RETURNS TABLE (result text, transaction_id bigint, replayed boolean, shortfall bigint)
 LANGUAGE sql AS $$
@@ -238,7 +246,6 @@ RETURNS TABLE (idx int, result text, transaction_id bigint, replayed boolean, sh
 LANGUAGE plpgsql SET enable_nestloop = off SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_item        record;
-    v_row         record;
     v_keys        text[];
     v_corrects    text[];
     v_owners      text[];
@@ -258,13 +265,16 @@ BEGIN
       INTO v_dup_keys, v_keys, v_corrects
       FROM jsonb_to_recordset(p_items) AS x(key text, corrects text);
     -- Shape: every transfer has >= 2 legs in one currency summing to zero.
-    SELECT count(*) FILTER (WHERE NOT s.ok OR s.idx NOT BETWEEN 1 AND jsonb_array_length(p_items))
-           + abs(jsonb_array_length(p_items) - count(*))
-      INTO v_bad_items
-      FROM (SELECT l.idx, count(*) >= 2 AND sum(l.amount) = 0 AND count(DISTINCT l.currency) = 1 AS ok
-              FROM jsonb_to_recordset(p_legs) AS l(idx int, amount bigint, currency text)
-             GROUP BY l.idx) s;
-    SELECT array_agg(DISTINCT l.owner) INTO v_owners FROM jsonb_to_recordset(p_legs) AS l(owner text);
+    WITH l AS MATERIALIZED (
+        SELECT * FROM jsonb_to_recordset(p_legs) AS l(idx int, owner text, amount bigint, currency text)
+    ), s AS (
+        SELECT l.idx, count(*) >= 2 AND sum(l.amount) = 0 AND count(DISTINCT l.currency) = 1 AS ok
+          FROM l GROUP BY l.idx
+    )
+    SELECT (SELECT count(*) FILTER (WHERE NOT s.ok OR s.idx NOT BETWEEN 1 AND jsonb_array_length(p_items))
+                   + abs(jsonb_array_length(p_items) - count(*)) FROM s),
+           (SELECT array_agg(DISTINCT l.owner) FROM l)
+      INTO v_bad_items, v_owners;
     IF v_bad_items > 0 THEN
         RAISE EXCEPTION 'ledger_post_many: every transfer needs >= 2 legs in one currency summing to zero'
             USING ERRCODE = 'check_violation';
@@ -339,7 +349,7 @@ BEGIN
 
     -- Post: transactions, entries with each balance row's running balance, balance rows; one
     -- statement. Keys seen before get their stored outcome (or a conflict).
-    FOR v_row IN
+    RETURN QUERY
     WITH items AS MATERIALIZED (
         SELECT x.o::int AS idx, x.key, decode(x.hash, 'hex') AS hash, x.kind, x.reference, x.corrects,
                coalesce(x.metadata, '{}') AS metadata
@@ -387,22 +397,13 @@ BEGIN
          ORDER BY g.account_id, g.shard, g.idx, g.leg_no
         RETURNING 1
     )
-    SELECT i.idx AS r_idx, coalesce(p.result, CASE WHEN ins.id IS NULL THEN 'raced' ELSE 'ok' END) AS r_result,
-           coalesce(p.id, ins.id) AS r_tx, p.id IS NOT NULL AS r_replayed, coalesce(p.shortfall, 0::bigint) AS r_shortfall
+    SELECT i.idx,
+           coalesce(p.result, CASE WHEN ins.id IS NULL THEN ledger_raced(i.key) ELSE 'ok' END),
+           coalesce(p.id, ins.id), p.id IS NOT NULL, coalesce(p.shortfall, 0::bigint)
       FROM items i
       LEFT JOIN prior p ON p.idx = i.idx
       LEFT JOIN inserted ins ON ins.idempotency_key = i.key
-     ORDER BY i.idx
-    LOOP
-        IF v_row.r_result = 'raced' THEN
-            -- A concurrent request committed one of these keys after we looked: start over.
-            RAISE EXCEPTION 'ledger_post_many: concurrent duplicate idempotency key'
-                USING ERRCODE = 'serialization_failure';
-        END IF;
-        idx := v_row.r_idx; result := v_row.r_result; transaction_id := v_row.r_tx;
-        replayed := v_row.r_replayed; shortfall := v_row.r_shortfall;
-        RETURN NEXT;
-    END LOOP;
+     ORDER BY i.idx;
 END $$;
 
 -- Phase one of a two-phase transfer: reserve p_amount from the debit leg's account for the

@@ -17,7 +17,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("""
-        DROP FUNCTION ledger_resolve_hold, ledger_hold, ledger_post_many, ledger_post, ledger_replay,
+        DROP FUNCTION ledger_resolve_hold, ledger_hold, ledger_post_many, ledger_post, ledger_replay, ledger_raced,
                       ledger_lock_hot_shard, ledger_ensure_accounts;
         DROP TYPE ledger_leg;
         DROP TABLE ledger_holds, ledger_entries, ledger_transactions, ledger_balances, ledger_accounts;
