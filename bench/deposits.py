@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bare_workflow import QUEUE as BARE_QUEUE  # noqa: E402
+from tests.support.net import wait_http  # noqa: E402
 from bare_workflow import BareDepositWorkflow  # noqa: E402
 
 WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
@@ -54,19 +55,6 @@ def pct(values: list[float], p: float) -> float:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
-
-
-def wait_port(url: str, timeout: float = 60.0) -> None:
-    import httpx
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer")
-            time.sleep(0.1)
 
 
 def process_cpu(pid: int) -> float:
@@ -160,8 +148,8 @@ class LocalStack:
                     ",".join(WEBHOOK_EVENTS)], env)
         self.spawn([py, "-m", "settlepay.cli", "api", "--port", str(api_port)], env)
         self.spawn([py, "-m", "settlepay.cli", "worker"], env)
-        wait_port(f"{self.sandbox_url}/_sandbox/stats")
-        wait_port(f"{self.api_url}/healthz")
+        wait_http(f"{self.sandbox_url}/_sandbox/stats", timeout=60)
+        wait_http(f"{self.api_url}/healthz", timeout=60)
         time.sleep(1.0)
         self.check_alive()
         return self
