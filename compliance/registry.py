@@ -16,7 +16,6 @@ GATE_FUNCTIONS: list[tuple[str, str]] = [
     ("compliance.responsible_gaming", "exclusion_gate"),      # self-exclusion, time-out
     ("compliance.geolocation", "geolocation_gate"),           # a valid location check on record
     ("compliance.responsible_gaming", "deposit_limit_gate"),  # advisory: the reservation decides
-    # KYC, open debt: the KYC capability adds its lines here.
     ("compliance.kyc", "kyc_gate"),                          # withdrawals: identity verified
     ("compliance.debt", "debt_gate"),                        # withdrawals: no open debt
 ]

@@ -15,7 +15,6 @@ from workers.deps import Deps
 
 # (module with WORKFLOWS and activities(deps), task queue)
 CAPABILITIES: list[tuple[str, str]] = [
-    # e.g. ("workers.capabilities.deposits", task_queues.MAIN),
     ("workers.capabilities.deposits", task_queues.MAIN),
     ("workers.capabilities.settlement", task_queues.SETTLEMENT),
     ("workers.capabilities.kyc_withdrawals", task_queues.MAIN),
