@@ -5,6 +5,8 @@ caller commits the posting together with its own state row, audit record and out
 
     post(conn, transfer)              -> PostResult   one balanced transaction
     post_now(engine, transfer)        -> PostResult   the same as a transaction of its own, one round trip
+    GroupPoster(engine).post(transfer) -> PostResult  the same, committed together with whatever
+                                                      other threads of the process post meanwhile
     post_many(conn, transfers)        -> list[PostResult]   set-based batch (settlement)
     hold(conn, key, debit, credit, amount, reference=None)  -> PostResult  two-phase: pending
     post_hold(conn, key, hold_key, amount=None)              -> PostResult  post all or part
@@ -19,6 +21,7 @@ Invariants (checked by `settlepay ledger check`, see ledger/check.py):
   4. pending debits/credits equal the open holds.
 """
 
+from ledger.group_commit import GroupPoster
 from ledger.postings import balance, balances, hold, post, post_hold, post_many, post_now, void_hold
 from ledger.types import (
     AccountRef,
@@ -34,7 +37,7 @@ from ledger.types import (
 )
 
 __all__ = [
-    "AccountRef", "AccountType", "Balance", "IdempotencyConflict", "InvalidTransfer", "Leg",
+    "AccountRef", "AccountType", "Balance", "GroupPoster", "IdempotencyConflict", "InvalidTransfer", "Leg",
     "LedgerError", "PostResult", "ResultCode", "Transfer",
     "balance", "balances", "hold", "post", "post_hold", "post_many", "post_now", "void_hold",
 ]
