@@ -63,6 +63,20 @@ def in_one_snapshot(work: Callable[[Any], T]) -> T:
         engine.dispose()
 
 
+def report(name: str, checks: list[str], problems: list[str], label: str, all_good: str,
+           problem_summary: str) -> int:
+    """Print what a check command verified and what it found; the exit code says which."""
+    for check in checks:
+        print(f"checked: {check}")
+    for problem in problems:
+        print(f"{label}: {problem}")
+    if problems:
+        print(f"{name}: {problem_summary}", file=sys.stderr)
+        return FOUND_PROBLEMS
+    print(f"{name}: {all_good}")
+    return OK
+
+
 def migrate(args: argparse.Namespace) -> int:
     from settlepay import migrate as migrations
 
@@ -95,15 +109,8 @@ def ledger_check(args: argparse.Namespace) -> int:
         violations = in_one_snapshot(check.run)
     except NoDatabase:
         return USAGE
-    for invariant in check.INVARIANTS:
-        print(f"checked: {invariant}")
-    for violation in violations:
-        print(f"VIOLATION: {violation}")
-    if violations:
-        print(f"ledger check: {len(violations)} violation(s)", file=sys.stderr)
-        return FOUND_PROBLEMS
-    print(f"ledger check: {len(check.INVARIANTS)} invariants hold")
-    return OK
+    return report("ledger check", check.INVARIANTS, violations, "VIOLATION",
+                  f"{len(check.INVARIANTS)} invariants hold", f"{len(violations)} violation(s)")
 
 
 def audit_verify(args: argparse.Namespace) -> int:

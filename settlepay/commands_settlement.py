@@ -14,12 +14,11 @@ Read-only: one REPEATABLE READ snapshot, nothing is written.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from sqlalchemy import Connection, text
 
 from domain.settlement import Pending, settle
-from settlepay.commands import FOUND_PROBLEMS, OK, USAGE, NoDatabase, in_one_snapshot
+from settlepay.commands import USAGE, NoDatabase, in_one_snapshot, report
 from settlepay.config import Settings, get_settings
 from store import settlements
 
@@ -84,12 +83,6 @@ def settlement_verify(args: argparse.Namespace) -> int:
             lambda conn: differences(conn, get_settings(), args.market_id))
     except NoDatabase:
         return USAGE
-    for check in CHECKS:
-        print(f"checked: {check}")
-    for line in found:
-        print(f"DIFFERENCE: {line}")
-    if found:
-        print(f"settlement verify {args.market_id}: {len(found)} difference(s) in {checked} bets", file=sys.stderr)
-        return FOUND_PROBLEMS
-    print(f"settlement verify {args.market_id}: {checked} bets, payouts match the ledger")
-    return OK
+    return report(f"settlement verify {args.market_id}", CHECKS, found, "DIFFERENCE",
+                  f"{checked} bets, payouts match the ledger",
+                  f"{len(found)} difference(s) in {checked} bets")

@@ -27,6 +27,7 @@ from adapters.kyc import WebhookSignatureInvalid, verify_webhook
 from api.auth import Principal, require, visible_player
 from api.deps import get_engine, get_settings, get_temporal
 from api.problems import PROBLEM_RESPONSES, Problem
+from api.schemas.review import ReviewIn
 from api.scopes import Scope
 from settlepay import search_attributes as sa
 from settlepay import task_queues
@@ -51,13 +52,6 @@ class KycStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document: DocumentIn
-
-
-class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    decision: Literal["approve", "reject"]
-    note: str | None = Field(None, max_length=1000)
 
 
 @router.post("/v1/players/{player_id}/kyc", status_code=202, summary="Start KYC or send another document")

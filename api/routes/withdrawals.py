@@ -14,7 +14,7 @@ row and workflow. HTTP in, command out: checks, holds and payouts are the workfl
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -37,6 +37,7 @@ from api.auth import Principal, require, visible_player
 from api.deps import get_engine, get_settings, get_temporal
 from api.idempotency import IdempotencyKey, required_idempotency_key
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
+from api.schemas.review import ReviewIn
 from api.scopes import Scope
 from api.workflow_start import start_money_workflow
 from settlepay import search_attributes as sa
@@ -71,13 +72,6 @@ class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(None, max_length=500)
-
-
-class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    decision: Literal["approve", "reject"]
-    note: str | None = Field(None, max_length=1000)
 
 
 @router.post("", status_code=202, summary="Start a withdrawal")
