@@ -30,7 +30,9 @@ from compliance.responsible_gaming import release_deposit_amount, reserve_deposi
 from ledger import AccountRef, Leg, Transfer
 from settlepay.db import run_in_transaction
 from store import deposits as store
-from workers.deps import Deps
+from sqlalchemy import Engine
+
+from settlepay.config import Settings
 
 # --- what the workflow, the activities and the webhook route exchange -----------------------
 
@@ -144,17 +146,15 @@ def payment_from_event_object(obj: dict[str, Any]) -> Payment:
 # --- the activities ------------------------------------------------------------------------
 
 class DepositActivities:
-    def __init__(self, deps: Deps):
-        self.deps = deps
-
-    @property
-    def gateway(self) -> PaymentGateway:
-        return self.deps.providers["gateway"]
+    def __init__(self, engine: Engine, settings: Settings, gateway: PaymentGateway) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.gateway = gateway
 
     @activity.defn(name="deposit.check_gates")
     def check_gates(self, req: DepositRequest) -> None:
         """All gates, then the responsible-gaming reservation, in one transaction."""
-        settings = self.deps.settings
+        settings = self.settings
 
         def work(conn) -> gates.GateDecision:  # noqa: ANN001
             decision = gates.check(conn, settings, gates.GateRequest(
@@ -165,7 +165,7 @@ class DepositActivities:
             return reserve_deposit_amount(conn, req.player_id, req.amount, req.currency,
                                           req.deposit_id, actor=f"workflow:{req.workflow_id}")
 
-        decision = run_in_transaction(self.deps.engine, work)
+        decision = run_in_transaction(self.engine, work)
         if not decision.allowed:
             raise ApplicationError(decision.reason, type=decision.code, non_retryable=True)
 
@@ -189,7 +189,7 @@ class DepositActivities:
             # failure - in one transaction; a `processing` row in between would only cost a commit.
             return payment
         status = store.REQUIRES_ACTION if payment.status == "requires_action" else store.PROCESSING
-        run_in_transaction(self.deps.engine, lambda conn: self._record_payment(conn, req, payment, status))
+        run_in_transaction(self.engine, lambda conn: self._record_payment(conn, req, payment, status))
         return payment
 
     def _record_payment(self, conn, req: DepositRequest, payment: Payment, status: str) -> None:  # noqa: ANN001
@@ -262,7 +262,7 @@ class DepositActivities:
                         player_id=credit.player_id, partner_id=before["partner_id"])
             return result.transaction_id
 
-        return run_in_transaction(self.deps.engine, work)
+        return run_in_transaction(self.engine, work)
 
     @activity.defn(name="deposit.fail")
     def fail(self, failure: Failure) -> None:
@@ -285,7 +285,7 @@ class DepositActivities:
                         aggregate_id=failure.deposit_id, payload=_public(after),
                         player_id=before["player_id"], partner_id=before["partner_id"])
 
-        run_in_transaction(self.deps.engine, work)
+        run_in_transaction(self.engine, work)
 
     def all(self) -> list:
         return [self.check_gates, self.create_payment, self.retrieve_payment, self.cancel_payment,

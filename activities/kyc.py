@@ -29,7 +29,9 @@ from domain import age, sanctions
 from settlepay.db import run_in_transaction
 from store import kyc as store
 from store import players
-from workers.deps import Deps
+from sqlalchemy import Engine
+
+from settlepay.config import Settings
 
 # --- what the workflow, the activities, the signals and the API exchange ----------------------
 
@@ -119,10 +121,10 @@ class KycResult:
 
 
 class KycActivities:
-    def __init__(self, deps: Deps):
-        self._deps = deps
-        self._settings = deps.settings
-        self._engine = deps.engine
+    def __init__(self, engine: Engine, settings: Settings, provider: KycProvider) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._kyc = provider
 
     def all(self) -> list:
         return [self.open_case, self.check_age, self.screen_sanctions, self.submit_document,
@@ -135,10 +137,7 @@ class KycActivities:
         return sanctions.parse_list(text)
 
     def _provider(self) -> KycProvider:
-        provider = self._deps.providers.get("kyc")
-        if provider is None:
-            raise ApplicationError("no KYC provider configured", type="kyc_provider_missing")
-        return provider
+        return self._kyc
 
     @activity.defn(name="kyc.open_case")
     def open_case(self, req: KycRequest) -> None:

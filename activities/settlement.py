@@ -17,7 +17,9 @@ from temporalio.exceptions import ApplicationError
 from ledger import IdempotencyConflict
 from settlepay.db import run_in_transaction
 from store import settlements
-from workers.deps import Deps
+from sqlalchemy import Engine
+
+from settlepay.config import Settings
 
 
 class RunRef(BaseModel):
@@ -62,28 +64,29 @@ def _refusal(error: Exception) -> ApplicationError:
 
 
 class SettlementActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
 
     @activity.defn(name="settlement.begin")
     def begin(self, run: RunRef) -> str:
         try:
-            return run_in_transaction(self.deps.engine, lambda conn: settlements.begin(
-                conn, self.deps.settings, run.market_id, run.version, run.mode, run.workflow_id))
+            return run_in_transaction(self.engine, lambda conn: settlements.begin(
+                conn, self.settings, run.market_id, run.version, run.mode, run.workflow_id))
         except settlements.ResultRefused as error:
             raise _refusal(error) from error
 
     @activity.defn(name="settlement.plan")
     def plan(self, req: PlanRequest) -> str | None:
-        with self.deps.engine.connect() as conn:
+        with self.engine.connect() as conn:
             return settlements.plan_round(conn, req.market_id, req.after, req.size)
 
     @activity.defn(name="settlement.batch")
     def settle_batch(self, req: BatchRequest) -> BatchResult:
         run = req.run
         try:
-            out = run_in_transaction(self.deps.engine, lambda conn: settlements.settle_range(
-                conn, self.deps.settings, run.market_id, run.version, run.mode, req.lo, req.hi,
+            out = run_in_transaction(self.engine, lambda conn: settlements.settle_range(
+                conn, self.settings, run.market_id, run.version, run.mode, req.lo, req.hi,
                 part=req.part, parts=req.parts, actor=f"workflow:{run.workflow_id}"))
         except (settlements.ResultRefused, IdempotencyConflict) as error:
             raise _refusal(error) from error
@@ -93,7 +96,7 @@ class SettlementActivities:
     @activity.defn(name="settlement.finish")
     def finish(self, req: FinishRequest) -> dict:
         run = req.run
-        result = run_in_transaction(self.deps.engine, lambda conn: settlements.finish(
+        result = run_in_transaction(self.engine, lambda conn: settlements.finish(
             conn, run.market_id, run.version, run.mode, run.workflow_id, req.processed, req.posted))
         return {"state": result["state"], "bets": result["bets"], "totals": result["totals"]}
 

@@ -29,7 +29,10 @@ from ledger import AccountRef, Leg, ResultCode, Transfer
 from settlepay.db import run_in_transaction
 from store import players, totp
 from store import withdrawals as store
-from workers.deps import Deps
+from sqlalchemy import Engine
+
+from adapters.notify import Notifier
+from settlepay.config import Settings
 
 TOTP, CODE = "totp", "code"
 
@@ -168,10 +171,12 @@ def refused(code: str, reason: str) -> ApplicationError:
 
 
 class WithdrawalActivities:
-    def __init__(self, deps: Deps):
-        self._deps = deps
-        self._settings = deps.settings
-        self._engine = deps.engine
+    def __init__(self, engine: Engine, settings: Settings, gateway: PaymentGateway,
+                 notifier: Notifier) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._gateway_adapter = gateway
+        self._notifier = notifier
 
     def all(self) -> list:
         return [self.check, self.hold, self.start_second_factor, self.verify_second_factor,
@@ -179,10 +184,7 @@ class WithdrawalActivities:
                 self.complete, self.release]
 
     def _gateway(self) -> PaymentGateway:
-        gateway = self._deps.providers.get("gateway")
-        if gateway is None:
-            raise ApplicationError("no payment gateway configured", type="gateway_missing")
-        return gateway
+        return self._gateway_adapter
 
     def _transition(self, conn, withdrawal_id: str, *, actor: str, state: str, step: str,  # noqa: ANN001
                     outcome: str, detail: dict[str, Any] | None = None, event: str | None = None,
@@ -251,9 +253,7 @@ class WithdrawalActivities:
         challenge = Challenge(TOTP)
         if not enrolled:
             to = (player["email"] if player is not None and player["email"] else f"player:{req.player_id}")
-            notifier = self._deps.providers.get("notify")
-            if notifier is None:
-                raise ApplicationError("no notification provider configured", type="notify_missing")
+            notifier = self._notifier
             code = one_time_code(self._settings.otp_code_secret, req.withdrawal_id)
             notifier.send(to=to, subject="Your withdrawal code",
                           body=f"Your code to confirm the withdrawal of {req.amount} {req.currency} "

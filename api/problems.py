@@ -25,6 +25,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from workflows.contracts.refusal import Refusal
+
 PROBLEM_JSON = "application/problem+json"
 # Set on a request whose answer the idempotency middleware must not keep for replay.
 DISCARD_SCOPE_KEY = "settlepay.idempotency.discard"
@@ -89,6 +91,31 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _documented("Conflict, e.g. a request with the same Idempotency-Key is still running"),
     422: _documented("Validation failed, or the Idempotency-Key was used for another request"),
 }
+
+
+# --- refusals: one code -> HTTP status table ---------------------------------------------------
+# Every business refusal (`workflows.contracts.refusal.Refusal`: a gate's code, a contract's
+# refusal code) is answered with the status listed here; a code not listed is a 422. One section
+# per capability; codes are the contracts' StrEnum values.
+STATUS_BY_CODE: dict[str, int] = {
+    # compliance gates (compliance/): the player may not do this now
+    "player_not_found": 404,
+    # players
+    # deposits
+    # withdrawals and the second factor
+    # kyc
+    # bets and settlement
+    # limits and geolocation
+}
+DEFAULT_REFUSAL_STATUS = 422
+
+
+def refused(refusal: Refusal, title: str | None = None, *,
+            extensions: dict[str, Any] | None = None) -> Problem:
+    """The problem+json answer to a business refusal, its status from STATUS_BY_CODE."""
+    status = STATUS_BY_CODE.get(refusal.code, DEFAULT_REFUSAL_STATUS)
+    return Problem(status, refusal.code, title or "The request was refused", refusal.reason,
+                   extensions=extensions)
 
 
 # Problems used from more than one place.

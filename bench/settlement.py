@@ -42,12 +42,13 @@ from ledger import AccountRef, Leg, Transfer  # noqa: E402
 from ledger.check import run as ledger_check  # noqa: E402
 from settlepay import binaries, search_attributes, task_queues  # noqa: E402
 from settlepay.config import Settings  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
+
 from settlepay.db import make_engine, run_in_transaction  # noqa: E402
 from settlepay.commands_settlement import differences  # noqa: E402
 from store import settlements  # noqa: E402
 from tests.support.databases import sqlalchemy_url, temporary_database  # noqa: E402
-from workers.capabilities import settlement as capability  # noqa: E402
-from workers.deps import Deps  # noqa: E402
+from workers import wiring  # noqa: E402
 from workflows.settlement import MarketSettlementWorkflow, SettlementRun, workflow_id  # noqa: E402
 
 CURRENCY = "USD"
@@ -66,13 +67,14 @@ class OneBet(BaseModel):
 
 
 class BaselineActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
 
     @activity.defn(name="bench.settle_one_bet")
     def settle_one(self, req: OneBet) -> int:
-        out = run_in_transaction(self.deps.engine, lambda c: settlements.settle_range(
-            c, self.deps.settings, req.market_id, req.version, settlements.SETTLE, req.lo, req.bet_id,
+        out = run_in_transaction(self.engine, lambda c: settlements.settle_range(
+            c, self.settings, req.market_id, req.version, settlements.SETTLE, req.lo, req.bet_id,
             actor=f"workflow:bet-{req.bet_id}"))
         return out.posted
 
@@ -172,13 +174,12 @@ async def main() -> None:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=binaries.temporal_cli(), data_converter=pydantic_data_converter,
             search_attributes=search_attributes.ALL, dev_server_log_level="error")
-        deps = Deps(settings=settings, engine=engine)
-        baseline = BaselineActivities(deps)
+        baseline = BaselineActivities(engine, settings)
         executor = ThreadPoolExecutor(max_workers=8)
         try:
             async with Worker(env.client, task_queue=task_queues.SETTLEMENT,
-                              workflows=capability.WORKFLOWS + [OneBetWorkflow],
-                              activities=capability.activities(deps) + [baseline.settle_one],
+                              workflows=[MarketSettlementWorkflow, OneBetWorkflow],
+                              activities=wiring.settlement_queue(engine, settings)[1] + [baseline.settle_one],
                               activity_executor=executor, max_concurrent_activities=8):
                 # 2. settle 100k
                 post_result(engine, settings, market, 1, selections_v1())

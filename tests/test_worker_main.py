@@ -17,16 +17,23 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from settlepay import task_queues
+from tests.support import probe_capability
 from tests.support.probe_capability import ProbeWorkflow
-from workers import health, providers, registry
+from workers import health, wiring
 from workers import main as worker_main
+from workers.providers import Providers
 
 
 @pytest.fixture
 def worker_settings(settings, temporal_env, monkeypatch):
     queue = f"probe-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(task_queues, "ALL", (queue, f"{queue}-empty"))
-    monkeypatch.setattr(registry, "CAPABILITIES", [("tests.support.probe_capability", queue)])
+    def for_queue(name: str, engine, settings, providers):  # the probe on the test's queue only
+        if name != queue:
+            return [], []
+        return [ProbeWorkflow], probe_capability.activities(engine)
+
+    monkeypatch.setattr(wiring, "for_queue", for_queue)
     address = temporal_env.client.service_client.config.target_host
     return settings.model_copy(update={"temporal_address": address, "worker_db_pool_size": 2,
                                        "worker_activity_threads": 4}), queue
@@ -61,14 +68,8 @@ async def test_worker_reports_an_unreachable_temporal_clearly(settings):
         await worker_main._connect(nowhere, timeout=1.0)
 
 
-def test_providers_skip_missing_adapters_and_build_present_ones(settings, monkeypatch):
-    monkeypatch.setattr(providers, "PROVIDERS", [
-        ("gateway", "adapters.gateway", ("from_settings",)),
-        ("future", "adapters.not_written_yet", ("from_settings",)),
-    ])
-    built = providers.build_providers(settings)
-    assert set(built) == {"gateway"}
-    assert type(built["gateway"]).__name__ == "StripeGateway"
-    monkeypatch.setattr(providers, "PROVIDERS", [("gateway", "adapters.gateway", ("no_such_factory",))])
-    with pytest.raises(RuntimeError, match="no_such_factory"):
-        providers.build_providers(settings)
+def test_providers_are_built_from_settings_with_the_configured_adapters(settings):
+    built = Providers.from_settings(settings)
+    assert type(built.gateway).__name__ == "StripeGateway"
+    assert type(built.kyc).__name__ == "HttpKycProvider"
+    assert type(built.notifier).__name__ == "HttpNotifier"

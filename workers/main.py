@@ -1,7 +1,7 @@
 """The worker process (`settlepay worker`): runs every registered workflow and activity.
 
 One Temporal `Worker` per task queue in `settlepay.task_queues.ALL` that has something
-registered (workers/registry.py); activities are sync functions (SQLAlchemy), run in a thread
+registered (workers/wiring.py); activities are sync functions (SQLAlchemy), run in a thread
 pool per queue. SIGINT/SIGTERM stop polling, give running activities
 `worker_graceful_shutdown_seconds` to finish, then exit 0: Temporal re-delivers whatever did not
 finish to the next worker, and every activity is idempotent, so a restart never doubles an effect.
@@ -23,9 +23,10 @@ from temporalio.worker import Worker
 from settlepay import task_queues, temporal
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
-from workers import registry
-from workers.deps import Deps
-from workers.providers import build_providers
+from sqlalchemy import Engine
+
+from workers import wiring
+from workers.providers import Providers
 
 log = logging.getLogger("settlepay.worker")
 
@@ -33,19 +34,19 @@ log = logging.getLogger("settlepay.worker")
 READY_MESSAGE = "worker ready"
 
 
-def build_deps(settings: Settings) -> Deps:
-    engine = make_engine(settings.sqlalchemy_url, pool_size=settings.worker_db_pool_size,
-                         settings=settings)
-    return Deps(settings=settings, engine=engine, providers=build_providers(settings))
+def build_engine(settings: Settings) -> Engine:
+    return make_engine(settings.sqlalchemy_url, pool_size=settings.worker_db_pool_size,
+                       settings=settings)
 
 
-def build_workers(client: Client, deps: Deps) -> tuple[list[Worker], list[ThreadPoolExecutor]]:
+def build_workers(client: Client, engine: Engine, settings: Settings, providers: Providers,
+                  ) -> tuple[list[Worker], list[ThreadPoolExecutor]]:
     """One Worker per task queue with registrations; queues with nothing registered are skipped."""
     workers: list[Worker] = []
     executors: list[ThreadPoolExecutor] = []
-    threads = deps.settings.worker_activity_threads
+    threads = settings.worker_activity_threads
     for queue in task_queues.ALL:
-        workflows, activities = registry.for_queue(queue, deps)
+        workflows, activities = wiring.for_queue(queue, engine, settings, providers)
         if not workflows and not activities:
             log.info("task queue %s: nothing registered, not polled", queue)
             continue
@@ -60,7 +61,7 @@ def build_workers(client: Client, deps: Deps) -> tuple[list[Worker], list[Thread
             # No more activities in flight than threads: an accepted task waiting for a thread
             # would burn its start-to-close timeout doing nothing.
             max_concurrent_activities=threads,
-            graceful_shutdown_timeout=timedelta(seconds=deps.settings.worker_graceful_shutdown_seconds),
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
         ))
         log.info("task queue %s: %d workflows, %d activities", queue, len(workflows), len(activities))
     return workers, executors
@@ -82,16 +83,17 @@ async def _connect(settings: Settings, timeout: float = 60.0) -> Client:
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Run the workers until `stop` is set, then shut them down gracefully."""
-    deps = build_deps(settings)
+    engine = build_engine(settings)
     executors: list[ThreadPoolExecutor] = []
     try:
         client = await _connect(settings)
         added = await temporal.register_search_attributes(client)
         if added:
             log.info("registered search attributes: %s", ", ".join(added))
-        workers, executors = build_workers(client, deps)
+        workers, executors = build_workers(client, engine, settings,
+                                           Providers.from_settings(settings))
         if not workers:
-            log.warning("no capability registered in workers/registry.py: idle until stopped")
+            log.warning("nothing registered in workers/wiring.py: idle until stopped")
         runs = [asyncio.create_task(worker.run(), name=f"worker-{worker.task_queue}")
                 for worker in workers]
         log.info("%s (namespace %s at %s)", READY_MESSAGE, settings.temporal_namespace,
@@ -108,7 +110,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         for executor in executors:
             executor.shutdown(wait=True, cancel_futures=True)
-        deps.engine.dispose()
+        engine.dispose()
 
 
 def main(settings: Settings | None = None) -> int:

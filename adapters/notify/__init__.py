@@ -10,6 +10,8 @@ activity never sends a second message. Must never touch the database or log a me
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import httpx
 
 
@@ -19,6 +21,12 @@ class NotifyUnavailable(Exception):
 
 class NotifyRejected(Exception):
     """The provider refused the message (4xx): retrying cannot help."""
+
+
+class Notifier(Protocol):
+    """What the withdrawal activities need of a notification provider."""
+
+    def send(self, *, to: str, subject: str, body: str, idempotency_key: str) -> str: ...
 
 
 class HttpNotifier:

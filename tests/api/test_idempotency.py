@@ -147,6 +147,58 @@ async def test_failed_first_attempt_is_released_and_retried(api_settings, engine
     assert len(calls) == 2
 
 
+async def test_retry_with_a_different_body_after_a_failed_first_attempt_is_refused_as_reused(
+        api_settings, engine, keys):
+    calls: list = []
+    headers = keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
+    async with _client(_money_app(api_settings, engine, calls, fail_first=True)) as http:
+        assert_problem(await http.post("/v1/test-moves", json={"amount": 1}, headers=headers),
+                       500, "internal_error")
+        # The failed attempt may have started its operation (a workflow, a deposit row) under
+        # the key's operation id: another body under the same key must not become that operation.
+        other = await http.post("/v1/test-moves", json={"amount": 1_000}, headers=headers)
+        assert_problem(other, 422, "idempotency_key_reused")
+        assert len(calls) == 1
+        # The same body still runs again, once, and is then replayed.
+        retried = await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)
+        assert retried.status_code == 201 and retried.json()["calls"] == 2
+        replayed = await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)
+        assert replayed.headers["idempotent-replayed"] == "true" and replayed.json()["calls"] == 2
+    assert len(calls) == 2
+
+
+async def test_deposit_retried_with_another_amount_after_a_503_is_refused_as_reused(
+        client, keys, engine):
+    # Temporal is unreachable in these tests: the deposit answers 503 and its claim is released.
+    headers = keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
+    body = {"player_id": "ply_none", "amount": 500, "currency": "USD",
+            "payment_method": "pm_card_visa"}
+    assert_problem(await client.post("/v1/deposits", json=body, headers=headers), 503,
+                   "temporal_unavailable")
+    assert_problem(await client.post("/v1/deposits", json=body | {"amount": 70_000}, headers=headers),
+                   422, "idempotency_key_reused")
+    # The same deposit may be retried: it runs again (and meets the same outage).
+    assert_problem(await client.post("/v1/deposits", json=body, headers=headers), 503,
+                   "temporal_unavailable")
+
+
+async def test_prune_forgets_released_claims_of_failed_attempts_once_old(
+        api_settings, engine, keys):
+    calls: list = []
+    key = str(uuid.uuid4())
+    headers = keys.partner_a.headers | {"Idempotency-Key": key}
+    async with _client(_money_app(api_settings, engine, calls, fail_first=True)) as http:
+        assert (await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)).status_code == 500
+    with engine.begin() as conn:
+        records.prune(conn, timedelta(hours=24))   # young: kept, it still binds the key
+        conn.execute(text("UPDATE idempotency_records SET created_at = now() - interval '2 days' "
+                          "WHERE idempotency_key = :k"), {"k": key})
+        before = records.read(conn, keys.partner_a.id, key, 60.0)
+        records.prune(conn, timedelta(hours=24))
+        after = records.read(conn, keys.partner_a.id, key, 60.0)
+    assert before is not None and not before.completed and after is None
+
+
 async def test_duplicate_while_running_is_409_then_replays(api_settings, engine, keys):
     calls: list = []
     gate = asyncio.Event()

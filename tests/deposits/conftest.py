@@ -39,7 +39,6 @@ from store import geolocation, players
 from store.api_keys import create_api_key
 from tests.support.databases import sqlalchemy_url
 from tests.support.servers import serve_asgi
-from workers.deps import Deps
 from workflows.deposit import DepositWorkflow
 
 WEBHOOK_SECRET = "whsec_deposit_tests"
@@ -55,16 +54,15 @@ class Stack:
     client: Client               # the test's Temporal client
     worker_engine: Engine
 
-    def deps(self) -> Deps:
-        gateway = StripeGateway(api_key=STRIPE_KEY, api_base=self.sandbox_url,
-                                webhook_secret=WEBHOOK_SECRET, timeout_seconds=2.0)
-        return Deps(settings=self.settings, engine=self.worker_engine, providers={"gateway": gateway})
+    def gateway(self) -> StripeGateway:
+        return StripeGateway(api_key=STRIPE_KEY, api_base=self.sandbox_url,
+                             webhook_secret=WEBHOOK_SECRET, timeout_seconds=2.0)
 
     @asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
         executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deposit-test-act")
         worker = Worker(self.client, task_queue=task_queues.MAIN, workflows=[DepositWorkflow],
-                        activities=DepositActivities(self.deps()).all(), activity_executor=executor,
+                        activities=DepositActivities(self.worker_engine, self.settings, self.gateway()).all(), activity_executor=executor,
                         max_concurrent_activities=8, graceful_shutdown_timeout=timedelta(seconds=2))
         try:
             async with worker:

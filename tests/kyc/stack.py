@@ -44,8 +44,8 @@ from store import deposits as deposit_store
 from store.api_keys import create_api_key
 from tests.support.databases import sqlalchemy_url
 from tests.support.servers import serve_asgi
-from workers.capabilities import kyc_withdrawals
-from workers.deps import Deps
+from workers import wiring
+from workers.providers import Providers
 
 KYC_SECRET = "whsec_" + "a3ljdGVzdHNlY3JldGZvcnRoZXN0YWNr"   # base64 of a test secret
 STRIPE_SECRET = "whsec_kyc_withdrawal_tests"
@@ -64,18 +64,19 @@ class Stack:
     worker_engine: Engine
     client: Client                        # the dev server's client (the test's own)
 
-    def deps(self) -> Deps:
+    def providers(self) -> Providers:
         gateway = StripeGateway(api_key=STRIPE_KEY, api_base=self.stripe_url,
                                 webhook_secret=STRIPE_SECRET, timeout_seconds=2.0)
-        return Deps(settings=self.settings, engine=self.worker_engine, providers={
-            "gateway": gateway, "kyc": HttpKycProvider(base_url=self.kyc_url, timeout_seconds=2.0),
-            "notify": HttpNotifier(base_url=self.notify_url, timeout_seconds=2.0)})
+        return Providers(gateway=gateway,
+                         kyc=HttpKycProvider(base_url=self.kyc_url, timeout_seconds=2.0),
+                         notifier=HttpNotifier(base_url=self.notify_url, timeout_seconds=2.0))
 
     @asynccontextmanager
     async def worker(self, client: Client | None = None) -> AsyncIterator[Worker]:
         executor = ThreadPoolExecutor(max_workers=6, thread_name_prefix="kyc-wd-test-act")
         worker = Worker(client or self.client, task_queue=task_queues.MAIN,
-                        workflows=kyc_withdrawals.WORKFLOWS, activities=kyc_withdrawals.activities(self.deps()),
+                        workflows=wiring.main_queue(self.worker_engine, self.settings, self.providers())[0],
+                        activities=wiring.main_queue(self.worker_engine, self.settings, self.providers())[1],
                         activity_executor=executor, max_concurrent_activities=6,
                         graceful_shutdown_timeout=timedelta(seconds=2))
         try:
@@ -182,7 +183,7 @@ def fund(stack: Stack, player: Player, amount: int, currency: str = "USD", tag: 
 def card_deposit(stack: Stack, player: Player, amount: int, currency: str = "USD") -> str:
     """A real card payment at the Stripe sandbox recorded as a succeeded deposit, and its ledger
     credit: what a refund can go back to. Returns the deposit id."""
-    gateway = stack.deps().providers["gateway"]
+    gateway = stack.providers().gateway
     deposit_id = f"dep_test_{uuid.uuid4().hex[:16]}"
     intent = gateway.create_payment_intent(amount=amount, currency=currency, payment_method="pm_card_visa",
                                            idempotency_key=f"{deposit_id}:create")

@@ -19,8 +19,7 @@ from settlepay import task_queues
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction, transaction
 from store import bets, geolocation, players
-from workers.deps import Deps
-from workers.capabilities import settlement as capability
+from workers import wiring
 
 
 def uid(prefix: str) -> str:
@@ -87,10 +86,10 @@ def market() -> str:
 @pytest_asyncio.fixture(scope="session")
 async def settlement_worker(temporal_env, engine, settings) -> AsyncIterator[Worker]:
     """A real worker polling the settlement task queue, against the session database."""
-    deps = Deps(settings=settings, engine=engine)
+    workflows, activities = wiring.settlement_queue(engine, settings)
     executor = ThreadPoolExecutor(max_workers=6)
-    worker = Worker(temporal_env.client, task_queue=task_queues.SETTLEMENT, workflows=capability.WORKFLOWS,
-                    activities=capability.activities(deps), activity_executor=executor,
+    worker = Worker(temporal_env.client, task_queue=task_queues.SETTLEMENT, workflows=workflows,
+                    activities=activities, activity_executor=executor,
                     max_concurrent_activities=6)
     async with worker:
         yield worker

@@ -17,8 +17,7 @@ from temporalio.worker import Worker
 from settlepay.db import run_in_transaction
 from store import settlements
 from tests.settlement.conftest import cash, ledger_violations, make_player, place
-from workers.capabilities import settlement as capability
-from workers.deps import Deps
+from workers import wiring
 from workflows.settlement import MarketSettlementWorkflow, SettlementRun, workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +67,9 @@ async def test_worker_killed_mid_batch_pays_every_bet_once(temporal_env, engine,
     assert settled_so_far < 40                   # the kill really interrupted the settlement
 
     with ThreadPoolExecutor(4) as pool:
-        async with Worker(temporal_env.client, task_queue=queue, workflows=capability.WORKFLOWS,
-                          activities=capability.activities(Deps(settings=settings, engine=engine)),
+        workflows, activities = wiring.settlement_queue(engine, settings)
+        async with Worker(temporal_env.client, task_queue=queue, workflows=workflows,
+                          activities=activities,
                           activity_executor=pool):
             report = await asyncio.wait_for(handle.result(), 90)
     assert report.state == "settled"

@@ -106,7 +106,6 @@ async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_
     from temporalio import activity
 
     from activities.settlement import SettlementActivities
-    from workers.deps import Deps
 
     class CrashAfterCommit(SettlementActivities):
         crashed = 0
@@ -119,7 +118,7 @@ async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_
                 raise RuntimeError("worker lost after commit")
             return result
 
-    acts = CrashAfterCommit(Deps(settings=settings, engine=engine))
+    acts = CrashAfterCommit(engine, settings)
     queue = f"crash-{market}"
     p = make_player(engine, 4_000)
     for _ in range(4):

@@ -17,8 +17,7 @@ from settlepay.config import Settings
 from settlepay.db import make_engine
 from settlepay.temporal import connect
 from store import settlements
-from workers.capabilities import settlement as capability
-from workers.deps import Deps
+from workers import wiring
 
 _settle_range = settlements.settle_range
 
@@ -36,8 +35,9 @@ async def main(url: str, address: str, queue: str) -> None:
     engine = make_engine(settings.sqlalchemy_url, pool_size=2, settings=settings)
     client = await connect(settings, address=address)
     with ThreadPoolExecutor(2) as pool:
-        async with Worker(client, task_queue=queue, workflows=capability.WORKFLOWS,
-                          activities=capability.activities(Deps(settings=settings, engine=engine)),
+        workflows, activities = wiring.settlement_queue(engine, settings)
+        async with Worker(client, task_queue=queue, workflows=workflows,
+                          activities=activities,
                           activity_executor=pool, max_concurrent_activities=2):
             print("worker ready", flush=True)
             await asyncio.Event().wait()

@@ -3,14 +3,16 @@ sync activity that uses the worker's database engine. Not part of the product.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     import threading
 
-    from sqlalchemy import text
+    from sqlalchemy import Engine, text
 
 
 @workflow.defn(sandboxed=True)
@@ -20,10 +22,10 @@ class ProbeWorkflow:
         return await workflow.execute_activity("probe", name, start_to_close_timeout=timedelta(seconds=10))
 
 
-def activities(deps) -> list:
+def activities(engine: Engine) -> list[Callable[..., Any]]:
     @activity.defn(name="probe")
     def probe(name: str) -> dict[str, str]:
-        with deps.engine.connect() as conn:
+        with engine.connect() as conn:
             database = conn.execute(text("SELECT current_database()")).scalar_one()
         return {"hello": name, "database": database, "thread": threading.current_thread().name}
 

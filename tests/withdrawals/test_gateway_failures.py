@@ -45,7 +45,7 @@ async def test_refund_paid_then_payout_failed_posts_only_what_was_paid(stack, wo
 
 async def test_refund_failing_after_acceptance_voids_the_hold(stack, worker, http):
     player = verified_player(stack)
-    gateway = stack.deps().providers["gateway"]
+    gateway = stack.providers().gateway
     # A card whose refunds go pending and then fail (Stripe's 4000000000005126).
     deposit_id = f"dep_test_{uuid.uuid4().hex[:16]}"
     intent = gateway.create_payment_intent(amount=2_000, currency="USD", payment_method="pm_card_refundFail",
