@@ -23,6 +23,9 @@ from settlepay.config import Settings
 from settlepay.db import make_engine
 from tests.support.databases import sqlalchemy_url, temporary_database
 
+# The whole stack (`stack`, `worker`, `http`) for end-to-end tests: tests/support/stack.py.
+pytest_plugins = ["tests.support.stack"]
+
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
