@@ -25,6 +25,7 @@ from temporalio.client import Client
 from api import problems
 from api.deps import temporal_client
 from api.idempotency import IdempotencyMiddleware
+from api.nul_bytes import NulByteGuard
 from api.routes import geolocation, health, players, responsible_gaming, bets, markets
 from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, two_factor, withdrawals
@@ -87,6 +88,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.temporal_tried_at = float("-inf")
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
+    # Added last, so it runs first: a NUL the database cannot store is refused (422) before an
+    # Idempotency-Key is claimed or a route runs.
+    app.add_middleware(NulByteGuard)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -25,8 +25,8 @@ def nul_refused(response, loc: list[str]) -> None:
 
 def idempotency_records(engine, key: str) -> int:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM idempotency_records WHERE idempotency_key = :k"),
-                            {"k": key}).scalar_one()
+        return conn.execute(text("SELECT count(*) FROM idempotency_records "
+                                 "WHERE idempotency_key = :k"), {"k": key}).scalar_one()
 
 
 async def test_player_created_with_a_nul_in_its_name_is_422_and_nothing_is_written(
@@ -34,7 +34,8 @@ async def test_player_created_with_a_nul_in_its_name_is_422_and_nothing_is_writt
     key = str(uuid.uuid4())
     headers = keys.partner_a.headers | {"Idempotency-Key": key}
     body = player_body(first_name="Ada\u0000")
-    nul_refused(await client.post("/v1/players", json=body, headers=headers), ["body", "first_name"])
+    refused = await client.post("/v1/players", json=body, headers=headers)
+    nul_refused(refused, ["body", "first_name"])
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM players WHERE external_ref = :r"),
                             {"r": body["external_ref"]}).scalar_one() == 0
@@ -52,7 +53,8 @@ async def test_nul_in_a_path_parameter_is_422_on_every_route_tried(client, keys)
                          ("GET", "/v1/markets/m%00/settlement"),
                          ("POST", "/v1/withdrawals/wd%00/cancel"),
                          ("POST", "/v1/players/p%00/self-exclusion")):
-        response = await client.request(method, path, headers=headers, json={} if method == "POST" else None)
+        response = await client.request(method, path, headers=headers,
+                                        json={} if method == "POST" else None)
         nul_refused(response, ["path"])
 
 
@@ -79,13 +81,15 @@ async def test_deposit_with_a_nul_in_its_currency_or_player_is_422_and_starts_no
 
 
 async def test_nul_in_a_nested_object_key_is_422(client, keys):
-    body = {"version": 1, "selections": {"sel-1": {"result": "won"}, "sel\u0000": {"result": "lost"}}}
-    response = await client.post("/v1/markets/m-nul/results", json=body, headers=keys.operator.headers)
+    body = {"version": 1,
+            "selections": {"sel-1": {"result": "won"}, "sel\u0000": {"result": "lost"}}}
+    response = await client.post("/v1/markets/m-nul/results", json=body,
+                                 headers=keys.operator.headers)
     nul_refused(response, ["body", "selections", "sel\\u0000"])
     body = {"player_id": "ply_x", "amount": 1, "currency": "USD", "payment_method": "pm_card_visa",
             "metadata": [{"note": ["fine", "not\u0000fine"]}]}
-    response = await client.post("/v1/deposits", json=body,
-                                 headers=keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())})
+    headers = keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
+    response = await client.post("/v1/deposits", json=body, headers=headers)
     nul_refused(response, ["body", "metadata", "0", "note", "1"])
 
 
