@@ -33,6 +33,11 @@ The rules (per API key: two keys may use the same Idempotency-Key independently)
 * Answers not kept, so a retry runs the request again: 5xx (the transaction rolled back),
   401/403 (the request never started), 409 and 429 (transient), and requests that failed
   validation (the client may fix the body and retry with the same key).
+* After a 5xx (or a request that died) the key stays bound to its request: the failed attempt
+  may already have started its operation under `IdempotencyKey.operation_id` (a workflow, a
+  deposit row), so the same request may run again but a different one is 422
+  `idempotency_key_reused`, as after a success. Refusals that ran nothing (401/403, 409, 429,
+  validation) leave no trace: the key is free for any request.
 * A first attempt that died between its commit and storing its answer leaves an unfinished
   claim; after `Settings.idempotency_stale_after_seconds` a retry may run the request again.
   This is why routes derive their business keys (workflow ids, ledger keys, row ids) from
@@ -56,6 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import Depends, Header, Request
+from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import PRINCIPAL_SCOPE_KEY, Principal, authenticate, presented_key
@@ -220,7 +226,9 @@ class IdempotencyMiddleware:
             await _db(_release, db, api_key_id, key, token)   # no-op unless this request claimed
             raise
         status = next(m["status"] for m in messages if m["type"] == "http.response.start")
-        if status >= 500 or status in NOT_KEPT or scope.get(DISCARD_SCOPE_KEY):
+        if status in NOT_KEPT or scope.get(DISCARD_SCOPE_KEY):
+            await _db(_forget, db, api_key_id, key, token)
+        elif status >= 500:
             await _db(_release, db, api_key_id, key, token)
         else:
             await _db(_complete, db, api_key_id, key, token, messages)
@@ -293,11 +301,21 @@ def _in_use() -> Problem:
 
 
 def _release(engine, api_key_id: str, key: str, token) -> None:
+    """The request failed and may have had effects: free the key for the same request only."""
     try:
         with engine.connect() as conn:
             idempotency.release(conn, api_key_id, key, token)
     except Exception:  # the claim then goes stale and a later retry may run the request again
         log.exception("could not release idempotency key %r of %s", key, api_key_id)
+
+
+def _forget(engine: Engine, api_key_id: str, key: str, token: uuid.UUID) -> None:
+    """The request was refused before it ran: free the key for any request."""
+    try:
+        with engine.connect() as conn:
+            idempotency.forget(conn, api_key_id, key, token)
+    except Exception:  # the claim then goes stale: a retry of the same request may run later
+        log.exception("could not forget idempotency key %r of %s", key, api_key_id)
 
 
 def _complete(engine, api_key_id: str, key: str, token, messages: list[Message]) -> None:

@@ -1,4 +1,4 @@
-"""Idempotency records of POST requests: claim, complete, release, look up.
+"""Idempotency records of POST requests: claim, complete, release or forget, look up.
 
 The HTTP side (api/idempotency.py) owns the rules; this module only speaks SQL. Each function
 is one statement, run in autocommit (its own transaction): a claim must be visible to
@@ -55,7 +55,15 @@ _COMPLETE = text("""
       AND response_status IS NULL
     RETURNING 1""")
 
+# A released claim keeps its record, and so its request hash: the key stays bound to that
+# request. `locked_at = -infinity` marks it free: it reads as stale at once, so the same request
+# takes it over (and runs again) while a different one is refused.
 _RELEASE = text("""
+    UPDATE idempotency_records SET locked_at = '-infinity'
+    WHERE api_key_id = :api_key_id AND idempotency_key = :key AND claim_token = :token
+      AND response_status IS NULL""")
+
+_FORGET = text("""
     DELETE FROM idempotency_records
     WHERE api_key_id = :api_key_id AND idempotency_key = :key AND claim_token = :token
       AND response_status IS NULL""")
@@ -140,13 +148,22 @@ def complete(conn: Connection, api_key_id: str, key: str, token: uuid.UUID, stat
 
 
 def release(conn: Connection, api_key_id: str, key: str, token: uuid.UUID) -> None:
-    """Forget an unfinished claim, so that a retry runs the request afresh."""
+    """Free an unfinished claim whose request may have had effects (it failed): a retry of the
+    same request may run it again at once; the key stays bound to that request."""
     conn.execute(_RELEASE, {"api_key_id": api_key_id, "key": key, "token": token})
 
 
+def forget(conn: Connection, api_key_id: str, key: str, token: uuid.UUID) -> None:
+    """Delete an unfinished claim whose request had no effect (refused before it ran): the key
+    is free again, for any request."""
+    conn.execute(_FORGET, {"api_key_id": api_key_id, "key": key, "token": token})
+
+
 def prune(conn: Connection, older_than: timedelta) -> int:
-    """Delete finished records older than `older_than` (Stripe keeps keys for 24 hours)."""
+    """Delete finished and released records older than `older_than` (Stripe keeps keys for 24
+    hours). A claim still held is kept: its request may be running."""
     return conn.execute(
         text("""DELETE FROM idempotency_records
-                WHERE created_at < now() - :age AND response_status IS NOT NULL"""),
+                WHERE created_at < now() - :age
+                  AND (response_status IS NOT NULL OR locked_at = '-infinity')"""),
         {"age": older_than}).rowcount
