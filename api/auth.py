@@ -16,6 +16,8 @@ This module never decides business rules; it answers "who" and "may they see it"
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -128,3 +130,13 @@ def visible_player(conn: Connection, principal: Principal, player_id: str, *,
     if row is None:
         raise not_found("player", player_id)
     return row
+
+
+# Who may call a route, as dependency aliases: `def route(principal: DepositsWriter) -> ...`.
+PlayersReader = Annotated[Principal, Depends(require(Scope.PLAYERS_READ))]
+PlayersWriter = Annotated[Principal, Depends(require(Scope.PLAYERS_WRITE))]
+DepositsWriter = Annotated[Principal, Depends(require(Scope.DEPOSITS_WRITE))]
+WithdrawalsWriter = Annotated[Principal, Depends(require(Scope.WITHDRAWALS_WRITE))]
+BetsWriter = Annotated[Principal, Depends(require(Scope.BETS_WRITE))]
+ResultsWriter = Annotated[Principal, Depends(require(Scope.RESULTS_WRITE))]
+Operator = Annotated[Principal, Depends(require(Scope.OPERATOR_REVIEW))]

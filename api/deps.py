@@ -1,7 +1,7 @@
 """FastAPI dependencies for what the app holds: settings, database engine, Temporal client.
 
-    engine: Engine = Depends(get_engine)
-    client: Client = Depends(get_temporal)      # 503 problem while Temporal is unreachable
+    def route(engine: EngineDep, settings: SettingsDep, client: TemporalDep) -> ...: ...
+    # TemporalDep answers a 503 problem while Temporal is unreachable
 
 The app starts without Temporal (readyz reports it): `get_temporal` connects on first use and
 tries again at most every few seconds, so one slow outage does not turn into a connect storm.
@@ -14,7 +14,9 @@ import asyncio
 import logging
 import time
 
-from fastapi import FastAPI, Request
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy import Engine
 from temporalio.client import Client
 
@@ -60,3 +62,8 @@ async def get_temporal(request: Request) -> Client:
                       "The workflow engine cannot be reached right now; retry later.",
                       headers={"Retry-After": str(int(RECONNECT_INTERVAL))})
     return client
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
