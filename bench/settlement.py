@@ -45,7 +45,7 @@ from settlepay.config import Settings  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
 
 from settlepay.db import make_engine, run_in_transaction  # noqa: E402
-from settlepay.commands_settlement import differences  # noqa: E402
+from settlepay.cli_settlement import differences  # noqa: E402
 from store import settlements  # noqa: E402
 from tests.support.databases import sqlalchemy_url, temporary_database  # noqa: E402
 from workers import wiring  # noqa: E402

@@ -20,13 +20,13 @@ import sys
 # command path -> (module, function, help). Functions take the parsed args and return an exit code.
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("dev",): ("settlepay.devstack", "main", "run the whole local stack"),
-    ("migrate",): ("settlepay.commands", "migrate", "apply database migrations"),
-    ("api",): ("settlepay.commands", "api", "run the HTTP API"),
-    ("worker",): ("settlepay.commands", "worker", "run the Temporal worker"),
-    ("ledger", "check"): ("settlepay.commands", "ledger_check", "verify ledger invariants"),
-    ("audit", "verify"): ("settlepay.commands", "audit_verify", "verify the audit hash chain"),
-    ("audit", "export"): ("settlepay.commands", "audit_export", "export audit records as JSON lines"),
-    ("settlement", "verify"): ("settlepay.commands_settlement", "settlement_verify",
+    ("migrate",): ("settlepay.cli_commands", "migrate", "apply database migrations"),
+    ("api",): ("settlepay.cli_commands", "api", "run the HTTP API"),
+    ("worker",): ("settlepay.cli_commands", "worker", "run the Temporal worker"),
+    ("ledger", "check"): ("settlepay.cli_commands", "ledger_check", "verify ledger invariants"),
+    ("audit", "verify"): ("settlepay.cli_commands", "audit_verify", "verify the audit hash chain"),
+    ("audit", "export"): ("settlepay.cli_commands", "audit_export", "export audit records as JSON lines"),
+    ("settlement", "verify"): ("settlepay.cli_settlement", "settlement_verify",
                                "recompute a market's payouts and compare with the ledger"),
 }
 

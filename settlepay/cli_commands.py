@@ -1,0 +1,165 @@
+"""The one-process commands of the `settlepay` console script (see settlepay/cli.py).
+
+    migrate        apply the Alembic migrations to SETTLEPAY_DATABASE_URL
+    api            serve the HTTP API with uvicorn
+    worker         run the Temporal workers (workers/main.py)
+    ledger check   verify the ledger's invariants, exit 1 on a violation
+    audit verify   verify the audit hash chain, exit 1 on tampering
+    audit export   audit records as JSON lines
+
+Each function takes the parsed arguments and returns the process exit code. Heavy imports
+happen inside the functions, so `settlepay --help` stays fast. Nothing here decides business
+rules or writes money: these are doors into the packages that do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from settlepay.config import Settings, get_settings
+
+T = TypeVar("T")
+
+# Exit codes: 0 fine, 1 the check found a problem, 2 the command could not run as asked.
+OK, FOUND_PROBLEMS, USAGE = 0, 1, 2
+
+
+def _database_settings() -> Settings | None:
+    settings = get_settings()
+    if not settings.database_url:
+        print("settlepay: SETTLEPAY_DATABASE_URL (or DATABASE_URL) is not set; "
+              "`settlepay dev` sets it for the processes it starts", file=sys.stderr)
+        return None
+    return settings
+
+
+def _engine(settings: Settings):
+    from settlepay.db import make_engine
+
+    # One-shot commands need one connection, not a pool.
+    return make_engine(settings.sqlalchemy_url, pool_size=1, settings=settings)
+
+
+class NoDatabase(Exception):
+    """No database is configured; the message was printed."""
+
+
+def in_one_snapshot(work: Callable[[Any], T]) -> T:
+    """Run `work(conn)` against ONE consistent snapshot (REPEATABLE READ) of the configured
+    database, so rows committing meanwhile cannot produce a false report. Raises NoDatabase."""
+    settings = _database_settings()
+    if settings is None:
+        raise NoDatabase
+    engine = _engine(settings)
+    try:
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            with conn.begin():
+                return work(conn)
+    finally:
+        engine.dispose()
+
+
+def report(name: str, checks: list[str], problems: list[str], label: str, all_good: str,
+           problem_summary: str) -> int:
+    """Print what a check command verified and what it found; the exit code says which."""
+    for check in checks:
+        print(f"checked: {check}")
+    for problem in problems:
+        print(f"{label}: {problem}")
+    if problems:
+        print(f"{name}: {problem_summary}", file=sys.stderr)
+        return FOUND_PROBLEMS
+    print(f"{name}: {all_good}")
+    return OK
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from settlepay import migrate as migrations
+
+    settings = _database_settings()
+    if settings is None:
+        return USAGE
+    migrations.upgrade(settings.sqlalchemy_url)
+    print("settlepay: database migrated to the latest revision")
+    return OK
+
+
+def api(args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, finishes requests, runs lifespan.
+    serve(get_settings(), host=getattr(args, "host", None), port=getattr(args, "port", None))
+    return OK
+
+
+def worker(args: argparse.Namespace) -> int:
+    from workers.main import main as worker_main
+
+    return worker_main(get_settings())
+
+
+def ledger_check(args: argparse.Namespace) -> int:
+    from ledger import check
+
+    try:
+        violations = in_one_snapshot(check.run)
+    except NoDatabase:
+        return USAGE
+    return report("ledger check", check.INVARIANTS, violations, "VIOLATION",
+                  f"{len(check.INVARIANTS)} invariants hold", f"{len(violations)} violation(s)")
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    import audit
+
+    try:
+        report = in_one_snapshot(audit.verify)
+    except NoDatabase:
+        return USAGE
+    for problem in report.problems:
+        print(f"TAMPERED: {problem}")
+    if not report.ok:
+        print(f"audit verify: {len(report.problems)} problem(s) in {report.records} records",
+              file=sys.stderr)
+        return FOUND_PROBLEMS
+    print(f"audit verify: chain intact, {report.records} records")
+    return OK
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """ISO 8601; a timestamp without a zone is taken as UTC (audit times are stored in UTC)."""
+    if value is None:
+        return None
+    since = datetime.fromisoformat(value)
+    return since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+
+
+def audit_export(args: argparse.Namespace) -> int:
+    import audit
+
+    settings = _database_settings()
+    if settings is None:
+        return USAGE
+    try:
+        since = parse_since(getattr(args, "since", None))
+    except ValueError:
+        print(f"settlepay: --since {args.since!r} is not an ISO 8601 timestamp", file=sys.stderr)
+        return USAGE
+    output = getattr(args, "output", "-") or "-"
+    engine = _engine(settings)
+    try:
+        with engine.connect() as conn:
+            if output == "-":
+                count = audit.export(conn, sys.stdout, since)
+                sys.stdout.flush()
+            else:
+                with open(output, "w", encoding="utf-8") as out:
+                    count = audit.export(conn, out, since)
+    finally:
+        engine.dispose()
+    print(f"audit export: {count} records", file=sys.stderr)
+    return OK
