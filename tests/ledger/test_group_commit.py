@@ -10,7 +10,7 @@ import ledger
 from ledger import AccountRef, IdempotencyConflict, InvalidTransfer, Leg, ResultCode, Transfer
 from ledger.check import run as check
 from ledger.group_commit import GroupPoster
-from tests.ledger.helpers import deposit, house_pays, new_player, stake
+from tests.support.ledger import deposit, house_pays, new_player, stake
 
 
 def test_concurrent_posts_share_transactions_but_not_outcomes(fresh_engine):

@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 import ledger
 from ledger import AccountRef, IdempotencyConflict, InvalidTransfer, Leg, ResultCode, Transfer
 from ledger.check import run as check
-from tests.ledger.helpers import deposit, house_pays, new_player, stake
+from tests.support.ledger import deposit, house_pays, new_player, stake
 
 
 def cash(conn, player, currency="USD"):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import ledger
 from ledger import AccountRef, Leg, ResultCode, Transfer
 from ledger.check import run as check
-from tests.ledger.helpers import new_player
+from tests.support.ledger import new_player
 
 PLAYERS = 3
 amounts = st.integers(min_value=1, max_value=5_000)

@@ -1,4 +1,4 @@
-"""Small builders for ledger tests: unique owners, deposits, bets."""
+"""Small builders for ledger tests: unique owners, deposits, bets, house payouts."""
 
 from __future__ import annotations
 
