@@ -29,4 +29,6 @@ def record(conn: Connection, *, actor: Actor, action: str, subject_type: str, su
         "after": after,
         "at": datetime.now(UTC).isoformat(),
     }
-    return conn.execute(text("SELECT audit_append(:record)"), {"record": canonical_json(body)}).scalar_one()
+    return conn.execute(
+        text("SELECT audit_append(:record)"), {"record": canonical_json(body)}
+    ).scalar_one()

@@ -46,7 +46,7 @@ TIME_OUT_MAX = timedelta(weeks=6)
 class InvalidRequest(ValueError):
     """A request the rules refuse (bad amount, duration out of bounds); `code` names it."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -70,7 +70,8 @@ def plan_limit_change(current: int | None, requested: int | None, now: datetime,
     """How a request to move a limit from `current` to `requested` (None = no limit) lands."""
     if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)
                                   or requested <= 0):
-        raise InvalidRequest("invalid_limit_amount", "a deposit limit is a positive integer in minor units")
+        raise InvalidRequest("invalid_limit_amount",
+                             "a deposit limit is a positive integer in minor units")
     if requested == current:
         return LimitChangePlan(ChangeKind.UNCHANGED, now)
     tighter = requested is not None and (current is None or requested < current)
@@ -112,15 +113,16 @@ class LimitBreach:
         return max(self.limit - self.used, 0)
 
     def reason(self, currency: str) -> str:
-        return (f"{self.period.value} deposit limit of {self.limit} {currency} minor units reached: "
-                f"{self.used} used, {self.remaining} left, {self.requested} asked")
+        return (f"{self.period.value} deposit limit of {self.limit} {currency} minor units "
+                f"reached: {self.used} used, {self.remaining} left, {self.requested} asked")
 
 
 def window_start(period: Period, now: datetime) -> datetime:
     return now - WINDOWS[period]
 
 
-def check_deposit(limits: Mapping[Period, int], used: Mapping[Period, int], amount: int) -> LimitBreach | None:
+def check_deposit(limits: Mapping[Period, int], used: Mapping[Period, int],
+                  amount: int) -> LimitBreach | None:
     """The breach with the least room left, or None when `amount` fits every limit."""
     breaches = [LimitBreach(p, limit, used.get(p, 0), amount)
                 for p, limit in limits.items() if used.get(p, 0) + amount > limit]
@@ -158,7 +160,8 @@ def self_exclusion(now: datetime, duration: timedelta | None) -> Exclusion:
         raise InvalidRequest("self_exclusion_too_short",
                              f"a self-exclusion lasts at least {SELF_EXCLUSION_MIN.days} days; "
                              "for a shorter break use a time-out")
-    return Exclusion(ExclusionKind.SELF_EXCLUSION, now, None if duration is None else now + duration)
+    ends_at = None if duration is None else now + duration
+    return Exclusion(ExclusionKind.SELF_EXCLUSION, now, ends_at)
 
 
 def time_out(now: datetime, duration: timedelta) -> Exclusion:
@@ -168,7 +171,8 @@ def time_out(now: datetime, duration: timedelta) -> Exclusion:
     return Exclusion(ExclusionKind.TIME_OUT, now, now + duration)
 
 
-def blocking_exclusion(exclusions: Iterable[Exclusion], operation: str, now: datetime) -> Exclusion | None:
+def blocking_exclusion(exclusions: Iterable[Exclusion], operation: str,
+                       now: datetime) -> Exclusion | None:
     """The exclusion that blocks `operation` now (the longest-lasting one), or None."""
     if operation not in BLOCKED_OPERATIONS:
         return None

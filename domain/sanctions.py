@@ -65,6 +65,7 @@ def screen(full_name: str, entries: list[ListedName], threshold: float) -> Scree
         return ScreeningResult(0.0, None, False)
     choices = [normalise(entry.name) for entry in entries]
     # token_sort_ratio: "Doe John" matches "John Doe"; small spelling variations still score high.
-    _, score, index = process.extractOne(normalise(full_name), choices, scorer=fuzz.token_sort_ratio)
+    _, score, index = process.extractOne(normalise(full_name), choices,
+                                         scorer=fuzz.token_sort_ratio)
     score = round(float(score), 2)
     return ScreeningResult(score, entries[index], score > threshold)

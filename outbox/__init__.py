@@ -14,7 +14,8 @@ from audit.canonical import canonical_json
 
 
 def emit(conn: Connection, *, event_type: str, aggregate_type: str, aggregate_id: str,
-         payload: dict[str, Any], player_id: str | None = None, partner_id: str | None = None) -> int:
+         payload: dict[str, Any], player_id: str | None = None,
+         partner_id: str | None = None) -> int:
     """Append one event (e.g. `deposit.succeeded`) in the caller's transaction; returns its id."""
     return conn.execute(
         text("""INSERT INTO outbox_events (event_type, aggregate_type, aggregate_id, player_id,
@@ -22,6 +23,7 @@ def emit(conn: Connection, *, event_type: str, aggregate_type: str, aggregate_id
                 VALUES (:event_type, :aggregate_type, :aggregate_id, :player_id, :partner_id,
                         CAST(:payload AS jsonb))
                 RETURNING id"""),
-        {"event_type": event_type, "aggregate_type": aggregate_type, "aggregate_id": str(aggregate_id),
-         "player_id": player_id, "partner_id": partner_id, "payload": canonical_json(payload)},
+        {"event_type": event_type, "aggregate_type": aggregate_type,
+         "aggregate_id": str(aggregate_id), "player_id": player_id, "partner_id": partner_id,
+         "payload": canonical_json(payload)},
     ).scalar_one()

@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import geoip2.database
 import geoip2.errors
+import geoip2.models
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Record = TypeVar("Record")
 
 # Trait names shared by the City/Enterprise traits and the Anonymous IP model.
 ANONYMOUS_FLAGS = ("is_anonymous", "is_anonymous_proxy", "is_anonymous_vpn", "is_hosting_provider",
@@ -45,7 +50,7 @@ class IpFacts:
 
 class MaxMindIpIntelligence:
     def __init__(self, city_db: str | Path | None = None, anonymous_db: str | Path | None = None,
-                 anonymous_cidrs: Iterable[str] = ()):
+                 anonymous_cidrs: Iterable[str] = ()) -> None:
         self._geo = geoip2.database.Reader(str(city_db or shipped_geolite2_city()))
         self._geo_type = self._geo.metadata().database_type
         self._anonymous = geoip2.database.Reader(str(anonymous_db)) if anonymous_db else None
@@ -70,13 +75,14 @@ class MaxMindIpIntelligence:
             flags.append(BLOCKLIST_FLAG)
         return IpFacts(country, subdivision, tuple(flags))
 
-    def _geo_record(self, address):
+    def _geo_record(self, address: IpAddress) -> geoip2.models.Country | None:
+        """The City (or Country) record of the address; a City record is also a Country."""
         if "City" in self._geo_type or "Enterprise" in self._geo_type:
             return self._lookup(self._geo.city, address)
         return self._lookup(self._geo.country, address)
 
     @staticmethod
-    def _lookup(method, address):
+    def _lookup(method: Callable[[str], Record], address: IpAddress) -> Record | None:
         try:
             return method(str(address))
         except geoip2.errors.AddressNotFoundError:

@@ -14,7 +14,7 @@ from domain.geo import LocationFacts, RegionIndex
 class OfflineGeolocationProvider:
     name = "offline"
 
-    def __init__(self, regions: RegionIndex, ip: MaxMindIpIntelligence):
+    def __init__(self, regions: RegionIndex, ip: MaxMindIpIntelligence) -> None:
         self.regions = regions
         self.ip = ip
 

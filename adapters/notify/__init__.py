@@ -14,6 +14,8 @@ from typing import Protocol
 
 import httpx
 
+from settlepay.config import Settings
+
 
 class NotifyUnavailable(Exception):
     """5xx, timeout or connection failure: retry with the same idempotency key."""
@@ -30,7 +32,7 @@ class Notifier(Protocol):
 
 
 class HttpNotifier:
-    def __init__(self, *, base_url: str, timeout_seconds: float = 10.0):
+    def __init__(self, *, base_url: str, timeout_seconds: float = 10.0) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout_seconds
 
@@ -44,9 +46,10 @@ class HttpNotifier:
         if response.status_code >= 500 or response.status_code == 429:
             raise NotifyUnavailable(f"notification provider answered {response.status_code}")
         if response.status_code >= 400:
-            raise NotifyRejected(f"notification provider refused the message ({response.status_code})")
+            raise NotifyRejected(
+                f"notification provider refused the message ({response.status_code})")
         return response.json()["id"]
 
 
-def from_settings(settings) -> HttpNotifier:  # noqa: ANN001
+def from_settings(settings: Settings) -> HttpNotifier:
     return HttpNotifier(base_url=settings.notify_api_base)

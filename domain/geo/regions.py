@@ -117,7 +117,7 @@ class Placement:
 class RegionIndex:
     """The regions of a map, ready for fast lookups (build once, share between threads)."""
 
-    def __init__(self, regions: Iterable[Region]):
+    def __init__(self, regions: Iterable[Region]) -> None:
         self.regions = tuple(regions)
         self.by_code = {r.code: r for r in self.regions}
 
@@ -147,11 +147,16 @@ def _box_gap(box: tuple[float, float, float, float], px: float, py: float, kx: f
     return math.hypot(dx, dy)
 
 
-def _nearest_boundary(regions: Iterable[Region], px: float, py: float):
-    """Branch and bound over region, ring and chunk boxes in a projection centred on the point."""
+def _nearest_boundary(regions: Iterable[Region], px: float,
+                      py: float) -> tuple[float, float | None, float | None]:
+    """Branch and bound over region, ring and chunk boxes in a projection centred on the point.
+
+    Returns the projected distance in miles and the nearest border point (lon, lat), or
+    (inf, None, None) when the regions have no boundary at all."""
     kx = MILES_PER_DEGREE * math.cos(math.radians(py))
     best = [math.inf, None, None]
-    for gap, region in sorted(((_box_gap(r.bbox, px, py, kx), r) for r in regions), key=lambda g: g[0]):
+    gaps = sorted(((_box_gap(r.bbox, px, py, kx), r) for r in regions), key=lambda g: g[0])
+    for gap, region in gaps:
         if gap >= best[0]:
             break
         for ring in region.rings:
