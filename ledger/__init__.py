@@ -4,7 +4,8 @@ Public API (all functions take an open SQLAlchemy `Connection` inside a transact
 caller commits the posting together with its own state row, audit record and outbox event):
 
     post(conn, transfer)              -> PostResult   one balanced transaction
-    post_now(engine, transfer)        -> PostResult   the same as a transaction of its own, one round trip
+    post_now(engine, transfer)        -> PostResult   the same as a transaction of its own,
+                                                      in one round trip
     GroupPoster(engine).post(transfer) -> PostResult  the same, committed together with whatever
                                                       other threads of the process post meanwhile
     post_many(conn, transfers)        -> list[PostResult]   set-based batch (settlement)
@@ -29,15 +30,15 @@ from ledger.types import (
     Balance,
     IdempotencyConflict,
     InvalidTransfer,
-    Leg,
     LedgerError,
+    Leg,
     PostResult,
     ResultCode,
     Transfer,
 )
 
 __all__ = [
-    "AccountRef", "AccountType", "Balance", "GroupPoster", "IdempotencyConflict", "InvalidTransfer", "Leg",
-    "LedgerError", "PostResult", "ResultCode", "Transfer",
+    "AccountRef", "AccountType", "Balance", "GroupPoster", "IdempotencyConflict",
+    "InvalidTransfer", "Leg", "LedgerError", "PostResult", "ResultCode", "Transfer",
     "balance", "balances", "hold", "post", "post_hold", "post_many", "post_now", "void_hold",
 ]

@@ -61,7 +61,10 @@ class GroupPoster:
         group, stop = [first], False
         try:
             while len(group) < self._max_batch:
-                item = self._queue.get(timeout=self._max_wait) if len(group) == 1 else self._queue.get_nowait()
+                if len(group) == 1:
+                    item = self._queue.get(timeout=self._max_wait)
+                else:
+                    item = self._queue.get_nowait()
                 if item is None:
                     stop = True
                     break
@@ -82,12 +85,13 @@ class GroupPoster:
 
     def _post_group(self, group: list[_Pending]) -> None:
         try:
-            results = run_in_transaction(self._engine, lambda conn: post_many(conn, [p.transfer for p in group]))
-        except Exception:  # noqa: BLE001 - isolate the failure: each transfer on its own
+            transfers = [p.transfer for p in group]
+            results = run_in_transaction(self._engine, lambda conn: post_many(conn, transfers))
+        except Exception:  # isolate the failure: each transfer on its own
             for pending in group:
                 try:
                     pending.future.set_result(post_now(self._engine, pending.transfer))
-                except Exception as error:  # noqa: BLE001 - delivered to its caller
+                except Exception as error:  # delivered to its caller
                     pending.future.set_exception(error)
             return
         for pending, result in zip(group, results, strict=True):

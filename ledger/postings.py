@@ -11,20 +11,28 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from typing import Any
-
 import threading
 import weakref
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from settlepay.db import is_retryable
 from ledger.types import (
-    HOT, NO_NEGATIVE, AccountRef, AccountType, Balance, IdempotencyConflict, InvalidTransfer,
-    Leg, PostResult, ResultCode, Transfer,
+    HOT,
+    NO_NEGATIVE,
+    AccountRef,
+    AccountType,
+    Balance,
+    IdempotencyConflict,
+    InvalidTransfer,
+    Leg,
+    PostResult,
+    ResultCode,
+    Transfer,
 )
+from settlepay.db import is_retryable
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 HOT_SHARDS = 16
@@ -55,14 +63,18 @@ def validate(transfer: Transfer) -> None:
     total = 0
     for leg in transfer.legs:
         if type(leg.amount) is not int or leg.amount == 0:
-            raise InvalidTransfer(f"{transfer.key}: leg amounts are non-zero integers in minor units")
+            raise InvalidTransfer(
+                f"{transfer.key}: leg amounts are non-zero integers in minor units")
         if leg.account.currency != currency:
             raise InvalidTransfer(f"{transfer.key}: a transfer moves one currency")
         if leg.shortfall_to is not None:
             if leg.amount > 0 or leg.account.type not in NO_NEGATIVE:
-                raise InvalidTransfer(f"{transfer.key}: shortfall only on debits of no-negative accounts")
+                raise InvalidTransfer(
+                    f"{transfer.key}: shortfall only on debits of no-negative accounts")
             if leg.shortfall_to.currency != currency or leg.shortfall_to.type in NO_NEGATIVE | HOT:
-                raise InvalidTransfer(f"{transfer.key}: shortfall account must be a plain account in the same currency")
+                raise InvalidTransfer(
+                    f"{transfer.key}: shortfall account must be a plain account"
+                    " in the same currency")
         total += leg.amount
     if len({leg.account for leg in transfer.legs}) != len(transfer.legs):
         raise InvalidTransfer(f"{transfer.key}: an account appears twice")
@@ -86,12 +98,12 @@ def post(conn: Connection, transfer: Transfer) -> PostResult:
     # client's CPU per posting, measured with bench/ledger.py).
     row = conn.exec_driver_sql(_POST_SQL, (
         transfer.key, transfer.request_hash(), transfer.kind, transfer.reference, transfer.corrects,
-        json.dumps(transfer.metadata), json.dumps([_leg_json(l) for l in transfer.legs]),
+        json.dumps(transfer.metadata), json.dumps([_leg_json(leg) for leg in transfer.legs]),
     )).one()
     return _result(row, transfer.key)
 
 
-_AUTOCOMMIT: "weakref.WeakKeyDictionary[Engine, Engine]" = weakref.WeakKeyDictionary()
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 _AUTOCOMMIT_LOCK = threading.Lock()
 
 
@@ -150,7 +162,8 @@ def _hold_hash(*parts: Any) -> bytes:
 
 def hold(conn: Connection, key: str, debit: AccountRef, credit: AccountRef, amount: int,
          reference: str | None = None, metadata: dict[str, Any] | None = None) -> PostResult:
-    """Reserve `amount` of `debit`'s available balance for `credit` (TigerBeetle pending transfer)."""
+    """Reserve `amount` of `debit`'s available balance for `credit` (a TigerBeetle pending
+    transfer)."""
     if type(amount) is not int or amount <= 0:
         raise InvalidTransfer(f"{key}: a hold amount is a positive integer")
     if debit.currency != credit.currency or debit == credit:
@@ -159,9 +172,11 @@ def hold(conn: Connection, key: str, debit: AccountRef, credit: AccountRef, amou
         raise InvalidTransfer(f"{key}: holds are not supported on hot accounts")
     legs = [_leg_json(Leg(debit, -amount)), _leg_json(Leg(credit, amount))]
     row = conn.execute(
-        text("SELECT * FROM ledger_hold(:key, :hash, :reference, CAST(:metadata AS jsonb), CAST(:legs AS jsonb))"),
-        {"key": key, "hash": _hold_hash("hold", legs, reference, metadata or {}), "reference": reference,
-         "metadata": json.dumps(metadata or {}), "legs": json.dumps(legs)},
+        text("SELECT * FROM ledger_hold(:key, :hash, :reference, CAST(:metadata AS jsonb),"
+             " CAST(:legs AS jsonb))"),
+        {"key": key, "hash": _hold_hash("hold", legs, reference, metadata or {}),
+         "reference": reference, "metadata": json.dumps(metadata or {}),
+         "legs": json.dumps(legs)},
     ).one()
     return _result(row, key)
 
@@ -171,20 +186,24 @@ def _resolve(conn: Connection, key: str, hold_key: str, action: str, amount: int
     if amount is not None and (type(amount) is not int or amount < 0):
         raise InvalidTransfer(f"{key}: a posted amount is a non-negative integer")
     row = conn.execute(
-        text("SELECT * FROM ledger_resolve_hold(:key, :hash, :hold_key, :action, :amount, CAST(:metadata AS jsonb))"),
-        {"key": key, "hash": _hold_hash(action, hold_key, amount, metadata or {}), "hold_key": hold_key,
-         "action": action, "amount": amount, "metadata": json.dumps(metadata or {})},
+        text("SELECT * FROM ledger_resolve_hold(:key, :hash, :hold_key, :action, :amount,"
+             " CAST(:metadata AS jsonb))"),
+        {"key": key, "hash": _hold_hash(action, hold_key, amount, metadata or {}),
+         "hold_key": hold_key, "action": action, "amount": amount,
+         "metadata": json.dumps(metadata or {})},
     ).one()
     return _result(row, key)
 
 
 def post_hold(conn: Connection, key: str, hold_key: str, amount: int | None = None,
               metadata: dict[str, Any] | None = None) -> PostResult:
-    """Post a hold: all of it (amount None) or `amount` of it; the rest returns to the debit account."""
+    """Post a hold: all of it (amount None) or `amount` of it; the rest returns to the debit
+    account."""
     return _resolve(conn, key, hold_key, "post", amount, metadata)
 
 
-def void_hold(conn: Connection, key: str, hold_key: str, metadata: dict[str, Any] | None = None) -> PostResult:
+def void_hold(conn: Connection, key: str, hold_key: str,
+              metadata: dict[str, Any] | None = None) -> PostResult:
     """Void a hold: the reserved amount becomes available again."""
     return _resolve(conn, key, hold_key, "void", None, metadata)
 
@@ -212,7 +231,8 @@ def balances(conn: Connection, owner: str) -> list[Balance]:
 def balance(conn: Connection, account: AccountRef) -> Balance:
     """One account's balance; an account never posted to has a zero balance."""
     row = conn.execute(
-        text(_BALANCES_SQL.format(where="a.owner = :owner AND a.type = :type AND a.currency = :currency")),
+        text(_BALANCES_SQL.format(
+            where="a.owner = :owner AND a.type = :type AND a.currency = :currency")),
         {"owner": account.owner, "type": str(account.type), "currency": account.currency},
     ).one_or_none()
     return _balance_row(row) if row is not None else Balance(account, 0, 0, 0)

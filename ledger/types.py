@@ -88,9 +88,10 @@ class Transfer:
         cheaper than canonical JSON on the batch path; metadata (free-form) goes as JSON.
         """
         body = repr((self.kind, self.reference, self.corrects, tuple(
-            (l.account.owner, l.account.type.value, l.account.currency, l.amount,
-             None if l.shortfall_to is None else (l.shortfall_to.owner, l.shortfall_to.type.value))
-            for l in self.legs)))
+            (leg.account.owner, leg.account.type.value, leg.account.currency, leg.amount,
+             None if leg.shortfall_to is None
+             else (leg.shortfall_to.owner, leg.shortfall_to.type.value))
+            for leg in self.legs)))
         if self.metadata:
             body += json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(body.encode()).digest()
