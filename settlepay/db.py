@@ -23,7 +23,8 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
-def make_engine(url: str | None = None, *, pool_size: int = 10, settings: Settings | None = None) -> Engine:
+def make_engine(url: str | None = None, *, pool_size: int = 10,
+                settings: Settings | None = None) -> Engine:
     settings = settings or get_settings()
     if url is None:
         url = settings.sqlalchemy_url

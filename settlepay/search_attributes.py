@@ -24,6 +24,7 @@ def cli_flags() -> list[str]:
     """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
     flags: list[str] = []
     for key in ALL:
-        kind = {"KEYWORD": "Keyword", "INT": "Int"}[key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")]
+        value_type = key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")
+        kind = {"KEYWORD": "Keyword", "INT": "Int"}[value_type]
         flags += ["--search-attribute", f"{key.name}={kind}"]
     return flags

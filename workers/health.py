@@ -39,7 +39,8 @@ def main() -> int:
     if any(identity.endswith("@" + host) for identity in identities):
         print("healthy")
         return 0
-    print(f"unhealthy: no poller from {host} on {task_queues.MAIN} (seen: {identities})", file=sys.stderr)
+    print(f"unhealthy: no poller from {host} on {task_queues.MAIN} (seen: {identities})",
+          file=sys.stderr)
     return 1
 
 

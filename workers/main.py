@@ -17,14 +17,13 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from settlepay import task_queues, temporal
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
-from sqlalchemy import Engine
-
 from workers import wiring
 from workers.providers import Providers
 
@@ -63,7 +62,8 @@ def build_workers(client: Client, engine: Engine, settings: Settings, providers:
             max_concurrent_activities=threads,
             graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
         ))
-        log.info("task queue %s: %d workflows, %d activities", queue, len(workflows), len(activities))
+        log.info("task queue %s: %d workflows, %d activities",
+                 queue, len(workflows), len(activities))
     return workers, executors
 
 
@@ -99,7 +99,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         log.info("%s (namespace %s at %s)", READY_MESSAGE, settings.temporal_namespace,
                  settings.temporal_address)
         stopping = asyncio.create_task(stop.wait())
-        # A worker that dies on its own (fatal error) stops the process too, so a supervisor sees it.
+        # A worker that dies on its own (fatal error) stops the process too, so a supervisor
+        # sees it.
         await asyncio.wait([stopping, *runs], return_when=asyncio.FIRST_COMPLETED)
         await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
         results = await asyncio.gather(*runs, return_exceptions=True)
