@@ -30,14 +30,19 @@ import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from types import FrameType
+from typing import IO, TYPE_CHECKING
 
 import httpx
 
 from settlepay import migrate, search_attributes
 from settlepay.binaries import temporal_cli
 from settlepay.config import ENV_PREFIX, Settings, get_settings
-from settlepay.processes import Interrupted, StartupError, Supervisor, wait_until
+from settlepay.processes import Child, Interrupted, StartupError, Supervisor, wait_until
 from workers.main import READY_MESSAGE
+
+if TYPE_CHECKING:  # imported when the embedded server is asked for (see embedded_postgres)
+    from pgserver.postgres_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_DATABASE = "settlepay"
@@ -51,7 +56,8 @@ SANDBOXES: list[tuple[str, str]] = [
 
 # How long a child gets between SIGTERM and SIGKILL (the worker lets activities finish first).
 STOP_TIMEOUT = 20.0
-LOCAL_URL = re.compile(r"^(?P<base>https?://(?:127\.0\.0\.1|localhost):)(?P<port>\d+)(?P<rest>.*)$")
+LOCAL_URL = re.compile(
+    r"^(?P<base>https?://(?:127\.0\.0\.1|localhost):)(?P<port>\d+)(?P<rest>.*)$")
 TIMEOUTS = {"temporal": 60.0, "temporal_ui": 30.0, "sandbox": 30.0, "worker": 60.0, "api": 60.0}
 
 
@@ -71,7 +77,7 @@ def _http_ok(url: str) -> bool:
 
 
 class DevStack:
-    def __init__(self, settings: Settings, out=None) -> None:
+    def __init__(self, settings: Settings, out: IO[str] | None = None) -> None:
         self.settings = settings
         self.out = out or sys.stdout
         self.data_dir = settings.data_dir.expanduser().resolve()
@@ -83,7 +89,7 @@ class DevStack:
         self.database_url = settings.database_url
 
     # --- signals --------------------------------------------------------------------------
-    def on_signal(self, signum: int, frame) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping.is_set():
             # A second Ctrl-C: the user does not want to wait for graceful shutdowns.
             self.supervisor.say("dev", "second signal: killing everything now")
@@ -96,8 +102,9 @@ class DevStack:
         wait_until(what, check, timeout=timeout, should_stop=self.stopping.is_set,
                    alive=self.supervisor.dead)
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str], **options):
-        child = self.supervisor.start(name, argv, env, **options)
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], *,
+              ready_marker: str | None = None, cwd: Path | None = None) -> Child:
+        child = self.supervisor.start(name, argv, env, ready_marker=ready_marker, cwd=cwd)
         self.started.callback(self.supervisor.stop, child, STOP_TIMEOUT)
         return child
 
@@ -113,7 +120,8 @@ class DevStack:
                   "API (SETTLEPAY_API_PORT)": (s.api_host, s.api_port)}
         for name, field in SANDBOXES:
             if self.sandbox_present(name):
-                wanted[f"{name} sandbox (SETTLEPAY_{field.upper()})"] = ("127.0.0.1", getattr(s, field))
+                sandbox = f"{name} sandbox (SETTLEPAY_{field.upper()})"
+                wanted[sandbox] = ("127.0.0.1", getattr(s, field))
         busy = [f"{what} port {p}" for what, (h, p) in wanted.items() if _port_open(h, p)]
         if busy:
             raise StartupError("already in use: " + "; ".join(busy) +
@@ -132,7 +140,8 @@ class DevStack:
         self.spawn("temporal", argv, dict(os.environ))
         self.wait(f"Temporal at {s.temporal_address}", self.temporal_answers, TIMEOUTS["temporal"])
         added = asyncio.run(self.register_search_attributes())
-        self.say("search attributes: " + (f"registered {', '.join(added)}" if added else "all present"))
+        self.say("search attributes: "
+                 + (f"registered {', '.join(added)}" if added else "all present"))
         self.wait(f"Temporal UI on port {s.temporal_ui_port}",
                   lambda: _http_ok(f"http://{host}:{s.temporal_ui_port}/"), TIMEOUTS["temporal_ui"])
 
@@ -173,7 +182,8 @@ class DevStack:
 
         pgdata = self.data_dir / "postgres"
         first = not (pgdata / "PG_VERSION").exists()
-        self.say(f"PostgreSQL: embedded server in {pgdata}" + (" (new: initdb first)" if first else ""))
+        self.say(f"PostgreSQL: embedded server in {pgdata}"
+                 + (" (new: initdb first)" if first else ""))
         # cleanup_mode='stop': the server stops when we release it, the data stays for next time.
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
         self.started.callback(self.stop_postgres, server)
@@ -184,14 +194,13 @@ class DevStack:
                 conn.execute(f'CREATE DATABASE "{DEV_DATABASE}"')
         return server.get_uri(DEV_DATABASE)
 
-    def stop_postgres(self, server) -> None:
+    def stop_postgres(self, server: PostgresServer) -> None:
         self.say("stopping the embedded PostgreSQL")
         server.cleanup()
 
     def ensure_dev_api_key(self) -> None:
-        from store.api_keys import ensure_api_key
-
         from settlepay.db import make_engine
+        from store.api_keys import ensure_api_key
 
         engine = make_engine(Settings(database_url=self.database_url).sqlalchemy_url, pool_size=1)
         try:
@@ -251,11 +260,12 @@ class DevStack:
                 self.say(f"{name} sandbox: sandboxes/{name}/__main__.py not present, skipped")
                 continue
             ports[name] = getattr(self.settings, port_field)
-            self.spawn(name, [sys.executable, "-m", f"sandboxes.{name}", "--port", str(ports[name])],
+            self.spawn(name,
+                       [sys.executable, "-m", f"sandboxes.{name}", "--port", str(ports[name])],
                        env, cwd=ROOT)
         for name, port in ports.items():
-            self.wait(f"the {name} sandbox on port {port}", lambda p=port: _port_open("127.0.0.1", p),
-                      TIMEOUTS["sandbox"])
+            self.wait(f"the {name} sandbox on port {port}",
+                      lambda p=port: _port_open("127.0.0.1", p), TIMEOUTS["sandbox"])
 
     def start_worker(self) -> None:
         worker = self.spawn("worker", [sys.executable, "-m", "settlepay.cli", "worker"],
@@ -286,7 +296,8 @@ class DevStack:
             f"  Temporal UI:         http://{host}:{s.temporal_ui_port}",
             f"  Development API key: {s.dev_api_key}",
             f"  Data:                {self.data_dir} (database: {where_db}; "
-            f"Temporal: {self.data_dir / 'temporal' / 'temporal.db'}; logs: {self.data_dir / 'logs'})",
+            f"Temporal: {self.data_dir / 'temporal' / 'temporal.db'}; "
+            f"logs: {self.data_dir / 'logs'})",
             "Ctrl-C stops everything.",
             "",
         ]
