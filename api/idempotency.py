@@ -300,7 +300,7 @@ def _in_use() -> Problem:
                    "answer.", headers={"Retry-After": "1"})
 
 
-def _release(engine, api_key_id: str, key: str, token) -> None:
+def _release(engine: Engine, api_key_id: str, key: str, token: uuid.UUID) -> None:
     """The request failed and may have had effects: free the key for the same request only."""
     try:
         with engine.connect() as conn:

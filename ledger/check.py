@@ -2,6 +2,16 @@
 
 Each check is a query that returns the rows that break its invariant; an empty result means
 the invariant holds. `run(conn)` returns one line per violation (empty list: all hold).
+
+The model they check (ledger/sql/schema.sql): an account has `shards` balance rows (one, or
+several for a hot account); entries are append-only, each on one balance row with that row's
+balance after it; `posted` of a row is the sum of its entries; an open hold reserves its amount
+as pending debits on its debit account's row and pending credits on its credit account's row
+until one accepted `hold_post` or `hold_void` transaction resolves it. Double entry then means:
+every transaction, and so every currency over all entries and over all balance rows (every row
+of a split hot account counted), sums to zero.
+
+This module must never write: it reads one snapshot (the caller's transaction) and reports.
 """
 
 from __future__ import annotations
@@ -10,49 +20,162 @@ from sqlalchemy import Connection, text
 
 # (invariant in words, query returning offending rows as text)
 CHECKS: list[tuple[str, str]] = [
+    # Transactions.
     ("every transaction's entries sum to zero in each currency",
      """SELECT 'transaction ' || transaction_id || ' ' || currency || ' sums to ' || sum(amount)
           FROM ledger_entries GROUP BY transaction_id, currency HAVING sum(amount) <> 0"""),
     ("every accepted posting has at least two entries; a rejected one has none",
-     """SELECT 'transaction ' || t.id || ' (' || t.kind || ', ' || t.result || ') has ' || count(e.id) || ' entries'
+     """SELECT 'transaction ' || t.id || ' (' || t.kind || ', ' || t.result || ') has '
+               || count(e.id) || ' entries'
           FROM ledger_transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
          GROUP BY t.id
         HAVING (t.result <> 'ok' AND count(e.id) > 0)
-            OR (t.result = 'ok' AND t.kind NOT IN ('hold', 'hold_post', 'hold_void') AND count(e.id) < 2)
+            OR (t.result = 'ok' AND t.kind NOT IN ('hold', 'hold_post', 'hold_void')
+                AND count(e.id) < 2)
             OR (t.kind IN ('hold', 'hold_void') AND count(e.id) > 0)"""),
+
+    # Entries and balance rows.
+    ("every account has one balance row per shard, numbered 0 to shards - 1",
+     """SELECT 'account ' || a.id || ' (' || a.shards || ' shards) has balance rows '
+               || coalesce(string_agg(b.shard::text, ',' ORDER BY b.shard), 'none')
+          FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id
+         GROUP BY a.id
+        HAVING count(b.shard) <> a.shards OR min(b.shard) <> 0 OR max(b.shard) <> a.shards - 1"""),
+    ("every entry is on a balance row that exists",
+     """SELECT 'entry ' || e.id || ' (transaction ' || e.transaction_id || ') is on account '
+               || e.account_id || ' row ' || e.shard || ', which does not exist'
+          FROM ledger_entries e
+         WHERE NOT EXISTS (SELECT 1 FROM ledger_balances b
+                            WHERE b.account_id = e.account_id AND b.shard = e.shard)"""),
+    ("every entry is in its account's currency",
+     """SELECT 'entry ' || e.id || ' is in ' || e.currency || ' on account ' || a.id
+               || ' in ' || a.currency
+          FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE e.currency <> a.currency"""),
     ("every balance row equals the sum of its entries",
      """SELECT 'account ' || b.account_id || ' row ' || b.shard || ': balance ' || b.posted
                || ' but entries sum to ' || coalesce(s.total, 0)
           FROM ledger_balances b
-          LEFT JOIN (SELECT account_id, shard, sum(amount) AS total FROM ledger_entries GROUP BY 1, 2) s
+          LEFT JOIN (SELECT account_id, shard, sum(amount) AS total
+                       FROM ledger_entries GROUP BY 1, 2) s
                  ON s.account_id = b.account_id AND s.shard = b.shard
          WHERE b.posted <> coalesce(s.total, 0)"""),
+
+    # History: the entries of a balance row tell how its balance came about, one step each.
     ("every entry carries its balance row's running balance",
-     """SELECT 'entry ' || id || ': balance_after ' || balance_after || ' but running sum is ' || running
+     """SELECT 'entry ' || id || ': balance_after ' || balance_after
+               || ' but running sum is ' || running
           FROM (SELECT id, balance_after,
                        sum(amount) OVER (PARTITION BY account_id, shard ORDER BY id) AS running
                   FROM ledger_entries) r
          WHERE balance_after <> running"""),
+    ("every balance row's latest entry carries the row's balance",
+     """SELECT 'account ' || b.account_id || ' row ' || b.shard || ': balance ' || b.posted
+               || ' but its latest entry ' || l.id || ' says ' || l.balance_after
+          FROM ledger_balances b
+          JOIN (SELECT DISTINCT ON (account_id, shard) account_id, shard, id, balance_after
+                  FROM ledger_entries ORDER BY account_id, shard, id DESC) l
+            ON l.account_id = b.account_id AND l.shard = b.shard
+         WHERE l.balance_after <> b.posted"""),
+    ("the append-only guards of entries and transactions are in place",
+     """SELECT 'table ' || t.name || ': append-only trigger '
+               || CASE WHEN g.oid IS NULL THEN 'missing' ELSE 'not firing' END
+          FROM (VALUES ('ledger_entries'), ('ledger_transactions')) AS t(name)
+          LEFT JOIN pg_trigger g
+                 ON g.tgrelid = to_regclass(t.name) AND g.tgname = t.name || '_append_only'
+         WHERE g.oid IS NULL OR g.tgenabled NOT IN ('O', 'A')"""),
+
+    # Funds.
     ("no player cash (or other no-negative account) has a negative available balance",
-     """SELECT a.owner || ' ' || a.type || ' ' || a.currency || ': available ' || sum(b.posted - b.pending_debits)
+     """SELECT a.owner || ' ' || a.type || ' ' || a.currency || ': available '
+               || sum(b.posted - b.pending_debits)
           FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
          WHERE a.no_negative GROUP BY a.id HAVING sum(b.posted - b.pending_debits) < 0"""),
+
+    # Holds.
     ("pending debits and credits equal the open holds",
-     """SELECT 'account ' || a.id || ': pending debits ' || b.pending_debits || '/' || coalesce(d.total, 0)
-               || ', pending credits ' || b.pending_credits || '/' || coalesce(c.total, 0)
-          FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id AND b.shard = 0
+     """SELECT 'account ' || p.account_id || ': pending debits ' || p.debits || '/'
+               || coalesce(d.total, 0) || ', pending credits ' || p.credits || '/'
+               || coalesce(c.total, 0)
+          FROM (SELECT account_id, sum(pending_debits) AS debits,
+                       sum(pending_credits) AS credits
+                  FROM ledger_balances GROUP BY 1) p
           LEFT JOIN (SELECT debit_account_id AS id, sum(amount) AS total FROM ledger_holds
-                      WHERE state = 'pending' GROUP BY 1) d ON d.id = a.id
+                      WHERE state = 'pending' GROUP BY 1) d ON d.id = p.account_id
           LEFT JOIN (SELECT credit_account_id AS id, sum(amount) AS total FROM ledger_holds
-                      WHERE state = 'pending' GROUP BY 1) c ON c.id = a.id
-         WHERE b.pending_debits <> coalesce(d.total, 0) OR b.pending_credits <> coalesce(c.total, 0)"""),
+                      WHERE state = 'pending' GROUP BY 1) c ON c.id = p.account_id
+         WHERE p.debits <> coalesce(d.total, 0) OR p.credits <> coalesce(c.total, 0)"""),
+    ("every accepted hold has one hold row, between two single-row accounts of its currency",
+     """SELECT 'transaction ' || t.id || ' (hold, ok) has no hold row'
+          FROM ledger_transactions t
+         WHERE t.kind = 'hold' AND t.result = 'ok'
+           AND NOT EXISTS (SELECT 1 FROM ledger_holds h WHERE h.transaction_id = t.id)
+        UNION ALL
+        SELECT 'hold ' || h.transaction_id || ' belongs to a ' || t.kind || ' transaction ('
+               || t.result || ')'
+          FROM ledger_holds h JOIN ledger_transactions t ON t.id = h.transaction_id
+         WHERE t.kind <> 'hold' OR t.result <> 'ok'
+        UNION ALL
+        SELECT 'hold ' || h.transaction_id || ' in ' || h.currency || ' is from account '
+               || d.id || ' (' || d.currency || ', ' || d.shards || ' rows) to account '
+               || c.id || ' (' || c.currency || ', ' || c.shards || ' rows)'
+          FROM ledger_holds h
+          JOIN ledger_accounts d ON d.id = h.debit_account_id
+          JOIN ledger_accounts c ON c.id = h.credit_account_id
+         WHERE d.id = c.id OR d.currency <> h.currency OR c.currency <> h.currency
+            OR d.shards <> 1 OR c.shards <> 1"""),
     ("every hold is resolved at most once",
      """SELECT 'hold ' || hold_id || ' resolved ' || count(*) || ' times'
           FROM ledger_transactions WHERE kind IN ('hold_post', 'hold_void') AND result = 'ok'
          GROUP BY hold_id HAVING count(*) > 1"""),
+    ("a hold's state is its resolution: pending until one accepted post or void of it, "
+     "which it names; a voided hold posted nothing",
+     """SELECT 'hold ' || h.transaction_id || ' is ' || h.state || ' (posted amount '
+               || coalesce(h.posted_amount::text, 'none') || ') but resolved by '
+               || coalesce(r.kind || ' ' || r.id || ' (' || r.result || ')', 'nothing')
+          FROM ledger_holds h LEFT JOIN ledger_transactions r ON r.id = h.resolved_by
+         WHERE (h.state = 'pending'
+                AND (h.resolved_by IS NOT NULL OR h.posted_amount IS NOT NULL))
+            OR (h.state <> 'pending'
+                AND (r.id IS NULL OR r.result <> 'ok' OR r.hold_id <> h.transaction_id
+                     OR r.kind <> CASE h.state WHEN 'posted' THEN 'hold_post' ELSE 'hold_void' END
+                     OR h.posted_amount IS NULL))
+            OR (h.state = 'voided' AND h.posted_amount <> 0)
+        UNION ALL
+        SELECT 'transaction ' || t.id || ' (' || t.kind || ', ok) resolves '
+               || coalesce('hold ' || h.transaction_id || ', which is ' || h.state
+                           || coalesce(' by ' || h.resolved_by, ''), 'no hold')
+          FROM ledger_transactions t LEFT JOIN ledger_holds h ON h.transaction_id = t.hold_id
+         WHERE t.kind IN ('hold_post', 'hold_void') AND t.result = 'ok'
+           AND h.resolved_by IS DISTINCT FROM t.id"""),
+    ("a posted hold moves exactly its posted amount from its debit to its credit account",
+     """SELECT 'hold ' || h.transaction_id || ' posted ' || h.posted_amount || ': its posting '
+               || coalesce(h.resolved_by::text, 'none') || ' took '
+               || coalesce(-sum(e.amount) FILTER (WHERE e.account_id = h.debit_account_id), 0)
+               || ' from the debit account, gave '
+               || coalesce(sum(e.amount) FILTER (WHERE e.account_id = h.credit_account_id), 0)
+               || ' to the credit account and moved '
+               || count(e.id) FILTER (WHERE e.account_id NOT IN (h.debit_account_id,
+                                                                 h.credit_account_id))
+               || ' other entries'
+          FROM ledger_holds h LEFT JOIN ledger_entries e ON e.transaction_id = h.resolved_by
+         WHERE h.state = 'posted'
+         GROUP BY h.transaction_id
+        HAVING coalesce(-sum(e.amount) FILTER (WHERE e.account_id = h.debit_account_id), 0)
+                   <> h.posted_amount
+            OR coalesce(sum(e.amount) FILTER (WHERE e.account_id = h.credit_account_id), 0)
+                   <> h.posted_amount
+            OR count(e.id) FILTER (WHERE e.account_id NOT IN (h.debit_account_id,
+                                                              h.credit_account_id)) > 0"""),
+
+    # The whole ledger.
     ("the whole ledger sums to zero in each currency",
      """SELECT currency || ' sums to ' || sum(amount) FROM ledger_entries
          GROUP BY currency HAVING sum(amount) <> 0"""),
+    ("the balance rows sum to zero in each currency (every row of a hot account counted)",
+     """SELECT a.currency || ': balance rows sum to ' || sum(b.posted)
+          FROM ledger_balances b JOIN ledger_accounts a ON a.id = b.account_id
+         GROUP BY a.currency HAVING sum(b.posted) <> 0"""),
 ]
 
 INVARIANTS: list[str] = [words for words, _ in CHECKS]
