@@ -22,8 +22,10 @@ from sandboxes.stripe.faults import Faults
 API_VERSION = "2024-06-20"
 _ALPHABET = string.ascii_letters + string.digits
 
-CANCELABLE = {"requires_payment_method", "requires_confirmation", "requires_action",
-              "requires_capture", "processing"}
+# Stripe cancels a card payment only before it is processing: once the card network has it,
+# the cancel is refused (400 payment_intent_unexpected_state) and the payment finishes on its own.
+CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation",
+              "requires_action")
 
 
 def new_id(prefix: str) -> str:
@@ -159,7 +161,10 @@ class Account:
         forms.reject_unknown(params, {"cancellation_reason"})
         pi = self.get_payment_intent(pi_id)
         if pi["status"] not in CANCELABLE:
-            raise _unexpected_state(pi, "cancel")
+            raise invalid(f"You cannot cancel this PaymentIntent because it has a status of "
+                          f"{pi['status']}. Only a PaymentIntent with one of the following "
+                          f"statuses may be canceled: {', '.join(CANCELABLE)}.",
+                          code="payment_intent_unexpected_state", payment_intent=_snapshot(pi))
         pi.update(status="canceled", canceled_at=int(time.time()), next_action=None,
                   cancellation_reason=params.get("cancellation_reason"))
         self.emit("payment_intent.canceled", pi)

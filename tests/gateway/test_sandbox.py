@@ -283,6 +283,22 @@ def test_async_settlement_sends_the_verdict_later(hooked):
     assert gw.retrieve_payment_intent(intent.id).succeeded
 
 
+def test_a_processing_payment_cannot_be_canceled_as_at_stripe(sandbox):
+    """Stripe refuses to cancel a card payment the network already has: 400
+    payment_intent_unexpected_state, and the payment still finishes on its own."""
+    httpx.post(f"{sandbox.base_url}/_sandbox/faults", json={"async_settle_ms": 300})
+    gw = sandbox.gateway
+    intent = gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
+                                      idempotency_key=key("create"))
+    assert intent.status == "processing"
+    with pytest.raises(GatewayInvalidRequest) as caught:
+        gw.cancel_payment_intent(intent.id, idempotency_key=key("cancel"), reason="abandoned")
+    assert caught.value.http_status == 400
+    assert caught.value.code == "payment_intent_unexpected_state"
+    assert "status of processing" in caught.value.message
+    assert eventually(lambda: gw.retrieve_payment_intent(intent.id).succeeded)
+
+
 # --- payouts, refunds that fail, balance transactions --------------------------------------------
 
 def test_payouts_settle_or_fail(sandbox):

@@ -9,7 +9,7 @@ Re-record after a change that is meant to alter new runs only; a change that bre
 of a history that running workflows may have is a bug, or needs `workflow.patched`
 (workflows/PATCHING.md).
 
-`deposit_processing_timeout_before_patch.json` is NOT re-recorded here: it was recorded from the
+`deposit_processing_at_timeout_before_patch.json` is NOT re-recorded here: it was recorded from the
 workflow before the "deposit-processing-stays-open" patch and stays, frozen, as the proof that
 a workflow started before that change still replays.
 """
