@@ -28,7 +28,8 @@ class BareDepositWorkflow:
     @workflow.run
     async def run(self, n: int) -> int:
         for _ in range(3):   # gate, create payment, credit
-            n = await workflow.execute_activity(bare_step, n, start_to_close_timeout=STEP, retry_policy=RETRY)
+            n = await workflow.execute_activity(bare_step, n, start_to_close_timeout=STEP,
+                                                retry_policy=RETRY)
         return n
 
 
@@ -41,6 +42,7 @@ async def serve(address: str, threads: int) -> None:
 
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     with ThreadPoolExecutor(max_workers=threads) as executor:
-        await Worker(client, task_queue=QUEUE, workflows=[BareDepositWorkflow], activities=[bare_step],
-                     activity_executor=executor, max_concurrent_activities=threads).run()
+        await Worker(client, task_queue=QUEUE, workflows=[BareDepositWorkflow],
+                     activities=[bare_step], activity_executor=executor,
+                     max_concurrent_activities=threads).run()
 

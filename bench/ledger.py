@@ -27,16 +27,17 @@ import threading
 import time
 import uuid
 
+# Run as a script: the repository root goes on sys.path before the project's imports.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import psycopg  # noqa: E402
+import psycopg
 
-import ledger  # noqa: E402
-from ledger import AccountRef, Leg, Transfer  # noqa: E402
-from ledger.check import run as check  # noqa: E402
-from ledger.group_commit import GroupPoster  # noqa: E402
-from settlepay.db import make_engine  # noqa: E402
-from tests.support.databases import sqlalchemy_url, temporary_database  # noqa: E402
+import ledger
+from ledger import AccountRef, Leg, Transfer
+from ledger.check import run as check
+from ledger.group_commit import GroupPoster
+from settlepay.db import make_engine
+from tests.support.databases import sqlalchemy_url, temporary_database
 
 PLAYERS = 2_000
 BATCH = 1_000
@@ -154,7 +155,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     args = parser.parse_args()
 
-    with temporary_database("sp_bench_ledger") as url, temporary_database("sp_bench_ceiling") as raw_url:
+    with (temporary_database("sp_bench_ledger") as url,
+          temporary_database("sp_bench_ceiling") as raw_url):
         players = [f"b{i}" for i in range(PLAYERS)]
         for db in (url, raw_url):  # fund every player and create every account once, in both
             seed_engine = make_engine(sqlalchemy_url(db), pool_size=1)
@@ -163,8 +165,10 @@ def main() -> None:
                     Leg(AccountRef.gateway_clearing("stripe", "USD"), -10**9),
                     Leg(AccountRef.player_cash(p, "USD"), 10**9))) for p in players])
                 ledger.post(conn, Transfer("seed-house", "seed", (
-                    Leg(AccountRef.house_revenue("USD"), 1), Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
-                ids = dict(conn.exec_driver_sql("SELECT owner || '/' || type, id FROM ledger_accounts").all())
+                    Leg(AccountRef.house_revenue("USD"), 1),
+                    Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
+                ids = dict(conn.exec_driver_sql(
+                    "SELECT owner || '/' || type, id FROM ledger_accounts").all())
             seed_engine.dispose()
         cash_id = {p: ids[f"player:{p}/player_cash"] for p in players}
         house_id = ids["house/house_revenue"]
@@ -177,24 +181,28 @@ def main() -> None:
         def between_players(n, rng):
             a, b = rng.sample(players, 2)
             ledger.post_now(res.engine, Transfer(key("a", n, rng), "transfer", (
-                Leg(AccountRef.player_cash(a, "USD"), -1), Leg(AccountRef.player_cash(b, "USD"), 1))))
+                Leg(AccountRef.player_cash(a, "USD"), -1),
+                Leg(AccountRef.player_cash(b, "USD"), 1))))
             return 1
 
         def with_house(n, rng):
             ledger.post_now(res.engine, Transfer(key("b", n, rng), "settlement", (
-                Leg(AccountRef.house_revenue("USD"), -1), Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))))
+                Leg(AccountRef.house_revenue("USD"), -1),
+                Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))))
             return 1
 
         def with_house_grouped(n, rng):
             res.poster.post(Transfer(key("g", n, rng), "settlement", (
-                Leg(AccountRef.house_revenue("USD"), -1), Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))))
+                Leg(AccountRef.house_revenue("USD"), -1),
+                Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))))
             return 1
 
         def batched(n, rng):
             with res.engine.begin() as conn:
                 ledger.post_many(conn, [Transfer(key("c", n, rng), "settlement", (
                     Leg(AccountRef.house_revenue("USD"), -1),
-                    Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))) for _ in range(BATCH)])
+                    Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1)))
+                    for _ in range(BATCH)])
             return BATCH
 
         def raw_single(label, debit_of):
@@ -203,7 +211,8 @@ def main() -> None:
                 debit, shard = debit_of(a, rng)
                 # autocommit: one statement is the transaction, one round trip, like ledger.post_now
                 res.raw().execute(RAW_SINGLE, {"key": key("r" + label, n, rng), "amount": 1,
-                                               "debit": debit, "debit_shard": shard, "credit": cash_id[b]})
+                                               "debit": debit, "debit_shard": shard,
+                                               "credit": cash_id[b]})
                 return 1
             return body
 
@@ -232,7 +241,9 @@ def main() -> None:
         for label, (procs, threads), body, raw_body, target in rows:
             ours = run_processes(procs, threads, args.seconds, body)
             ceiling = run_processes(procs, threads, args.seconds, raw_body)
-            note = f"  target >= {target:,}/s: {'met' if ours >= target else 'NOT met'}" if target else ""
+            note = ""
+            if target:
+                note = f"  target >= {target:,}/s: {'met' if ours >= target else 'NOT met'}"
             if label.startswith("(c)"):
                 note = f"  target >= 0.5 x ceiling: {'met' if ours >= 0.5 * ceiling else 'NOT met'}"
             print(f"{label:<42} {ours:>8,.0f} postings/s   raw SQL ceiling {ceiling:>8,.0f}/s   "
