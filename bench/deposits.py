@@ -34,14 +34,17 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script: the repository root and bench/ go on sys.path before the imports below.
+# bare_workflow is imported by its top-level name, as its worker process imports it.
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from bare_workflow import QUEUE as BARE_QUEUE  # noqa: E402
-from tests.support.net import wait_http  # noqa: E402
-from bare_workflow import BareDepositWorkflow  # noqa: E402
+from bare_workflow import QUEUE as BARE_QUEUE
+from bare_workflow import BareDepositWorkflow
 
-WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
-                  "refund.failed", "payout.paid", "payout.failed")
+from tests.support.net import wait_http
+
+WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed",
+                  "payment_intent.canceled", "refund.failed", "payout.paid", "payout.failed")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -78,7 +81,8 @@ class CpuMeter:
         found = {name: list(pids) for name, pids in self.groups.items()}
         # The database's backends (the server's own view: process titles may be off).
         found["postgres"] = [pid for (pid,) in self.conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()")]
         found["temporal"] = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -92,12 +96,14 @@ class CpuMeter:
         return found
 
     def snapshot(self) -> dict[str, float]:
-        return {name: sum(process_cpu(pid) for pid in pids) for name, pids in self._pids().items()}
+        return {name: sum(process_cpu(pid) for pid in pids)
+                for name, pids in self._pids().items()}
 
     @staticmethod
     def per_item(before: dict[str, float], after: dict[str, float], items: int) -> str:
-        parts = [f"{name} {1000 * (after.get(name, 0) - before.get(name, 0)) / items:.1f}"
-                 for name in after if after.get(name, 0) - before.get(name, 0) > 0.0005 * items]
+        used = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+        parts = [f"{name} {1000 * cpu / items:.1f}"
+                 for name, cpu in used.items() if cpu > 0.0005 * items]
         total = sum(after.get(n, 0) - before.get(n, 0) for n in after) * 1000 / items
         return f"{total:.1f} ms CPU each (" + ", ".join(parts) + ")"
 
@@ -128,14 +134,16 @@ class LocalStack:
         self._db = temporary_database("sp_bench")
         self.database_url = self._db.__enter__()
         self.env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binaries.temporal_cli(), data_converter=pydantic_data_converter,
+            dev_server_existing_path=binaries.temporal_cli(),
+            data_converter=pydantic_data_converter,
             search_attributes=search_attributes.ALL, dev_server_log_level="error")
         self.temporal = self.env.client.service_client.config.target_host
         sandbox_port, api_port = free_port(), free_port()
         self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         self.api_url = f"http://127.0.0.1:{api_port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "SETTLEPAY_DATABASE_URL": self.database_url,
-               "SETTLEPAY_TEMPORAL_ADDRESS": self.temporal, "SETTLEPAY_STRIPE_API_BASE": self.sandbox_url,
+               "SETTLEPAY_TEMPORAL_ADDRESS": self.temporal,
+               "SETTLEPAY_STRIPE_API_BASE": self.sandbox_url,
                "SETTLEPAY_SANDBOX_STRIPE_WEBHOOK_URL": f"{self.api_url}/v1/webhooks/stripe",
                "SETTLEPAY_API_PORT": str(api_port), "SETTLEPAY_LOG_LEVEL": "WARNING",
                "SETTLEPAY_API_DB_POOL_SIZE": "4", "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
@@ -144,8 +152,8 @@ class LocalStack:
         py = sys.executable
         # The endpoint subscribes to the events settlepay acts on, as a production Stripe
         # endpoint would (enabled_events), not to every event type.
-        self.spawn([py, "-m", "sandboxes.stripe", "--port", str(sandbox_port), "--enabled-events",
-                    ",".join(WEBHOOK_EVENTS)], env)
+        self.spawn([py, "-m", "sandboxes.stripe", "--port", str(sandbox_port),
+                    "--enabled-events", ",".join(WEBHOOK_EVENTS)], env)
         self.spawn([py, "-m", "settlepay.cli", "api", "--port", str(api_port)], env)
         self.spawn([py, "-m", "settlepay.cli", "worker"], env)
         wait_http(f"{self.sandbox_url}/_sandbox/stats", timeout=60)
@@ -156,13 +164,16 @@ class LocalStack:
 
     def spawn(self, argv: list[str], env: dict[str, str]) -> None:
         # Each process logs to a file of its own: when something dies, its file says why.
-        log = open(self.logs / f"{len(self.procs)}-{Path(argv[2]).name}.log", "wb")  # noqa: SIM115
-        self.procs.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        # The child keeps its own copy of the file descriptor; ours closes once it is spawned.
+        with open(self.logs / f"{len(self.procs)}-{Path(argv[2]).name}.log", "wb") as log:
+            self.procs.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log,
+                                               stderr=subprocess.STDOUT))
 
     def check_alive(self) -> None:
         for proc in self.procs:
             if proc.poll() is not None:
-                raise SystemExit(f"{' '.join(proc.args)} exited ({proc.returncode}); logs in {self.logs}")
+                raise SystemExit(f"{' '.join(proc.args)} exited ({proc.returncode}); "
+                                 f"logs in {self.logs}")
 
     async def __aexit__(self, *exc) -> None:
         for proc in reversed(self.procs):
@@ -190,12 +201,14 @@ def make_players(database_url: str, count: int, partner_id: str) -> tuple[str, l
     with engine.begin() as conn:
         _, key = create_api_key(conn, "partner", partner_id, None, "bench")
         for pid in ids:
-            players.insert(conn, player_id=pid, partner_id=partner_id, external_ref=None, first_name="Bench",
-                           last_name="Player", email=None, date_of_birth=None, jurisdiction="US-NJ")
+            players.insert(conn, player_id=pid, partner_id=partner_id, external_ref=None,
+                           first_name="Bench", last_name="Player", email=None,
+                           date_of_birth=None, jurisdiction="US-NJ")
             geolocation.insert(conn, geolocation.GeolocationCheck(
-                id=geolocation.new_id(), player_id=pid, checked_at=now, latitude=40.22, longitude=-74.76,
-                ip_address="203.0.113.9", provider="bench", jurisdiction="US-NJ", distance_to_border_miles=20.0,
-                ip_country="US", ip_subdivision="NJ", anonymous_flags=(), allowed=True, code="allowed",
+                id=geolocation.new_id(), player_id=pid, checked_at=now, latitude=40.22,
+                longitude=-74.76, ip_address="203.0.113.9", provider="bench",
+                jurisdiction="US-NJ", distance_to_border_miles=20.0, ip_country="US",
+                ip_subdivision="NJ", anonymous_flags=(), allowed=True, code="allowed",
                 reason="bench", valid_until=now + timedelta(hours=2)))
     engine.dispose()
     return key, ids
@@ -203,8 +216,9 @@ def make_players(database_url: str, count: int, partner_id: str) -> tuple[str, l
 
 # --- the measurements ------------------------------------------------------------------------
 
-async def deposits_per_second(http, client, key: str, players: list[str], n: int, concurrency: int,
-                              amount: int = 1_000) -> tuple[float, list[float], list[str]]:
+async def deposits_per_second(http, client, key: str, players: list[str], n: int,
+                              concurrency: int, amount: int = 1_000,
+                              ) -> tuple[float, list[float], list[str]]:
     from activities.deposit import DepositResult
 
     gate = asyncio.Semaphore(concurrency)
@@ -215,10 +229,10 @@ async def deposits_per_second(http, client, key: str, players: list[str], n: int
     async def one(i: int) -> None:
         async with gate:
             started = time.perf_counter()
-            answer = await http.post("/v1/deposits", headers={"Authorization": f"Bearer {key}",
-                                                              "Idempotency-Key": uuid.uuid4().hex},
-                                     json={"player_id": players[i % len(players)], "amount": amount,
-                                           "currency": "USD", "payment_method": "pm_card_visa"})
+            headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex}
+            body = {"player_id": players[i % len(players)], "amount": amount, "currency": "USD",
+                    "payment_method": "pm_card_visa"}
+            answer = await http.post("/v1/deposits", headers=headers, json=body)
             if answer.status_code != 202:
                 failures.append(f"POST {answer.status_code}: {answer.text[:200]}")
                 return
@@ -244,7 +258,8 @@ async def bare_per_second(client, n: int, concurrency: int) -> float:
     async def one(i: int) -> None:
         async with gate:
             result = await asyncio.wait_for(client.execute_workflow(
-                BareDepositWorkflow.run, i, id=f"bare-{uuid.uuid4().hex}", task_queue=BARE_QUEUE), 120)
+                BareDepositWorkflow.run, i, id=f"bare-{uuid.uuid4().hex}", task_queue=BARE_QUEUE),
+                120)
             assert result == i + 3
 
     started = time.perf_counter()
@@ -255,7 +270,8 @@ async def bare_per_second(client, n: int, concurrency: int) -> float:
 async def retry_storm(http, key: str, player: str, n: int, concurrency: int) -> dict:
     idem = f"storm-{uuid.uuid4().hex}"
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idem}
-    body = {"player_id": player, "amount": 2_345, "currency": "USD", "payment_method": "pm_card_visa"}
+    body = {"player_id": player, "amount": 2_345, "currency": "USD",
+            "payment_method": "pm_card_visa"}
     gate = asyncio.Semaphore(concurrency)
     rows: list[tuple[int, bool, float, str | None]] = []
 
@@ -265,7 +281,8 @@ async def retry_storm(http, key: str, player: str, n: int, concurrency: int) -> 
             answer = await http.post("/v1/deposits", headers=headers, json=body)
             took = time.perf_counter() - started
             deposit = answer.json().get("id") if answer.status_code == 202 else None
-            rows.append((answer.status_code, answer.headers.get("idempotent-replayed") == "true", took, deposit))
+            replayed = answer.headers.get("idempotent-replayed") == "true"
+            rows.append((answer.status_code, replayed, took, deposit))
 
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(n)))
@@ -281,26 +298,29 @@ async def retry_storm(http, key: str, player: str, n: int, concurrency: int) -> 
     return {"idem": idem, "rows": rows, "elapsed": elapsed, "final": final, "quiet": quiet}
 
 
-async def verify_one_effect(database_url: str, sandbox_url: str | None, client, player: str, deposit_id: str) -> list[str]:
+async def verify_one_effect(database_url: str, sandbox_url: str | None, client, player: str,
+                            deposit_id: str) -> list[str]:
     import httpx
     from sqlalchemy import text
 
-    from settlepay.db import make_engine
-
     from activities.deposit import DepositResult
+    from settlepay.db import make_engine
     await client.get_workflow_handle(f"deposit-{deposit_id}", result_type=DepositResult).result()
     engine = make_engine(database_url, pool_size=1)
     with engine.connect() as conn:
-        deposits = conn.execute(text("SELECT count(*) FROM deposits WHERE player_id = :p AND amount = 2345"),
-                                {"p": player}).scalar()
-        credits = conn.execute(text("SELECT count(*) FROM ledger_transactions WHERE reference = :d AND result = 'ok'"),
-                               {"d": deposit_id}).scalar()
+        deposits = conn.execute(
+            text("SELECT count(*) FROM deposits WHERE player_id = :p AND amount = 2345"),
+            {"p": player}).scalar()
+        credits = conn.execute(
+            text("SELECT count(*) FROM ledger_transactions WHERE reference = :d AND result = 'ok'"),
+            {"d": deposit_id}).scalar()
     engine.dispose()
     workflows = (await client.count_workflows(f"WorkflowId = 'deposit-{deposit_id}'")).count
     lines = [f"deposits rows {deposits}, workflows {workflows}, ledger credits {credits}"]
     if sandbox_url:
         intents = httpx.get(f"{sandbox_url}/_sandbox/payment_intents",
-                            params={"key": "settlepay_deposit_id", "value": deposit_id}).json()["data"]
+                            params={"key": "settlepay_deposit_id", "value": deposit_id},
+                            ).json()["data"]
         lines[0] += f", PaymentIntents {len(intents)}"
     return lines
 
@@ -308,9 +328,11 @@ async def verify_one_effect(database_url: str, sandbox_url: str | None, client, 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deposits", type=int, default=200, help="per concurrency level")
-    parser.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")], default=[1, 24],
+    parser.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[1, 24],
                         help="comma-separated levels, each measured on its own (default 1,24)")
-    parser.add_argument("--rounds", type=int, default=4, help="deposit and bare batches, interleaved")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="deposit and bare batches, interleaved")
     parser.add_argument("--storm", type=int, default=10_000)
     parser.add_argument("--storm-concurrency", type=int, default=200)
     parser.add_argument("--threads", type=int, default=16, help="activity threads per worker")
@@ -320,23 +342,28 @@ async def main() -> None:
 
     import httpx
 
-    from settlepay.temporal import connect
     from settlepay.config import Settings
+    from settlepay.temporal import connect
 
     stack = None
     if args.api:
-        api_url, temporal, database_url, sandbox_url = args.api, args.temporal, args.database_url, args.sandbox
+        api_url, temporal = args.api, args.temporal
+        database_url, sandbox_url = args.database_url, args.sandbox
         if not (temporal and database_url):
-            raise SystemExit("--api needs --temporal and --database-url (players are set up in SQL)")
+            raise SystemExit(
+                "--api needs --temporal and --database-url (players are set up in SQL)")
     else:
         stack = await LocalStack(args.threads).__aenter__()
-        api_url, temporal, database_url, sandbox_url = (stack.api_url, stack.temporal, stack.database_url,
-                                                        stack.sandbox_url)
+        api_url, temporal = stack.api_url, stack.temporal
+        database_url, sandbox_url = stack.database_url, stack.sandbox_url
     import tempfile
-    bare_log = tempfile.NamedTemporaryFile(prefix="settlepay-bench-bare-", suffix=".log", delete=False)
+    bare_log = tempfile.NamedTemporaryFile(prefix="settlepay-bench-bare-", suffix=".log",
+                                           delete=False)
     # Imported by name (not run as __main__) so that the workflow sandbox can re-import it.
-    bare = subprocess.Popen([sys.executable, "-c", f"import sys, asyncio; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
-                             f"import bare_workflow; asyncio.run(bare_workflow.serve({temporal!r}, {args.threads}))"],
+    serve_bare = (f"import sys, asyncio; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
+                  f"import bare_workflow; "
+                  f"asyncio.run(bare_workflow.serve({temporal!r}, {args.threads}))")
+    bare = subprocess.Popen([sys.executable, "-c", serve_bare],
                             cwd=ROOT, stdout=bare_log, stderr=subprocess.STDOUT)
     try:
         from tests.support.databases import sqlalchemy_url
@@ -346,7 +373,8 @@ async def main() -> None:
         limits = httpx.Limits(max_connections=args.storm_concurrency + 10,
                               max_keepalive_connections=args.storm_concurrency + 10)
         async with httpx.AsyncClient(base_url=api_url, timeout=60.0, limits=limits) as http:
-            print(f"stack: API {api_url}, Temporal {temporal}, {args.threads} activity threads per worker")
+            print(f"stack: API {api_url}, Temporal {temporal}, "
+                  f"{args.threads} activity threads per worker")
             await deposits_per_second(http, client, key, players, 30, 10)   # warm up
             await bare_per_second(client, 30, 10)
             meter = None
@@ -365,7 +393,8 @@ async def main() -> None:
                 per_round = max(1, args.deposits // args.rounds)
                 for _ in range(args.rounds):
                     before = meter.snapshot() if meter else {}
-                    rate, lat, _ = await deposits_per_second(http, client, key, players, per_round, concurrency)
+                    rate, lat, _ = await deposits_per_second(http, client, key, players,
+                                                             per_round, concurrency)
                     middle = meter.snapshot() if meter else {}
                     dep_time += per_round / rate
                     latencies += lat
@@ -376,7 +405,8 @@ async def main() -> None:
                         bare_cpu[name] = bare_cpu.get(name, 0) + after[name] - middle.get(name, 0)
                 total = per_round * args.rounds
                 rate, bare_rate = total / dep_time, total / bare_time
-                print(f"concurrency {concurrency}: deposits end to end {rate:7.1f} /s ({total} deposits; "
+                print(f"concurrency {concurrency}: deposits end to end {rate:7.1f} /s "
+                      f"({total} deposits; "
                       f"latency p50 {ms(pct(latencies, 50))}, p99 {ms(pct(latencies, 99))}); "
                       f"bare workflow, 3 no-op activities {bare_rate:7.1f} /s; "
                       f"ratio {rate / bare_rate:.2f} (target >= 0.8)")
@@ -392,8 +422,10 @@ async def main() -> None:
             for code, *_ in rows:
                 codes[code] = codes.get(code, 0) + 1
             ids = {d for *_, d in rows if d} | {storm["final"].json()["id"]}
-            print(f"retry storm: {args.storm} POSTs, one Idempotency-Key, concurrency {args.storm_concurrency}: "
-                  f"{args.storm / storm['elapsed']:.0f} req/s; answers {dict(sorted(codes.items()))}; "
+            print(f"retry storm: {args.storm} POSTs, one Idempotency-Key, "
+                  f"concurrency {args.storm_concurrency}: "
+                  f"{args.storm / storm['elapsed']:.0f} req/s; "
+                  f"answers {dict(sorted(codes.items()))}; "
                   f"deposit ids {len(ids)}")
             print(f"  replayed answers ({len(replayed)}): p50 {ms(pct(replayed, 50))}, "
                   f"p99 {ms(pct(replayed, 99))}  (target p99 <= 20 ms)")
