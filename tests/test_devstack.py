@@ -57,7 +57,8 @@ class Stack:
         deadline = time.monotonic() + timeout
         while UP not in self.text():
             if self.process.poll() is not None:
-                pytest.fail(f"settlepay dev exited with {self.process.returncode}:\n{self.text()[-4000:]}")
+                pytest.fail(f"settlepay dev exited with {self.process.returncode}:\n"
+                            f"{self.text()[-4000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"settlepay dev not up within {timeout} s:\n{self.text()[-4000:]}")
             time.sleep(0.2)
@@ -140,7 +141,8 @@ async def start_tagged_workflow(address: str, workflow_id: str, player_id: str) 
     client = await connect(Settings(temporal_address=address))
     await client.start_workflow(
         "DevStackProbe", id=workflow_id, task_queue=task_queues.MAIN + "-devstack-probe",
-        search_attributes=TypedSearchAttributes([SearchAttributePair(search_attributes.PLAYER_ID, player_id)]))
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(search_attributes.PLAYER_ID, player_id)]))
 
 
 async def temporal_state(address: str, workflow_id: str, player_id: str,
@@ -155,7 +157,8 @@ async def temporal_state(address: str, workflow_id: str, player_id: str,
         if found >= expected:
             break
         await asyncio.sleep(0.1)
-    return description.raw_description.workflow_execution_info.status, found, set(registered.custom_attributes)
+    status = description.raw_description.workflow_execution_info.status
+    return status, found, set(registered.custom_attributes)
 
 
 def check_up(text: str, ports: dict[str, int], dev_key: str) -> tuple[str, dict[str, str]]:
@@ -175,15 +178,18 @@ def check_up(text: str, ports: dict[str, int], dev_key: str) -> tuple[str, dict[
 def deposit_through_the_stack(api: str, auth: dict[str, str], player_id: str) -> dict:
     """A $50.00 card deposit from inside New Jersey, followed until the workflow finishes."""
     located = httpx.post(f"{api}/v1/players/{player_id}/geolocation", headers=auth, timeout=10,
-                         json={"latitude": 40.2171, "longitude": -74.7429, "ip_address": "8.8.8.8"})
+                         json={"latitude": 40.2171, "longitude": -74.7429,
+                               "ip_address": "8.8.8.8"})
     assert located.status_code == 201 and located.json()["allowed"], located.text
-    started = httpx.post(f"{api}/v1/deposits", headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+    started = httpx.post(f"{api}/v1/deposits",
+                         headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
                          json={"player_id": player_id, "amount": 5000, "currency": "USD",
                                "payment_method": "pm_card_visa"}, timeout=10)
     assert started.status_code == 202, started.text
     deadline = time.monotonic() + 30
     while True:
-        deposit = httpx.get(f"{api}/v1/deposits/{started.json()['id']}", headers=auth, timeout=10).json()
+        deposit = httpx.get(f"{api}/v1/deposits/{started.json()['id']}", headers=auth,
+                            timeout=10).json()
         if deposit["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
             return deposit
         time.sleep(0.3)
@@ -209,16 +215,19 @@ def test_dev_stack_starts_stops_cleanly_and_resumes_its_data(stack_env):
     first = Stack(env, tmp_path / "run1.log")
     try:
         api, auth = check_up(first.wait_up(), ports, env["SETTLEPAY_DEV_API_KEY"])
-        created = httpx.post(f"{api}/v1/players", headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
-                             json={"partner_id": "devstack", "first_name": "Ada", "last_name": "Lovelace",
-                                   "jurisdiction": "US-NJ", "date_of_birth": "1980-01-01"}, timeout=10)
+        created = httpx.post(f"{api}/v1/players",
+                             headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+                             json={"partner_id": "devstack", "first_name": "Ada",
+                                   "last_name": "Lovelace", "jurisdiction": "US-NJ",
+                                   "date_of_birth": "1980-01-01"}, timeout=10)
         assert created.status_code == 201, created.text
         player_id = created.json()["id"]
         deposit = deposit_through_the_stack(api, auth, player_id)
         assert deposit["status"] == "succeeded", deposit
         asyncio.run(start_tagged_workflow(address, workflow_id, player_id))
         expected = {workflow_id, f"deposit-{deposit['id']}"}
-        status, found, registered = asyncio.run(temporal_state(address, workflow_id, player_id, expected))
+        status, found, registered = asyncio.run(
+            temporal_state(address, workflow_id, player_id, expected))
         assert {key.name for key in search_attributes.ALL} <= registered
         assert found == expected
         assert_clean_exit(first)
@@ -235,8 +244,10 @@ def test_dev_stack_starts_stops_cleanly_and_resumes_its_data(stack_env):
         assert (player.json()["first_name"], player.json()["last_name"]) == ("Ada", "Lovelace")
         assert [(b["currency"], b["cash"]) for b in player.json()["balances"]] == [("USD", 5000)]
         again = httpx.get(f"{api}/v1/deposits/{deposit['id']}", headers=auth, timeout=10).json()
-        assert (again["status"], again["ledger_transaction_id"]) == ("succeeded", deposit["ledger_transaction_id"])
-        status, found, registered = asyncio.run(temporal_state(address, workflow_id, player_id, expected))
+        assert (again["status"], again["ledger_transaction_id"]) == (
+            "succeeded", deposit["ledger_transaction_id"])
+        status, found, registered = asyncio.run(
+            temporal_state(address, workflow_id, player_id, expected))
         assert status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
         assert found == expected
         assert_clean_exit(second)
@@ -248,7 +259,9 @@ def postgres_processes(pgdata: Path) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and str(pgdata) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+            if not proc.name.isdigit():
+                continue
+            if str(pgdata) in (proc / "cmdline").read_bytes().decode(errors="replace"):
                 found.append(int(proc.name))
         except OSError:
             pass
@@ -266,7 +279,8 @@ def test_dev_stack_without_a_database_url_runs_an_embedded_postgresql(tmp_path):
         assert postgres_processes(pgdata), "the embedded server is not running"
         api, auth = check_up(text, ports, env["SETTLEPAY_DEV_API_KEY"])
         created = httpx.post(f"{api}/v1/players", headers=auth, timeout=10,
-                             json={"partner_id": "devstack", "first_name": "Grace", "last_name": "Hopper"})
+                             json={"partner_id": "devstack", "first_name": "Grace",
+                                   "last_name": "Hopper"})
         assert created.status_code == 201, created.text
         assert_clean_exit(stack)
         assert "stopping the embedded PostgreSQL" in stack.text()

@@ -73,17 +73,22 @@ def test_every_dependency_exists_and_its_condition_can_be_met(services):
             assert target in services, f"{name} depends on unknown service {target}"
             condition = spec["condition"]
             if condition == "service_healthy":
-                assert "healthcheck" in services[target], f"{name} waits for {target} to be healthy, it has no healthcheck"
+                assert "healthcheck" in services[target], (
+                    f"{name} waits for {target} to be healthy, it has no healthcheck")
             elif condition == "service_completed_successfully":
-                assert is_one_shot(services[target]), f"{name} waits for {target} to complete, it is not a one-shot"
+                assert is_one_shot(services[target]), (
+                    f"{name} waits for {target} to complete, it is not a one-shot")
             else:
-                pytest.fail(f"{name} -> {target}: use service_healthy or service_completed_successfully, not {condition}")
-            assert "profiles" not in services[target], f"{name} depends on {target}, which only runs in a profile"
+                pytest.fail(f"{name} -> {target}: use service_healthy or "
+                            f"service_completed_successfully, not {condition}")
+            assert "profiles" not in services[target], (
+                f"{name} depends on {target}, which only runs in a profile")
 
 
 def test_every_service_has_a_healthcheck_or_is_a_one_shot(services):
     for name, service in services.items():
-        assert "healthcheck" in service or is_one_shot(service), f"{name}: no healthcheck and not a one-shot"
+        assert "healthcheck" in service or is_one_shot(service), (
+            f"{name}: no healthcheck and not a one-shot")
         if "healthcheck" in service:
             assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
 
@@ -98,8 +103,9 @@ def test_the_stack_has_the_production_pieces(services):
     for name in ("migrate", "api", "worker"):
         assert services[name]["build"] == ".", name
     assert is_one_shot(services["migrate"]) and services["migrate"]["command"] == ["migrate"]
-    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name in ("api", "worker"):
+        condition = services[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
 
 
@@ -120,8 +126,10 @@ def test_the_readme_configuration_table_lists_every_setting():
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(SETTLEPAY_[A-Z0-9_]+)`", readme, flags=re.M))
     fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    assert fields - documented == set(), f"add to the README configuration table: {sorted(fields - documented)}"
-    assert documented - fields == set(), f"README documents settings that do not exist: {sorted(documented - fields)}"
+    assert fields - documented == set(), (
+        f"add to the README configuration table: {sorted(fields - documented)}")
+    assert documented - fields == set(), (
+        f"README documents settings that do not exist: {sorted(documented - fields)}")
 
 
 def test_ports_match_the_settings_defaults(services):
@@ -141,9 +149,11 @@ def test_ports_match_the_settings_defaults(services):
         command = service["command"]
         assert command[command.index("--port") + 1] == str(port), sandbox
         base = env[f"{ENV_PREFIX}{base_field.upper()}"]
-        assert base.endswith(f"{sandbox}-sandbox:{port}}}"), f"{base_field} does not point at the {sandbox} sandbox"
+        assert base.endswith(f"{sandbox}-sandbox:{port}}}"), (
+            f"{base_field} does not point at the {sandbox} sandbox")
     # The sandboxes call the API back (signed webhooks) by its service name, not 127.0.0.1.
-    assert env["SETTLEPAY_SANDBOX_STRIPE_WEBHOOK_URL"] == f"http://api:{defaults.api_port}/v1/webhooks/stripe"
+    assert env["SETTLEPAY_SANDBOX_STRIPE_WEBHOOK_URL"] == (
+        f"http://api:{defaults.api_port}/v1/webhooks/stripe")
     kyc = services["kyc-sandbox"]["command"]
     assert kyc[kyc.index("--webhook-url") + 1] == f"http://api:{defaults.api_port}/v1/webhooks/kyc"
 
@@ -180,6 +190,8 @@ def test_search_attributes_created_are_the_ones_the_code_upserts(services):
     setup = services["temporal-search-attributes"]
     created = dict(pair.split("=") for pair in env_of(setup)["SEARCH_ATTRIBUTES"].split())
     kinds = {"KEYWORD": "Keyword", "INT": "Int"}
-    expected = {key.name: kinds[key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")] for key in search_attributes.ALL}
+    expected = {key.name: kinds[key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")]
+                for key in search_attributes.ALL}
     assert created == expected
-    assert services["worker"]["depends_on"]["temporal-search-attributes"]["condition"] == "service_completed_successfully"
+    condition = services["worker"]["depends_on"]["temporal-search-attributes"]["condition"]
+    assert condition == "service_completed_successfully"

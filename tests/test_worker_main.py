@@ -39,7 +39,9 @@ def worker_settings(settings, temporal_env, monkeypatch):
                                        "worker_activity_threads": 4}), queue
 
 
-async def test_worker_runs_registered_capabilities_and_stops_gracefully(worker_settings, temporal_env, database_url):
+async def test_worker_runs_registered_capabilities_and_stops_gracefully(worker_settings,
+                                                                         temporal_env,
+                                                                         database_url):
     settings, queue = worker_settings
     stop = asyncio.Event()
     running = asyncio.create_task(worker_main.run(settings, stop))
@@ -53,7 +55,8 @@ async def test_worker_runs_registered_capabilities_and_stops_gracefully(worker_s
 
         identities = await health.pollers(settings, queue)
         assert any(identity.endswith("@" + socket.gethostname()) for identity in identities)
-        assert await health.pollers(settings, f"{queue}-empty") == []  # nothing registered: not polled
+        # Nothing registered on it: not polled.
+        assert await health.pollers(settings, f"{queue}-empty") == []
     finally:
         stop.set()
         await asyncio.wait_for(running, timeout=30)

@@ -17,7 +17,8 @@ def write_three(engine):
     with engine.begin() as conn:
         for n in range(3):
             audit.record(conn, actor="system:test", action="player.updated", subject_type="player",
-                         subject_id=f"p{n}", before={"status": "active"}, after={"status": "suspended", "n": n})
+                         subject_id=f"p{n}", before={"status": "active"},
+                         after={"status": "suspended", "n": n})
 
 
 def test_chain_verifies_and_rolls_back_with_its_transaction(fresh_engine):
@@ -28,12 +29,13 @@ def test_chain_verifies_and_rolls_back_with_its_transaction(fresh_engine):
     with fresh_engine.begin() as conn:
         report = audit.verify(conn)
         assert report.ok and report.records == 3
-        actions = [json.loads(r)["action"] for (r,) in conn.execute(text("SELECT record FROM audit_log ORDER BY seq"))]
+        records = conn.execute(text("SELECT record FROM audit_log ORDER BY seq"))
+        actions = [json.loads(r)["action"] for (r,) in records]
         assert "never" not in actions
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_log SET record = record", "DELETE FROM audit_log",
-                                       "TRUNCATE audit_log"])
+@pytest.mark.parametrize("statement", ["UPDATE audit_log SET record = record",
+                                       "DELETE FROM audit_log", "TRUNCATE audit_log"])
 def test_database_refuses_changes(fresh_engine, statement):
     write_three(fresh_engine)
     with pytest.raises(DBAPIError, match="append-only"), fresh_engine.begin() as conn:
@@ -49,7 +51,8 @@ def tamper(engine, sql):
 
 
 @pytest.mark.parametrize("sql, finding", [
-    ("UPDATE audit_log SET record = replace(record, 'suspended', 'closed') WHERE seq = 2", "hash does not match"),
+    ("UPDATE audit_log SET record = replace(record, 'suspended', 'closed') WHERE seq = 2",
+     "hash does not match"),
     ("DELETE FROM audit_log WHERE seq = 2", "sequence gap"),
     ("DELETE FROM audit_log WHERE seq = 3", "chain head"),
     ("UPDATE audit_log SET hash = sha256(hash) WHERE seq = 1", "previous-hash link broken"),
@@ -68,7 +71,8 @@ def test_export_writes_json_lines_since_a_time(fresh_engine):
     out = io.StringIO()
     with fresh_engine.begin() as conn:
         assert audit.export(conn, out, since=datetime.now(UTC) - timedelta(minutes=5)) == 3
-        assert audit.export(conn, io.StringIO(), since=datetime.now(UTC) + timedelta(minutes=5)) == 0
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        assert audit.export(conn, io.StringIO(), since=later) == 0
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["seq"] for line in lines] == [1, 2, 3]
     assert lines[1]["prev_hash"] == lines[0]["hash"]

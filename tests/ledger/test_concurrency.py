@@ -24,7 +24,8 @@ def test_concurrent_transfers_with_duplicate_retries(fresh_engine):
     with fresh_engine.begin() as conn:
         for p in players:
             ledger.post(conn, Transfer(f"seed-{p}", "deposit", (
-                Leg(AccountRef.gateway_clearing("stripe", "USD"), -10_000), Leg(AccountRef.player_cash(p, "USD"), 10_000))))
+                Leg(AccountRef.gateway_clearing("stripe", "USD"), -10_000),
+                Leg(AccountRef.player_cash(p, "USD"), 10_000))))
 
     # A shared plan: each transfer is submitted by two different threads (a client retry).
     plan = []
@@ -43,15 +44,17 @@ def test_concurrent_transfers_with_duplicate_retries(fresh_engine):
 
     def submit(item):
         key, kind, a, b, amount = item
+        cash_a, cash_b = AccountRef.player_cash(a, "USD"), AccountRef.player_cash(b, "USD")
+        house = AccountRef.house_revenue("USD")
         if kind == "p2p":
-            t = Transfer(key, "transfer", (Leg(AccountRef.player_cash(a, "USD"), -amount), Leg(AccountRef.player_cash(b, "USD"), amount)))
+            t = Transfer(key, "transfer", (Leg(cash_a, -amount), Leg(cash_b, amount)))
         elif kind == "bet":
-            t = Transfer(key, "bet_stake", (Leg(AccountRef.player_cash(a, "USD"), -amount), Leg(AccountRef.house_revenue("USD"), amount)))
+            t = Transfer(key, "bet_stake", (Leg(cash_a, -amount), Leg(house, amount)))
         elif kind == "win":
-            t = Transfer(key, "settlement", (Leg(AccountRef.house_revenue("USD"), -amount), Leg(AccountRef.player_cash(a, "USD"), amount)))
+            t = Transfer(key, "settlement", (Leg(house, -amount), Leg(cash_a, amount)))
         else:
             return run_in_transaction(fresh_engine, lambda c: ledger.hold(
-                c, key, AccountRef.player_cash(a, "USD"), AccountRef.pending_withdrawal(a, "USD"), amount))
+                c, key, cash_a, AccountRef.pending_withdrawal(a, "USD"), amount))
         return run_in_transaction(fresh_engine, lambda c: ledger.post(c, t))
 
     def worker(items):
@@ -60,7 +63,7 @@ def test_concurrent_transfers_with_duplicate_retries(fresh_engine):
                 result = submit(item)
                 with lock:
                     outcomes.setdefault(item[0], []).append(result)
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in work]
@@ -71,18 +74,20 @@ def test_concurrent_transfers_with_duplicate_retries(fresh_engine):
     assert errors == []
 
     # Both submissions of a key got the same answer, one of them as a replay.
-    for key, results in outcomes.items():
+    for results in outcomes.values():
         assert len(results) == 2
         assert results[0].transaction_id == results[1].transaction_id
         assert results[0].code == results[1].code
         assert sorted(r.replayed for r in results) == [False, True]
 
     with fresh_engine.begin() as conn:
-        per_key = Counter(k for (k,) in conn.execute(text("SELECT idempotency_key FROM ledger_transactions")))
+        keys = conn.execute(text("SELECT idempotency_key FROM ledger_transactions"))
+        per_key = Counter(k for (k,) in keys)
         assert max(per_key.values()) == 1
         assert len(per_key) == len(plan) + len(players)
         assert check(conn) == []
-        total_cash = sum(ledger.balance(conn, AccountRef.player_cash(p, "USD")).posted for p in players)
+        total_cash = sum(ledger.balance(conn, AccountRef.player_cash(p, "USD")).posted
+                         for p in players)
         house = ledger.balance(conn, AccountRef.house_revenue("USD")).posted
         # Money is conserved: what the players lost the house won, and nothing was created.
         assert total_cash + house == 60_000

@@ -22,7 +22,8 @@ def test_deposit_credits_player_and_debits_clearing(engine):
         result = ledger.post(conn, deposit(p, 2500))
         assert result.ok and not result.replayed
         assert cash(conn, p).posted == 2500
-        entries = conn.execute(text("SELECT amount, balance_after FROM ledger_entries WHERE transaction_id = :t ORDER BY amount"),
+        entries = conn.execute(text("SELECT amount, balance_after FROM ledger_entries"
+                                    " WHERE transaction_id = :t ORDER BY amount"),
                                {"t": result.transaction_id}).all()
         assert [e.amount for e in entries] == [-2500, 2500]
         assert entries[1].balance_after == 2500
@@ -60,7 +61,8 @@ def test_same_key_different_request_is_a_conflict(engine):
 @pytest.mark.parametrize("legs", [
     (),
     (Leg(AccountRef.player_cash("x", "USD"), 100),),
-    (Leg(AccountRef.player_cash("x", "USD"), 100), Leg(AccountRef.house_revenue("USD"), -99)),
+    (Leg(AccountRef.player_cash("x", "USD"), 100),
+     Leg(AccountRef.house_revenue("USD"), -99)),
     (Leg(AccountRef.player_cash("x", "USD"), 100), Leg(AccountRef.house_revenue("EUR"), -100)),
     (Leg(AccountRef.player_cash("x", "USD"), 100), Leg(AccountRef.house_revenue("USD"), -100),
      Leg(AccountRef.player_cash("y", "EUR"), 5), Leg(AccountRef.house_revenue("EUR"), -5)),
@@ -73,16 +75,20 @@ def test_malformed_transfers_are_refused_before_the_database(legs):
 
 
 def test_float_amounts_are_refused():
-    legs = (Leg(AccountRef.player_cash("x", "USD"), 1.5), Leg(AccountRef.house_revenue("USD"), -1.5))  # type: ignore[arg-type]
+    legs = (Leg(AccountRef.player_cash("x", "USD"), 1.5),  # type: ignore[arg-type]
+            Leg(AccountRef.house_revenue("USD"), -1.5))  # type: ignore[arg-type]
     with pytest.raises(InvalidTransfer):
         ledger.post(None, Transfer("k", "deposit", legs))  # type: ignore[arg-type]
 
 
 def test_database_refuses_an_unbalanced_call_that_skips_validation(engine):
     with pytest.raises(DBAPIError), engine.begin() as conn:
-        legs = ('[{"owner":"a","type":"player_cash","currency":"USD","amount":5,"no_negative":true,"shards":1},'
-                '{"owner":"b","type":"player_cash","currency":"USD","amount":-4,"no_negative":true,"shards":1}]')
-        conn.execute(text("SELECT * FROM ledger_post('raw', '\\x00', 'x', NULL, NULL, '{}', CAST(:legs AS jsonb))"),
+        legs = ('[{"owner":"a","type":"player_cash","currency":"USD","amount":5,'
+                '"no_negative":true,"shards":1},'
+                '{"owner":"b","type":"player_cash","currency":"USD","amount":-4,'
+                '"no_negative":true,"shards":1}]')
+        conn.execute(text("SELECT * FROM ledger_post('raw', '\\x00', 'x', NULL, NULL, '{}',"
+                          " CAST(:legs AS jsonb))"),
                      {"legs": legs})
 
 
@@ -91,7 +97,8 @@ def test_clawback_beyond_cash_goes_to_debt(engine):
     with engine.begin() as conn:
         ledger.post(conn, deposit(p, 300))
         result = ledger.post(conn, Transfer(f"claw-{p}", "resettlement", (
-            Leg(AccountRef.player_cash(p, "USD"), -1000, shortfall_to=AccountRef.player_debt(p, "USD")),
+            Leg(AccountRef.player_cash(p, "USD"), -1000,
+                shortfall_to=AccountRef.player_debt(p, "USD")),
             Leg(AccountRef.house_revenue("USD"), 1000))))
         assert result.ok and result.shortfall == 700
         assert cash(conn, p).posted == 0
@@ -112,8 +119,10 @@ def test_hold_counts_against_available_and_posts_in_part_once(engine):
         assert posted.ok
         assert cash(conn, p).posted == 500 and cash(conn, p).available == 500
         assert ledger.balance(conn, AccountRef.pending_withdrawal(p, "USD")).posted == 500
-        assert ledger.void_hold(conn, f"wd-{p}:void", f"wd-{p}:hold").code is ResultCode.HOLD_ALREADY_POSTED
-        assert ledger.post_hold(conn, f"wd-{p}:post2", f"wd-{p}:hold").code is ResultCode.HOLD_ALREADY_POSTED
+        voided = ledger.void_hold(conn, f"wd-{p}:void", f"wd-{p}:hold")
+        assert voided.code is ResultCode.HOLD_ALREADY_POSTED
+        posted_again = ledger.post_hold(conn, f"wd-{p}:post2", f"wd-{p}:hold")
+        assert posted_again.code is ResultCode.HOLD_ALREADY_POSTED
         assert ledger.post_hold(conn, f"wd-{p}:post", f"wd-{p}:hold", 500).replayed
 
 
@@ -121,7 +130,8 @@ def test_void_releases_hold_and_cannot_post_afterwards(engine):
     p = new_player()
     with engine.begin() as conn:
         ledger.post(conn, deposit(p, 1000))
-        ledger.hold(conn, f"h-{p}", AccountRef.player_cash(p, "USD"), AccountRef.pending_withdrawal(p, "USD"), 1000)
+        ledger.hold(conn, f"h-{p}", AccountRef.player_cash(p, "USD"),
+                    AccountRef.pending_withdrawal(p, "USD"), 1000)
         assert ledger.void_hold(conn, f"v-{p}", f"h-{p}").ok
         assert cash(conn, p).available == 1000
         assert ledger.post_hold(conn, f"p-{p}", f"h-{p}").code is ResultCode.HOLD_ALREADY_VOIDED
@@ -132,10 +142,13 @@ def test_hold_over_available_is_rejected_and_posting_more_than_held_too(engine):
     p = new_player()
     with engine.begin() as conn:
         ledger.post(conn, deposit(p, 100))
-        assert ledger.hold(conn, f"big-{p}", AccountRef.player_cash(p, "USD"),
-                           AccountRef.pending_withdrawal(p, "USD"), 101).code is ResultCode.INSUFFICIENT_FUNDS
-        ledger.hold(conn, f"h-{p}", AccountRef.player_cash(p, "USD"), AccountRef.pending_withdrawal(p, "USD"), 50)
-        assert ledger.post_hold(conn, f"p-{p}", f"h-{p}", 51).code is ResultCode.HOLD_AMOUNT_EXCEEDED
+        too_big = ledger.hold(conn, f"big-{p}", AccountRef.player_cash(p, "USD"),
+                              AccountRef.pending_withdrawal(p, "USD"), 101)
+        assert too_big.code is ResultCode.INSUFFICIENT_FUNDS
+        ledger.hold(conn, f"h-{p}", AccountRef.player_cash(p, "USD"),
+                    AccountRef.pending_withdrawal(p, "USD"), 50)
+        over = ledger.post_hold(conn, f"p-{p}", f"h-{p}", 51)
+        assert over.code is ResultCode.HOLD_AMOUNT_EXCEEDED
 
 
 def test_batch_posts_set_based_and_replays(engine):
@@ -153,8 +166,10 @@ def test_batch_posts_set_based_and_replays(engine):
 def test_batch_with_short_funds_falls_back_to_item_order(engine):
     p = new_player()
     with engine.begin() as conn:
-        results = ledger.post_many(conn, [deposit(p, 500), stake(p, 400), stake(p, 400), deposit(p, 300), stake(p, 400)])
-        assert [r.code for r in results] == [ResultCode.OK, ResultCode.OK, ResultCode.INSUFFICIENT_FUNDS,
+        results = ledger.post_many(conn, [deposit(p, 500), stake(p, 400), stake(p, 400),
+                                          deposit(p, 300), stake(p, 400)])
+        assert [r.code for r in results] == [ResultCode.OK, ResultCode.OK,
+                                             ResultCode.INSUFFICIENT_FUNDS,
                                              ResultCode.OK, ResultCode.OK]
         assert cash(conn, p).posted == 0
 
@@ -181,7 +196,8 @@ def test_hot_account_spreads_over_rows_and_check_passes(fresh_engine):
     with fresh_engine.begin() as conn:
         for i in range(20):
             ledger.post(conn, house_pays(new_player(), 10, key=f"hp-{i}"))
-        rows = conn.execute(text("""SELECT count(*) FROM ledger_balances b JOIN ledger_accounts a ON a.id = b.account_id
+        rows = conn.execute(text("""SELECT count(*) FROM ledger_balances b
+                                    JOIN ledger_accounts a ON a.id = b.account_id
                                     WHERE a.type = 'house_revenue'""")).scalar()
         assert rows == 16
         assert ledger.balance(conn, AccountRef.house_revenue("USD")).posted == -200
@@ -193,7 +209,8 @@ def test_check_detects_a_forged_balance(fresh_engine):
     with fresh_engine.begin() as conn:
         ledger.post(conn, deposit(p, 100))
         conn.execute(text("""UPDATE ledger_balances SET posted = posted + 1 WHERE account_id =
-                             (SELECT id FROM ledger_accounts WHERE owner = :o AND type = 'player_cash')"""),
+                             (SELECT id FROM ledger_accounts
+                               WHERE owner = :o AND type = 'player_cash')"""),
                      {"o": f"player:{p}"})
         problems = check(conn)
         assert any("equals the sum of its entries" in v for v in problems)
@@ -201,9 +218,12 @@ def test_check_detects_a_forged_balance(fresh_engine):
 
 def test_batch_shortfall_legs_stay_set_based_until_cash_runs_out(engine):
     p = new_player()
-    claw = lambda n, amount: Transfer(f"claw-{p}-{n}", "resettlement", (  # noqa: E731
-        Leg(AccountRef.player_cash(p, "USD"), -amount, shortfall_to=AccountRef.player_debt(p, "USD")),
-        Leg(AccountRef.house_revenue("USD"), amount)))
+
+    def claw(n: int, amount: int) -> Transfer:
+        return Transfer(f"claw-{p}-{n}", "resettlement", (
+            Leg(AccountRef.player_cash(p, "USD"), -amount,
+                shortfall_to=AccountRef.player_debt(p, "USD")),
+            Leg(AccountRef.house_revenue("USD"), amount)))
     with engine.begin() as conn:
         ledger.post(conn, deposit(p, 1_000))
         covered = ledger.post_many(conn, [claw(1, 300), claw(2, 300)])

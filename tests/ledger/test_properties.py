@@ -38,7 +38,8 @@ class Model:
         self.holds: dict[str, tuple[int, int, str]] = {}   # key -> (player, amount, state)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(operation, min_size=1, max_size=25))
 def test_random_operations_match_model_and_keep_invariants(engine, ops):
     players = [new_player() for _ in range(PLAYERS)]
@@ -49,17 +50,22 @@ def test_random_operations_match_model_and_keep_invariants(engine, ops):
     def cash_ref(i):
         return AccountRef.player_cash(players[i], "USD")
 
+    house = AccountRef.house_revenue("USD")
+
     with engine.begin() as conn:
         for n, (kind, who, amount) in enumerate(ops):
             key = f"{players[0]}-{n}"
             if kind == "deposit":
-                t = Transfer(key, "deposit", (Leg(AccountRef.gateway_clearing("stripe", "USD"), -amount), Leg(cash_ref(who), amount)))
+                t = Transfer(key, "deposit", (
+                    Leg(AccountRef.gateway_clearing("stripe", "USD"), -amount),
+                    Leg(cash_ref(who), amount)))
                 assert ledger.post(conn, t).ok
                 model.cash[who] += amount
                 done.append((t, ResultCode.OK))
             elif kind in ("stake", "payout"):
                 sign = -1 if kind == "stake" else 1
-                t = Transfer(key, kind, (Leg(cash_ref(who), sign * amount), Leg(AccountRef.house_revenue("USD"), -sign * amount)))
+                t = Transfer(key, kind, (Leg(cash_ref(who), sign * amount),
+                                         Leg(house, -sign * amount)))
                 result = ledger.post(conn, t)
                 enough = model.cash[who] - model.pending[who] >= amount
                 if kind == "payout" or enough:
@@ -70,8 +76,9 @@ def test_random_operations_match_model_and_keep_invariants(engine, ops):
                 done.append((t, result.code))
             elif kind == "clawback":
                 t = Transfer(key, "resettlement", (
-                    Leg(cash_ref(who), -amount, shortfall_to=AccountRef.player_debt(players[who], "USD")),
-                    Leg(AccountRef.house_revenue("USD"), amount)))
+                    Leg(cash_ref(who), -amount,
+                        shortfall_to=AccountRef.player_debt(players[who], "USD")),
+                    Leg(house, amount)))
                 result = ledger.post(conn, t)
                 covered = min(amount, max(model.cash[who] - model.pending[who], 0))
                 assert result.ok and result.shortfall == amount - covered
@@ -79,7 +86,8 @@ def test_random_operations_match_model_and_keep_invariants(engine, ops):
                 model.debt[who] -= amount - covered
                 done.append((t, ResultCode.OK))
             elif kind == "hold":
-                result = ledger.hold(conn, key, cash_ref(who), AccountRef.pending_withdrawal(players[who], "USD"), amount)
+                result = ledger.hold(conn, key, cash_ref(who),
+                                     AccountRef.pending_withdrawal(players[who], "USD"), amount)
                 if model.cash[who] - model.pending[who] >= amount:
                     assert result.ok
                     model.pending[who] += amount
@@ -107,8 +115,9 @@ def test_random_operations_match_model_and_keep_invariants(engine, ops):
                 again = ledger.post(conn, t)
                 assert again.replayed and again.code is code
             elif kind == "batch":
-                batch = [Transfer(f"{key}-{j}", "settlement", (Leg(AccountRef.house_revenue("USD"), -amount - j),
-                                                               Leg(cash_ref((who + j) % PLAYERS), amount + j)))
+                batch = [Transfer(f"{key}-{j}", "settlement", (
+                             Leg(house, -amount - j),
+                             Leg(cash_ref((who + j) % PLAYERS), amount + j)))
                          for j in range(3)]
                 assert all(r.ok for r in ledger.post_many(conn, batch))
                 for j in range(3):
@@ -118,5 +127,6 @@ def test_random_operations_match_model_and_keep_invariants(engine, ops):
             assert ledger.balance(conn, cash_ref(i)).posted == model.cash[i]
             assert ledger.balance(conn, cash_ref(i)).pending_debits == model.pending[i]
             assert ledger.balance(conn, AccountRef.player_debt(p, "USD")).posted == model.debt[i]
-            assert ledger.balance(conn, AccountRef.pending_withdrawal(p, "USD")).posted == model.withdrawn[i]
+            withdrawn = ledger.balance(conn, AccountRef.pending_withdrawal(p, "USD")).posted
+            assert withdrawn == model.withdrawn[i]
         assert check(conn) == []

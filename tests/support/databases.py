@@ -29,7 +29,8 @@ def admin_url() -> str:
     except psycopg.OperationalError:
         import pgserver  # embedded server for machines without PostgreSQL
 
-        server = pgserver.get_server(tempfile.mkdtemp(prefix="settlepay-pg-"), cleanup_mode="delete")
+        server = pgserver.get_server(tempfile.mkdtemp(prefix="settlepay-pg-"),
+                                     cleanup_mode="delete")
         return server.get_uri()
 
 

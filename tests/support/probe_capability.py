@@ -19,7 +19,8 @@ with workflow.unsafe.imports_passed_through():
 class ProbeWorkflow:
     @workflow.run
     async def run(self, name: str) -> dict[str, str]:
-        return await workflow.execute_activity("probe", name, start_to_close_timeout=timedelta(seconds=10))
+        return await workflow.execute_activity("probe", name,
+                                               start_to_close_timeout=timedelta(seconds=10))
 
 
 def activities(engine: Engine) -> list[Callable[..., Any]]:
