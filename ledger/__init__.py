@@ -12,6 +12,7 @@ caller commits the posting together with its own state row, audit record and out
     hold(conn, key, debit, credit, amount, reference=None)  -> PostResult  two-phase: pending
     post_hold(conn, key, hold_key, amount=None)              -> PostResult  post all or part
     void_hold(conn, key, hold_key)                           -> PostResult  release it
+    hold_state(conn, hold_key)                               -> pending | posted | voided | None
     balance(conn, account) / balances(conn, owner)           -> Balance / list[Balance]
 
 Invariants (checked by `settlepay ledger check`, see ledger/check.py):
@@ -23,7 +24,17 @@ Invariants (checked by `settlepay ledger check`, see ledger/check.py):
 """
 
 from ledger.group_commit import GroupPoster
-from ledger.postings import balance, balances, hold, post, post_hold, post_many, post_now, void_hold
+from ledger.postings import (
+    balance,
+    balances,
+    hold,
+    hold_state,
+    post,
+    post_hold,
+    post_many,
+    post_now,
+    void_hold,
+)
 from ledger.types import (
     AccountRef,
     AccountType,
@@ -40,5 +51,6 @@ from ledger.types import (
 __all__ = [
     "AccountRef", "AccountType", "Balance", "GroupPoster", "IdempotencyConflict",
     "InvalidTransfer", "Leg", "LedgerError", "PostResult", "ResultCode", "Transfer",
-    "balance", "balances", "hold", "post", "post_hold", "post_many", "post_now", "void_hold",
+    "balance", "balances", "hold", "hold_state", "post", "post_hold", "post_many", "post_now",
+    "void_hold",
 ]

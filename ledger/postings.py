@@ -208,6 +208,13 @@ def void_hold(conn: Connection, key: str, hold_key: str,
     return _resolve(conn, key, hold_key, "void", None, metadata)
 
 
+def hold_state(conn: Connection, hold_key: str) -> str | None:
+    """The state of the hold made under `hold_key`: pending, posted or voided (None: no hold)."""
+    return conn.execute(text("""
+        SELECT h.state FROM ledger_holds h JOIN ledger_transactions t ON t.id = h.transaction_id
+         WHERE t.idempotency_key = :key"""), {"key": hold_key}).scalar()
+
+
 _BALANCES_SQL = """
     SELECT a.owner, a.type, a.currency, sum(b.posted) AS posted,
            sum(b.pending_debits) AS pending_debits, sum(b.pending_credits) AS pending_credits
