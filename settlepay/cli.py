@@ -8,7 +8,9 @@
     settlepay audit export --since T    audit records as JSON lines
     settlepay settlement verify MARKET  recompute a market's payouts against the ledger
 
-Each command lives in its own module and is imported only when it runs.
+Each command lives in its own module and is imported only when it runs: the CLI's commands are
+settlepay/cli_commands.py and settlepay/cli_settlement.py (doors into the packages); business
+commands (state changes with their audit and outbox records) are the top-level `commands/`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("worker",): ("settlepay.cli_commands", "worker", "run the Temporal worker"),
     ("ledger", "check"): ("settlepay.cli_commands", "ledger_check", "verify ledger invariants"),
     ("audit", "verify"): ("settlepay.cli_commands", "audit_verify", "verify the audit hash chain"),
-    ("audit", "export"): ("settlepay.cli_commands", "audit_export", "export audit records as JSON lines"),
+    ("audit", "export"): ("settlepay.cli_commands", "audit_export",
+                          "export audit records as JSON lines"),
     ("settlement", "verify"): ("settlepay.cli_settlement", "settlement_verify",
                                "recompute a market's payouts and compare with the ledger"),
 }
@@ -41,7 +44,8 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="settlepay", description=__doc__.split("\n\n")[0])
-    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {(): parser.add_subparsers(dest="command", required=True)}
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
+        (): parser.add_subparsers(dest="command", required=True)}
     for path, (module, function, help_text) in COMMANDS.items():
         for depth in range(1, len(path)):
             prefix = path[:depth]

@@ -17,10 +17,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from settlepay.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 T = TypeVar("T")
 
@@ -37,7 +40,7 @@ def _database_settings() -> Settings | None:
     return settings
 
 
-def _engine(settings: Settings):
+def _engine(settings: Settings) -> Engine:
     from settlepay.db import make_engine
 
     # One-shot commands need one connection, not a pool.
@@ -135,7 +138,7 @@ def parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
     since = datetime.fromisoformat(value)
-    return since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
 
 
 def audit_export(args: argparse.Namespace) -> int:
