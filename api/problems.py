@@ -105,6 +105,11 @@ STATUS_BY_CODE: dict[str, int] = {
     # withdrawals and the second factor
     # kyc
     # bets and settlement
+    # bets (commands/bets.py BetRefusal; invalid_* and payout_above_maximum are the default 422)
+    "bet_id_conflict": 409,
+    "bet_id_ambiguous": 409,
+    "market_settled": 409,
+    "insufficient_funds": 402,
     # limits and geolocation
 }
 DEFAULT_REFUSAL_STATUS = 422

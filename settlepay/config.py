@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     resettlement_policy: str = "full"  # "full" | "upgrade_only"
     correction_window_hours: int = 72
     settlement_batch_size: int = 2000
+    # Largest return a bet may ever pay (stake included, minor units): a bet whose legs could
+    # all win to more than this is refused at intake (422 payout_above_maximum).
+    bet_payout_max_minor: int = 10_000_000_000
 
     # --- HTTP API (api/) -----------------------------------------------------------------
     # Database connections of one API process (routes run in a thread pool and each holds one).

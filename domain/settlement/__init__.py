@@ -22,11 +22,14 @@ from domain.settlement.payout import (
     Pending,
     Settled,
     leg_factor,
+    max_payout,
+    max_return,
     settle,
 )
 from domain.settlement.results import Outcome, SelectionResult
 
 __all__ = [
     "Bet", "BetOutcome", "BetType", "Leg", "LegOutcome", "Outcome", "Pending", "PlaceTerms", "SelectionResult",
-    "Settled", "leg_factor", "settle", "standard_place_terms",
+    "Settled", "leg_factor", "max_payout", "max_return", "settle",
+    "standard_place_terms",
 ]

@@ -178,6 +178,29 @@ def settle(bet: Bet, results: Results) -> Settled | Pending:
                    legs=tuple(classify(r) for r in leg_results))
 
 
+def max_return(bet: Bet) -> Fraction:
+    """The largest exact return any results can give `bet` (every leg won outright).
+
+    No result returns more per unit than the leg's price: a void returns 1, a half win
+    (1 + price) / 2, a dead heat or Rule 4 less than the price, and a place part at most its
+    place price. So a single returns at most stake * price, a parlay stake * the product of
+    its prices, an each-way bet half the stake at the price plus half at the place price.
+    """
+    if bet.bet_type is BetType.EACH_WAY:
+        assert bet.place_terms is not None
+        price = bet.legs[0].price
+        return Fraction(bet.stake, 2) * (price + bet.place_terms.place_price(price))
+    factor = Fraction(1)
+    for leg in bet.legs:
+        factor *= leg.price
+    return bet.stake * factor
+
+
+def max_payout(bet: Bet) -> int:
+    """The largest payout (minor units, rounded down as `settle` rounds) `bet` can ever get."""
+    return math.floor(max_return(bet))
+
+
 def _outcome(payout: int, exact_return: Fraction, stake: int) -> BetOutcome:
     if exact_return == 0:
         return BetOutcome.LOST
