@@ -100,10 +100,10 @@ def seed(url: str, engine, market: str, n_bets: int, n_players: int, prefix: str
                                 "FROM STDIN") as copy:
             for p in players:
                 copy.write_row((p, "bench", p, "Bench", "Player", "US-NJ"))
-        with conn.cursor().copy("COPY bets (id, player_id, currency, stake, bet_type, status, request_hash) "
-                                "FROM STDIN") as copy:
+        with conn.cursor().copy("COPY bets (id, partner_id, external_id, player_id, currency, stake, "
+                                "bet_type, status, request_hash) FROM STDIN") as copy:
             for b in bet_ids:
-                copy.write_row((b, owner[b], CURRENCY, STAKE, "single", "open", b"\x00"))
+                copy.write_row((b, "bench", b, owner[b], CURRENCY, STAKE, "single", "open", b"\x00"))
         with conn.cursor().copy("COPY bet_legs (bet_id, leg_no, market_id, selection_id, odds, odds_format, "
                                 "price_num, price_den) FROM STDIN") as copy:
             for i, b in enumerate(bet_ids):
