@@ -29,7 +29,7 @@ from domain.settlement.payout import (
 from domain.settlement.results import Outcome, SelectionResult
 
 __all__ = [
-    "Bet", "BetOutcome", "BetType", "Leg", "LegOutcome", "Outcome", "Pending", "PlaceTerms", "SelectionResult",
-    "Settled", "leg_factor", "max_payout", "max_return", "settle",
+    "Bet", "BetOutcome", "BetType", "Leg", "LegOutcome", "Outcome", "Pending", "PlaceTerms",
+    "SelectionResult", "Settled", "leg_factor", "max_payout", "max_return", "settle",
     "standard_place_terms",
 ]

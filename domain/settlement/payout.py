@@ -123,7 +123,8 @@ def leg_factor(price: Fraction, result: SelectionResult) -> Fraction:
     refunded = result.void_factor
     if not result.won:
         return refunded
-    return refunded + (1 - refunded) * result.dead_heat_factor * price_after_rule4(price, result.rule4)
+    won = result.dead_heat_factor * price_after_rule4(price, result.rule4)
+    return refunded + (1 - refunded) * won
 
 
 def place_factor(price: Fraction, result: SelectionResult, terms: PlaceTerms) -> Fraction:
@@ -166,15 +167,17 @@ def settle(bet: Bet, results: Results) -> Settled | Pending:
         leg, result = bet.legs[0], leg_results[0]
         assert bet.place_terms is not None
         part = Fraction(bet.stake, 2)
-        exact_return = part * leg_factor(leg.price, result) + part * place_factor(leg.price, result, bet.place_terms)
+        exact_return = (part * leg_factor(leg.price, result)
+                        + part * place_factor(leg.price, result, bet.place_terms))
     else:
         factor = Fraction(1)
-        for leg, result in zip(bet.legs, leg_results):
+        for leg, result in zip(bet.legs, leg_results, strict=True):
             factor *= leg_factor(leg.price, result)
         exact_return = bet.stake * factor
 
     payout = math.floor(exact_return)
-    return Settled(payout=payout, exact_return=exact_return, outcome=_outcome(payout, exact_return, bet.stake),
+    return Settled(payout=payout, exact_return=exact_return,
+                   outcome=_outcome(payout, exact_return, bet.stake),
                    legs=tuple(classify(r) for r in leg_results))
 
 

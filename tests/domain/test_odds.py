@@ -13,8 +13,10 @@ from domain.odds import InvalidOdds, OddsFormat
 
 @pytest.mark.parametrize("text, price", [
     ("2.50", Fraction(5, 2)), ("1.01", Fraction(101, 100)), ("11", Fraction(11)),
-    ("10/1", Fraction(11)), ("1/2", Fraction(3, 2)), ("5/4", Fraction(9, 4)), ("100/30", Fraction(13, 3)),
-    ("+150", Fraction(5, 2)), ("-200", Fraction(3, 2)), ("-110", Fraction(21, 11)), ("+100", Fraction(2)),
+    ("10/1", Fraction(11)), ("1/2", Fraction(3, 2)), ("5/4", Fraction(9, 4)),
+    ("100/30", Fraction(13, 3)),
+    ("+150", Fraction(5, 2)), ("-200", Fraction(3, 2)), ("-110", Fraction(21, 11)),
+    ("+100", Fraction(2)),
 ])
 def test_every_format_gives_the_exact_decimal_price(text, price):
     assert odds.parse(text) == price
@@ -27,7 +29,8 @@ def test_explicit_format_overrides_detection():
         odds.parse("2.50", OddsFormat.FRACTIONAL)
 
 
-@pytest.mark.parametrize("bad", ["1.00", "0.5", "abc", "", "0/1", "1/0", "+99", "-50", "2.123456", "1e3", "-0"])
+@pytest.mark.parametrize("bad", ["1.00", "0.5", "abc", "", "0/1", "1/0", "+99", "-50",
+                                 "2.123456", "1e3", "-0"])
 def test_invalid_prices_are_refused(bad):
     with pytest.raises(InvalidOdds):
         odds.parse(bad)

@@ -6,7 +6,15 @@ import pytest
 
 from domain import odds
 from domain.settlement import (
-    Bet, BetOutcome, BetType, Leg, LegOutcome, Pending, PlaceTerms, SelectionResult, settle,
+    Bet,
+    BetOutcome,
+    BetType,
+    Leg,
+    LegOutcome,
+    Pending,
+    PlaceTerms,
+    SelectionResult,
+    settle,
     standard_place_terms,
 )
 from domain.settlement.results import InvalidResult
@@ -21,8 +29,12 @@ def single(stake, price, result, **kw):
     return settle(bet, {("m1", "s1"): result})
 
 
-def each_way(stake, price, result, terms=PlaceTerms(Fraction(1, 5), 3)):
-    bet = Bet(BetType.EACH_WAY, stake, (Leg("race", "horse", odds.parse(price)),), place_terms=terms)
+FIFTH_THREE_PLACES = PlaceTerms(Fraction(1, 5), 3)
+
+
+def each_way(stake, price, result, terms=FIFTH_THREE_PLACES):
+    bet = Bet(BetType.EACH_WAY, stake, (Leg("race", "horse", odds.parse(price)),),
+              place_terms=terms)
     return settle(bet, {("race", "horse"): result})
 
 
@@ -43,7 +55,8 @@ def test_two_way_dead_heat_pays_half_the_stake_at_full_odds():
 
 
 def test_three_way_dead_heat_rounds_down_to_the_penny():
-    # £10 at 5/1, three tied: 10/3 staked at 6.00 = £20.00 exactly; at 4/1: 10/3*5 = 16.666.. -> 16.66
+    # £10 at 5/1, three tied: 10/3 staked at 6.00 = £20.00 exactly;
+    # at 4/1: 10/3*5 = 16.666.. -> 16.66
     assert single(1000, "5/1", SelectionResult("won", dead_heat_factor="1/3")).payout == 2000
     settled = single(1000, "4/1", SelectionResult("won", dead_heat_factor="1/3"))
     assert settled.payout == 1666 and settled.exact_return == Fraction(5000, 3)
@@ -95,7 +108,8 @@ def test_each_way_dead_heat_for_the_last_place():
 def test_each_way_with_rule4_applies_to_both_parts():
     # £10 e/w at 10/1, 1/4 odds, 25p Rule 4: win 10*(1+10*0.75)=85, place 10*(1+2.5*0.75)=28.75.
     terms = PlaceTerms(Fraction(1, 4), 3)
-    assert each_way(2000, "10/1", SelectionResult("won", position=1, rule4="0.25"), terms).payout == 11375
+    won = SelectionResult("won", position=1, rule4="0.25")
+    assert each_way(2000, "10/1", won, terms).payout == 11375
 
 
 def test_each_way_non_runner_is_refunded_in_full():
@@ -113,7 +127,8 @@ def test_standard_place_terms_by_runners():
 
 
 def parlay(stake, *prices):
-    return Bet(BetType.PARLAY, stake, tuple(Leg(f"m{i}", "s", odds.parse(p)) for i, p in enumerate(prices)))
+    return Bet(BetType.PARLAY, stake,
+               tuple(Leg(f"m{i}", "s", odds.parse(p)) for i, p in enumerate(prices)))
 
 
 def test_parlay_multiplies_and_void_legs_count_at_one():
@@ -148,7 +163,8 @@ def test_invalid_bets_and_results_are_refused():
     with pytest.raises(ValueError):
         Bet(BetType.PARLAY, 1000, (Leg("m", "a", Fraction(2)), Leg("m", "b", Fraction(2))))
     with pytest.raises(ValueError):
-        Bet(BetType.EACH_WAY, 1001, (Leg("m", "a", Fraction(2)),), place_terms=PlaceTerms(Fraction(1, 5), 3))
+        Bet(BetType.EACH_WAY, 1001, (Leg("m", "a", Fraction(2)),),
+            place_terms=PlaceTerms(Fraction(1, 5), 3))
     with pytest.raises(ValueError):
         Bet(BetType.SINGLE, 0, (Leg("m", "a", Fraction(2)),))
     with pytest.raises(ValueError):
@@ -162,5 +178,6 @@ def test_invalid_bets_and_results_are_refused():
 
 
 def test_result_json_round_trip():
-    r = SelectionResult("won", void_factor="0.5", dead_heat_factor="1/3", position=1, tied=3, rule4="0.1")
+    r = SelectionResult("won", void_factor="0.5", dead_heat_factor="1/3", position=1, tied=3,
+                        rule4="0.1")
     assert SelectionResult.from_json(r.to_json()) == r

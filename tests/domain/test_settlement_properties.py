@@ -31,9 +31,12 @@ def test_single_is_rounded_down_once_and_never_above_the_full_win(stake, price, 
 @given(stakes, prices)
 def test_single_outcomes_are_ordered(stake, price):
     def pay(result):
-        return settle(Bet(BetType.SINGLE, stake, (Leg("m", "s", price),)), {("m", "s"): result}).payout
-    won, half_won = pay(SelectionResult("won")), pay(SelectionResult("won", void_factor=Fraction(1, 2)))
-    void, half_lost = pay(SelectionResult("lost", void_factor=1)), pay(SelectionResult("lost", void_factor=Fraction(1, 2)))
+        bet = Bet(BetType.SINGLE, stake, (Leg("m", "s", price),))
+        return settle(bet, {("m", "s"): result}).payout
+    half = Fraction(1, 2)
+    won, half_won = pay(SelectionResult("won")), pay(SelectionResult("won", void_factor=half))
+    void = pay(SelectionResult("lost", void_factor=1))
+    half_lost = pay(SelectionResult("lost", void_factor=half))
     assert won >= half_won >= void == stake >= half_lost >= pay(SelectionResult("lost")) == 0
 
 
@@ -73,9 +76,11 @@ def test_a_void_leg_turns_a_parlay_into_the_single_of_the_rest(stake, price, res
 def test_each_way_is_a_win_bet_plus_a_place_bet(stake, price, position, tied, fraction, places):
     terms = PlaceTerms(fraction, places)
     won = position == 1
-    result = SelectionResult("won" if won else "lost", dead_heat_factor=Fraction(1, tied) if won else 1,
+    result = SelectionResult("won" if won else "lost",
+                             dead_heat_factor=Fraction(1, tied) if won else 1,
                              position=position, tied=tied)
-    ew = settle(Bet(BetType.EACH_WAY, stake, (Leg("r", "h", price),), place_terms=terms), {("r", "h"): result})
+    bet = Bet(BetType.EACH_WAY, stake, (Leg("r", "h", price),), place_terms=terms)
+    ew = settle(bet, {("r", "h"): result})
     win_part = Fraction(stake, 2) * leg_factor(price, result)
     placed = Fraction(max(0, min(tied, places - position + 1)), tied)
     place_part = Fraction(stake, 2) * placed * (1 + (price - 1) * fraction)
