@@ -1,6 +1,6 @@
 """Who is calling: API-key authentication, scopes, and tenant isolation.
 
-    principal: Principal = Depends(require(Scope.DEPOSITS_WRITE))   # 401 / 403 otherwise
+    def route(principal: DepositsWriter) -> ...: ...             # 401 / 403 otherwise
     player = visible_player(conn, principal, player_id)             # 404 for another partner's
 
 A key comes as `Authorization: Bearer <key>` or `X-Api-Key: <key>`. No key or a wrong one → 401
@@ -16,18 +16,17 @@ This module never decides business rules; it answers "who" and "may they see it"
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, RowMapping
 from starlette.concurrency import run_in_threadpool
 
 from api.problems import Problem, not_found
-from api.scopes import Scope
+from domain.scopes import Role, Scope
 from store import api_keys, players
 
 PRINCIPAL_SCOPE_KEY = "settlepay.principal"
@@ -36,7 +35,7 @@ PRINCIPAL_SCOPE_KEY = "settlepay.principal"
 @dataclass(frozen=True)
 class Principal:
     api_key_id: str
-    role: str                  # "partner" | "operator"
+    role: str                  # domain.scopes.Role: "partner" | "operator"
     partner_id: str | None     # set for partner keys only
     scopes: frozenset[str]
 
@@ -47,7 +46,7 @@ class Principal:
 
     @property
     def is_operator(self) -> bool:
-        return self.role == "operator"
+        return self.role == Role.OPERATOR
 
     def sees_partner(self, partner_id: str) -> bool:
         return self.is_operator or partner_id == self.partner_id
@@ -57,7 +56,7 @@ class Principal:
         return cls(api_key_id=key.id, role=key.role, partner_id=key.partner_id, scopes=key.scopes)
 
 
-def presented_key(headers) -> str | None:
+def presented_key(headers: Mapping[str, str]) -> str | None:
     """The key from `Authorization: Bearer` or `X-Api-Key`; `headers` is any str→str mapping
     with lower-case names (Starlette's Headers, or a dict built from the raw ASGI headers)."""
     authorization = headers.get("authorization")
@@ -82,14 +81,17 @@ _HEADER = APIKeyHeader(name="X-Api-Key", auto_error=False, scheme_name="ApiKeyHe
                        description="The API key in `X-Api-Key` (instead of Authorization)")
 
 
-async def authenticate(request: Request, _bearer=Security(_BEARER), _header=Security(_HEADER)) -> Principal:
+async def authenticate(request: Request,
+                       _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+                       _header: Annotated[str | None, Security(_HEADER)]) -> Principal:
     """FastAPI dependency: the calling key's principal, or a 401 problem."""
     cached = request.scope.get(PRINCIPAL_SCOPE_KEY)
     if cached is not None:
         return cached
     plaintext = presented_key(request.headers)
     if plaintext is None:
-        raise _unauthorized("Send your API key as `Authorization: Bearer <key>`.", "api_key_missing")
+        raise _unauthorized("Send your API key as `Authorization: Bearer <key>`.",
+                            "api_key_missing")
     engine = request.app.state.engine
 
     def lookup() -> api_keys.ApiKey | None:
@@ -108,7 +110,7 @@ def require(scope: Scope | str) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency factory: the principal, if its key holds `scope` (else 401 / 403)."""
     needed = str(scope)
 
-    async def dependency(principal: Principal = Depends(authenticate)) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if needed not in principal.scopes:
             raise Problem(403, "insufficient_scope", "The API key lacks a scope",
                           f"This request needs the scope {needed!r}.")

@@ -191,9 +191,9 @@ def make_players(database_url: str, count: int, partner_id: str) -> tuple[str, l
     """A partner key and `count` active players located in New Jersey (direct SQL setup)."""
     from datetime import UTC, datetime
 
+    from commands.api_keys import create_api_key
     from settlepay.db import make_engine
     from store import geolocation, players
-    from store.api_keys import create_api_key
 
     engine = make_engine(database_url, pool_size=1)
     now = datetime.now(UTC)

@@ -199,8 +199,8 @@ class DevStack:
         server.cleanup()
 
     def ensure_dev_api_key(self) -> None:
+        from commands.api_keys import ensure_api_key
         from settlepay.db import make_engine
-        from store.api_keys import ensure_api_key
 
         engine = make_engine(Settings(database_url=self.database_url).sqlalchemy_url, pool_size=1)
         try:

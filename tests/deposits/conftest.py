@@ -31,12 +31,12 @@ import ledger
 from activities.deposit import DepositActivities
 from adapters.gateway.stripe_gateway import StripeGateway
 from api.app import create_app
+from commands.api_keys import create_api_key
 from sandboxes.stripe import create_app as create_sandbox
 from settlepay import task_queues
 from settlepay.config import Settings
 from settlepay.db import make_engine
 from store import geolocation, players
-from store.api_keys import create_api_key
 from tests.support.databases import sqlalchemy_url
 from tests.support.servers import serve_asgi
 from workflows.deposit import DepositWorkflow

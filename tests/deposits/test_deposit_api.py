@@ -79,7 +79,7 @@ async def test_post_retried_after_a_lost_answer_lands_on_the_same_deposit(stack,
 
 
 def _other_partner_headers(stack) -> dict[str, str]:
-    from store.api_keys import create_api_key
+    from commands.api_keys import create_api_key
     with stack.engine.begin() as conn:
         _, plaintext = create_api_key(conn, "partner", f"other-{uuid.uuid4().hex[:8]}", None, "other")
     return {"Authorization": f"Bearer {plaintext}"}

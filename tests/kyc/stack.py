@@ -41,7 +41,7 @@ from settlepay.config import Settings
 from settlepay.db import make_engine
 from store import geolocation, kyc, players
 from store import deposits as deposit_store
-from store.api_keys import create_api_key
+from commands.api_keys import create_api_key
 from tests.support.databases import sqlalchemy_url
 from tests.support.servers import serve_asgi
 from workers import wiring

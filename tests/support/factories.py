@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, text
 
 import ledger
+from commands.api_keys import create_api_key
 from ledger import AccountRef, Leg, Transfer
 from ledger import check as ledger_check
 from store import deposits as deposit_store
 from store import geolocation, kyc, players
-from store.api_keys import create_api_key
 from tests.support.stack import Stack
 
 T = TypeVar("T")
