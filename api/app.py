@@ -28,7 +28,7 @@ from api.idempotency import IdempotencyMiddleware
 from api.nul_bytes import NulByteGuard
 from api.routes import geolocation, health, players, responsible_gaming, bets, markets
 from api.routes import deposits, stripe_webhooks
-from api.routes import kyc, two_factor, withdrawals
+from api.routes import kyc, payout_destinations, second_factor, withdrawals
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
 
@@ -42,7 +42,8 @@ ROUTERS: list[APIRouter] = [
     deposits.router,
     stripe_webhooks.router,
     kyc.router,
-    two_factor.router,
+    second_factor.router,
+    payout_destinations.router,
     withdrawals.router,
 ]
 

@@ -102,7 +102,15 @@ STATUS_BY_CODE: dict[str, int] = {
     "player_not_found": 404,
     # players
     # deposits
-    # withdrawals and the second factor
+    # withdrawals and the second factor (workflows/contracts/withdrawal.py WithdrawalRefusal,
+    # commands/second_factor.py SecondFactorRefusal; payout_destination_unknown and the
+    # second_factor_malformed / _invalid / _failed codes are the default 422)
+    "second_factor_not_expected": 409,
+    "withdrawal_not_cancellable": 409,
+    "withdrawal_finished": 409,
+    "withdrawal_not_awaiting_approval": 409,
+    "totp_already_enrolled": 409,
+    "second_factor_not_pending": 409,
     # kyc
     # bets and settlement
     # bets (commands/bets.py BetRefusal; invalid_* and payout_above_maximum are the default 422)

@@ -11,40 +11,28 @@ import httpx
 import ledger
 from ledger import AccountRef, Leg, Transfer
 from store import deposits as deposit_store
-from tests.kyc.stack import balance, card_deposit, events, fund, ledger_violations, make_player, mark_kyc_verified
-from tests.withdrawals.test_withdrawal_flow import FINAL, code_for, start, submit, wait_state
-
-
-def verified_player(stack):  # noqa: ANN001, ANN201
-    player = make_player(stack)
-    mark_kyc_verified(stack, player)
-    return player
-
-
-async def confirm(stack, http, player, withdrawal_id):  # noqa: ANN001, ANN201
-    await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
-    answer = await submit(http, player, withdrawal_id, await code_for(stack, player, withdrawal_id))
-    assert answer.status_code == 200, answer.text
-    return await wait_state(http, player, withdrawal_id, FINAL)
+from tests.support.factories import balance, card_deposit, events, fund, ledger_violations
+from tests.support.withdrawals import add_destination, confirm, ready_player, start
 
 
 async def test_refund_paid_then_payout_failed_posts_only_what_was_paid(stack, worker, http):
-    player = verified_player(stack)
+    player = ready_player(stack, cash=0)
     card_deposit(stack, player, 3_000)
-    fund(stack, player, 2_000, tag="winnings")
+    fund(stack.engine, player, 2_000, tag="winnings")
+    await add_destination(http, player, "ba_fail_account")
     withdrawal_id = (await start(http, player, 4_000, payout_destination="ba_fail_account"))["id"]
     done = await confirm(stack, http, player, withdrawal_id)
     assert (done["state"], done["reason_code"], done["paid_amount"]) == ("failed", "payout_failed", 3_000)
     assert [(p["method"], p["state"]) for p in done["payouts"]] == [("refund", "confirmed"), ("payout", "failed")]
     # 3,000 went back to the card; the 1,000 the payout could not deliver is the player's again.
-    assert balance(stack, player) == {"cash": 2_000, "held": 0, "available": 2_000,
+    assert balance(stack.engine, player) == {"cash": 2_000, "held": 0, "available": 2_000,
                                       "pending_withdrawal": 0, "pending_withdrawal_incoming": 0}
-    assert events(stack, withdrawal_id) == ["withdrawal.created", "withdrawal.failed"]
-    assert ledger_violations(stack) == []
+    assert events(stack.engine, withdrawal_id) == ["withdrawal.created", "withdrawal.failed"]
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_refund_failing_after_acceptance_voids_the_hold(stack, worker, http):
-    player = verified_player(stack)
+    player = ready_player(stack, cash=0)
     gateway = stack.providers().gateway
     # A card whose refunds go pending and then fail (Stripe's 4000000000005126).
     deposit_id = f"dep_test_{uuid.uuid4().hex[:16]}"
@@ -63,13 +51,13 @@ async def test_refund_failing_after_acceptance_voids_the_hold(stack, worker, htt
     done = await confirm(stack, http, player, withdrawal_id)
     assert (done["state"], done["paid_amount"]) == ("failed", 0)
     assert done["payouts"][0]["method"] == "refund" and done["payouts"][0]["state"] == "failed"
-    assert balance(stack, player)["available"] == 2_000
-    assert ledger_violations(stack) == []
+    assert balance(stack.engine, player)["available"] == 2_000
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_gateway_5xx_is_retried_with_the_same_key_and_pays_once(stack, worker, http):
-    player = verified_player(stack)
-    fund(stack, player, 1_000)
+    player = ready_player(stack, cash=0)
+    fund(stack.engine, player, 1_000)
     payouts_before = httpx.get(f"{stack.stripe_url}/_sandbox/stats").json()["payouts"]
     httpx.post(f"{stack.stripe_url}/_sandbox/faults",
                json={"fail_next": 2, "error_status": 500, "paths": ["/v1/payouts"], "methods": ["POST"]}
@@ -83,5 +71,5 @@ async def test_gateway_5xx_is_retried_with_the_same_key_and_pays_once(stack, wor
     # Two 500s, then success: one payout at the gateway, not three.
     assert httpx.get(f"{stack.stripe_url}/_sandbox/stats").json()["payouts"] == payouts_before + 1
     assert done["payouts"][0]["gateway_ref"].startswith("po_")
-    assert balance(stack, player)["cash"] == 200
-    assert ledger_violations(stack) == []
+    assert balance(stack.engine, player)["cash"] == 200
+    assert ledger_violations(stack.engine) == []

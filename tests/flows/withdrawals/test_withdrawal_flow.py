@@ -5,7 +5,7 @@ operator approval, refusals. After every scenario the ledger's invariants hold."
 from __future__ import annotations
 
 import asyncio
-import re
+import time
 import uuid
 from urllib.parse import parse_qs, urlparse
 
@@ -17,10 +17,7 @@ from temporalio.worker import Replayer
 
 import ledger
 from ledger import AccountRef, Leg, Transfer
-from tests.kyc.stack import (
-    APPROVAL_THRESHOLD,
-    Player,
-    Stack,
+from tests.support.factories import (
     audit_actions,
     balance,
     card_deposit,
@@ -28,65 +25,32 @@ from tests.kyc.stack import (
     fund,
     ledger_violations,
     make_player,
-    mark_kyc_verified,
     wait_until,
 )
+from tests.support.stack import APPROVAL_THRESHOLD
+from tests.support.withdrawals import (
+    FINAL,
+    add_destination,
+    code_for,
+    get,
+    ready_player,
+    start,
+    submit,
+    wait_state,
+)
 from workflows.withdrawal import WithdrawalWorkflow
-
-FINAL = ("paid", "cancelled", "rejected", "failed")
-
-
-async def start(http: httpx.AsyncClient, player: Player, amount: int, **extra) -> dict:
-    answer = await http.post("/v1/withdrawals", headers={**player.headers, "Idempotency-Key": uuid.uuid4().hex},
-                             json={"player_id": player.id, "amount": amount, "currency": "USD", **extra})
-    assert answer.status_code == 202, answer.text
-    return answer.json()
-
-
-async def get(http: httpx.AsyncClient, player: Player, withdrawal_id: str) -> dict:
-    answer = await http.get(f"/v1/withdrawals/{withdrawal_id}", headers=player.headers)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-async def wait_state(http: httpx.AsyncClient, player: Player, withdrawal_id: str, states: tuple[str, ...],
-                     timeout: float = 20.0) -> dict:
-    async def probe():
-        body = await get(http, player, withdrawal_id)
-        return body if body["state"] in states else None
-    return await wait_until(probe, timeout)
-
-
-async def code_for(stack: Stack, player: Player, withdrawal_id: str) -> str:
-    """The one-time code from the notification sandbox's outbox."""
-    messages = await wait_until(lambda: [m for m in stack.outbox(player.email)
-                                         if m["idempotency_key"] == f"withdrawal-{withdrawal_id}:2fa-code"])
-    assert len(messages) == 1   # sent once, whatever retried
-    return re.search(r"\b(\d{6})\b", messages[0]["body"]).group(1)
-
-
-def ready_player(stack: Stack, cash: int = 5_000) -> Player:
-    player = make_player(stack)
-    mark_kyc_verified(stack, player)
-    if cash:
-        fund(stack, player, cash)
-    return player
-
-
-async def submit(http: httpx.AsyncClient, player: Player, withdrawal_id: str, code: str) -> httpx.Response:
-    return await http.post(f"/v1/withdrawals/{withdrawal_id}/2fa", headers=player.headers, json={"code": code})
 
 
 async def test_closed_loop_refunds_deposits_first_then_pays_out_the_rest(stack, worker, http):
     player = ready_player(stack, cash=0)
     deposit_id = card_deposit(stack, player, 3_000)
-    fund(stack, player, 2_000, tag="winnings")               # cash 5,000: 3,000 deposited, 2,000 won
+    fund(stack.engine, player, 2_000, tag="winnings")               # cash 5,000: 3,000 deposited, 2,000 won
 
     created = await start(http, player, 4_000)
     withdrawal_id = created["id"]
     assert created["state"] == "checking"
     await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
-    assert balance(stack, player) == {"cash": 5_000, "held": 4_000, "available": 1_000,
+    assert balance(stack.engine, player) == {"cash": 5_000, "held": 4_000, "available": 1_000,
                                       "pending_withdrawal": 0, "pending_withdrawal_incoming": 4_000}
 
     answer = await submit(http, player, withdrawal_id, await code_for(stack, player, withdrawal_id))
@@ -97,18 +61,18 @@ async def test_closed_loop_refunds_deposits_first_then_pays_out_the_rest(stack, 
     assert done["state"] == "paid" and done["paid_amount"] == 4_000
     assert [(p["method"], p["amount"], p["deposit_id"], p["state"]) for p in done["payouts"]] == [
         ("refund", 3_000, deposit_id, "confirmed"), ("payout", 1_000, None, "confirmed")]
-    assert balance(stack, player) == {"cash": 1_000, "held": 0, "available": 1_000,
+    assert balance(stack.engine, player) == {"cash": 1_000, "held": 0, "available": 1_000,
                                       "pending_withdrawal": 0, "pending_withdrawal_incoming": 0}
     steps = [(s["step"], s["outcome"]) for s in done["steps"]]
     assert ("second_factor", "verified") in steps and steps[-1] == ("completed", "paid")
-    assert events(stack, withdrawal_id) == ["withdrawal.created", "withdrawal.paid"]
-    assert "withdrawal.completed.paid" in audit_actions(stack, withdrawal_id)
+    assert events(stack.engine, withdrawal_id) == ["withdrawal.created", "withdrawal.paid"]
+    assert "withdrawal.completed.paid" in audit_actions(stack.engine, withdrawal_id)
     with stack.engine.connect() as conn:
         keys = set(conn.execute(text("SELECT idempotency_key FROM ledger_transactions WHERE idempotency_key LIKE :k"),
                                 {"k": f"withdrawal-{withdrawal_id}:%"}).scalars())
     assert {f"withdrawal-{withdrawal_id}:hold", f"withdrawal-{withdrawal_id}:post",
             f"withdrawal-{withdrawal_id}:clear"} <= keys
-    assert ledger_violations(stack) == []
+    assert ledger_violations(stack.engine) == []
 
     # The history replays deterministically against the current workflow code.
     history = await stack.client.get_workflow_handle(f"withdrawal-{withdrawal_id}").fetch_history()
@@ -120,8 +84,8 @@ async def test_closed_loop_refunds_deposits_first_then_pays_out_the_rest(stack, 
     assert (await submit(http, player, second["id"], await code_for(stack, player, second["id"]))).status_code == 200
     done = await wait_state(http, player, second["id"], FINAL)
     assert [(p["method"], p["amount"]) for p in done["payouts"]] == [("payout", 1_000)]
-    assert balance(stack, player)["cash"] == 0
-    assert ledger_violations(stack) == []
+    assert balance(stack.engine, player)["cash"] == 0
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_three_wrong_codes_cancel_and_void_the_hold(stack, worker, http):
@@ -145,12 +109,12 @@ async def test_three_wrong_codes_cancel_and_void_the_hold(stack, worker, http):
     # Even the right code is refused now.
     late = await submit(http, player, withdrawal_id, right)
     assert late.status_code == 409, late.text
-    assert balance(stack, player) == {"cash": 5_000, "held": 0, "available": 5_000,
+    assert balance(stack.engine, player) == {"cash": 5_000, "held": 0, "available": 5_000,
                                       "pending_withdrawal": 0, "pending_withdrawal_incoming": 0}
     assert [s["outcome"] for s in done["steps"] if s["step"] == "second_factor"] == [
         "challenged", "wrong_code", "wrong_code", "wrong_code"]
-    assert events(stack, withdrawal_id) == ["withdrawal.created", "withdrawal.cancelled"]
-    assert ledger_violations(stack) == []
+    assert events(stack.engine, withdrawal_id) == ["withdrawal.created", "withdrawal.cancelled"]
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_malformed_code_is_a_validation_error_and_costs_no_attempt(stack, worker, http):
@@ -162,8 +126,8 @@ async def test_malformed_code_is_a_validation_error_and_costs_no_attempt(stack, 
     assert (await get(http, player, withdrawal_id))["attempts_left"] == 3
     cancelled = await http.post(f"/v1/withdrawals/{withdrawal_id}/cancel", headers=player.headers, json={})
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
-    assert balance(stack, player)["available"] == 5_000
-    assert ledger_violations(stack) == []
+    assert balance(stack.engine, player)["available"] == 5_000
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_two_concurrent_withdrawals_over_the_balance_one_fails_cleanly(stack, worker, http):
@@ -176,23 +140,24 @@ async def test_two_concurrent_withdrawals_over_the_balance_one_fails_cleanly(sta
     held = a if rejected is b else b
     body = await get(http, player, rejected["id"])
     assert body["reason_code"] == "insufficient_funds"
-    assert balance(stack, player) == {"cash": 5_000, "held": 3_000, "available": 2_000,
+    assert balance(stack.engine, player) == {"cash": 5_000, "held": 3_000, "available": 2_000,
                                       "pending_withdrawal": 0, "pending_withdrawal_incoming": 3_000}
-    assert events(stack, rejected["id"]) == ["withdrawal.created", "withdrawal.rejected"]
+    assert events(stack.engine, rejected["id"]) == ["withdrawal.created", "withdrawal.rejected"]
 
     # The player cancels the other one before its payout: the hold is voided.
     cancelled = await http.post(f"/v1/withdrawals/{held['id']}/cancel", headers=player.headers,
                                 json={"reason": "changed my mind"})
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["state"] == "cancelled"
-    assert balance(stack, player)["available"] == 5_000
+    assert balance(stack.engine, player)["available"] == 5_000
     again = await http.post(f"/v1/withdrawals/{held['id']}/cancel", headers=player.headers, json={})
     assert again.status_code == 409
-    assert ledger_violations(stack) == []
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_payout_failure_at_the_gateway_voids_the_hold(stack, worker, http):
     player = ready_player(stack, cash=4_000)                # no deposits: all of it is a payout
+    await add_destination(http, player, "ba_fail_closed")
     withdrawal_id = (await start(http, player, 2_500, payout_destination="ba_fail_closed"))["id"]
     await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
     assert (await submit(http, player, withdrawal_id, await code_for(stack, player, withdrawal_id))).status_code == 200
@@ -201,10 +166,10 @@ async def test_payout_failure_at_the_gateway_voids_the_hold(stack, worker, http)
     assert done["state"] == "failed" and done["reason_code"] == "payout_failed"
     assert done["paid_amount"] == 0
     assert [(p["method"], p["state"]) for p in done["payouts"]] == [("payout", "failed")]
-    assert balance(stack, player) == {"cash": 4_000, "held": 0, "available": 4_000,
+    assert balance(stack.engine, player) == {"cash": 4_000, "held": 0, "available": 4_000,
                                       "pending_withdrawal": 0, "pending_withdrawal_incoming": 0}
-    assert events(stack, withdrawal_id) == ["withdrawal.created", "withdrawal.failed"]
-    assert ledger_violations(stack) == []
+    assert events(stack.engine, withdrawal_id) == ["withdrawal.created", "withdrawal.failed"]
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_large_withdrawal_waits_for_an_operator_found_by_search_attribute(stack, worker, http):
@@ -228,9 +193,9 @@ async def test_large_withdrawal_waits_for_an_operator_found_by_search_attribute(
     assert approved.status_code == 202, approved.text
     done = await wait_state(http, player, withdrawal_id, FINAL)
     assert done["state"] == "paid"
-    assert balance(stack, player)["cash"] == 9_999
-    assert "withdrawal.review.approve" in audit_actions(stack, withdrawal_id)
-    assert ledger_violations(stack) == []
+    assert balance(stack.engine, player)["cash"] == 9_999
+    assert "withdrawal.review.approve" in audit_actions(stack.engine, withdrawal_id)
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_operator_rejection_voids_the_hold(stack, worker, http):
@@ -244,8 +209,8 @@ async def test_operator_rejection_voids_the_hold(stack, worker, http):
     assert rejected.status_code == 202
     done = await wait_state(http, player, withdrawal_id, FINAL)
     assert done["state"] == "rejected" and done["reason_code"] == "rejected_by_operator"
-    assert balance(stack, player)["available"] == APPROVAL_THRESHOLD + 10_000
-    assert ledger_violations(stack) == []
+    assert balance(stack.engine, player)["available"] == APPROVAL_THRESHOLD + 10_000
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_totp_enrolled_player_confirms_with_the_authenticator(stack, worker, http):
@@ -258,6 +223,11 @@ async def test_totp_enrolled_player_confirms_with_the_authenticator(stack, worke
     again = await http.post(f"/v1/players/{player.id}/2fa/totp", headers=player.headers)
     assert again.status_code == 409 and again.json()["code"] == "totp_already_enrolled"
     assert "otpauth" not in again.text and secret not in again.text
+    # The enrolment is pending until a first code of the authenticator confirms it.
+    authenticator, now = pyotp.TOTP(secret), time.time()
+    confirmed = await http.post(f"/v1/players/{player.id}/2fa/totp/confirm",
+                                headers=player.headers, json={"code": authenticator.at(now)})
+    assert confirmed.status_code == 200, confirmed.text
     with stack.engine.connect() as conn:
         stored = conn.execute(text("SELECT secret_encrypted FROM totp_enrolments WHERE player_id = :p"),
                               {"p": player.id}).scalar_one()
@@ -267,17 +237,19 @@ async def test_totp_enrolled_player_confirms_with_the_authenticator(stack, worke
     body = await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
     assert body["second_factor"] == "totp"
     assert stack.outbox(player.email) == []     # no code sent: the authenticator is the factor
-    answer = await submit(http, player, withdrawal_id, pyotp.TOTP(secret).now())
+    # A code is used once: the withdrawal takes the next time-step's code (within the drift
+    # window), not the one that confirmed the enrolment.
+    answer = await submit(http, player, withdrawal_id, authenticator.at(now + authenticator.interval))
     assert answer.status_code == 200, answer.text
     done = await wait_state(http, player, withdrawal_id, FINAL)
-    assert done["state"] == "paid" and balance(stack, player)["cash"] == 500
-    assert ledger_violations(stack) == []
+    assert done["state"] == "paid" and balance(stack.engine, player)["cash"] == 500
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_refusals_kyc_debt_funds_and_idempotent_post(stack, worker, http):
     # Not KYC-verified.
-    unverified = make_player(stack)
-    fund(stack, unverified, 1_000)
+    unverified = make_player(stack.engine)
+    fund(stack.engine, unverified, 1_000)
     body = await wait_state(http, unverified, (await start(http, unverified, 500))["id"], FINAL)
     assert (body["state"], body["reason_code"]) == ("rejected", "kyc_not_verified")
 
@@ -295,7 +267,7 @@ async def test_refusals_kyc_debt_funds_and_idempotent_post(stack, worker, http):
     poor = ready_player(stack, cash=1_000)
     body = await wait_state(http, poor, (await start(http, poor, 1_001))["id"], FINAL)
     assert (body["state"], body["reason_code"]) == ("rejected", "insufficient_funds")
-    assert balance(stack, poor)["available"] == 1_000
+    assert balance(stack.engine, poor)["available"] == 1_000
 
     # No Idempotency-Key -> 400; the same key twice -> the same withdrawal.
     missing = await http.post("/v1/withdrawals", headers=poor.headers,
@@ -311,7 +283,7 @@ async def test_refusals_kyc_debt_funds_and_idempotent_post(stack, worker, http):
     assert float_amount.status_code == 422
     await wait_state(http, poor, one.json()["id"], ("awaiting_2fa",))
     assert (await http.post(f"/v1/withdrawals/{one.json()['id']}/cancel", headers=poor.headers)).status_code == 200
-    assert ledger_violations(stack) == []
+    assert ledger_violations(stack.engine) == []
 
 
 async def test_self_excluded_player_can_still_withdraw(stack, worker, http):
@@ -328,5 +300,5 @@ async def test_self_excluded_player_can_still_withdraw(stack, worker, http):
     await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
     assert (await submit(http, player, withdrawal_id, await code_for(stack, player, withdrawal_id))).status_code == 200
     done = await wait_state(http, player, withdrawal_id, FINAL)
-    assert done["state"] == "paid" and balance(stack, player)["cash"] == 0
-    assert ledger_violations(stack) == []
+    assert done["state"] == "paid" and balance(stack.engine, player)["cash"] == 0
+    assert ledger_violations(stack.engine) == []
