@@ -25,8 +25,8 @@ from adapters.gateway import (
     PaymentGateway,
     PaymentIntent,
 )
+from commands.limits import gate_deposit, release_deposit_amount
 from compliance import gates
-from compliance.responsible_gaming import release_deposit_amount, reserve_deposit_amount
 from ledger import AccountRef, Leg, Transfer
 from settlepay.db import run_in_transaction
 from store import deposits as store
@@ -157,13 +157,11 @@ class DepositActivities:
         settings = self.settings
 
         def work(conn) -> gates.GateDecision:  # noqa: ANN001
-            decision = gates.check(conn, settings, gates.GateRequest(
+            # Idempotent per deposit: a retry gets the recorded reservation (issue 9, item 10).
+            return gate_deposit(conn, settings, gates.GateRequest(
                 player_id=req.player_id, operation=gates.Operation.DEPOSIT, amount=req.amount,
-                currency=req.currency, ip_address=req.ip_address))
-            if not decision.allowed:
-                return decision
-            return reserve_deposit_amount(conn, req.player_id, req.amount, req.currency,
-                                          req.deposit_id, actor=f"workflow:{req.workflow_id}")
+                currency=req.currency, ip_address=req.ip_address, deposit_id=req.deposit_id),
+                actor=f"workflow:{req.workflow_id}")
 
         decision = run_in_transaction(self.engine, work)
         if not decision.allowed:

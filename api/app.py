@@ -26,7 +26,7 @@ from api import problems
 from api.deps import temporal_client
 from api.idempotency import IdempotencyMiddleware
 from api.nul_bytes import NulByteGuard
-from api.routes import geolocation, health, players, responsible_gaming, bets, markets
+from api.routes import bets, geolocation, health, limits, markets, players
 from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, payout_destinations, second_factor, withdrawals
 from settlepay.config import Settings, get_settings
@@ -38,7 +38,7 @@ ROUTERS: list[APIRouter] = [
     bets.router,
     markets.router,
     geolocation.router,
-    responsible_gaming.router,
+    limits.router,
     deposits.router,
     stripe_webhooks.router,
     kyc.router,

@@ -98,9 +98,23 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 # refusal code) is answered with the status listed here; a code not listed is a 422. One section
 # per capability; codes are the contracts' StrEnum values.
 STATUS_BY_CODE: dict[str, int] = {
-    # compliance gates (compliance/): the player may not do this now
+    # compliance gates (compliance/gates.py): the player may not do this now. Bad input the
+    # gates also refuse (currency_not_supported, amount_below/above_*) is the default 422.
     "player_not_found": 404,
-    # players
+    "player_not_active": 403,
+    "self_excluded": 403,
+    "timed_out": 403,
+    "geolocation_required": 403,
+    "geolocation_expired": 403,
+    "ip_changed": 403,
+    "outside_licensed_jurisdiction": 403,
+    "anonymous_ip": 403,
+    "ip_outside_licensed_country": 403,
+    "deposit_limit_exceeded": 403,
+    "kyc_not_verified": 403,
+    "open_debt": 403,
+    # players (commands/players.py)
+    "player_exists": 409,
     # deposits
     # withdrawals and the second factor (workflows/contracts/withdrawal.py WithdrawalRefusal,
     # commands/second_factor.py SecondFactorRefusal; payout_destination_unknown and the
@@ -118,7 +132,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "bet_id_ambiguous": 409,
     "market_settled": 409,
     "insufficient_funds": 402,
-    # limits and geolocation
+    # limits and geolocation (commands/limits.py, domain/limits.py InvalidRequest codes: 422)
+    "invalid_limit_amount": 422,
+    "self_exclusion_too_short": 422,
+    "time_out_out_of_bounds": 422,
 }
 DEFAULT_REFUSAL_STATUS = 422
 

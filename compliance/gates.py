@@ -1,87 +1,50 @@
-"""The gates every money path passes through (deposit, bet, withdrawal).
+"""The gates every money path passes through (deposit, bet, withdrawal), in their one order.
 
-A gate is a function `(conn, settings, request) -> GateDecision | None`: None lets the request
-through, a decision with `allowed=False` stops it with a named code and a reason the API shows
-the player. Gates run in order inside the caller's database transaction, so a limit check and
-the amount it counts commit together. Each capability adds its gates to `GATES` (KYC,
-geolocation, responsible gaming, debt) in a module of its own.
+    decision = gates.check(conn, settings, GateRequest(player_id, Operation.DEPOSIT, 5_000, "USD"))
+    if not decision.allowed: ... decision.refusal  # Refusal(code, reason)
+
+A gate is `(conn, settings, request, now) -> Refusal | None` (see `compliance.request`). They
+run in the order of `GATES` inside the caller's database transaction, so a limit check and the
+amount it counts commit together; the first refusal wins. Cheap, certain checks come first.
+A new gate is one line in `GATES`, here and nowhere else.
+Must never: write anything (audit, outbox and reservations are `commands/`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from compliance.core import currency_supported, deposit_amount_within_bounds, player_active
+from compliance.debt import debt_gate
+from compliance.geolocation import geolocation_gate
+from compliance.kyc import kyc_gate
+from compliance.limits import deposit_limit_gate, exclusion_gate
+from compliance.request import ALLOWED, Gate, GateDecision, GateRequest, Operation
 from settlepay.config import Settings
 
+__all__ = ["ALLOWED", "GATES", "Gate", "GateDecision", "GateRequest", "Operation", "check"]
 
-class Operation(StrEnum):
-    DEPOSIT = "deposit"
-    BET = "bet"
-    WITHDRAWAL = "withdrawal"
-
-
-@dataclass(frozen=True)
-class GateRequest:
-    player_id: str
-    operation: Operation
-    amount: int          # minor units
-    currency: str
-    ip_address: str | None = None
+GATES: tuple[Gate, ...] = (
+    player_active,                 # the player exists and is active
+    currency_supported,            # a currency the house serves
+    deposit_amount_within_bounds,  # deposits: the house's minimum and maximum
+    exclusion_gate,                # deposits and bets: no self-exclusion or time-out in force
+    geolocation_gate,              # a valid location check on record (and the same IP)
+    deposit_limit_gate,            # deposits: advisory, the reservation decides (commands.limits)
+    kyc_gate,                      # withdrawals: identity verified
+    debt_gate,                     # withdrawals: no open debt
+)
 
 
-@dataclass(frozen=True)
-class GateDecision:
-    allowed: bool
-    code: str            # e.g. player_not_found, currency_not_supported, amount_below_minimum
-    reason: str
-
-    @staticmethod
-    def deny(code: str, reason: str) -> GateDecision:
-        return GateDecision(False, code, reason)
-
-
-ALLOWED = GateDecision(True, "allowed", "all checks passed")
-
-Gate = Callable[[Connection, Settings, GateRequest], "GateDecision | None"]
-
-
-def player_active(conn: Connection, settings: Settings, req: GateRequest) -> GateDecision | None:
-    status = conn.execute(text("SELECT status FROM players WHERE id = :id"), {"id": req.player_id}).scalar()
-    if status is None:
-        return GateDecision.deny("player_not_found", f"player {req.player_id} does not exist")
-    if status != "active":
-        return GateDecision.deny("player_not_active", f"player is {status}")
-    return None
-
-
-def currency_supported(conn: Connection, settings: Settings, req: GateRequest) -> GateDecision | None:
-    if req.currency not in settings.supported_currencies:
-        return GateDecision.deny("currency_not_supported", f"currency {req.currency} is not supported")
-    return None
-
-
-def deposit_amount_within_bounds(conn: Connection, settings: Settings, req: GateRequest) -> GateDecision | None:
-    if req.operation is not Operation.DEPOSIT:
-        return None
-    if req.amount < settings.deposit_min_minor:
-        return GateDecision.deny("amount_below_minimum", f"minimum deposit is {settings.deposit_min_minor} minor units")
-    if req.amount > settings.deposit_max_minor:
-        return GateDecision.deny("amount_above_maximum", f"maximum deposit is {settings.deposit_max_minor} minor units")
-    return None
-
-
-# Order matters: cheap, certain checks first. Later capabilities append their gates here
-# (geolocation, responsible gaming, KYC, open debt).
-GATES: list[Gate] = [player_active, currency_supported, deposit_amount_within_bounds]
-
-
-def check(conn: Connection, settings: Settings, req: GateRequest) -> GateDecision:
-    for gate in GATES:
-        decision = gate(conn, settings, req)
-        if decision is not None and not decision.allowed:
-            return decision
+def check(conn: Connection, settings: Settings, req: GateRequest, *,
+          now: datetime | None = None, gates: Sequence[Gate] = GATES) -> GateDecision:
+    """Run `gates` (all of them unless a test narrows them) in order; the first refusal wins."""
+    now = now or datetime.now(UTC)
+    for gate in gates:
+        refusal = gate(conn, settings, req, now)
+        if refusal is not None:
+            return GateDecision(refusal)
     return ALLOWED

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     # Ranges blocked as anonymous/VPN/hosting on top of the databases (CIDR strings).
     geoip_anonymous_cidrs: list[str] = []
 
-    # --- responsible gaming (compliance/responsible_gaming.py) -------------------------------
+    # --- responsible gaming (compliance/limits.py, commands/limits.py) -----------------------
     # A looser deposit limit takes effect only after this cool-off; a tighter one at once.
     deposit_limit_cool_off_hours: int = 24
 

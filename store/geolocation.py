@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,13 @@ def new_id() -> str:
     return "geo_" + uuid.uuid4().hex
 
 
-_COLUMNS = ("id, player_id, checked_at, latitude, longitude, host(ip_address) AS ip_address, provider, "
+_COLUMNS = ("id, player_id, checked_at, latitude, longitude, host(ip_address) AS ip_address, "
+            "provider, "
             "jurisdiction, distance_to_border_miles, ip_country, ip_subdivision, anonymous_flags, "
             "allowed, code, reason, valid_until")
 
 
-def _row(row) -> GeolocationCheck:
+def _row(row: Row) -> GeolocationCheck:
     data = dict(row._mapping)
     data["anonymous_flags"] = tuple(data["anonymous_flags"] or ())
     return GeolocationCheck(**data)

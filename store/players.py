@@ -1,7 +1,7 @@
 """The players table: insert and read rows. SQL only.
 
-Creating a player (with its audit record and outbox event) is a command in api/commands/players.py;
-who may see which player is decided in api/auth.py. This module decides neither.
+Creating a player (with its audit record and outbox event) is `commands.players`; who may see
+which player is decided in api/auth.py. This module decides neither.
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ def get(conn: Connection, player_id: str, *, partner_id: str | None = None,
         sql += " AND partner_id = :partner_id"
     if for_update:
         sql += " FOR UPDATE"
-    return conn.execute(text(sql), {"id": player_id, "partner_id": partner_id}).mappings().one_or_none()
+    return conn.execute(text(sql),
+                        {"id": player_id, "partner_id": partner_id}).mappings().one_or_none()
+
+
+def status(conn: Connection, player_id: str) -> str | None:
+    """The player's status (active, suspended, closed), None when there is no such player."""
+    return conn.execute(text("SELECT status FROM players WHERE id = :id"),
+                        {"id": player_id}).scalar_one_or_none()
 
 
 def insert(conn: Connection, *, player_id: str, partner_id: str, external_ref: str | None,
@@ -45,7 +52,8 @@ def insert(conn: Connection, *, player_id: str, partner_id: str, external_ref: s
 
 def by_external_ref(conn: Connection, partner_id: str, external_ref: str) -> RowMapping | None:
     return conn.execute(
-        text(f"SELECT {COLUMNS} FROM players WHERE partner_id = :partner_id AND external_ref = :ref"),
+        text(f"SELECT {COLUMNS} FROM players "
+             "WHERE partner_id = :partner_id AND external_ref = :ref"),
         {"partner_id": partner_id, "ref": external_ref}).mappings().one_or_none()
 
 

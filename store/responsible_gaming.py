@@ -3,8 +3,8 @@ counted against the limits, and exclusions.
 
 Every function runs in the caller's transaction. `lock_player` must come first in any
 transaction that reads limits or usage to decide something: it serialises that player's
-deposits and limit changes. Must never: decide anything (that is `domain.limits`), or write
-an audit record (the service in `compliance.responsible_gaming` does, with the change).
+deposits and limit changes. Must never: decide anything (that is `domain.limits` and
+`compliance.limits`), or write an audit record (`commands.limits` does, with the change).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from domain.limits import Exclusion, ExclusionKind, LimitChangePlan, PendingChan
 
 def player_partner(conn: Connection, player_id: str) -> str | None:
     """The partner owning the player, None when there is no such player."""
-    return conn.execute(text("SELECT partner_id FROM players WHERE id = :id"), {"id": player_id}).scalar()
+    return conn.execute(text("SELECT partner_id FROM players WHERE id = :id"),
+                        {"id": player_id}).scalar()
 
 
 def lock_player(conn: Connection, player_id: str) -> None:
@@ -38,7 +39,8 @@ def limits(conn: Connection, player_id: str) -> dict[str, dict[Period, int]]:
     """Limits in force as stored: currency -> period -> amount."""
     out: dict[str, dict[Period, int]] = {}
     for currency, period, amount in conn.execute(text(
-            "SELECT currency, period, amount FROM deposit_limits WHERE player_id = :id"), {"id": player_id}):
+            "SELECT currency, period, amount FROM deposit_limits WHERE player_id = :id"),
+            {"id": player_id}):
         out.setdefault(currency, {})[Period(period)] = amount
     return out
 
@@ -55,7 +57,8 @@ def set_limit(conn: Connection, player_id: str, currency: str, period: Period, a
         VALUES (:p, :c, :period, :amount, :now)
         ON CONFLICT (player_id, currency, period) DO UPDATE SET amount = EXCLUDED.amount,
                                                                updated_at = EXCLUDED.updated_at"""),
-                 {"p": player_id, "c": currency, "period": period.value, "amount": amount, "now": now})
+                 {"p": player_id, "c": currency, "period": period.value, "amount": amount,
+                  "now": now})
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,10 @@ class StoredChange:
 def pending_changes(conn: Connection, player_id: str) -> list[StoredChange]:
     rows = conn.execute(text("""
         SELECT id, currency, period, amount, effective_at, requested_at FROM deposit_limit_changes
-        WHERE player_id = :id AND status = 'pending' ORDER BY effective_at, id"""), {"id": player_id})
-    return [StoredChange(r.id, r.currency, PendingChange(Period(r.period), r.amount, r.effective_at),
+        WHERE player_id = :id AND status = 'pending' ORDER BY effective_at, id"""),
+        {"id": player_id})
+    return [StoredChange(r.id, r.currency,
+                         PendingChange(Period(r.period), r.amount, r.effective_at),
                          r.requested_at) for r in rows]
 
 
@@ -83,7 +88,8 @@ def resolve_pending(conn: Connection, change_id: int, status: str, now: datetime
 def add_pending(conn: Connection, player_id: str, currency: str, period: Period, amount: int | None,
                 plan: LimitChangePlan, now: datetime) -> int:
     return conn.execute(text("""
-        INSERT INTO deposit_limit_changes (player_id, currency, period, amount, requested_at, effective_at)
+        INSERT INTO deposit_limit_changes (player_id, currency, period, amount, requested_at,
+                                           effective_at)
         VALUES (:p, :c, :period, :amount, :now, :effective_at) RETURNING id"""),
         {"p": player_id, "c": currency, "period": period.value, "amount": amount, "now": now,
          "effective_at": plan.effective_at}).scalar_one()
@@ -104,17 +110,19 @@ class Usage:
 
 
 def used(conn: Connection, player_id: str, currency: str, windows: dict[Period, datetime],
-         now: datetime) -> dict[Period, int]:
-    """Reserved amounts per rolling window (window start -> now), in one query."""
-    sums = ", ".join(f"COALESCE(SUM(amount) FILTER (WHERE reserved_at > :start_{p.value}), 0) AS {p.value}"
-                     for p in windows)
+         now: datetime, *, deposit_id_excluded: str | None = None) -> dict[Period, int]:
+    """Reserved amounts per rolling window (window start -> now), in one query; the
+    reservation of `deposit_id_excluded` (the deposit being checked) is not counted."""
+    sums = ", ".join(f"COALESCE(SUM(amount) FILTER (WHERE reserved_at > :start_{p.value}), 0)"
+                     f" AS {p.value}" for p in windows)
     params = {f"start_{p.value}": start for p, start in windows.items()}
     row = conn.execute(text(f"""
         SELECT {sums} FROM deposit_limit_usage
         WHERE player_id = :p AND currency = :c AND status = 'reserved'
-          AND reserved_at > :oldest AND reserved_at <= :now"""),
+          AND reserved_at > :oldest AND reserved_at <= :now
+          AND deposit_id IS DISTINCT FROM :excluded"""),
         {**params, "p": player_id, "c": currency, "now": now,
-         "oldest": min(windows.values())}).one()
+         "oldest": min(windows.values()), "excluded": deposit_id_excluded}).one()
     return {p: int(getattr(row, p.value)) for p in windows}
 
 
@@ -128,14 +136,17 @@ def usage(conn: Connection, deposit_id: str, *, for_update: bool = False) -> Usa
 
 def add_usage(conn: Connection, u: Usage) -> None:
     conn.execute(text("""
-        INSERT INTO deposit_limit_usage (deposit_id, player_id, currency, amount, status, code, reason, reserved_at)
-        VALUES (:deposit_id, :player_id, :currency, :amount, :status, :code, :reason, :reserved_at)"""),
+        INSERT INTO deposit_limit_usage (deposit_id, player_id, currency, amount, status, code,
+                                         reason, reserved_at)
+        VALUES (:deposit_id, :player_id, :currency, :amount, :status, :code, :reason,
+                :reserved_at)"""),
         u.__dict__)
 
 
 def release_usage(conn: Connection, deposit_id: str, now: datetime) -> None:
     conn.execute(text("""UPDATE deposit_limit_usage SET status = 'released', released_at = :now
-                         WHERE deposit_id = :id AND status = 'reserved'"""), {"id": deposit_id, "now": now})
+                         WHERE deposit_id = :id AND status = 'reserved'"""),
+                 {"id": deposit_id, "now": now})
 
 
 # --- exclusions ----------------------------------------------------------------------------
@@ -154,9 +165,11 @@ def exclusions(conn: Connection, player_id: str) -> list[StoredExclusion]:
             for r in rows]
 
 
-def add_exclusion(conn: Connection, player_id: str, exclusion: Exclusion, actor: str) -> StoredExclusion:
+def add_exclusion(conn: Connection, player_id: str, exclusion: Exclusion,
+                  actor: str) -> StoredExclusion:
     exclusion_id = "exc_" + uuid.uuid4().hex
-    conn.execute(text("""INSERT INTO player_exclusions (id, player_id, kind, starts_at, ends_at, actor)
+    conn.execute(text("""INSERT INTO player_exclusions (id, player_id, kind, starts_at, ends_at,
+                                                        actor)
                          VALUES (:id, :p, :kind, :starts_at, :ends_at, :actor)"""),
                  {"id": exclusion_id, "p": player_id, "kind": exclusion.kind.value,
                   "starts_at": exclusion.starts_at, "ends_at": exclusion.ends_at, "actor": actor})

@@ -1,40 +1,33 @@
 """`POST /v1/players/{id}/geolocation`: the partner app reports the device's location.
 
-The check runs (provider facts, then the rules in `domain.geo`), is stored, and the decision
-comes back with its reason and `valid_until`; deposits, bets and withdrawals are then gated on
-it (`compliance.geolocation`). A blocked location is still a successful request (201): the check
-happened and is on record. This module translates HTTP only.
+The check runs (provider facts, then the rules in `domain.geo`: `compliance.geolocation.locate`),
+is stored (`commands.geolocation.record_check`), and the decision comes back with its reason and
+`valid_until`; deposits, bets and withdrawals are then gated on it. A blocked location is still a
+successful request (201): the check happened and is on record. This module translates HTTP only.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
-from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request
+from sqlalchemy import Connection
 
-from adapters.geolocation.interface import GeolocationProvider, GeolocationUnavailable, LocationRequest
-from api.auth import Principal, require, visible_player
-from api.deps import get_engine, get_settings
-from api.problems import Problem
-from api.scopes import Scope
-from compliance import geolocation
+from adapters.geolocation.interface import (
+    GeolocationProvider,
+    GeolocationUnavailable,
+    LocationRequest,
+)
+from api.auth import PlayersWriter, visible_player
+from api.deps import EngineDep, SettingsDep
+from api.problems import PROBLEM_RESPONSES, Problem
+from api.schemas.geolocation import GeolocationCheck, GeolocationCheckCreate
+from commands.geolocation import check_payload, record_check
+from compliance.geolocation import locate
 from settlepay.config import Settings
-from settlepay.db import transaction
-from store.geolocation import GeolocationCheck
+from settlepay.db import run_in_transaction
 
-router = APIRouter(tags=["geolocation"])
-
-
-class GeolocationCheckCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    latitude: float = Field(ge=-90, le=90, allow_inf_nan=False)
-    longitude: float = Field(ge=-180, le=180, allow_inf_nan=False)
-    ip_address: IPvAnyAddress
+router = APIRouter(tags=["geolocation"], responses=PROBLEM_RESPONSES)
 
 
 def provider_for(request: Request, settings: Settings) -> GeolocationProvider:
@@ -47,40 +40,27 @@ def provider_for(request: Request, settings: Settings) -> GeolocationProvider:
     return provider
 
 
-def check_json(check: GeolocationCheck) -> dict[str, Any]:
-    return {
-        "object": "geolocation_check", "id": check.id, "player_id": check.player_id,
-        "allowed": check.allowed, "code": check.code, "reason": check.reason,
-        "jurisdiction": check.jurisdiction, "distance_to_border_miles": check.distance_to_border_miles,
-        "latitude": check.latitude, "longitude": check.longitude, "ip_address": check.ip_address,
-        "ip_country": check.ip_country, "anonymous_flags": list(check.anonymous_flags),
-        "provider": check.provider, "checked_at": check.checked_at.isoformat(),
-        "valid_until": check.valid_until.isoformat(),
-    }
-
-
-@router.post("/v1/players/{player_id}/geolocation", status_code=201)
-async def create_geolocation_check(
-    player_id: str, body: GeolocationCheckCreate, request: Request,
-    principal: Principal = Depends(require(Scope.PLAYERS_WRITE)),
-    settings: Settings = Depends(get_settings), engine: Engine = Depends(get_engine),
-) -> dict[str, Any]:
+@router.post("/v1/players/{player_id}/geolocation", status_code=201,
+             response_model=GeolocationCheck, summary="Check a player's location")
+def create_geolocation_check(player_id: str, body: GeolocationCheckCreate, request: Request,
+                             principal: PlayersWriter, settings: SettingsDep,
+                             engine: EngineDep) -> GeolocationCheck:
     provider = provider_for(request, settings)
     location = LocationRequest(body.latitude, body.longitude, str(body.ip_address))
+    with engine.connect() as conn:  # 404 before asking the provider anything
+        visible_player(conn, principal, player_id)
+    now = datetime.now(UTC)
+    try:  # outside any transaction: a vendor may take a while
+        facts, decision = locate(settings, provider, location, now)
+    except GeolocationUnavailable as error:
+        raise Problem(503, "geolocation_unavailable", "Geolocation provider unavailable",
+                      "The location could not be checked right now; retry.") from error
 
-    def run() -> GeolocationCheck:
-        with engine.connect() as conn:  # 404 before asking the provider anything
-            visible_player(conn, principal, player_id)
-        now = datetime.now(UTC)
-        try:
-            facts, decision = geolocation.locate(settings, provider, location, now)
-        except GeolocationUnavailable as error:
-            raise Problem(503, "geolocation_unavailable", "Geolocation provider unavailable",
-                          "The location could not be checked right now; retry.") from error
-        with transaction(engine) as conn:
-            visible_player(conn, principal, player_id)
-            return geolocation.record(conn, player_id=player_id, request=location,
-                                      provider=provider.name, facts=facts, decision=decision,
-                                      now=now, actor=principal.actor)
+    def work(conn: Connection) -> GeolocationCheck:
+        visible_player(conn, principal, player_id)
+        stored = record_check(conn, player_id=player_id, request=location,
+                              provider=provider.name, facts=facts, decision=decision, now=now,
+                              actor=principal.actor)
+        return GeolocationCheck.model_validate(check_payload(stored))
 
-    return check_json(await run_in_threadpool(run))
+    return run_in_transaction(engine, work)

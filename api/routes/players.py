@@ -1,45 +1,68 @@
-"""/v1/players: create a player, read one (profile and balances per currency).
+"""/v1/players: create a player, read one (profile, balances per currency, KYC status).
 
-HTTP in, command or view out: the rules live in api/commands/players.py (create) and
-api/views/players.py (what a player looks like). Partner keys see only their own players.
+HTTP in, command out: creating is `commands.players.create_player`, the resource is
+`commands.players.player_payload`. Which partner a key may create players for is decided here;
+which players a key may see, in api/auth.py.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
-from sqlalchemy import Engine
+from typing import Annotated
 
-from api.auth import Principal, require, visible_player
-from api.commands.players import create_player
-from api.deps import get_engine
+from fastapi import APIRouter, Depends, Response
+from sqlalchemy import Connection
+
+from api.auth import PlayersReader, PlayersWriter, Principal, visible_player
+from api.deps import EngineDep
 from api.idempotency import IdempotencyKey, optional_idempotency_key
-from api.problems import PROBLEM_RESPONSES
+from api.problems import PROBLEM_RESPONSES, Problem, refused
 from api.schemas.players import Player, PlayerCreate
-from api.scopes import Scope
-from api.views.players import player_view
+from commands.players import NewPlayer, PlayerExists, create_player, player_payload
 from settlepay.db import run_in_transaction
 
 router = APIRouter(prefix="/v1/players", tags=["players"], responses=PROBLEM_RESPONSES)
 
+OptionalIdempotencyKey = Annotated[IdempotencyKey | None, Depends(optional_idempotency_key)]
+
+
+def partner_for(principal: Principal, requested: str | None) -> str:
+    """The partner the new player belongs to: a partner key's own; an operator names one."""
+    if principal.is_operator:
+        if requested is None:
+            raise Problem(422, "validation_error", "The request is not valid",
+                          "Operator keys must say which partner the player belongs to.",
+                          errors=[{"loc": ["body", "partner_id"], "message": "Field required",
+                                   "type": "missing"}])
+        return requested
+    if principal.partner_id is None or requested not in (None, principal.partner_id):
+        raise Problem(403, "partner_mismatch", "Not your partner",
+                      "A partner key creates players for its own partner only.")
+    return principal.partner_id
+
 
 @router.post("", status_code=201, response_model=Player, summary="Create a player")
-def create(body: PlayerCreate, response: Response,
-           principal: Principal = Depends(require(Scope.PLAYERS_WRITE)),
-           idem: IdempotencyKey | None = Depends(optional_idempotency_key),
-           engine: Engine = Depends(get_engine)) -> Player:
-    def work(conn):
-        row = create_player(conn, principal, body, idem.operation_id if idem else None)
-        return player_view(conn, row)
+def create(body: PlayerCreate, response: Response, principal: PlayersWriter,
+           idem: OptionalIdempotencyKey, engine: EngineDep) -> Player:
+    partner_id = partner_for(principal, body.partner_id)
+    details = NewPlayer(**body.model_dump(exclude={"partner_id"}))
 
-    player = run_in_transaction(engine, work)
+    def work(conn: Connection) -> Player:
+        row = create_player(conn, details, partner_id=partner_id, actor=principal.actor,
+                            operation_id=idem.operation_id if idem else None)
+        return Player.model_validate(player_payload(conn, row))
+
+    try:
+        player = run_in_transaction(engine, work)
+    except PlayerExists as exists:
+        raise refused(exists.refusal, "Player already exists") from exists
     response.headers["Location"] = f"/v1/players/{player.id}"
     return player
 
 
 @router.get("/{player_id}", response_model=Player, summary="Retrieve a player")
-def retrieve(player_id: str, principal: Principal = Depends(require(Scope.PLAYERS_READ)),
-             engine: Engine = Depends(get_engine)) -> Player:
+def retrieve(player_id: str, principal: PlayersReader, engine: EngineDep) -> Player:
     # One REPEATABLE READ snapshot: the balances of all currencies are from the same moment.
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
         with conn.begin():
-            return player_view(conn, visible_player(conn, principal, player_id))
+            return Player.model_validate(
+                player_payload(conn, visible_player(conn, principal, player_id)))

@@ -1,8 +1,7 @@
 """Request and response bodies of /v1/players (Stripe-like resources: `object`, `id`).
 
-`Player` is the player view other capabilities extend: add an optional field here (e.g.
-`kyc: KycSummary | None = None`) and a section in api/views/players.py that fills it.
-Amounts are integers in minor units, per currency; no floats.
+`Player` is the player resource, built by `commands.players.player_payload` (the same builder
+feeds the `player.created` event). Amounts are integers in minor units, per currency; no floats.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 
 class PlayerCreate(BaseModel):
     # Unknown fields are refused (422), as Stripe refuses unknown parameters: a typo in an
@@ -22,7 +22,8 @@ class PlayerCreate(BaseModel):
                                    description="Required for operator keys; partner keys may omit "
                                                "it (it must be their own partner).")
     external_ref: str | None = Field(None, min_length=1, max_length=128,
-                                     description="The partner's own id for the player; unique per partner.")
+                                     description="The partner's own id for the player; "
+                                                 "unique per partner.")
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

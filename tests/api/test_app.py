@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.deps import get_temporal
-from tests.api.conftest import assert_problem, player_body
+from tests.support.api import assert_problem, player_body
 from tests.support.net import free_port, wait_http
 from tests.support.servers import serve_asgi
 

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import text
 
 from api.app import create_app
-from tests.api.conftest import player_body
+from tests.support.api import player_body
 from tests.support.servers import serve_asgi
 
 DUPLICATES = 60

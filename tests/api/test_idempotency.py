@@ -14,7 +14,7 @@ from sqlalchemy import text
 from api.app import create_app
 from api.idempotency import IdempotencyKey, fingerprint, required_idempotency_key
 from store import idempotency as records
-from tests.api.conftest import assert_problem, player_body
+from tests.support.api import assert_problem, player_body
 
 
 def players_named(engine, external_ref: str) -> int:

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from api.idempotency import IdempotencyKey
 from api.nul_bytes import nul_location
 from store import deposits
-from tests.api.conftest import assert_problem, player_body
+from tests.support.api import assert_problem, player_body
 
 
 def nul_refused(response, loc: list[str]) -> None:

@@ -7,7 +7,7 @@ from sqlalchemy import text
 import audit
 import ledger
 from ledger import AccountRef, Leg, Transfer
-from tests.api.conftest import assert_problem, player_body
+from tests.support.api import assert_problem, player_body
 
 
 def count(engine, sql: str, **params) -> int:
@@ -27,10 +27,11 @@ async def test_partner_creates_a_player_with_audit_and_outbox(client, keys, engi
     assert response.headers["location"] == f"/v1/players/{player['id']}"
 
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT partner_id, first_name, external_ref FROM players WHERE id = :id"),
-                           {"id": player["id"]}).one()
+        row = conn.execute(text("""SELECT partner_id, first_name, external_ref FROM players
+                                   WHERE id = :id"""), {"id": player["id"]}).one()
         assert tuple(row) == (keys.partner_a.partner_id, "Ada", body["external_ref"])
-        records = conn.execute(text("SELECT record::jsonb FROM audit_log WHERE record::jsonb->>'subject_id' = :id"),
+        records = conn.execute(text("""SELECT record::jsonb FROM audit_log
+                                       WHERE record::jsonb->>'subject_id' = :id"""),
                                {"id": player["id"]}).scalars().all()
         assert len(records) == 1
         assert records[0]["action"] == "player.created"
@@ -39,7 +40,8 @@ async def test_partner_creates_a_player_with_audit_and_outbox(client, keys, engi
         events = conn.execute(text("SELECT event_type, partner_id, payload FROM outbox_events "
                                    "WHERE aggregate_type = 'player' AND aggregate_id = :id"),
                               {"id": player["id"]}).all()
-        assert [(e.event_type, e.partner_id) for e in events] == [("player.created", keys.partner_a.partner_id)]
+        assert [(e.event_type, e.partner_id) for e in events] == [("player.created",
+                                                                   keys.partner_a.partner_id)]
         assert "email" not in events[0].payload  # personal data stays out of partner events
         assert audit.verify(conn).ok
 
@@ -60,7 +62,8 @@ async def test_player_view_shows_balances_per_currency(client, keys, engine):
                            AccountRef.pending_withdrawal(pid, "USD"), 1_000).ok
         # A clawback larger than the EUR cash: the rest becomes debt.
         claw = ledger.post(conn, Transfer(key=f"claw-{pid}", kind="resettlement", legs=(
-            Leg(AccountRef.player_cash(pid, "EUR"), -4_000, shortfall_to=AccountRef.player_debt(pid, "EUR")),
+            Leg(AccountRef.player_cash(pid, "EUR"), -4_000,
+                shortfall_to=AccountRef.player_debt(pid, "EUR")),
             Leg(AccountRef.house_revenue("EUR"), 4_000))))
         assert claw.ok and claw.shortfall == 1_500
 
@@ -69,18 +72,22 @@ async def test_player_view_shows_balances_per_currency(client, keys, engine):
     assert response.json()["balances"] == [
         {"currency": "EUR", "cash": 0, "held": 0, "available": 0, "pending_withdrawal": 0,
          "bets_in_play": 0, "debt": 1_500},
-        {"currency": "USD", "cash": 7_000, "held": 1_000, "available": 6_000, "pending_withdrawal": 0,
+        {"currency": "USD", "cash": 7_000, "held": 1_000, "available": 6_000,
+         "pending_withdrawal": 0,
          "bets_in_play": 3_000, "debt": 0},
     ]
 
 
 async def test_duplicate_external_ref_is_a_conflict_and_writes_nothing(client, keys, engine):
     body = player_body()
-    assert (await client.post("/v1/players", json=body, headers=keys.partner_a.headers)).status_code == 201
+    assert (await client.post("/v1/players", json=body,
+                              headers=keys.partner_a.headers)).status_code == 201
     audits = count(engine, "SELECT count(*) FROM audit_log")
-    again = await client.post("/v1/players", json=body | {"first_name": "Other"}, headers=keys.partner_a.headers)
+    again = await client.post("/v1/players", json=body | {"first_name": "Other"},
+                              headers=keys.partner_a.headers)
     assert_problem(again, 409, "player_exists")
-    assert count(engine, "SELECT count(*) FROM players WHERE external_ref = :r", r=body["external_ref"]) == 1
+    assert count(engine, "SELECT count(*) FROM players WHERE external_ref = :r",
+                 r=body["external_ref"]) == 1
     assert count(engine, "SELECT count(*) FROM audit_log") == audits
     # Another partner may use the same external reference for its own player.
     other = await client.post("/v1/players", json=body, headers=keys.partner_b.headers)
@@ -100,7 +107,8 @@ async def test_operator_creates_for_a_named_partner_and_must_name_one(client, ke
 
 async def test_partner_cannot_create_for_another_partner(client, keys, engine):
     before = count(engine, "SELECT count(*) FROM players")
-    response = await client.post("/v1/players", json=player_body(partner_id=keys.partner_b.partner_id),
+    response = await client.post("/v1/players",
+                                 json=player_body(partner_id=keys.partner_b.partner_id),
                                  headers=keys.partner_a.headers)
     assert_problem(response, 403, "partner_mismatch")
     assert count(engine, "SELECT count(*) FROM players") == before

@@ -6,7 +6,7 @@ import httpx
 
 from api.app import create_app
 from settlepay.db import make_engine
-from tests.api.conftest import assert_problem
+from tests.support.api import assert_problem
 from tests.support.net import free_port
 
 

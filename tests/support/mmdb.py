@@ -89,8 +89,8 @@ def write_mmdb(path: Path, database_type: str, networks: dict[str, dict[str, Any
             return child
         return count + 16 + child[1]
 
-    tree = b"".join(record_value(l).to_bytes(3, "big") + record_value(r).to_bytes(3, "big")
-                    for l, r in nodes)
+    tree = b"".join(record_value(left).to_bytes(3, "big") + record_value(right).to_bytes(3, "big")
+                    for left, right in nodes)
     metadata = {
         "node_count": count, "record_size": 24, "ip_version": 4, "database_type": database_type,
         "languages": ["en"], "binary_format_major_version": 2, "binary_format_minor_version": 0,
@@ -100,7 +100,8 @@ def write_mmdb(path: Path, database_type: str, networks: dict[str, dict[str, Any
     meta = _control(7, len(metadata))
     for key, value in metadata.items():
         meta += encode(key)
-        if key in ("record_size", "ip_version", "binary_format_major_version", "binary_format_minor_version"):
+        if key in ("record_size", "ip_version", "binary_format_major_version",
+                   "binary_format_minor_version"):
             meta += _uint(5, value)
         elif key == "build_epoch":
             meta += _uint(9, value)

@@ -8,7 +8,7 @@ import pytest
 
 from domain.geo import GeoPolicy, LocationFacts, decide
 from domain.geo.decision import GeoCode
-from tests.compliance.conftest import NOW
+from tests.support.compliance import NOW
 
 POLICY = GeoPolicy(licensed_jurisdictions=frozenset({"US-NJ", "US-PA"}))
 

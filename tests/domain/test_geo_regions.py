@@ -9,7 +9,25 @@ import pytest
 import shapely
 from shapely.geometry import LineString, Point, box
 
+from adapters.geolocation.census_states import shapefile_path, us_states
 from domain.geo import haversine_miles
+
+
+@pytest.fixture(scope="module")
+def states():
+    return us_states()
+
+
+@pytest.fixture(scope="module")
+def shapely_states():
+    """The same shapefile as shapely geometries: the independent implementation we check against."""
+    import shapefile
+    from shapely.geometry import shape
+
+    with shapefile.Reader(str(shapefile_path())) as reader:
+        return {f"US-{rec['STUSPS']}": shape(shp.__geo_interface__)
+                for shp, rec in zip(reader.shapes(), reader.records(), strict=True)}
+
 
 # (west/east line to cut, state on the west bank, state on the east bank)
 RIVER_BORDERS = [
@@ -22,14 +40,16 @@ RIVER_BORDERS = [
 
 def border_crossing(shapely_states, code: str, lat: float, lons: tuple[float, float]) -> float:
     """Longitude where the state's boundary crosses the parallel `lat` between `lons`."""
-    crossing = shapely_states[code].boundary.intersection(LineString([(lons[0], lat), (lons[1], lat)]))
+    crossing = shapely_states[code].boundary.intersection(LineString([(lons[0], lat),
+                                                                      (lons[1], lat)]))
     assert crossing.geom_type == "Point", crossing
     return crossing.x
 
 
 @pytest.mark.parametrize("lat, lons, west, east", RIVER_BORDERS)
 @pytest.mark.parametrize("step", [0.0005, 0.002])  # ~40 m and ~170 m from the line
-def test_points_just_either_side_of_a_river_border(states, shapely_states, lat, lons, west, east, step):
+def test_points_just_either_side_of_a_river_border(states, shapely_states, lat, lons, west, east,
+                                                   step):
     border_lon = border_crossing(shapely_states, west, lat, lons)
     west_point, east_point = (lat, border_lon - step), (lat, border_lon + step)
 
@@ -58,12 +78,14 @@ def test_distance_to_border_matches_shapely_and_haversine(states, shapely_states
 
     # Independent answer: the boundary near the point, densified to ~20 m vertices with shapely,
     # and the smallest great-circle distance to any vertex (no projection involved).
-    near = shapely_states[code].boundary.intersection(box(lon - 0.4, lat - 0.4, lon + 0.4, lat + 0.4))
+    near = shapely_states[code].boundary.intersection(box(lon - 0.4, lat - 0.4, lon + 0.4,
+                                                          lat + 0.4))
     coords = shapely.get_coordinates(shapely.segmentize(near, 0.0002))
     reference = min(haversine_miles(lat, lon, y, x) for x, y in coords)
     assert placement.distance_to_border_miles == pytest.approx(reference, rel=0.005, abs=0.01)
     # The reported border point really is on the boundary.
-    assert shapely_states[code].boundary.distance(Point(placement.border_lon, placement.border_lat)) < 1e-6
+    assert shapely_states[code].boundary.distance(Point(placement.border_lon,
+                                                        placement.border_lat)) < 1e-6
 
 
 def test_random_points_agree_with_shapely(states, shapely_states):

@@ -19,7 +19,7 @@ from domain.limits import (
     self_exclusion,
     time_out,
 )
-from tests.compliance.conftest import NOW
+from tests.support.compliance import NOW
 
 DAY = timedelta(hours=24)
 
@@ -44,7 +44,8 @@ def test_a_limit_is_a_positive_integer(bad):
 
 
 def test_pending_changes_apply_only_when_due():
-    pending = [PendingChange(Period.DAY, 20_000, NOW + DAY), PendingChange(Period.WEEK, None, NOW + DAY)]
+    pending = [PendingChange(Period.DAY, 20_000, NOW + DAY),
+               PendingChange(Period.WEEK, None, NOW + DAY)]
     current = {Period.DAY: 10_000, Period.WEEK: 50_000}
     assert effective_limits(current, pending, NOW + DAY - timedelta(seconds=1)) == current
     assert effective_limits(current, pending, NOW + DAY) == {Period.DAY: 20_000}
@@ -54,7 +55,8 @@ def test_check_deposit_names_the_tightest_breach():
     limits = {Period.DAY: 10_000, Period.WEEK: 12_000, Period.MONTH: 100_000}
     assert check_deposit(limits, {Period.DAY: 4_000, Period.WEEK: 5_000}, 6_000) is None
     breach = check_deposit(limits, {Period.DAY: 4_000, Period.WEEK: 9_000}, 6_000)
-    assert (breach.period, breach.limit, breach.used, breach.remaining) == (Period.WEEK, 12_000, 9_000, 3_000)
+    assert (breach.period, breach.limit, breach.used, breach.remaining) == (Period.WEEK, 12_000,
+                                                                            9_000, 3_000)
     assert check_deposit({}, {}, 10**12) is None
 
 
@@ -68,7 +70,8 @@ def test_exclusions_block_deposits_and_bets_not_withdrawals():
     assert blocking_exclusion([pause], "bet", NOW + timedelta(hours=71)) == pause
     assert blocking_exclusion([pause], "bet", NOW + timedelta(hours=72)) is None
     # With both active, the self-exclusion is the one named.
-    assert blocking_exclusion([pause, permanent], "deposit", NOW).kind is ExclusionKind.SELF_EXCLUSION
+    assert blocking_exclusion([pause, permanent], "deposit",
+                              NOW).kind is ExclusionKind.SELF_EXCLUSION
 
 
 def test_exclusion_durations_are_bounded():

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
-from adapters.geolocation.maxmind import BLOCKLIST_FLAG, MaxMindIpIntelligence, shipped_geolite2_city
-from tests.compliance.conftest import BLOCKLISTED_IP, CANADA_IP, NJ_RESIDENTIAL_IP, PROXY_IP, VPN_IP
+from pathlib import Path
+
+import pytest
+
+from adapters.geolocation.maxmind import (
+    BLOCKLIST_FLAG,
+    MaxMindIpIntelligence,
+    shipped_geolite2_city,
+)
+from tests.support.compliance import (
+    BLOCKLISTED_IP,
+    CANADA_IP,
+    NJ_RESIDENTIAL_IP,
+    PROXY_IP,
+    VPN_IP,
+    write_test_mmdbs,
+)
+
+
+@pytest.fixture(scope="module")
+def mmdb_files(tmp_path_factory) -> tuple[Path, Path]:
+    return write_test_mmdbs(tmp_path_factory.mktemp("mmdb"))
 
 
 def test_shipped_geolite2_city_database_is_found_and_read():
@@ -24,7 +44,8 @@ def test_flags_from_city_traits_anonymous_ip_database_and_blocklist(mmdb_files):
     home = ip.lookup(NJ_RESIDENTIAL_IP)
     assert (home.country, home.subdivision, home.anonymous_flags) == ("US", "US-NJ", ())
     assert ip.lookup(PROXY_IP).anonymous_flags == ("is_anonymous_proxy",)
-    assert set(ip.lookup(VPN_IP).anonymous_flags) == {"is_anonymous", "is_anonymous_vpn", "is_hosting_provider"}
+    assert set(ip.lookup(VPN_IP).anonymous_flags) == {"is_anonymous", "is_anonymous_vpn",
+                                                      "is_hosting_provider"}
     assert ip.lookup(BLOCKLISTED_IP).anonymous_flags == (BLOCKLIST_FLAG,)
     canada = ip.lookup(CANADA_IP)
     assert (canada.country, canada.subdivision) == ("CA", "CA-ON")
