@@ -132,6 +132,17 @@ STATUS_BY_CODE: dict[str, int] = {
     "bet_id_ambiguous": 409,
     "market_settled": 409,
     "insufficient_funds": 402,
+    # settlement (workflows/contracts/settlement.py SettlementRefusal; invalid_result: 422)
+    "market_closed": 409,
+    "market_has_result": 409,
+    "market_not_found": 404,
+    "result_version_stale": 409,
+    "result_version_conflict": 409,
+    "correction_window_closed": 409,
+    "result_not_current": 409,
+    "result_not_found": 404,
+    "result_rolled_back": 409,
+    "operator_only": 403,
     # limits and geolocation (commands/limits.py, domain/limits.py InvalidRequest codes: 422)
     "invalid_limit_amount": 422,
     "self_exclusion_too_short": 422,

@@ -45,11 +45,18 @@ from settlepay.config import Settings  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
 
 from settlepay.db import make_engine, run_in_transaction  # noqa: E402
-from settlepay.cli_settlement import differences  # noqa: E402
-from store import settlements  # noqa: E402
+from checks.settlement import run as settlement_verify  # noqa: E402
+from commands import settlement as settlements  # noqa: E402
 from tests.support.databases import sqlalchemy_url, temporary_database  # noqa: E402
 from workers import wiring  # noqa: E402
-from workflows.settlement import MarketSettlementWorkflow, SettlementRun, workflow_id  # noqa: E402
+from workflows.contracts.settlement import (  # noqa: E402
+    WORKFLOW,
+    Mode,
+    SettlementProgress,
+    SettlementRun,
+    workflow_id,
+)
+from workflows.settlement import MarketSettlementWorkflow  # noqa: E402
 
 CURRENCY = "USD"
 SELECTIONS = 10          # bets spread evenly; v1: s0 wins; v2: s1 becomes a push (10% change)
@@ -74,7 +81,7 @@ class BaselineActivities:
     @activity.defn(name="bench.settle_one_bet")
     def settle_one(self, req: OneBet) -> int:
         out = run_in_transaction(self.engine, lambda c: settlements.settle_range(
-            c, self.settings, req.market_id, req.version, settlements.SETTLE, req.lo, req.bet_id,
+            c, self.settings, req.market_id, req.version, Mode.SETTLE, req.lo, req.bet_id,
             actor=f"workflow:bet-{req.bet_id}"))
         return out.posted
 
@@ -132,9 +139,10 @@ def post_result(engine, settings, market, version, selections):
 async def settle_market(client, market, version, batch, concurrency) -> tuple[float, object]:
     start = time.perf_counter()
     handle = await client.start_workflow(
-        MarketSettlementWorkflow.run,
+        WORKFLOW,
         SettlementRun(market_id=market, version=version, batch_size=batch, concurrency=concurrency),
-        id=workflow_id(market, version), task_queue=task_queues.SETTLEMENT)
+        id=workflow_id(market, version), task_queue=task_queues.SETTLEMENT,
+        result_type=SettlementProgress)
     report = await handle.result()
     return time.perf_counter() - start, report
 
@@ -192,7 +200,7 @@ async def main() -> None:
                 t = time.perf_counter()
                 with engine.connect() as conn:
                     violations = ledger_check(conn)
-                    checked, diffs = differences(conn, settings, market)
+                    checked, diffs = settlement_verify(conn, settings, market)
                 print(f"  ledger check: {'all invariants hold' if not violations else violations[:3]}; "
                       f"settlement verify: {checked:,} bets, {len(diffs)} differences "
                       f"({time.perf_counter() - t:.1f} s, not in the figure)")
@@ -205,7 +213,7 @@ async def main() -> None:
                       f"target <= 10 s: {'MET' if elapsed2 <= 10 else 'MISSED'}")
                 with engine.connect() as conn:
                     violations = ledger_check(conn)
-                    checked, diffs = differences(conn, settings, market)
+                    checked, diffs = settlement_verify(conn, settings, market)
                 print(f"  ledger check: {'all invariants hold' if not violations else violations[:3]}; "
                       f"settlement verify: {len(diffs)} differences")
 

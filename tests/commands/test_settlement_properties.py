@@ -5,15 +5,22 @@ only. Runs the same batch code the settlement activities run, on the real databa
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings as hyp_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
 from ledger import AccountRef
-from settlepay.db import run_in_transaction
-from store import settlements
-from tests.settlement.conftest import (
-    account, bet_row, cash, ledger_violations, make_player, place, settle_inline, uid,
+from tests.support.factories import ledger_violations
+from tests.support.settlement import (
+    account,
+    bet_row,
+    cash,
+    funded_player,
+    place,
+    post_result,
+    settle_inline,
+    uid,
 )
 
 SELECTIONS = ["s0", "s1", "s2"]
@@ -30,15 +37,14 @@ bet_specs = st.lists(st.tuples(
 
 
 def run(engine, settings, market, version, selections):
-    run_in_transaction(engine, lambda c: settlements.record_result(
-        c, settings, market, version, selections, actor="system:test"))
+    post_result(engine, settings, market, version, selections)
     settle_inline(engine, settings, market, version, batch_size=2, parts=3)
 
 
 def world(engine, settings, specs):
     """Players and bets for one world; returns (market, aux market, players, bets)."""
     market, aux = uid("mkt"), uid("aux")
-    players = [make_player(engine, 50_000) for _ in range(3)]
+    players = [funded_player(engine, 50_000) for _ in range(3)]
     bets = []
     for i, (kind, selection, price, stake) in enumerate(specs):
         legs = [(market, selection, price)] + ([(aux, "x", "2.00")] if kind == "parlay" else [])

@@ -1,24 +1,28 @@
-"""`settlepay settlement verify <market>`: exit 0 when every payout matches the ledger, exit 1
-with a line per difference when the ledger and the recomputed payouts disagree."""
+"""checks/settlement.py through `settlepay settlement verify <market>`: exit 0 when every payout
+matches the ledger, exit 1 with a line per difference when the ledger and the recomputed
+payouts disagree."""
 
 from __future__ import annotations
+
+import pytest
 
 import ledger
 from ledger import AccountRef, Transfer
 from settlepay import cli
 from settlepay.config import get_settings
 from settlepay.db import run_in_transaction
-from store import settlements
-from tests.settlement.conftest import make_player, place, settle_inline
+from tests.support.settlement import funded_player, place, post_result, run_market, uid
+
+
+@pytest.fixture
+def market() -> str:
+    return uid("mkt")
 
 
 def settle_market(engine, settings, market, version, selections):
     """Post a result and run its settlement the way the workflow does (begin, batches, finish)."""
-    run_in_transaction(engine, lambda c: settlements.record_result(c, settings, market, version, selections,
-                                                                   actor="system:test"))
-    run_in_transaction(engine, lambda c: settlements.begin(c, settings, market, version, "settle", "wf-test"))
-    settle_inline(engine, settings, market, version, batch_size=100)
-    run_in_transaction(engine, lambda c: settlements.finish(c, market, version, "settle", "wf-test", 0, 0))
+    post_result(engine, settings, market, version, selections)
+    run_market(engine, settings, market, version, batch_size=100)
 
 
 def verify(monkeypatch, database_url, market, capsys):
@@ -32,7 +36,7 @@ def verify(monkeypatch, database_url, market, capsys):
 
 
 def test_verify_passes_then_catches_a_stray_payment(engine, settings, market, database_url, monkeypatch, capsys):
-    p = make_player(engine, 5_000)
+    p = funded_player(engine, 5_000)
     winner = place(engine, settings, p, 1_000, [(market, "a", "2.00")])
     place(engine, settings, p, 1_000, [(market, "b", "2.00")])
     settle_market(engine, settings, market, 1, {"a": {"result": "won"}, "b": {"result": "lost"}})
@@ -52,7 +56,7 @@ def test_verify_passes_then_catches_a_stray_payment(engine, settings, market, da
 
 
 def test_verify_catches_a_bet_left_open(engine, settings, market, database_url, monkeypatch, capsys):
-    p = make_player(engine, 1_000)
+    p = funded_player(engine, 1_000)
     settle_market(engine, settings, market, 1, {"a": {"result": "won"}})
     # A bet slipped onto the market after it settled (bypassing the intake check): it stays open.
     from sqlalchemy import text

@@ -1,7 +1,7 @@
 """A settlement worker in a process of its own, for the kill test: every batch holds its
 transaction open for a while after its work (before COMMIT), so a SIGKILL lands mid-batch.
 
-    python -m tests.settlement.worker_process <database url> <temporal address> <task queue>
+    python -m tests.flows.settlement.worker_process <database url> <temporal address> <task queue>
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.worker import Worker
 
+from commands import settlement as settlements
 from settlepay.config import Settings
 from settlepay.db import make_engine
 from settlepay.temporal import connect
-from store import settlements
 from workers import wiring
 
 _settle_range = settlements.settle_range

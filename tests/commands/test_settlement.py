@@ -1,26 +1,37 @@
-"""Batches straight through store/settlements.py: settle, resettle (delta only), upgrade_only,
-clawback into debt, rollback, replays and a crash before commit — with the real ledger."""
+"""Batches straight through commands/settlement.py: settle, resettle (delta only),
+upgrade_only, clawback into debt, rollback, replays and a crash before commit — with the real
+ledger and database."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
 
+from commands import settlement as settlements
 from ledger import AccountRef
 from settlepay.db import run_in_transaction
 from store import bets as bet_store
-from store import settlements
-from tests.settlement.conftest import (
-    account, bet_row, cash, ledger_violations, make_player, place, settle_inline,
+from tests.support.factories import ledger_violations
+from tests.support.settlement import (
+    account,
+    bet_row,
+    cash,
+    funded_player,
+    place,
+    player_debt,
+    post_result,
+    settle_inline,
+    uid,
 )
+from workflows.contracts.settlement import Mode
 
 
-def post_result(engine, settings, market, version, selections):
-    return run_in_transaction(engine, lambda c: settlements.record_result(
-        c, settings, market, version, selections, actor="system:test"))
+@pytest.fixture
+def market() -> str:
+    return uid("mkt")
 
 
-def run_market(engine, settings, market, version, mode=settlements.SETTLE, batch_size=3, fail=False):
+def run_market(engine, settings, market, version, mode=Mode.SETTLE, batch_size=3, fail=False):
     return settle_inline(engine, settings, market, version, mode, batch_size=batch_size, fail=fail)
 
 
@@ -29,7 +40,7 @@ LOSE = {"result": "lost"}
 
 
 def test_settle_pays_winners_once_and_balances(engine, settings, market):
-    a, b = make_player(engine, 10_000), make_player(engine, 10_000)
+    a, b = funded_player(engine, 10_000), funded_player(engine, 10_000)
     bets_a = [place(engine, settings, a, 1_000, [(market, "home", "2.50")]) for _ in range(4)]
     bet_b = place(engine, settings, b, 2_000, [(market, "away", "3/1")])
     assert cash(engine, a) == 6_000 and cash(engine, b) == 8_000
@@ -48,7 +59,7 @@ def test_settle_pays_winners_once_and_balances(engine, settings, market):
 
 
 def test_resettlement_posts_only_the_delta_linked_to_the_original(engine, settings, market):
-    p = make_player(engine, 5_000)
+    p = funded_player(engine, 5_000)
     winner = place(engine, settings, p, 1_000, [(market, "home", "2.00")])
     loser = place(engine, settings, p, 1_000, [(market, "away", "3.00")])
     unchanged = place(engine, settings, p, 1_000, [(market, "draw", "4.00")])
@@ -76,7 +87,7 @@ def test_resettlement_posts_only_the_delta_linked_to_the_original(engine, settin
 
 
 def test_clawback_beyond_cash_goes_to_debt(engine, settings, market):
-    p = make_player(engine, 1_000)
+    p = funded_player(engine, 1_000)
     place(engine, settings, p, 1_000, [(market, "home", "5.00")])
     post_result(engine, settings, market, 1, {"home": WIN})
     run_market(engine, settings, market, 1)
@@ -91,15 +102,13 @@ def test_clawback_beyond_cash_goes_to_debt(engine, settings, market):
     post_result(engine, settings, market, 2, {"home": LOSE})
     run_market(engine, settings, market, 2)
     assert cash(engine, p) == 0
-    with engine.connect() as conn:
-        assert bet_store.player_debt(conn, p, "GBP") == 4_000
-        assert bet_store.has_open_debt(conn, p)
+    assert player_debt(engine, p) == 4_000          # an open debt: withdrawals are refused
     assert ledger_violations(engine) == []
 
 
 def test_upgrade_only_keeps_downgrades_out_but_applies_upgrades(engine, settings, market):
     policy = settings.model_copy(update={"resettlement_policy": "upgrade_only"})
-    p = make_player(engine, 2_000)
+    p = funded_player(engine, 2_000)
     a = place(engine, settings, p, 1_000, [(market, "home", "2.00")])
     b = place(engine, settings, p, 1_000, [(market, "away", "3.00")])
     post_result(engine, policy, market, 1, {"home": WIN, "away": LOSE})
@@ -116,7 +125,7 @@ def test_upgrade_only_keeps_downgrades_out_but_applies_upgrades(engine, settings
 
 
 def test_rollback_reopens_bets_and_reverses_every_posting(engine, settings, market):
-    p = make_player(engine, 3_000)
+    p = funded_player(engine, 3_000)
     before_house = account(engine, AccountRef.house_revenue("GBP"))
     ids = [place(engine, settings, p, 1_000, [(market, sel, "2.00")]) for sel in ("home", "away", "draw")]
     post_result(engine, settings, market, 1, {"home": WIN, "away": LOSE, "draw": {"result": "lost", "void_factor": "1"}})
@@ -126,13 +135,13 @@ def test_rollback_reopens_bets_and_reverses_every_posting(engine, settings, mark
     assert cash(engine, p) == 3_000
 
     assert run_in_transaction(engine, lambda c: settlements.record_rollback(c, settings, market, 2, actor="operator:t"))
-    out = run_market(engine, settings, market, 2, mode=settlements.ROLLBACK)
+    out = run_market(engine, settings, market, 2, mode=Mode.ROLLBACK)
     assert out.posted == 3
     assert cash(engine, p) == 0
     assert account(engine, AccountRef.bets_in_play(p, "GBP")) == 3_000
     assert account(engine, AccountRef.house_revenue("GBP")) == before_house
     assert all(bet_row(engine, i)["status"] == "open" for i in ids)
-    assert run_market(engine, settings, market, 2, mode=settlements.ROLLBACK).posted == 0
+    assert run_market(engine, settings, market, 2, mode=Mode.ROLLBACK).posted == 0
 
     # A new version settles the reopened bets afresh.
     post_result(engine, settings, market, 3, {"home": WIN, "away": LOSE, "draw": LOSE})
@@ -142,7 +151,7 @@ def test_rollback_reopens_bets_and_reverses_every_posting(engine, settings, mark
 
 
 def test_a_crash_before_commit_leaves_nothing_and_the_retry_pays_once(engine, settings, market):
-    p = make_player(engine, 2_000)
+    p = funded_player(engine, 2_000)
     place(engine, settings, p, 1_000, [(market, "home", "2.00")])
     place(engine, settings, p, 1_000, [(market, "home", "2.00")])
     post_result(engine, settings, market, 1, {"home": WIN})

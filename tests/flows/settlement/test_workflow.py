@@ -9,29 +9,40 @@ import asyncio
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from activities.settlement import BatchRequest, BatchResult
 from ledger import AccountRef
 from settlepay import search_attributes, task_queues
-from settlepay.db import run_in_transaction
 from store import settlements
-from tests.settlement.conftest import account, bet_row, cash, ledger_violations, make_player, place
-from workflows.settlement import MarketSettlementWorkflow, SettlementRun, workflow_id
-
-
-def post_result(engine, settings, market, version, selections):
-    run_in_transaction(engine, lambda c: settlements.record_result(
-        c, settings, market, version, selections, actor="system:test"))
+from tests.support.factories import ledger_violations
+from tests.support.settlement import (
+    account,
+    bet_row,
+    cash,
+    funded_player,
+    place,
+    post_result,
+    roll_back,
+)
+from workflows.contracts.settlement import (
+    WORKFLOW,
+    BatchRequest,
+    BatchResult,
+    SettlementProgress,
+    SettlementRun,
+    workflow_id,
+)
+from workflows.settlement import MarketSettlementWorkflow
 
 
 async def settle(client, market, version, mode="settle", **kw):
     handle = await client.start_workflow(
-        MarketSettlementWorkflow.run, SettlementRun(market_id=market, version=version, mode=mode, **kw),
-        id=workflow_id(market, version, mode), task_queue=task_queues.SETTLEMENT)
+        WORKFLOW, SettlementRun(market_id=market, version=version, mode=mode, **kw),
+        id=workflow_id(market, version, mode), task_queue=task_queues.SETTLEMENT,
+        result_type=SettlementProgress)
     return handle, await handle.result()
 
 
 async def test_batches_continue_as_new_and_show_progress(temporal_env, settlement_worker, engine, settings, market):
-    players = [make_player(engine, 3_000) for _ in range(4)]
+    players = [funded_player(engine, 3_000) for _ in range(4)]
     bets = [place(engine, settings, p, 1_000, [(market, sel, "2.00")])
             for p in players for sel in ("home", "away", "home")]
     post_result(engine, settings, market, 1, {"home": {"result": "won"}, "away": {"result": "lost"}})
@@ -43,7 +54,7 @@ async def test_batches_continue_as_new_and_show_progress(temporal_env, settlemen
     assert all(cash(engine, p) == 4_000 for p in players)     # two winners at 2.00 each
     assert all(bet_row(engine, b)["status"] == "settled" for b in bets)
 
-    progress = await handle.query(MarketSettlementWorkflow.progress)
+    progress = await handle.query("progress", result_type=SettlementProgress)
     assert progress.processed == 12 and progress.state == "settled"
     desc = await handle.describe()
     assert desc.typed_search_attributes.get(search_attributes.MARKET_ID) == market
@@ -58,7 +69,7 @@ async def test_batches_continue_as_new_and_show_progress(temporal_env, settlemen
 async def test_parlay_on_several_markets_settles_when_the_last_leg_resolves(
         temporal_env, settlement_worker, engine, settings, market):
     m2, m3 = market + "_b", market + "_c"
-    p = make_player(engine, 1_000)
+    p = funded_player(engine, 1_000)
     parlay = place(engine, settings, p, 1_000, [(market, "a", "2.00"), (m2, "b", "3/1"), (m3, "c", "+150")],
                    bet_type="parlay")
     post_result(engine, settings, market, 1, {"a": {"result": "won"}})
@@ -83,14 +94,15 @@ async def test_parlay_on_several_markets_settles_when_the_last_leg_resolves(
 
 
 async def test_same_market_twice_at_once_pays_once(temporal_env, settlement_worker, engine, settings, market):
-    players = [make_player(engine, 2_000) for _ in range(3)]
+    players = [funded_player(engine, 2_000) for _ in range(3)]
     for p in players:
         place(engine, settings, p, 2_000, [(market, "x", "1.50")])
     post_result(engine, settings, market, 1, {"x": {"result": "won"}})
     client = temporal_env.client
-    runs = [client.start_workflow(MarketSettlementWorkflow.run,
+    runs = [client.start_workflow(WORKFLOW,
                                   SettlementRun(market_id=market, version=1, batch_size=1),
-                                  id=f"{workflow_id(market, 1)}-dup{i}", task_queue=task_queues.SETTLEMENT)
+                                  id=f"{workflow_id(market, 1)}-dup{i}", task_queue=task_queues.SETTLEMENT,
+                                  result_type=SettlementProgress)
             for i in range(3)]
     handles = await asyncio.gather(*runs)
     reports = await asyncio.gather(*(h.result() for h in handles))
@@ -106,11 +118,12 @@ async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_
     from temporalio import activity
 
     from activities.settlement import SettlementActivities
+    from workflows.contracts.settlement import Activity
 
     class CrashAfterCommit(SettlementActivities):
         crashed = 0
 
-        @activity.defn(name="settlement.batch")
+        @activity.defn(name=Activity.BATCH)
         def settle_batch(self, req: BatchRequest) -> BatchResult:
             result = super().settle_batch(req)
             if CrashAfterCommit.crashed < 2:
@@ -120,7 +133,7 @@ async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_
 
     acts = CrashAfterCommit(engine, settings)
     queue = f"crash-{market}"
-    p = make_player(engine, 4_000)
+    p = funded_player(engine, 4_000)
     for _ in range(4):
         place(engine, settings, p, 1_000, [(market, "w", "3.00")])
     post_result(engine, settings, market, 1, {"w": {"result": "won"}})
@@ -128,8 +141,8 @@ async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_
         async with Worker(temporal_env.client, task_queue=queue, workflows=[MarketSettlementWorkflow],
                           activities=acts.all(), activity_executor=pool):
             handle = await temporal_env.client.start_workflow(
-                MarketSettlementWorkflow.run, SettlementRun(market_id=market, version=1, batch_size=2),
-                id=workflow_id(market, 1), task_queue=queue)
+                WORKFLOW, SettlementRun(market_id=market, version=1, batch_size=2),
+                id=workflow_id(market, 1), task_queue=queue, result_type=SettlementProgress)
             report = await asyncio.wait_for(handle.result(), 60)
     assert CrashAfterCommit.crashed == 2
     assert cash(engine, p) == 12_000                          # four winners at 3.00, paid once each
@@ -139,13 +152,13 @@ async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_
 
 
 async def test_rollback_workflow_reopens_bets(temporal_env, settlement_worker, engine, settings, market):
-    p = make_player(engine, 2_000)
+    p = funded_player(engine, 2_000)
     a = place(engine, settings, p, 1_000, [(market, "h", "4.00")])
     place(engine, settings, p, 1_000, [(market, "a", "4.00")])
     post_result(engine, settings, market, 1, {"h": {"result": "won"}, "a": {"result": "lost"}})
     await settle(temporal_env.client, market, 1)
     assert cash(engine, p) == 4_000
-    run_in_transaction(engine, lambda c: settlements.record_rollback(c, settings, market, 1, actor="operator:t"))
+    roll_back(engine, settings, market, 1)
     _, report = await settle(temporal_env.client, market, 1, mode="rollback")
     assert report.state == "rolled_back" and report.posted == 2
     assert cash(engine, p) == 0 and account(engine, AccountRef.bets_in_play(p, "GBP")) == 2_000

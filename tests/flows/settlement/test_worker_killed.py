@@ -14,13 +14,12 @@ from pathlib import Path
 from sqlalchemy import text
 from temporalio.worker import Worker
 
-from settlepay.db import run_in_transaction
-from store import settlements
-from tests.settlement.conftest import cash, ledger_violations, make_player, place
+from tests.support.factories import ledger_violations
+from tests.support.settlement import cash, funded_player, place, post_result
 from workers import wiring
-from workflows.settlement import MarketSettlementWorkflow, SettlementRun, workflow_id
+from workflows.contracts.settlement import WORKFLOW, SettlementProgress, SettlementRun, workflow_id
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def wait_for_line(proc, needle: str, timeout: float = 180) -> None:
@@ -36,24 +35,23 @@ async def wait_for_line(proc, needle: str, timeout: float = 180) -> None:
 
 
 async def test_worker_killed_mid_batch_pays_every_bet_once(temporal_env, engine, settings, database_url, market):
-    players = [make_player(engine, 2_000) for _ in range(10)]
+    players = [funded_player(engine, 2_000) for _ in range(10)]
     for p in players:
         for _ in range(4):
             place(engine, settings, p, 500, [(market, "win", "2.00")])
-    run_in_transaction(engine, lambda c: settlements.record_result(
-        c, settings, market, 1, {"win": {"result": "won"}}, actor="system:test"))
+    post_result(engine, settings, market, 1, {"win": {"result": "won"}})
     queue = f"kill-{market}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.settlement.worker_process", database_url,
+        [sys.executable, "-m", "tests.flows.settlement.worker_process", database_url,
          temporal_env.client.service_client.config.target_host, queue],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         await wait_for_line(proc, "worker ready")
         handle = await temporal_env.client.start_workflow(
-            MarketSettlementWorkflow.run,
+            WORKFLOW,
             SettlementRun(market_id=market, version=1, batch_size=10, concurrency=2, batch_timeout_seconds=3),
-            id=workflow_id(market, 1), task_queue=queue)
+            id=workflow_id(market, 1), task_queue=queue, result_type=SettlementProgress)
         await wait_for_line(proc, "written, not committed")
         proc.send_signal(signal.SIGKILL)          # mid-batch: the work is done, the COMMIT is not
         proc.wait(timeout=10)

@@ -1,0 +1,91 @@
+"""Request and response bodies of /v1/markets/{market_id}: result versions, rollbacks, the
+settlement view. Result factors are exact ("0.5", "1/3", 0 or 1): never a float; amounts are
+integers in minor units, per currency."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from workflows.contracts.settlement import VERSION_MAX, MarketState, ResultStatus
+
+Factor = StrictStr | StrictInt   # "0.5", "1/3", 0 or 1: never a float
+
+
+class SelectionResultIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    result: Literal["won", "lost"]
+    void_factor: Factor = 0
+    dead_heat_factor: Factor = 1
+    position: StrictInt | None = Field(None, ge=1)
+    tied: StrictInt = Field(1, ge=1)
+    rule4: Factor = 0
+
+
+class ResultCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: StrictInt = Field(ge=1, le=VERSION_MAX,
+                               description="Higher than every earlier version of the market.")
+    selections: dict[str, SelectionResultIn] = Field(min_length=1, max_length=500)
+
+
+class RollbackCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: StrictInt = Field(ge=1, le=VERSION_MAX,
+                               description="The market's current result version.")
+
+
+class MarketResult(BaseModel):
+    object: Literal["market_result"] = "market_result"
+    market_id: str
+    version: int
+    selections: dict[str, dict[str, object]]
+    status: ResultStatus
+    replayed: bool
+    workflow_id: str
+
+
+class MarketRollback(BaseModel):
+    object: Literal["market_rollback"] = "market_rollback"
+    market_id: str
+    version: int
+    replayed: bool
+    workflow_id: str
+
+
+class SettlementRunCounts(BaseModel):
+    bets_processed: int
+    bets_posted: int
+
+
+class BetCounts(BaseModel):
+    total: int
+    open: int
+    settled: int
+
+
+class CurrencyTotals(BaseModel):
+    stake: int = Field(description="Stakes of the settled bets, minor units.")
+    paid: int = Field(description="Paid to the players, minor units.")
+    house: int = Field(description="stake - paid.")
+
+
+class ResultVersion(BaseModel):
+    version: int
+    status: ResultStatus
+    received_at: datetime
+
+
+class MarketSettlement(BaseModel):
+    object: Literal["market_settlement"] = "market_settlement"
+    market_id: str
+    version: int | None
+    state: MarketState
+    workflow_id: str | None
+    run: SettlementRunCounts | None
+    first_settled_at: datetime | None
+    bets: BetCounts
+    totals: dict[str, CurrencyTotals]
+    result_versions: list[ResultVersion]

@@ -1,0 +1,301 @@
+"""Settlement commands: every change to a market's results and its bets' settlement, with its
+audit record and outbox event, in the caller's transaction.
+
+    record_result(conn, ...)    store a result version (replay / conflict / stale / window)
+    record_rollback(conn, ...)  mark the current result rolled back (its bets will reopen)
+    begin / finish              the market_settlements row of a settlement run
+    settle_range(conn, ...)     settle / resettle / roll back one part of a round, set-based:
+                                one ledger.post_many, one insert of history rows, one update
+                                of bets, one audit record, one outbox event
+    betting_refusal(conn, ...)  for bet placement: the markets' shared locks, and whether one
+                                of them is closed for betting
+
+Rounds walk a market's bets in bet id order (the cursor); each round is split by player into
+parts settled concurrently, one database transaction each. A batch locks its bets (FOR UPDATE,
+in id order) and posts only what differs from what was paid, so a batch run twice (a worker
+killed after commit, a retry, two workflows of the same market) posts nothing the second
+time, and the ledger keys make the posting itself idempotent too. What each bet's step is
+(settle, delta, reversal, nothing) is planned by domain/settlement/plan.py.
+Must never: open its own transaction, compute a payout itself, or start a workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+import audit
+import ledger
+import outbox
+from domain.settlement import SelectionResult
+from domain.settlement.plan import Account, PlannedPosting, Step, plan_rollback, plan_settle
+from domain.settlement.plan import results_used as used_by
+from domain.settlement.results import InvalidResult
+from ledger import AccountRef, IdempotencyConflict, Transfer
+from settlepay.config import Settings
+from store import settlements as store
+from workflows.contracts.refusal import Refusal
+from workflows.contracts.settlement import (
+    MarketState,
+    Mode,
+    ResultStatus,
+    SettlementRefusal,
+)
+
+__all__ = ["BatchOutcome", "IdempotencyConflict", "ResultRefused", "begin", "betting_refusal",
+           "finish", "record_result", "record_rollback", "settle_range"]
+
+
+class ResultRefused(Exception):
+    """A result, rollback or run that must not be applied; `code` names why."""
+
+    def __init__(self, code: SettlementRefusal, detail: str) -> None:
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+    @property
+    def refusal(self) -> Refusal:
+        return Refusal(str(self.code), self.detail)
+
+
+# --- results --------------------------------------------------------------------------------
+
+def parse_selections(selections: dict[str, Any]) -> dict[str, SelectionResult]:
+    if not selections:
+        raise ResultRefused(SettlementRefusal.INVALID_RESULT,
+                            "a result names at least one selection")
+    try:
+        return {str(sid): SelectionResult.from_json(dict(r)) for sid, r in selections.items()}
+    except (InvalidResult, KeyError, ValueError, TypeError) as error:
+        raise ResultRefused(SettlementRefusal.INVALID_RESULT,
+                            f"invalid selection result: {error}") from error
+
+
+def _window_check(conn: Connection, settings: Settings, market_id: str, now: datetime) -> None:
+    first = store.first_settled_at(conn, market_id)
+    if first is not None and now > first + timedelta(hours=settings.correction_window_hours):
+        raise ResultRefused(SettlementRefusal.CORRECTION_WINDOW_CLOSED,
+                            f"market {market_id} was first settled at {first.isoformat()}; "
+                            f"corrections are accepted for {settings.correction_window_hours} "
+                            "hours")
+
+
+def record_result(conn: Connection, settings: Settings, market_id: str, version: int,
+                  selections: dict[str, Any], *, actor: str,
+                  now: datetime | None = None) -> tuple[dict[str, Any], bool]:
+    """Store result `version` for the market; returns (result, replayed).
+
+    Same version with the same selections replays; with others it is a conflict; a version not
+    above every earlier one is stale; a correction after the window is refused.
+    """
+    now = now or datetime.now(UTC)
+    parsed = parse_selections(selections)
+    canonical = {sid: r.to_json() for sid, r in sorted(parsed.items())}
+    # One writer per market at a time: result versions are decided in order.
+    store.lock_market(conn, market_id)
+    same = store.result_row(conn, market_id, version)
+    if same is not None:
+        if same.selections != canonical:
+            raise ResultRefused(SettlementRefusal.RESULT_VERSION_CONFLICT,
+                                f"version {version} of market {market_id} was received with "
+                                "other results")
+        return {"market_id": market_id, "version": version, "selections": canonical,
+                "status": same.status}, True
+    latest = store.latest_version(conn, market_id)
+    if latest is not None and version <= latest:
+        raise ResultRefused(SettlementRefusal.RESULT_VERSION_STALE,
+                            f"market {market_id} already has result version {latest}; "
+                            "send a higher one")
+    _window_check(conn, settings, market_id, now)
+    previous = store.supersede_current(conn, market_id)
+    store.insert_result(conn, market_id, version, canonical, actor)
+    audit.record(conn, actor=actor, action="market.result_received", subject_type="market",
+                 subject_id=market_id, before={"version": previous} if previous else None,
+                 after={"version": version, "selections": canonical})
+    outbox.emit(conn, event_type="market.result_received", aggregate_type="market",
+                aggregate_id=market_id,
+                payload={"market_id": market_id, "version": version, "corrects": previous})
+    return {"market_id": market_id, "version": version, "selections": canonical,
+            "status": str(ResultStatus.CURRENT)}, False
+
+
+def record_rollback(conn: Connection, settings: Settings, market_id: str, version: int, *,
+                    actor: str, now: datetime | None = None) -> bool:
+    """Mark result `version` rolled back; True if it was current, False if already rolled
+    back."""
+    now = now or datetime.now(UTC)
+    store.lock_market(conn, market_id)
+    status = store.result_status(conn, market_id, version)
+    if status == ResultStatus.ROLLED_BACK:
+        return False
+    if status != ResultStatus.CURRENT:
+        raise ResultRefused(SettlementRefusal.RESULT_NOT_CURRENT,
+                            f"version {version} is not the current result of market {market_id}")
+    _window_check(conn, settings, market_id, now)
+    store.mark_rolled_back(conn, market_id, version)
+    audit.record(conn, actor=actor, action="market.result_rolled_back", subject_type="market",
+                 subject_id=market_id, before={"version": version, "status": "current"},
+                 after={"version": version, "status": "rolled_back"})
+    outbox.emit(conn, event_type="market.result_rolled_back", aggregate_type="market",
+                aggregate_id=market_id, payload={"market_id": market_id, "version": version})
+    return True
+
+
+# --- bets against results -------------------------------------------------------------------
+
+def betting_refusal(conn: Connection, market_ids: Iterable[str]) -> Refusal | None:
+    """For a bet being placed, in its transaction: take the markets' shared locks (sorted;
+    result recording takes them exclusive) and say whether any market is closed for betting.
+    None: every market takes bets. The locks are held to the end of the transaction."""
+    markets = sorted(set(market_ids))
+    store.lock_markets_shared(conn, markets)
+    resulted = store.markets_with_current_result(conn, markets)
+    if resulted:
+        return Refusal(str(SettlementRefusal.MARKET_SETTLED),
+                       f"market {resulted[0]} already has a result")
+    return None
+
+
+# --- a settlement run -----------------------------------------------------------------------
+
+def begin(conn: Connection, settings: Settings, market_id: str, version: int, mode: Mode,
+          workflow_id: str) -> MarketState:
+    """Mark the market's run started; returns the state. Refuses a run whose result is gone."""
+    status = store.result_status(conn, market_id, version)
+    if status is None:
+        raise ResultRefused(SettlementRefusal.RESULT_NOT_FOUND,
+                            f"market {market_id} has no result version {version}")
+    if mode == Mode.SETTLE and status == ResultStatus.ROLLED_BACK:
+        raise ResultRefused(SettlementRefusal.RESULT_ROLLED_BACK,
+                            f"result version {version} of market {market_id} was rolled back")
+    row = store.run_row(conn, market_id, for_update=True)
+    was = MarketState(row.state) if row is not None else None
+    if mode == Mode.ROLLBACK:
+        state = MarketState.ROLLING_BACK
+    elif was in (MarketState.SETTLED, MarketState.RESETTLING):
+        state = MarketState.RESETTLING
+    else:
+        state = MarketState.SETTLING
+    # A late run of an older version still settles against the current results, but it does
+    # not take the market's status back to its version.
+    store.upsert_run(conn, market_id, version, state, workflow_id)
+    audit.record(conn, actor=f"workflow:{workflow_id}", action=f"market.{state}",
+                 subject_type="market", subject_id=market_id,
+                 before={"state": str(was) if was else None},
+                 after={"state": str(state), "version": version})
+    return state
+
+
+def finish(conn: Connection, market_id: str, version: int, mode: Mode, workflow_id: str,
+           processed: int, posted: int) -> dict[str, Any]:
+    """Mark the run done (only if it is still the market's newest run) and announce it."""
+    state = MarketState.ROLLED_BACK if mode == Mode.ROLLBACK else MarketState.SETTLED
+    updated = store.finish_run(conn, market_id, workflow_id, state, processed, posted)
+    result = store.summary(conn, market_id)
+    if updated:
+        audit.record(conn, actor=f"workflow:{workflow_id}", action=f"market.{state}",
+                     subject_type="market", subject_id=market_id, before=None,
+                     after={"version": version, "bets_processed": processed,
+                            "bets_posted": posted})
+        outbox.emit(conn, event_type=f"market.{state}", aggregate_type="market",
+                    aggregate_id=market_id,
+                    payload={"market_id": market_id, "version": version,
+                             "bets": result["bets"], "totals": result["totals"]})
+    return result
+
+
+# --- one batch ------------------------------------------------------------------------------
+
+@dataclass
+class BatchOutcome:
+    processed: int = 0          # bets looked at
+    posted: int = 0             # ledger postings made
+    pending: int = 0            # parlays still waiting for another market
+    skipped: int = 0            # upgrade_only downgrades kept out
+    payout_delta: int = 0       # net moved to players by this batch
+    needs_review: int = 0       # bets that could not be posted (named in the audit record)
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _account(kind: Account, player_id: str, currency: str) -> AccountRef:
+    if kind == Account.BETS_IN_PLAY:
+        return AccountRef.bets_in_play(player_id, currency)
+    if kind == Account.PLAYER_CASH:
+        return AccountRef.player_cash(player_id, currency)
+    return AccountRef.house_revenue(currency)
+
+
+def transfer_of(posting: PlannedPosting, player_id: str, currency: str) -> Transfer:
+    """The ledger transfer of a planned posting."""
+    debt = AccountRef.player_debt(player_id, currency)
+    legs = tuple(ledger.Leg(_account(leg.account, player_id, currency), leg.amount,
+                            shortfall_to=debt if leg.shortfall_to_debt else None)
+                 for leg in posting.legs)
+    return Transfer(key=posting.key, kind=str(posting.kind), reference=posting.bet_id,
+                    corrects=posting.corrects, legs=legs,
+                    metadata={"market": posting.market_id, "version": posting.version})
+
+
+def settle_range(conn: Connection, settings: Settings, market_id: str, version: int,
+                 mode: Mode, lo: str, hi: str, *, part: int = 0, parts: int = 1, actor: str,
+                 fail_before_commit: bool = False) -> BatchOutcome:
+    """Settle (or roll back) the bets on `market_id` with lo < id <= hi whose player falls in
+    partition `part` of `parts`, in the caller's transaction.
+
+    Partitioning a round by player lets its batches run at once without waiting on each
+    other's locks: no two parts of a round touch the same player's accounts."""
+    bets = store.bets_in_range(conn, market_id, lo, hi, part, parts)
+    out = BatchOutcome(processed=len(bets))
+    if not bets:
+        return out
+    results, versions = store.current_results(conn, {leg[0] for bet in bets for leg in bet.legs})
+    upgrade_only = settings.resettlement_policy == "upgrade_only"
+
+    planned: list[tuple[Any, Step]] = []
+    for bet in bets:
+        used = used_by(bet, results)
+        step = (plan_rollback(bet, market_id, version, used) if mode == Mode.ROLLBACK
+                else plan_settle(bet, market_id, results, versions, used,
+                                 upgrade_only=upgrade_only))
+        if step is not None:
+            planned.append((bet, step))
+    out.pending = sum(step.pending for _, step in planned)
+    out.skipped = sum(step.skipped for _, step in planned)
+
+    transfers = [transfer_of(step.posting, bet.player_id, bet.currency)
+                 for bet, step in planned if step.posting is not None]
+    posted = {t.key: r for t, r in zip(transfers, ledger.post_many(conn, transfers), strict=True)}
+    for key, result in posted.items():
+        if not result.ok:
+            # bets_in_play always holds the stake of an open bet: this is a broken invariant.
+            raise RuntimeError(f"ledger refused {key}: {result.code}")
+    records = [step.record for _, step in planned if step.record is not None]
+    store.insert_records(conn, market_id, records,
+                         {key: (r.transaction_id, r.shortfall) for key, r in posted.items()})
+    store.update_bets(conn, [step.update for _, step in planned if step.update is not None])
+
+    out.posted = len(transfers)
+    out.payout_delta = sum(r.delta for r in records if r.applied)
+    out.items = [{"bet_id": r.bet_id, "player_id": r.player_id, "kind": str(r.kind),
+                  "version": r.version, "payout": r.payout, "delta": r.delta,
+                  "applied": r.applied} for r in records]
+    if records:
+        action = "rolled_back" if mode == Mode.ROLLBACK else "posted"
+        audit.record(conn, actor=actor, action=f"settlement.batch_{action}",
+                     subject_type="market", subject_id=market_id, before=None,
+                     after={"version": version, "range": [lo, hi], "part": [part, parts],
+                            "bets": len(records), "postings": out.posted,
+                            "skipped": out.skipped, "payout_delta": out.payout_delta,
+                            "ledger_keys": [t.key for t in transfers]})
+        outbox.emit(conn, event_type="bets.rolled_back" if mode == Mode.ROLLBACK
+                    else "bets.settled",
+                    aggregate_type="market", aggregate_id=market_id,
+                    payload={"market_id": market_id, "version": version, "bets": out.items})
+    if fail_before_commit:
+        # Test hook: a worker dying after the work but before COMMIT.
+        raise RuntimeError("injected failure before commit")
+    return out
