@@ -133,6 +133,28 @@ class Settings(BaseSettings):
     # First wait before asking the gateway again about a pending refund/payout (then doubling).
     withdrawal_payout_poll_seconds: float = 5.0
 
+    # --- partner webhooks (webhooks/, commands/webhooks.py) --------------------------------
+    # Waits before the 2nd, 3rd, ... attempt of a delivery (the first is immediate): a message
+    # gets 1 + len(schedule) attempts. Each wait is jittered by +- webhooks_retry_jitter_ratio.
+    webhooks_retry_schedule_seconds: list[float] = [5, 300, 1800, 7200, 18000, 36000, 50400,
+                                                    72000, 86400]
+    webhooks_retry_jitter_ratio: float = 0.2
+    webhooks_timeout_seconds: float = 15.0
+    # A Retry-After on 429 / 502 / 504 is honoured, clamped to this.
+    webhooks_retry_after_max_seconds: float = 3600.0
+    # An endpoint failing this long with no success is disabled (5 days).
+    webhooks_disable_after_failing_seconds: float = 432_000.0
+    # Networks (CIDR) a webhook URL may resolve to although they are loopback, private or
+    # link-local: none in production; the dev stack and the tests allow 127.0.0.1.
+    webhooks_allowed_networks: list[str] = []
+    # Fernet key sealing the endpoints' signing secrets at rest; the default is for development.
+    webhooks_secret_encryption_key: str = "c2V0dGxlcGF5LWRldi13ZWJob29rLXNlY3JldHMtMDA="
+    # Deliveries in flight per dispatcher process, per lane (first attempts; retries).
+    webhooks_dispatcher_concurrency: int = 64
+    # How often an idle dispatcher looks for new outbox events and due retries.
+    webhooks_poll_seconds: float = 0.1
+    sandbox_webhook_receiver_port: int = 12114
+
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL with the psycopg 3 driver named, as SQLAlchemy wants it."""
