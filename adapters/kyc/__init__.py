@@ -8,6 +8,7 @@ The provider answers asynchronously: the check's verdict (GREEN, or RED with RET
 arrives later as a webhook signed with Standard Webhooks. Must never touch the database.
 """
 
+from adapters.kyc.http import HttpKycProvider
 from adapters.kyc.interface import (
     DocumentCheck,
     DocumentVerdict,
@@ -18,13 +19,13 @@ from adapters.kyc.interface import (
     SubmittedDocument,
     WebhookSignatureInvalid,
 )
-from adapters.kyc.http import HttpKycProvider
 from adapters.kyc.webhooks import sign_webhook, verify_webhook
+from settlepay.config import Settings
 
-__all__ = ["DocumentCheck", "DocumentVerdict", "HttpKycProvider", "KycProvider", "KycProviderError",
-           "KycProviderUnavailable", "Person", "SubmittedDocument", "WebhookSignatureInvalid",
-           "from_settings", "sign_webhook", "verify_webhook"]
+__all__ = ["DocumentCheck", "DocumentVerdict", "HttpKycProvider", "KycProvider",
+           "KycProviderError", "KycProviderUnavailable", "Person", "SubmittedDocument",
+           "WebhookSignatureInvalid", "from_settings", "sign_webhook", "verify_webhook"]
 
 
-def from_settings(settings) -> HttpKycProvider:  # noqa: ANN001
+def from_settings(settings: Settings) -> HttpKycProvider:
     return HttpKycProvider(base_url=settings.kyc_api_base)

@@ -20,7 +20,7 @@ from adapters.kyc.interface import (
 
 
 class HttpKycProvider:
-    def __init__(self, *, base_url: str, timeout_seconds: float = 10.0):
+    def __init__(self, *, base_url: str, timeout_seconds: float = 10.0) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout_seconds
 

@@ -30,7 +30,7 @@ class SubmittedDocument:
 @dataclass(frozen=True)
 class DocumentCheck:
     id: str                        # the provider's check id
-    reference: str                 # ours: `kyc-<player>:doc:<n>`
+    reference: str                 # ours: `kyc-<player>:<run id>:doc:<n>`
     status: str                    # pending (the verdict comes by webhook)
 
 

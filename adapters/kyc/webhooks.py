@@ -24,7 +24,8 @@ def sign_webhook(secret: str, message_id: str, body: bytes) -> dict[str, str]:
 
 
 def verify_webhook(secret: str, body: bytes, headers: Mapping[str, str]) -> DocumentVerdict:
-    wanted = {name: headers.get(name) for name in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+    wanted = {name: headers.get(name)
+              for name in ("webhook-id", "webhook-timestamp", "webhook-signature")}
     if not all(wanted.values()):
         raise WebhookSignatureInvalid("missing Standard Webhooks headers")
     try:

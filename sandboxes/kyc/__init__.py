@@ -11,7 +11,10 @@ a payment sandbox's test cards:
     anything else         ->  GREEN
 
 Controls: POST /_sandbox/config {webhook_url, webhook_secret, delay_seconds},
-GET /_sandbox/checks, GET /_sandbox/webhooks (delivery attempts). Never for production.
+GET /_sandbox/checks (each with the idempotency key it was created under),
+POST /_sandbox/checks/{id}/verdict {result, next, reason} (deliver a verdict now, e.g. a late
+answer to a silent check; answers with the delivery attempts and the receiver's answers),
+GET /_sandbox/webhooks (delivery attempts). Never for production.
 """
 
 from sandboxes.kyc.app import create_app

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import uuid
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -15,8 +16,11 @@ from starlette.routing import Route
 
 from adapters.kyc.webhooks import sign_webhook
 
+DEFAULT_SECRET = "whsec_a3ljc2FuZGJveHNlY3JldGZvcmRldg=="
+Verdict = tuple[str, str | None, str | None]    # result, next, reason
 
-def verdict_for(document_number: str) -> tuple[str, str | None, str | None] | None:
+
+def verdict_for(document_number: str) -> Verdict | None:
     """(result, next, reason) for a document number; None: the provider never answers."""
     number = document_number.upper()
     if "SILENT" in number:
@@ -28,68 +32,78 @@ def verdict_for(document_number: str) -> tuple[str, str | None, str | None] | No
     return "GREEN", None, None
 
 
-def create_app(*, webhook_url: str | None = None, webhook_secret: str = "whsec_a3ljc2FuZGJveHNlY3JldGZvcmRldg==",
+def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_SECRET,
                delay_seconds: float = 2.0) -> Starlette:
-    config = {"webhook_url": webhook_url, "webhook_secret": webhook_secret, "delay_seconds": delay_seconds}
-    checks: dict[str, dict] = {}
-    by_key: dict[str, dict] = {}
-    deliveries: list[dict] = []
-    tasks: set[asyncio.Task] = set()
+    config: dict[str, Any] = {"webhook_url": webhook_url, "webhook_secret": webhook_secret,
+                              "delay_seconds": delay_seconds}
+    checks: dict[str, dict[str, Any]] = {}
+    by_key: dict[str, dict[str, Any]] = {}
+    deliveries: list[dict[str, Any]] = []
+    tasks: set[asyncio.Task[None]] = set()
     ids = itertools.count(1)
 
-    async def deliver(check: dict) -> None:
+    async def answer_later(check: dict[str, Any]) -> None:
         await asyncio.sleep(config["delay_seconds"])
         verdict = verdict_for(check["document"]["number"])
-        if verdict is None:
-            return
+        if verdict is not None:
+            await deliver(check, verdict)
+
+    async def deliver(check: dict[str, Any], verdict: Verdict) -> list[dict[str, Any]]:
+        """Send the check's verdict, signed; the delivery attempts made."""
         result, next_, reason = verdict
         check.update(status="completed", result=result, next=next_)
         body = json.dumps({"type": "check.completed", "data": {
             "check_id": check["id"], "reference": check["reference"], "result": result,
             "next": next_, "reason": reason}}).encode()
         message_id = f"msg_{uuid.uuid4().hex}"
+        attempts: list[dict[str, Any]] = []
         # Like a real provider: retry a failed delivery a few times with growing pauses.
         for attempt in range(1, 6):
             url = config["webhook_url"]
+            record: dict[str, Any] = {"check_id": check["id"], "attempt": attempt}
+            attempts.append(record)
+            deliveries.append(record)
             if not url:
-                deliveries.append({"check_id": check["id"], "attempt": attempt, "status": None,
-                                   "error": "no webhook_url configured"})
-                return
+                record.update(status=None, error="no webhook_url configured")
+                break
             try:
                 async with httpx.AsyncClient(timeout=5.0) as client:
-                    answer = await client.post(url, content=body,
-                                               headers=sign_webhook(config["webhook_secret"], message_id, body))
-                deliveries.append({"check_id": check["id"], "attempt": attempt, "status": answer.status_code})
+                    answer = await client.post(url, content=body, headers=sign_webhook(
+                        config["webhook_secret"], message_id, body))
+                record.update(status=answer.status_code, response=_json_or_none(answer))
                 if answer.status_code < 300:
-                    return
+                    break
             except httpx.HTTPError as error:
-                deliveries.append({"check_id": check["id"], "attempt": attempt, "status": None,
-                                   "error": type(error).__name__})
+                record.update(status=None, error=type(error).__name__)
             await asyncio.sleep(0.2 * 2 ** attempt)
+        return attempts
 
     async def create_check(request: Request) -> Response:
         try:
             body = await request.json()
             reference = str(body["reference"])
-            document = {"type": str(body["document"]["type"]), "number": str(body["document"]["number"]),
+            document = {"type": str(body["document"]["type"]),
+                        "number": str(body["document"]["number"]),
                         "country": str(body["document"].get("country", ""))}
             person = dict(body.get("person") or {})
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": "send reference, person and document"}, status_code=400)
+            return JSONResponse({"error": "send reference, person and document"},
+                                status_code=400)
         key = request.headers.get("idempotency-key")
         if key and key in by_key:
             return JSONResponse(public(by_key[key]), status_code=202)
         check = {"id": f"chk_{next(ids):06d}", "reference": reference, "person": person,
-                 "document": document, "status": "pending", "result": None, "next": None}
+                 "document": document, "status": "pending", "result": None, "next": None,
+                 "idempotency_key": key}
         checks[check["id"]] = check
         if key:
             by_key[key] = check
-        task = asyncio.get_running_loop().create_task(deliver(check))
+        task = asyncio.get_running_loop().create_task(answer_later(check))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return JSONResponse(public(check), status_code=202)
 
-    def public(check: dict) -> dict:
+    def public(check: dict[str, Any]) -> dict[str, Any]:
         return {"id": check["id"], "reference": check["reference"], "status": check["status"]}
 
     async def configure(request: Request) -> Response:
@@ -103,6 +117,18 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = "whsec_a
     async def list_checks(request: Request) -> Response:
         return JSONResponse({"data": list(checks.values())})
 
+    async def send_verdict(request: Request) -> Response:
+        """Test control: deliver a verdict for any check now (e.g. a late answer to a check
+        that stayed silent); answers with the delivery attempts, receiver's answers included."""
+        check = checks.get(request.path_params["check_id"])
+        if check is None:
+            return JSONResponse({"error": "no such check"}, status_code=404)
+        body = await request.json()
+        if body.get("result") not in ("GREEN", "RED"):
+            return JSONResponse({"error": "result is GREEN or RED"}, status_code=400)
+        verdict = (body["result"], body.get("next"), body.get("reason"))
+        return JSONResponse({"attempts": await deliver(check, verdict)})
+
     async def list_deliveries(request: Request) -> Response:
         return JSONResponse({"attempts": deliveries})
 
@@ -110,6 +136,14 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = "whsec_a
         Route("/v1/checks", create_check, methods=["POST"]),
         Route("/_sandbox/config", configure, methods=["GET", "POST"]),
         Route("/_sandbox/checks", list_checks, methods=["GET"]),
+        Route("/_sandbox/checks/{check_id}/verdict", send_verdict, methods=["POST"]),
         Route("/_sandbox/webhooks", list_deliveries, methods=["GET"]),
         Route("/healthz", lambda request: JSONResponse({"ok": True}), methods=["GET"]),
     ])
+
+
+def _json_or_none(answer: httpx.Response) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return None

@@ -23,7 +23,8 @@ def create_app() -> Starlette:
             body = await request.json()
             to, subject, text = str(body["to"]), str(body.get("subject", "")), str(body["body"])
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": "send a JSON object with to, subject and body"}, status_code=400)
+            return JSONResponse({"error": "send a JSON object with to, subject and body"},
+                                status_code=400)
         key = request.headers.get("idempotency-key")
         with lock:
             if key and key in by_key:
