@@ -19,6 +19,7 @@ class Scope(StrEnum):
     WITHDRAWALS_WRITE = "withdrawals:write"
     BETS_WRITE = "bets:write"
     RESULTS_WRITE = "results:write"        # market results (settlement input)
+    WEBHOOKS_WRITE = "webhooks:write"      # webhook endpoints, events, attempts, resends
     OPERATOR_REVIEW = "operator:review"    # manual reviews: withdrawals, KYC, corrections
 
 
