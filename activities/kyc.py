@@ -1,132 +1,48 @@
 """KYC activities: the age check, the sanctions screening, the document check at the provider,
-and the case's state changes (each with its history row, audit record and outbox event).
+and the case's state changes (through commands/kyc.py).
 
-The data types the KYC workflow exchanges with its activities, signals and the API live here
-too. The provider check's idempotency key is its reference, `kyc-<player>:doc:<n>`, so a retried
-activity never asks the provider twice.
+The types they exchange with the workflow are in workflows/contracts/kyc.py. The provider
+check's idempotency key is its reference, `kyc-<player>:<run id>:doc:<n>`, so a retried
+activity never asks the provider twice, and a reopened case (a new run) asks anew.
 Must never: decide what the workflow does next (it returns facts; the workflow decides).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from sqlalchemy import Connection, Engine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-import audit
-import outbox
-from adapters.kyc import (
-    KycProvider,
-    KycProviderError,
-    Person,
-    SubmittedDocument,
-)
+from adapters.kyc import KycProvider, KycProviderError, Person, SubmittedDocument
+from commands import kyc as commands
 from domain import age, sanctions
-from settlepay.db import run_in_transaction
-from store import kyc as store
-from store import players
-from sqlalchemy import Engine
-
 from settlepay.config import Settings
-
-# --- what the workflow, the activities, the signals and the API exchange ----------------------
-
-
-@dataclass
-class KycDocument:
-    type: str          # passport | driving_licence | id_card
-    number: str
-    country: str
-
-
-@dataclass
-class KycRequest:
-    player_id: str
-    actor: str                              # who asked (api_key:<id>), for the audit trail
-    # From Settings, fixed at start so the workflow never reads configuration.
-    document_timeout_seconds: float = 86_400.0
-    max_document_attempts: int = 3
-    # Off only where the Temporal server has no custom search attributes (the time-skipping
-    # test server): operators find cases in Temporal UI through them.
-    index_search_attributes: bool = True
-
-    @property
-    def workflow_id(self) -> str:
-        return store.workflow_id_for(self.player_id)
-
-
-@dataclass
-class ReviewDecision:
-    decision: str                           # approve | reject
-    operator: str                           # operator:<name> or api_key:<id>
-    note: str | None = None
-
-
-@dataclass
-class Verdict:
-    """A verified provider webhook, as a signal to the player's KYC workflow."""
-    event_id: str
-    check_id: str
-    reference: str
-    result: str                             # GREEN | RED
-    next: str | None = None                 # RED: RETRY | FINAL
-    reason: str | None = None
-
-
-@dataclass
-class AgeCheck:
-    passed: bool
-    reason_code: str | None = None
-    reason: str | None = None
-
-
-@dataclass
-class Screening:
-    score: float
-    hit: bool
-    matched_name: str | None = None
-    list_reference: str | None = None
-
-
-@dataclass
-class DocumentSubmission:
-    player_id: str
-    reference: str                          # kyc-<player>:doc:<n>: also the idempotency key
-    attempt: int
-    document: KycDocument
-
-
-@dataclass
-class Transition:
-    """A state change of the case, as the workflow decided it."""
-    player_id: str
-    state: str
-    step: str
-    reason_code: str | None = None
-    reason: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-    event: str | None = None                # outbox event type, when partners care
-
-
-@dataclass
-class KycResult:
-    player_id: str
-    state: str
-    reason_code: str | None = None
-    reason: str | None = None
+from settlepay.db import run_in_transaction
+from store import players
+from workflows.contracts.kyc import (
+    Activity,
+    AgeCheck,
+    DocumentSubmission,
+    KycRefusal,
+    KycRequest,
+    ReasonCode,
+    Screening,
+    Transition,
+)
+from workflows.contracts.refusal import Refusal
 
 
 class KycActivities:
     def __init__(self, engine: Engine, settings: Settings, provider: KycProvider) -> None:
         self._engine = engine
         self._settings = settings
-        self._kyc = provider
+        self._provider = provider
 
-    def all(self) -> list:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.open_case, self.check_age, self.screen_sanctions, self.submit_document,
                 self.advance]
 
@@ -136,100 +52,69 @@ class KycActivities:
         text = path.read_text(encoding="utf-8") if path else sanctions.development_list_text()
         return sanctions.parse_list(text)
 
-    def _provider(self) -> KycProvider:
-        return self._kyc
-
-    @activity.defn(name="kyc.open_case")
+    @activity.defn(name=Activity.OPEN_CASE)
     def open_case(self, req: KycRequest) -> None:
-        def work(conn):  # noqa: ANN001, ANN202
-            before, after = store.open_case(conn, req.player_id)
-            if before is after:
-                return  # a retry, or a case already under way
-            audit.record(conn, actor=req.actor, action="kyc.started", subject_type="player",
-                         subject_id=req.player_id, before=store.as_record(before),
-                         after=store.as_record(after))
+        def work(conn: Connection) -> None:
+            commands.open_case(conn, req.player_id, actor=req.actor)
         run_in_transaction(self._engine, work)
 
-    @activity.defn(name="kyc.check_age")
+    @activity.defn(name=Activity.CHECK_AGE)
     def check_age(self, player_id: str) -> AgeCheck:
         with self._engine.connect() as conn:
             player = players.get(conn, player_id)
         if player is None:
-            return AgeCheck(False, "player_not_found", f"player {player_id} does not exist")
+            return AgeCheck(False, ReasonCode.PLAYER_NOT_FOUND,
+                            f"player {player_id} does not exist")
         minimum = self._settings.kyc_min_age_by_jurisdiction.get(
             player["jurisdiction"] or "", self._settings.kyc_default_min_age)
         if player["date_of_birth"] is None:
-            return AgeCheck(False, "date_of_birth_missing", "the player has no date of birth on record")
+            return AgeCheck(False, ReasonCode.DATE_OF_BIRTH_MISSING,
+                            "the player has no date of birth on record")
         if not age.old_enough(player["date_of_birth"], datetime.now(UTC).date(), minimum):
-            return AgeCheck(False, "under_age",
-                            f"the minimum age in {player['jurisdiction'] or 'this jurisdiction'} is {minimum}")
+            where = player["jurisdiction"] or "this jurisdiction"
+            return AgeCheck(False, ReasonCode.UNDER_AGE, f"the minimum age in {where} is {minimum}")
         return AgeCheck(True)
 
-    @activity.defn(name="kyc.screen_sanctions")
+    @activity.defn(name=Activity.SCREEN_SANCTIONS)
     def screen_sanctions(self, player_id: str) -> Screening:
         with self._engine.connect() as conn:
             player = players.get(conn, player_id)
         if player is None:
-            raise ApplicationError(f"player {player_id} does not exist", type="player_not_found",
-                                   non_retryable=True)
-        result = sanctions.screen(f"{player['first_name']} {player['last_name']}", self._screening_list,
-                                  self._settings.sanctions_match_threshold)
+            raise Refusal(KycRefusal.PLAYER_NOT_FOUND,
+                          f"player {player_id} does not exist").as_error()
+        result = sanctions.screen(f"{player['first_name']} {player['last_name']}",
+                                  self._screening_list, self._settings.sanctions_match_threshold)
+        match = result.match
         return Screening(score=result.score, hit=result.hit,
-                         matched_name=result.match.name if result.match else None,
-                         list_reference=(f"{result.match.list}:{result.match.reference}"
-                                         if result.match else None))
+                         matched_name=match.name if match else None,
+                         list_reference=f"{match.list}:{match.reference}" if match else None)
 
-    @activity.defn(name="kyc.submit_document")
+    @activity.defn(name=Activity.SUBMIT_DOCUMENT)
     def submit_document(self, submission: DocumentSubmission) -> str:
         with self._engine.connect() as conn:
             player = players.get(conn, submission.player_id)
         if player is None:
-            raise ApplicationError("player not found", type="player_not_found", non_retryable=True)
+            raise Refusal(KycRefusal.PLAYER_NOT_FOUND, "player not found").as_error()
+        born = player["date_of_birth"]
         person = Person(player["first_name"], player["last_name"],
-                        None if player["date_of_birth"] is None else player["date_of_birth"].isoformat())
+                        None if born is None else born.isoformat())
         doc = submission.document
         try:
-            check = self._provider().submit_check(
+            check = self._provider.submit_check(
                 reference=submission.reference, person=person,
                 document=SubmittedDocument(doc.type, doc.number, doc.country),
                 idempotency_key=submission.reference)
         except KycProviderError as error:
-            raise ApplicationError(str(error), type="kyc_provider_refused", non_retryable=True) from error
+            raise Refusal(KycRefusal.PROVIDER_REFUSED, str(error)).as_error() from error
         # KycProviderUnavailable and anything else: retried by Temporal with the same key.
 
-        def work(conn):  # noqa: ANN001, ANN202
-            changed = store.transition(conn, submission.player_id, state=store.DOCUMENTS, step="document",
-                                       detail={"attempt": submission.attempt, "check_id": check.id,
-                                               "document_type": doc.type},
-                                       document_attempts=submission.attempt, provider_check_id=check.id)
-            if changed is not None:
-                audit.record(conn, actor=f"workflow:{store.workflow_id_for(submission.player_id)}",
-                             action="kyc.document_submitted", subject_type="player",
-                             subject_id=submission.player_id, before=store.as_record(changed[0]),
-                             after=store.as_record(changed[1]))
+        def work(conn: Connection) -> None:
+            commands.document_submitted(conn, submission, check.id)
         run_in_transaction(self._engine, work)
         return check.id
 
-    @activity.defn(name="kyc.advance")
+    @activity.defn(name=Activity.ADVANCE)
     def advance(self, change: Transition) -> None:
-        def work(conn):  # noqa: ANN001, ANN202
-            fields: dict[str, Any] = {"reason_code": change.reason_code, "reason": change.reason}
-            if "sanctions_score" in change.detail:
-                fields["sanctions_score"] = change.detail["sanctions_score"]
-                fields["sanctions_match"] = change.detail.get("sanctions_match")
-            changed = store.transition(conn, change.player_id, state=change.state, step=change.step,
-                                       detail=change.detail, **fields)
-            if changed is None:
-                return  # already finished: a retried activity
-            before, after = changed
-            audit.record(conn, actor=f"workflow:{store.workflow_id_for(change.player_id)}",
-                         action=f"kyc.{change.state}", subject_type="player", subject_id=change.player_id,
-                         before=store.as_record(before), after=store.as_record(after))
-            if change.event:
-                player = players.get(conn, change.player_id)
-                outbox.emit(conn, event_type=change.event, aggregate_type="kyc",
-                            aggregate_id=change.player_id,
-                            payload={"player_id": change.player_id, "state": change.state,
-                                     "reason_code": change.reason_code, "reason": change.reason},
-                            player_id=change.player_id, partner_id=player["partner_id"] if player else None)
+        def work(conn: Connection) -> None:
+            commands.advance(conn, change)
         run_in_transaction(self._engine, work)

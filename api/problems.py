@@ -125,7 +125,12 @@ STATUS_BY_CODE: dict[str, int] = {
     "withdrawal_not_awaiting_approval": 409,
     "totp_already_enrolled": 409,
     "second_factor_not_pending": 409,
-    # kyc
+    # kyc (workflows/contracts/kyc.py KycRefusal; player_not_found: above)
+    "kyc_already_verified": 409,
+    "kyc_rejected": 409,
+    "kyc_in_progress": 409,
+    "kyc_not_in_review": 409,
+    "kyc_provider_refused": 422,
     # bets and settlement
     # bets (commands/bets.py BetRefusal; invalid_* and payout_above_maximum are the default 422)
     "bet_id_conflict": 409,

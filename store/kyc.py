@@ -2,8 +2,10 @@
 
 One case row per player holds the current KYC state; every transition appends a history row in
 the same statement batch, so the player view shows where the case is and how it got there.
-Callers (KYC activities) write the audit record and the outbox event in the same transaction.
-Must never: decide a KYC outcome, call the provider, or touch the ledger.
+States are `KycState` (workflows/contracts/kyc.py). commands/kyc.py calls these and writes the
+audit record and the outbox event in the same transaction.
+Must never: decide a KYC outcome, call the provider, write audit or outbox records, or touch
+the ledger.
 """
 
 from __future__ import annotations
@@ -13,16 +15,16 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
-PENDING, REVIEW, DOCUMENTS, RESUBMISSION_REQUIRED = "pending", "review", "documents", "resubmission_required"
-VERIFIED, REJECTED, EXPIRED = "verified", "rejected", "expired"
-FINAL = (VERIFIED, REJECTED, EXPIRED)
+from workflows.contracts.kyc import KycState, Step, workflow_id
 
-COLUMNS = ("player_id, workflow_id, state, reason_code, reason, sanctions_score, sanctions_match, "
-           "document_attempts, provider_check_id, verified_at, created_at, updated_at")
+# What compliance/kyc.py (the withdrawal gate) compares a case's state with.
+VERIFIED = KycState.VERIFIED
 
-
-def workflow_id_for(player_id: str) -> str:
-    return f"kyc-{player_id}"
+COLUMNS = ("player_id, workflow_id, state, reason_code, reason, sanctions_score, "
+           "sanctions_match, document_attempts, provider_check_id, verified_at, created_at, "
+           "updated_at")
+FIELDS = frozenset({"reason_code", "reason", "sanctions_score", "sanctions_match",
+                    "document_attempts", "provider_check_id"})
 
 
 def get(conn: Connection, player_id: str, *, for_update: bool = False) -> RowMapping | None:
@@ -35,56 +37,50 @@ def get(conn: Connection, player_id: str, *, for_update: bool = False) -> RowMap
 def open_case(conn: Connection, player_id: str) -> tuple[RowMapping | None, RowMapping]:
     """Start (or restart after `expired`) the player's case: (before, after).
 
-    A case that is under way or finished otherwise is left as it is (a retried activity)."""
+    A case that is under way or finished otherwise is left as it is (before is after)."""
     before = get(conn, player_id, for_update=True)
-    if before is not None and before["state"] != EXPIRED:
+    if before is not None and before["state"] != KycState.EXPIRED:
         return before, before
     after = conn.execute(text(f"""
         INSERT INTO kyc_cases (player_id, workflow_id, state)
-        VALUES (:player_id, :workflow_id, 'pending')
+        VALUES (:player_id, :workflow_id, :state)
         ON CONFLICT (player_id) DO UPDATE
-           SET state = 'pending', reason_code = NULL, reason = NULL, sanctions_score = NULL,
+           SET state = :state, reason_code = NULL, reason = NULL, sanctions_score = NULL,
                sanctions_match = NULL, document_attempts = 0, provider_check_id = NULL,
                updated_at = now()
         RETURNING {COLUMNS}"""),
-        {"player_id": player_id, "workflow_id": workflow_id_for(player_id)}).mappings().one()
-    _history(conn, player_id, PENDING, "opened", {})
+        {"player_id": player_id, "workflow_id": workflow_id(player_id),
+         "state": KycState.PENDING.value}).mappings().one()
+    _history(conn, player_id, KycState.PENDING, Step.OPENED, {})
     return before, after
 
 
-def transition(conn: Connection, player_id: str, *, state: str, step: str,
-               detail: dict[str, Any] | None = None, **fields: Any) -> tuple[RowMapping, RowMapping] | None:
+def transition(conn: Connection, player_id: str, *, state: KycState, step: str,
+               detail: dict[str, Any] | None = None,
+               **fields: Any) -> tuple[RowMapping, RowMapping] | None:
     """Move an unfinished case to `state` (setting `fields` too) and append a history row:
     (before, after), or None when the case is finished (a retried or late activity)."""
     before = get(conn, player_id, for_update=True)
-    if before is None or before["state"] in FINAL:
+    if before is None or KycState(before["state"]).final:
         return None
-    allowed = {"reason_code", "reason", "sanctions_score", "sanctions_match", "document_attempts",
-               "provider_check_id"}
-    unknown = set(fields) - allowed
+    unknown = set(fields) - FIELDS
     if unknown:
         raise ValueError(f"unknown kyc case fields: {sorted(unknown)}")
     assignments = "".join(f", {name} = :{name}" for name in fields)
-    verified = ", verified_at = now()" if state == VERIFIED else ""
+    verified = ", verified_at = now()" if state == KycState.VERIFIED else ""
     after = conn.execute(text(f"""
         UPDATE kyc_cases SET state = :state, updated_at = now(){assignments}{verified}
         WHERE player_id = :player_id RETURNING {COLUMNS}"""),
-        {"player_id": player_id, "state": state, **fields}).mappings().one()
-    _history(conn, player_id, state, step, detail or {})
+        {"player_id": player_id, "state": KycState(state).value, **fields}).mappings().one()
+    _history(conn, player_id, KycState(state), step, detail or {})
     return before, after
 
 
-def note(conn: Connection, player_id: str, step: str, detail: dict[str, Any]) -> None:
-    """A history row without a state change (e.g. a document result that asks for a retry)."""
-    state = conn.execute(text("SELECT state FROM kyc_cases WHERE player_id = :p"),
-                         {"p": player_id}).scalar_one()
-    _history(conn, player_id, state, step, detail)
-
-
-def _history(conn: Connection, player_id: str, state: str, step: str, detail: dict[str, Any]) -> None:
+def _history(conn: Connection, player_id: str, state: KycState, step: str,
+             detail: dict[str, Any]) -> None:
     conn.execute(text("""INSERT INTO kyc_history (player_id, state, step, detail)
                          VALUES (:player_id, :state, :step, CAST(:detail AS jsonb))"""),
-                 {"player_id": player_id, "state": state, "step": step,
+                 {"player_id": player_id, "state": state.value, "step": str(step),
                   "detail": json.dumps(detail, default=str)})
 
 
@@ -94,26 +90,14 @@ def history(conn: Connection, player_id: str) -> list[RowMapping]:
         WHERE player_id = :player_id ORDER BY id"""), {"player_id": player_id}).mappings())
 
 
-def is_verified(conn: Connection, player_id: str) -> bool:
-    return conn.execute(text("SELECT state = 'verified' FROM kyc_cases WHERE player_id = :p"),
-                        {"p": player_id}).scalar() is True
-
-
-def as_record(row: RowMapping | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return {key: (value.isoformat() if hasattr(value, "isoformat") else
-                  float(value) if key == "sanctions_score" and value is not None else value)
-            for key, value in row.items()}
-
-
 def kyc_summary(conn: Connection, player_id: str) -> dict[str, Any]:
     """The player's KYC status and its history, as the player view shows it."""
     case = get(conn, player_id)
+    verified_at = None if case is None else case["verified_at"]
     return {
         "status": "not_started" if case is None else case["state"],
         "reason_code": None if case is None else case["reason_code"],
-        "verified_at": None if case is None or case["verified_at"] is None else case["verified_at"].isoformat(),
+        "verified_at": None if verified_at is None else verified_at.isoformat(),
         "history": [{"state": row["state"], "step": row["step"], "detail": row["detail"],
                      "at": row["created_at"].isoformat()} for row in history(conn, player_id)],
     }

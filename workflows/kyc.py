@@ -4,51 +4,76 @@
                   -> document check at the provider (verdict by signed webhook; RETRY asks
                      for another document) -> verified | rejected | expired
 
-Workflow id: `kyc-<player id>`, started with signal-with-start (`submit_document`), so a
-second POST with a new document reaches the running case. The provider's verdict arrives as
-the `document_result` signal (from the webhook ingress), an operator's decision as `review`.
-No verdict within `document_timeout_seconds` (or no resubmitted document) -> `expired`.
+Workflow id: `kyc-<player id>` (workflows/contracts/kyc.py), started with signal-with-start
+(`submit_document`), so a second POST with a new document reaches the running case; a case
+reopened after `expired` is a new run. Each document is checked under a reference naming this
+run (`kyc-<player>:<run id>:doc:<n>`, also the provider's idempotency key), so a reopened case
+gets new checks and an earlier run's verdicts never decide it. The provider's verdict arrives as
+the `document_result` signal (from the webhook ingress); an operator's decision as the
+`decide_review` update, refused unless the case waits for one, and recorded (audit included) by
+the workflow itself, so only a decision that took effect is on record. No verdict within
+`document_timeout_seconds` (or no resubmitted document) -> `expired`.
 KycState and ReviewPending (search attributes) are upserted at the step that changes them, so
 Temporal UI lists the cases waiting for an operator: `ReviewPending = "kyc_sanctions"`.
+
+Changing running cases: each behaviour change that alters the commands (or the values they
+carry) of a case already under way is behind `workflow.patched(Patch.X)`, the old path kept
+until no run that started before it remains; the replay test (tests/workflows/
+test_replay_kyc.py) replays histories recorded before each patch.
 Must never: do I/O or read configuration (timings come in the request).
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-with workflow.unsafe.imports_passed_through():
-    from activities.kyc import (
-        DocumentSubmission,
-        KycActivities,
-        KycDocument,
-        KycRequest,
-        KycResult,
-        ReviewDecision,
-        Screening,
-        Transition,
-        Verdict,
-    )
-    from settlepay import search_attributes as sa
+from settlepay import search_attributes as sa
+from workflows.contracts.kyc import (
+    FINAL_EVENT,
+    Activity,
+    AgeCheck,
+    Decision,
+    DocumentResult,
+    DocumentSubmission,
+    Event,
+    KycDocument,
+    KycRefusal,
+    KycRequest,
+    KycResult,
+    KycState,
+    NextStep,
+    Patch,
+    Query,
+    ReasonCode,
+    ReviewDecision,
+    ReviewPending,
+    Screening,
+    Signal,
+    Step,
+    Transition,
+    Update,
+    Verdict,
+    document_reference,
+    legacy_document_reference,
+)
+from workflows.contracts.refusal import Refusal
 
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=30))
 STEP_TIMEOUT = timedelta(seconds=30)
 
-# Case states, as store/kyc.py names them.
-PENDING, REVIEW, DOCUMENTS, RESUBMISSION_REQUIRED = "pending", "review", "documents", "resubmission_required"
-VERIFIED, REJECTED, EXPIRED = "verified", "rejected", "expired"
-SANCTIONS_REVIEW = "kyc_sanctions"
+T = TypeVar("T")
 
 
 @workflow.defn(name="Kyc")
 class KycWorkflow:
     def __init__(self) -> None:
-        self._state = PENDING
+        self._state = KycState.PENDING
         self._req: KycRequest | None = None
         self._documents: list[KycDocument] = []
         self._documents_wanted = 1
@@ -60,35 +85,50 @@ class KycWorkflow:
     @workflow.run
     async def run(self, req: KycRequest) -> KycResult:
         self._req = req
-        await self._activity(KycActivities.open_case, req)
-        self._set_state(PENDING, player_id=req.player_id)
+        await self._activity(Activity.OPEN_CASE, req)
+        self._set_state(KycState.PENDING, player_id=req.player_id)
 
-        age = await self._activity(KycActivities.check_age, req.player_id)
+        age = await self._activity(Activity.CHECK_AGE, req.player_id, AgeCheck)
         if not age.passed:
-            return await self.finish(req, REJECTED, "age", age.reason_code, age.reason)
+            return await self.finish(req, KycState.REJECTED, Step.AGE, age.reason_code,
+                                     age.reason)
 
-        screening = await self._activity(KycActivities.screen_sanctions, req.player_id)
+        screening = await self._activity(Activity.SCREEN_SANCTIONS, req.player_id, Screening)
         if screening.hit:
             decision = await self.operator_review(req, screening)
-            if decision.decision != "approve":
-                return await self.finish(req, REJECTED, "review", "sanctions_match",
-                                         f"rejected by {decision.operator} after a sanctions match",
-                                         {"operator": decision.operator, "note": decision.note})
+            if decision.decision != Decision.APPROVE:
+                return await self.finish(
+                    req, KycState.REJECTED, Step.REVIEW, ReasonCode.SANCTIONS_MATCH,
+                    f"rejected by {decision.operator} after a sanctions match",
+                    {"decision": decision.decision, "operator": decision.operator,
+                     "note": decision.note},
+                    **self._decided_by(decision))
 
         return await self.check_documents(req)
 
     # --- the steps ---------------------------------------------------------------------------
     async def operator_review(self, req: KycRequest, screening: Screening) -> ReviewDecision:
         """A possible sanctions match: wait (without a deadline) for an operator's decision."""
-        # Ready for the operator's signal before the database shows the case in review.
-        self._set_state(REVIEW, review=SANCTIONS_REVIEW)
-        await self._advance(req, REVIEW, "sanctions", "sanctions_review", "possible sanctions match",
-                            {"sanctions_score": screening.score, "sanctions_match": screening.matched_name,
-                             "list_reference": screening.list_reference}, event="kyc.review_required")
+        # Ready for the operator's decision before the database shows the case in review.
+        self._set_state(KycState.REVIEW, review_pending=ReviewPending.SANCTIONS)
+        await self._advance(Transition(
+            req.player_id, KycState.REVIEW, Step.SANCTIONS, ReasonCode.SANCTIONS_REVIEW,
+            "possible sanctions match",
+            {"sanctions_score": screening.score, "sanctions_match": screening.matched_name,
+             "list_reference": screening.list_reference},
+            event=Event.REVIEW_REQUIRED))
         await workflow.wait_condition(lambda: self._review is not None)
         assert self._review is not None
-        self._set_state(PENDING, review=None)
-        return self._review
+        decision = self._review
+        self._set_state(KycState.PENDING, review_cleared=True)
+        if decision.decision == Decision.APPROVE and workflow.patched(
+                Patch.REVIEW_RECORDED_BY_WORKFLOW):
+            # The approval itself is a step of the case, recorded by the operator's name.
+            await self._advance(Transition(
+                req.player_id, KycState.PENDING, Step.REVIEW, None, None,
+                {"decision": decision.decision, "operator": decision.operator,
+                 "note": decision.note}, **self._decided_by(decision)))
+        return decision
 
     async def check_documents(self, req: KycRequest) -> KycResult:
         """Send each document to the provider and wait for its verdict; RETRY asks the player
@@ -96,89 +136,139 @@ class KycWorkflow:
         timeout = timedelta(seconds=req.document_timeout_seconds)
         for attempt in range(1, req.max_document_attempts + 1):
             self._documents_wanted = attempt
-            try:
-                await workflow.wait_condition(lambda: len(self._documents) >= attempt, timeout=timeout)
-            except asyncio.TimeoutError:
-                return await self.finish(req, EXPIRED, "document", "document_not_submitted",
+            if not await self._within(timeout, self._has_document(attempt)):
+                return await self.finish(req, KycState.EXPIRED, Step.DOCUMENT,
+                                         ReasonCode.DOCUMENT_NOT_SUBMITTED,
                                          "no document was submitted in time")
-            reference = f"{req.workflow_id}:doc:{attempt}"
-            await self._activity(KycActivities.submit_document, DocumentSubmission(
-                req.player_id, reference, attempt, self._documents[attempt - 1]))
-            self._set_state(DOCUMENTS)
-            try:
-                await workflow.wait_condition(lambda: reference in self._verdicts, timeout=timeout)
-            except asyncio.TimeoutError:
-                return await self.finish(req, EXPIRED, "document", "provider_timeout",
+            reference = self._reference(req, attempt)
+            await self._activity(Activity.SUBMIT_DOCUMENT, DocumentSubmission(
+                req.player_id, reference, attempt, self._documents[attempt - 1]), str)
+            self._set_state(KycState.DOCUMENTS)
+            if not await self._within(timeout, self._has_verdict(reference)):
+                return await self.finish(req, KycState.EXPIRED, Step.DOCUMENT,
+                                         ReasonCode.PROVIDER_TIMEOUT,
                                          "the KYC provider did not answer in time")
             verdict = self._verdicts[reference]
             detail = {"attempt": attempt, "check_id": verdict.check_id, "result": verdict.result,
                       "next": verdict.next, "provider_reason": verdict.reason}
-            if verdict.result == "GREEN":
-                return await self.finish(req, VERIFIED, "document", None, None, detail)
-            if verdict.next != "RETRY":
-                return await self.finish(req, REJECTED, "document", "document_rejected",
-                                         verdict.reason or "the provider rejected the document", detail)
+            if verdict.result == DocumentResult.GREEN:
+                return await self.finish(req, KycState.VERIFIED, Step.DOCUMENT, None, None,
+                                         detail)
+            if verdict.next != NextStep.RETRY:
+                return await self.finish(req, KycState.REJECTED, Step.DOCUMENT,
+                                         ReasonCode.DOCUMENT_REJECTED,
+                                         verdict.reason or "the provider rejected the document",
+                                         detail)
             if attempt < req.max_document_attempts:
                 # Take the next document before the database asks the player for it.
                 self._documents_wanted = attempt + 1
-                self._set_state(RESUBMISSION_REQUIRED)
-                await self._advance(req, RESUBMISSION_REQUIRED, "document", "document_retry",
-                                    verdict.reason or "send another document", detail,
-                                    event="kyc.resubmission_required")
-        return await self.finish(req, REJECTED, "document", "document_attempts_exhausted",
+                self._set_state(KycState.RESUBMISSION_REQUIRED)
+                await self._advance(Transition(
+                    req.player_id, KycState.RESUBMISSION_REQUIRED, Step.DOCUMENT,
+                    ReasonCode.DOCUMENT_RETRY, verdict.reason or "send another document", detail,
+                    event=Event.RESUBMISSION_REQUIRED))
+        return await self.finish(req, KycState.REJECTED, Step.DOCUMENT,
+                                 ReasonCode.DOCUMENT_ATTEMPTS_EXHAUSTED,
                                  f"{req.max_document_attempts} documents were not accepted")
 
-    async def finish(self, req: KycRequest, state: str, step: str, reason_code: str | None,
-                     reason: str | None, detail: dict | None = None) -> KycResult:
-        await self._advance(req, state, step, reason_code, reason, detail or {}, event=f"kyc.{state}")
+    async def finish(self, req: KycRequest, state: KycState, step: Step,
+                     reason_code: ReasonCode | None, reason: str | None,
+                     detail: dict[str, Any] | None = None, *, actor: str | None = None,
+                     action: str | None = None) -> KycResult:
+        await self._advance(Transition(req.player_id, state, step, reason_code, reason,
+                                       detail or {}, event=FINAL_EVENT[state], actor=actor,
+                                       action=action))
         self._set_state(state)
         return KycResult(req.player_id, state, reason_code, reason)
 
-    # --- signals and queries -------------------------------------------------------------------
-    @workflow.signal(name="submit_document")
+    # --- signals, updates and queries ----------------------------------------------------------
+    @workflow.signal(name=Signal.SUBMIT_DOCUMENT)
     def submit_document(self, document: KycDocument) -> None:
         """A document from the player; only taken when the case is waiting for one (a duplicate
         POST cannot pre-empt the next attempt)."""
         if len(self._documents) < self._documents_wanted:
             self._documents.append(document)
 
-    @workflow.signal(name="document_result")
+    @workflow.signal(name=Signal.DOCUMENT_RESULT)
     def document_result(self, verdict: Verdict) -> None:
         """The provider's verified webhook. Redeliveries are dropped; the first verdict for a
-        reference stands."""
+        reference stands; a verdict for a reference this run did not send is never read."""
         if verdict.event_id in self._seen_events:
             return
         self._seen_events.add(verdict.event_id)
         self._verdicts.setdefault(verdict.reference, verdict)
 
-    @workflow.signal(name="review")
+    @workflow.update(name=Update.REVIEW)
+    def decide_review(self, decision: ReviewDecision) -> None:
+        """An operator's decision on a possible sanctions match (validated below)."""
+        self._review = decision
+
+    @decide_review.validator
+    def _validate_review(self, decision: ReviewDecision) -> None:
+        if self._state != KycState.REVIEW or self._review is not None:
+            raise Refusal(KycRefusal.NOT_IN_REVIEW,
+                          f"the KYC case is {self._state}, not waiting for a review").as_error()
+
+    @workflow.signal(name=Signal.REVIEW)
     def review(self, decision: ReviewDecision) -> None:
-        if self._state == REVIEW and self._review is None and decision.decision in ("approve", "reject"):
+        """The decision as a signal, as runs started before `decide_review` received it."""
+        if self._state == KycState.REVIEW and self._review is None:
             self._review = decision
 
-    @workflow.query(name="state")
+    @workflow.query(name=Query.STATE)
     def state(self) -> str:
         return self._state
 
     # --- helpers -----------------------------------------------------------------------------
-    async def _advance(self, req: KycRequest, state: str, step: str, reason_code: str | None,
-                       reason: str | None, detail: dict, event: str | None = None) -> None:
-        await self._activity(KycActivities.advance, Transition(
-            req.player_id, state, step, reason_code, reason, detail, event))
+    def _reference(self, req: KycRequest, attempt: int) -> str:
+        if workflow.patched(Patch.REFERENCE_PER_RUN):
+            return document_reference(req.workflow_id, workflow.info().run_id, attempt)
+        return legacy_document_reference(req.workflow_id, attempt)
 
-    async def _activity(self, method, arg):  # noqa: ANN001, ANN202
-        return await workflow.execute_activity_method(method, arg, start_to_close_timeout=STEP_TIMEOUT,
-                                                      retry_policy=RETRY)
+    def _has_document(self, attempt: int) -> Callable[[], bool]:
+        return lambda: len(self._documents) >= attempt
 
-    def _set_state(self, state: str, *, player_id: str | None = None, review: str | None | bool = False) -> None:
+    def _has_verdict(self, reference: str) -> Callable[[], bool]:
+        return lambda: reference in self._verdicts
+
+    @staticmethod
+    async def _within(timeout: timedelta, condition: Callable[[], bool]) -> bool:
+        """Wait for `condition`; False when `timeout` passed first."""
+        try:
+            await workflow.wait_condition(condition, timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @staticmethod
+    def _decided_by(decision: ReviewDecision) -> dict[str, str | None]:
+        """Actor and audit action of a transition an operator's decision caused (runs that
+        started before Patch.REVIEW_RECORDED_BY_WORKFLOW: the workflow's own)."""
+        if not workflow.patched(Patch.REVIEW_RECORDED_BY_WORKFLOW):
+            return {"actor": None, "action": None}
+        return {"actor": decision.operator, "action": f"kyc.review.{decision.decision}"}
+
+    async def _advance(self, change: Transition) -> None:
+        await self._activity(Activity.ADVANCE, change)
+
+    async def _activity(self, name: Activity, arg: object,
+                        result_type: type[T] | None = None) -> T:
+        return await workflow.execute_activity(name, arg, result_type=result_type,
+                                               start_to_close_timeout=STEP_TIMEOUT,
+                                               retry_policy=RETRY)
+
+    def _set_state(self, state: KycState, *, player_id: str | None = None,
+                   review_pending: ReviewPending | None = None,
+                   review_cleared: bool = False) -> None:
+        """The state, and (one upsert) the search attributes operators filter on."""
         self._state = state
         if self._req is None or not self._req.index_search_attributes:
             return
-        updates = [sa.KYC_STATE.value_set(state.upper())]
+        updates = [sa.KYC_STATE.value_set(state.search_value)]
         if player_id is not None:
             updates.append(sa.PLAYER_ID.value_set(player_id))
-        if review is None:
+        if review_cleared:
             updates.append(sa.REVIEW_PENDING.value_unset())
-        elif review:
-            updates.append(sa.REVIEW_PENDING.value_set(review))
+        elif review_pending is not None:
+            updates.append(sa.REVIEW_PENDING.value_set(review_pending))
         workflow.upsert_search_attributes(updates)
