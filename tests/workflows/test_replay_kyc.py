@@ -1,0 +1,58 @@
+"""Every stored KYC history replays against the current workflow code: a change that would
+break a case already under way fails here (re-record with record_kyc_histories.py only when
+the change is meant for new runs, and patch it with `workflow.patched` otherwise).
+
+The `_before_patch` histories come from the workflow before its two patches (per-run document
+references, the review recorded by the workflow): they replay through the old branches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.contracts.kyc import Patch
+from workflows.kyc import KycWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORDED = sorted(HISTORIES.glob("kyc_*.json"))
+REQUIRED = {"verified", "sanctions_review_approved", "expired", "retry_then_verified_before_patch",
+            "sanctions_review_approved_before_patch"}
+
+
+def _load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def _markers(path: Path) -> set[str]:
+    """The patch ids the history recorded (`workflow.patched` markers)."""
+    found = set()
+    for event in _load(path).events:
+        marker = event.marker_recorded_event_attributes
+        if event.HasField("marker_recorded_event_attributes") and "patch-data" in marker.details:
+            found.add(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
+    return found
+
+
+def test_the_histories_of_each_scenario_are_stored():
+    assert REQUIRED <= {path.stem.removeprefix("kyc_") for path in RECORDED}
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[path.stem for path in RECORDED])
+async def test_a_stored_kyc_history_replays(path: Path):
+    result = await Replayer(workflows=[KycWorkflow],
+                            data_converter=pydantic_data_converter).replay_workflow(_load(path))
+    assert result.replay_failure is None
+
+
+def test_histories_before_the_patches_carry_no_marker_and_new_ones_do():
+    for path in RECORDED:
+        if path.stem.endswith("_before_patch"):
+            assert _markers(path) == set(), path.name
+    assert Patch.REFERENCE_PER_RUN in _markers(HISTORIES / "kyc_verified.json")
+    assert Patch.REVIEW_RECORDED_BY_WORKFLOW in _markers(
+        HISTORIES / "kyc_sanctions_review_approved.json")
