@@ -115,7 +115,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "open_debt": 403,
     # players (commands/players.py)
     "player_exists": 409,
-    # deposits
+    # deposits (workflows/contracts/deposit.py DepositRefusal; a deposit's failure codes are
+    # its status, never an HTTP answer)
+    "deposit_not_found": 404,
+    "deposit_already_failed": 409,
     # withdrawals and the second factor (workflows/contracts/withdrawal.py WithdrawalRefusal,
     # commands/second_factor.py SecondFactorRefusal; payout_destination_unknown and the
     # second_factor_malformed / _invalid / _failed codes are the default 422)

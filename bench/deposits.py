@@ -219,7 +219,7 @@ def make_players(database_url: str, count: int, partner_id: str) -> tuple[str, l
 async def deposits_per_second(http, client, key: str, players: list[str], n: int,
                               concurrency: int, amount: int = 1_000,
                               ) -> tuple[float, list[float], list[str]]:
-    from activities.deposit import DepositResult
+    from workflows.contracts.deposit import DepositResult
 
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
@@ -303,7 +303,7 @@ async def verify_one_effect(database_url: str, sandbox_url: str | None, client, 
     import httpx
     from sqlalchemy import text
 
-    from activities.deposit import DepositResult
+    from workflows.contracts.deposit import DepositResult
     from settlepay.db import make_engine
     await client.get_workflow_handle(f"deposit-{deposit_id}", result_type=DepositResult).result()
     engine = make_engine(database_url, pool_size=1)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     deposit_webhook_wait_seconds: float = 30.0
     deposit_poll_interval_seconds: float = 10.0
     deposit_timeout_seconds: float = 1800.0
+    # A payment the gateway cannot cancel at the timeout (processing) keeps its deposit open this
+    # long (from the start of the wait), then the deposit goes to operator review.
+    deposit_processing_limit_seconds: float = 259_200.0
 
     # --- KYC, geolocation, notifications ---------------------------------------------------
     kyc_api_base: str = "http://127.0.0.1:12112"

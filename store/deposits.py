@@ -1,37 +1,28 @@
 """The deposits and stripe_events tables: SQL only.
 
-State changes are guarded in the WHERE clause (a finished deposit never changes again), so a
-retried activity or a late webhook cannot move a deposit backwards. Callers (activities, the
-webhook route) write the audit record and outbox event in the same transaction.
-Must never: call the gateway, post to the ledger, or decide whether a deposit may happen.
+State changes are guarded in the WHERE clause (a finished deposit never changes again, except
+the one documented way back: a payment the gateway reports succeeded after its deposit failed is
+credited, `mark_succeeded(after_close=True)`), so a retried activity or a late webhook cannot move
+a deposit backwards. commands/deposits.py calls these and writes the audit record and outbox
+event in the same transaction.
+Must never: call the gateway, post to the ledger, write audit or outbox records, or decide
+whether a deposit may happen.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
-PENDING, PROCESSING, REQUIRES_ACTION = "pending", "processing", "requires_action"
-SUCCEEDED, FAILED = "succeeded", "failed"
-FINAL = (SUCCEEDED, FAILED)
+from workflows.contracts.deposit import DepositStatus, workflow_id
+from workflows.contracts.deposit import deposit_id_for as deposit_id_for  # callers' old name
 
 COLUMNS = ("id, workflow_id, player_id, partner_id, amount, currency, payment_method, status, "
-           "failure_code, failure_reason, gateway, gateway_payment_intent, gateway_charge, "
-           "next_action, ledger_transaction_id, created_by, created_at, updated_at, succeeded_at, "
-           "failed_at")
-
-
-def deposit_id_for(operation_id: str) -> str:
-    """The deposit id for an API operation (api key + Idempotency-Key): a retried POST after a
-    crash finds the same deposit and the same workflow instead of making a second one."""
-    return "dep_" + hashlib.sha256(operation_id.encode()).hexdigest()[:24]
-
-
-def workflow_id_for(deposit_id: str) -> str:
-    return f"deposit-{deposit_id}"
+           "failure_code, failure_reason, review_code, review_reason, gateway, "
+           "gateway_payment_intent, gateway_charge, next_action, ledger_transaction_id, "
+           "created_by, created_at, updated_at, succeeded_at, failed_at")
 
 
 def insert(conn: Connection, *, deposit_id: str, player_id: str, partner_id: str, amount: int,
@@ -43,7 +34,7 @@ def insert(conn: Connection, *, deposit_id: str, player_id: str, partner_id: str
         VALUES (:id, :workflow_id, :player_id, :partner_id, :amount, :currency, :payment_method,
                 :created_by)
         ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}"""),
-        {"id": deposit_id, "workflow_id": workflow_id_for(deposit_id), "player_id": player_id,
+        {"id": deposit_id, "workflow_id": workflow_id(deposit_id), "player_id": player_id,
          "partner_id": partner_id, "amount": amount, "currency": currency,
          "payment_method": payment_method, "created_by": created_by}).mappings().one_or_none()
     if row is not None:
@@ -60,7 +51,8 @@ def get(conn: Connection, deposit_id: str, *, partner_id: str | None = None,
         sql += " AND partner_id = :partner_id"
     if for_update:
         sql += " FOR UPDATE"
-    return conn.execute(text(sql), {"id": deposit_id, "partner_id": partner_id}).mappings().one_or_none()
+    return conn.execute(text(sql), {"id": deposit_id,
+                                    "partner_id": partner_id}).mappings().one_or_none()
 
 
 def by_payment_intent(conn: Connection, payment_intent: str) -> RowMapping | None:
@@ -68,31 +60,40 @@ def by_payment_intent(conn: Connection, payment_intent: str) -> RowMapping | Non
                         {"pi": payment_intent}).mappings().one_or_none()
 
 
-def _transition(conn: Connection, deposit_id: str, assignments: str, params: dict[str, Any]) -> RowMapping | None:
-    """Apply a change to an unfinished deposit; None when it is finished (or unknown)."""
+def _transition(conn: Connection, deposit_id: str, assignments: str, params: dict[str, Any],
+                *, from_failed: bool = False) -> RowMapping | None:
+    """Apply a change to an unfinished deposit (or, `from_failed`, to a failed one too); None
+    when the deposit is finished (or unknown)."""
+    closed = "('succeeded')" if from_failed else "('succeeded', 'failed')"
     return conn.execute(text(f"""
         UPDATE deposits SET {assignments}, updated_at = now()
-        WHERE id = :id AND status NOT IN ('succeeded', 'failed')
+        WHERE id = :id AND status NOT IN {closed}
         RETURNING {COLUMNS}"""), {"id": deposit_id, **params}).mappings().one_or_none()
 
 
 def mark_payment(conn: Connection, deposit_id: str, *, status: str, payment_intent: str,
                  charge: str | None, next_action: dict[str, Any] | None) -> RowMapping | None:
-    assert status in (PROCESSING, REQUIRES_ACTION)
+    assert status in (DepositStatus.PROCESSING, DepositStatus.REQUIRES_ACTION)
     return _transition(conn, deposit_id, """
-        status = :status, gateway_payment_intent = :pi, gateway_charge = COALESCE(:charge, gateway_charge),
+        status = :status, gateway_payment_intent = :pi,
+        gateway_charge = COALESCE(:charge, gateway_charge),
         next_action = CAST(:next_action AS jsonb)""",
-        {"status": status, "pi": payment_intent, "charge": charge,
+        {"status": str(status), "pi": payment_intent, "charge": charge,
          "next_action": None if next_action is None else json.dumps(next_action)})
 
 
 def mark_succeeded(conn: Connection, deposit_id: str, *, payment_intent: str, charge: str | None,
-                   ledger_transaction_id: int) -> RowMapping | None:
+                   ledger_transaction_id: int, after_close: bool = False) -> RowMapping | None:
+    """Succeeded with its ledger credit. `after_close`: also a deposit that had failed (the
+    gateway says the payment succeeded after all); its failure fields are cleared (the audit
+    record keeps them)."""
     return _transition(conn, deposit_id, """
         status = 'succeeded', gateway_payment_intent = :pi,
         gateway_charge = COALESCE(:charge, gateway_charge), next_action = NULL,
-        ledger_transaction_id = :txn, succeeded_at = now()""",
-        {"pi": payment_intent, "charge": charge, "txn": ledger_transaction_id})
+        ledger_transaction_id = :txn, succeeded_at = now(),
+        failure_code = NULL, failure_reason = NULL, failed_at = NULL""",
+        {"pi": payment_intent, "charge": charge, "txn": ledger_transaction_id},
+        from_failed=after_close)
 
 
 def mark_failed(conn: Connection, deposit_id: str, *, code: str, reason: str,
@@ -103,29 +104,18 @@ def mark_failed(conn: Connection, deposit_id: str, *, code: str, reason: str,
         {"code": code, "reason": reason, "pi": payment_intent})
 
 
+def mark_review(conn: Connection, deposit_id: str, *, code: str, reason: str,
+                payment_intent: str | None) -> RowMapping | None:
+    return _transition(conn, deposit_id, """
+        status = 'review', review_code = :code, review_reason = :reason, next_action = NULL,
+        gateway_payment_intent = COALESCE(:pi, gateway_payment_intent)""",
+        {"code": code, "reason": reason, "pi": payment_intent})
+
+
 def as_record(row: RowMapping) -> dict[str, Any]:
-    """The row as plain JSON-able values (audit before/after, outbox payloads)."""
+    """The row as plain JSON-able values (audit before/after)."""
     return {key: (value.isoformat() if hasattr(value, "isoformat") else value)
             for key, value in row.items()}
-
-
-def resource(row: RowMapping) -> dict[str, Any]:
-    """The deposit as API clients and outbox consumers see it (one shape for both)."""
-    def ts(value: Any) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {
-        "id": row["id"], "object": "deposit", "status": row["status"],
-        "player_id": row["player_id"], "amount": row["amount"], "currency": row["currency"],
-        "payment_method": row["payment_method"],
-        "failure_code": row["failure_code"], "failure_reason": row["failure_reason"],
-        "next_action": row["next_action"],
-        "gateway": {"provider": row["gateway"], "payment_intent": row["gateway_payment_intent"],
-                    "charge": row["gateway_charge"]},
-        "ledger_transaction_id": row["ledger_transaction_id"],
-        "created_at": ts(row["created_at"]), "updated_at": ts(row["updated_at"]),
-        "succeeded_at": ts(row["succeeded_at"]), "failed_at": ts(row["failed_at"]),
-    }
 
 
 # --- stripe events -------------------------------------------------------------------------
@@ -145,7 +135,19 @@ def record_event(conn: Connection, *, event_id: str, type_: str, object_id: str 
                         {"id": event_id}).scalar_one(), False
 
 
-def set_event_outcome(conn: Connection, event_id: str, outcome: str, deposit_id: str | None) -> None:
+def set_event_outcome(conn: Connection, event_id: str, outcome: str,
+                      deposit_id: str | None) -> None:
     conn.execute(text("""
-        UPDATE stripe_events SET outcome = :outcome, deposit_id = :deposit_id, processed_at = now()
+        UPDATE stripe_events SET outcome = :outcome, deposit_id = :deposit_id,
+                                 processed_at = now()
         WHERE id = :id"""), {"id": event_id, "outcome": outcome, "deposit_id": deposit_id})
+
+
+def succeeded_event_object(conn: Connection, deposit_id: str) -> dict[str, Any] | None:
+    """The PaymentIntent snapshot of a `payment_intent.succeeded` event received for this
+    deposit (whatever was done with it), or None. Rare: only a deposit going to review asks."""
+    return conn.execute(text("""
+        SELECT payload FROM stripe_events
+        WHERE type = 'payment_intent.succeeded'
+          AND (deposit_id = :id OR payload -> 'metadata' ->> 'settlepay_deposit_id' = :id)
+        ORDER BY received_at DESC LIMIT 1"""), {"id": deposit_id}).scalar_one_or_none()

@@ -1,53 +1,79 @@
 """The deposit workflow: the runbook of one player deposit, from gate to ledger credit.
 
     gate  ->  create + confirm the payment  ->  wait for the gateway's verdict  ->  credit
-                                                (webhook signal, polling fallback, timeout)
+                                                (webhook signal, polling fallback,
+                                                 cancel at the timeout)
+          refused -> failed          declined -> failed        cancelled / failed -> failed
+                     create still failing at its deadline -> review
+                     processing at the timeout (cannot be cancelled) -> wait on, up to the
+                     processing limit -> review
 
 The gateway's synchronous answer is used when it is already final (a card that succeeds or is
 declined at once); otherwise (3-D Secure, asynchronous payment processing) the workflow waits for
 the `payment_intent.succeeded` / `payment_intent.payment_failed` webhook, delivered as a signal,
-polls the gateway when no webhook comes, and cancels the payment when it never finishes.
-A declined or abandoned payment ends `failed` with its reason and no ledger effect.
+polls the gateway when no webhook comes, and cancels the payment at the timeout. A deposit fails
+only when the gateway confirms the payment cancelled or failed: a payment the gateway will not
+cancel (processing) keeps the deposit open until `processing_limit_seconds`, then an operator
+reviews it; so does a deposit whose gateway step (create, cancel) still fails at its deadline,
+instead of retrying one idempotency key for ever. A verdict that comes after the workflow closed
+is settled by the webhook route through commands/deposits.py (`settle_after_close`).
 
-Workflow id: `deposit-<deposit id>`. PaymentState (search attribute) is upserted at the step
-that changes it: PENDING, REQUIRES_ACTION, PROCESSING, SUCCEEDED, FAILED.
+Workflow id: `deposit-<deposit id>` (workflows/contracts/deposit.py). PaymentState (search
+attribute) is upserted at the step that changes it: `DepositStatus.search_value`.
+Changing running deposits: a change of the commands a deposit under way issues is behind
+`workflow.patched(Patch.X)` (workflows/PATCHING.md); tests/workflows/test_replay_deposit.py
+replays histories recorded before each patch.
 Must never: do I/O or read configuration (timings come in the request), or credit twice (the
-ledger key is the workflow id + step, and the credit activity checks the deposit row).
+ledger key is the workflow id + step, and the credit command checks the deposit row).
 """
 
-import asyncio
+from __future__ import annotations
+
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-with workflow.unsafe.imports_passed_through():
-    from activities.deposit import (
-        Credit,
-        DepositActivities,
-        DepositRequest,
-        DepositResult,
-        Failure,
-        Payment,
-        PaymentEvent,
-    )
-    from settlepay import search_attributes as sa
+from settlepay import search_attributes as sa
+from workflows.contracts.deposit import (
+    PAYMENT_EVENT_SIGNAL,
+    STATE_QUERY,
+    WORKFLOW,
+    Activity,
+    Credit,
+    DepositFailure,
+    DepositRequest,
+    DepositResult,
+    DepositStatus,
+    Failure,
+    GatewayStatus,
+    Patch,
+    Payment,
+    PaymentEvent,
+    Review,
+    ReviewReason,
+)
+from workflows.contracts.refusal import Refusal
+
+T = TypeVar("T")
 
 # Retries for every activity: gateway 5xx, timeouts and database hiccups are retried with the
 # same idempotency keys; business refusals are non-retryable ApplicationErrors and stop at once.
+# Gateway steps also have a deadline (schedule-to-close): see `create_payment`.
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=10))
 STEP_TIMEOUT = timedelta(seconds=20)   # one attempt; above the gateway client's own timeout
+POLL_DEADLINE = timedelta(seconds=60)  # one poll with its retries; a failed poll is no news
+POLL_INTERVAL_MAX_SECONDS = 3600.0     # polling backs off to this while a payment processes
+EXPIRED_REASON = "the payment did not complete in time"
 
-PENDING, PROCESSING, REQUIRES_ACTION = "PENDING", "PROCESSING", "REQUIRES_ACTION"
-SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"
 
-
-@workflow.defn(name="Deposit")
+@workflow.defn(name=WORKFLOW)
 class DepositWorkflow:
     def __init__(self) -> None:
-        self._state = PENDING
+        self._state = DepositStatus.PENDING
         self._seen_events: set[str] = set()
         self._verdicts: dict[str, Payment] = {}   # payment intent -> final payment from a webhook
 
@@ -55,87 +81,141 @@ class DepositWorkflow:
     @workflow.run
     async def run(self, req: DepositRequest) -> DepositResult:
         if workflow.info().typed_search_attributes.get(sa.PLAYER_ID) is None:
-            self._set_state(PENDING, req)   # started without them (the API sets them at start)
+            self._set_state(DepositStatus.PENDING, req)   # started without them (API sets them)
         refusal = await self.gate(req)
         if refusal is not None:
-            return await self.fail(req, refusal.code, refusal.reason)
+            return await self.fail(req, Failure(req.deposit_id, refusal.code, refusal.reason))
 
-        payment = await self.create_payment(req)
-        if isinstance(payment, Failure):
-            return await self.fail(req, payment.code, payment.reason, payment.payment_intent)
-        if not payment.finished:   # a final answer at once goes straight to SUCCEEDED / FAILED
-            self._set_state(REQUIRES_ACTION if payment.status == "requires_action" else PROCESSING)
-            payment = await self.wait_for_payment(req, payment)
+        created = await self.create_payment(req)
+        if isinstance(created, Failure):
+            return await self.fail(req, created)
+        if isinstance(created, Review):
+            return await self.review(req, created)
+        payment = created
+        if not payment.finished:   # a final answer at once goes straight to succeeded / failed
+            self._set_state(DepositStatus.REQUIRES_ACTION
+                            if payment.status == GatewayStatus.REQUIRES_ACTION
+                            else DepositStatus.PROCESSING)
+            waited = await self.wait_for_payment(req, payment)
+            if isinstance(waited, Review):
+                return await self.review(req, waited)
+            payment = waited
         if not payment.succeeded:
-            return await self.fail(req, payment.failure_code or "payment_failed",
-                                   payment.failure_reason or f"payment ended {payment.status}",
-                                   payment.payment_intent)
+            return await self.fail(req, Failure(
+                req.deposit_id, payment.failure_code or DepositFailure.PAYMENT_FAILED,
+                payment.failure_reason or f"payment ended {payment.status}",
+                payment.payment_intent))
 
         transaction_id = await self.credit_player(req, payment)
-        self._set_state(SUCCEEDED)
-        return DepositResult(req.deposit_id, "succeeded", payment_intent=payment.payment_intent,
+        self._set_state(DepositStatus.SUCCEEDED)
+        return DepositResult(req.deposit_id, DepositStatus.SUCCEEDED,
+                             payment_intent=payment.payment_intent,
                              ledger_transaction_id=transaction_id)
 
     # --- the steps -------------------------------------------------------------------------
-    async def gate(self, req: DepositRequest) -> Failure | None:
+    async def gate(self, req: DepositRequest) -> Refusal | None:
         """Player active, currency, amount bounds, geolocation, limits (compliance gates)."""
         try:
-            await workflow.execute_activity_method(DepositActivities.check_gates, req,
-                                                   start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY)
+            await self._step(Activity.CHECK_GATES, req)
         except ActivityError as error:
-            return _business_failure(req, error)
+            return _refusal(error)[0]
         return None
 
-    async def create_payment(self, req: DepositRequest) -> Payment | Failure:
-        """Create and confirm the PaymentIntent (gateway key `deposit-<id>:create`)."""
+    async def create_payment(self, req: DepositRequest) -> Payment | Failure | Review:
+        """Create and confirm the PaymentIntent (gateway key `deposit-<id>:create`). Still
+        failing at the gateway deadline: review, never another day under the same key."""
         try:
-            return await workflow.execute_activity_method(
-                DepositActivities.create_payment, req, start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY)
+            return await self._step(Activity.CREATE_PAYMENT, req, result_type=Payment,
+                                    deadline=_seconds(req.gateway_deadline_seconds))
         except ActivityError as error:
-            return _business_failure(req, error)
+            refusal, payment_intent = _refusal(error, loud=False)
+            if refusal is not None:
+                return Failure(req.deposit_id, refusal.code, refusal.reason, payment_intent)
+            return Review(req.deposit_id, ReviewReason.GATEWAY_UNREACHABLE,
+                          f"creating the payment still failed after "
+                          f"{req.gateway_deadline_seconds:.0f} s: {_cause(error)}")
 
-    async def wait_for_payment(self, req: DepositRequest, payment: Payment) -> Payment:
-        """Until the payment is final: the webhook first, then polling, then cancel at timeout."""
-        deadline = workflow.time() + req.timeout_seconds
+    async def wait_for_payment(self, req: DepositRequest, payment: Payment) -> Payment | Review:
+        """Until the payment is final: the webhook first, then polling, then at the timeout
+        cancel it (a processing payment cannot be: `wait_while_processing`)."""
+        started = workflow.time()
+        deadline = started + req.timeout_seconds
         wait = req.webhook_wait_seconds
         while not payment.finished:
             remaining = deadline - workflow.time()
             if remaining <= 0:
-                payment = await self._activity(DepositActivities.cancel_payment, req.deposit_id,
-                                               payment.payment_intent)
-                if not payment.finished:  # neither cancelled nor finished: treat as abandoned
-                    return Payment(payment.payment_intent, "canceled", failure_code="expired",
-                                   failure_reason="the payment did not complete in time")
-                if payment.status == "canceled":
-                    payment.failure_code = payment.failure_code or "expired"
-                    payment.failure_reason = payment.failure_reason or "the payment did not complete in time"
-                return payment
-            intent = payment.payment_intent
-            try:
-                await workflow.wait_condition(lambda: intent in self._verdicts,
-                                              timeout=min(wait, remaining))
-                return self._verdicts[intent]
-            except asyncio.TimeoutError:
-                payment = await self._activity(DepositActivities.retrieve_payment, intent)
-                wait = req.poll_interval_seconds
+                if not workflow.patched(Patch.PROCESSING_STAYS_OPEN):
+                    return await self._cancel_at_timeout_before_patch(req, payment)
+                payment = await self.cancel_payment(req, payment)
+                if payment.finished:
+                    return payment
+                return await self.wait_while_processing(req, payment, started)
+            verdict = await self._verdict(payment.payment_intent, min(wait, remaining))
+            if verdict is not None:
+                return verdict
+            payment = await self._poll(payment)
+            wait = req.poll_interval_seconds
+        return payment
+
+    async def cancel_payment(self, req: DepositRequest, payment: Payment) -> Payment:
+        """Cancel the payment at the timeout: cancelled, the deposit fails `expired`. The gateway
+        refuses to cancel a processing payment (it finishes on its own), and a cancel that
+        fails until its deadline tells nothing: either way the payment is as it was."""
+        try:
+            answer: Payment = await self._step(
+                Activity.CANCEL_PAYMENT, req.deposit_id, payment.payment_intent,
+                result_type=Payment, deadline=_seconds(req.gateway_deadline_seconds))
+        except ActivityError:
+            return payment
+        if answer.status == GatewayStatus.CANCELED:
+            answer.failure_code = answer.failure_code or DepositFailure.EXPIRED
+            answer.failure_reason = answer.failure_reason or EXPIRED_REASON
+        return answer
+
+    async def wait_while_processing(self, req: DepositRequest, payment: Payment,
+                                    started: float) -> Payment | Review:
+        """The payment could not be cancelled: the deposit stays open for its verdict (webhook,
+        polling that backs off) until the processing limit; then an operator reviews it."""
+        limit = started + req.processing_limit_seconds
+        wait = req.poll_interval_seconds
+        while not payment.finished:
+            remaining = limit - workflow.time()
+            if remaining <= 0:
+                return Review(req.deposit_id, ReviewReason.STILL_PROCESSING,
+                              f"the gateway gave no verdict within "
+                              f"{req.processing_limit_seconds:.0f} s", payment.payment_intent)
+            verdict = await self._verdict(payment.payment_intent, min(wait, remaining))
+            if verdict is not None:
+                return verdict
+            payment = await self._poll(payment)
+            wait = min(wait * 2, POLL_INTERVAL_MAX_SECONDS)
         return payment
 
     async def credit_player(self, req: DepositRequest, payment: Payment) -> int:
         """One ledger transaction: gateway clearing -> player cash (key `deposit-<id>:credit`)."""
-        return await self._activity(DepositActivities.credit_player, Credit(
+        return await self._step(Activity.CREDIT_PLAYER, Credit(
             deposit_id=req.deposit_id, player_id=req.player_id, amount=req.amount,
-            currency=req.currency, payment_intent=payment.payment_intent, charge=payment.charge))
+            currency=req.currency, payment_intent=payment.payment_intent, charge=payment.charge),
+            result_type=int)
 
-    async def fail(self, req: DepositRequest, code: str, reason: str,
-                   payment_intent: str | None = None) -> DepositResult:
-        await self._activity(DepositActivities.fail, Failure(req.deposit_id, code, reason, payment_intent))
-        self._set_state(FAILED)
-        return DepositResult(req.deposit_id, "failed", failure_code=code, failure_reason=reason,
-                             payment_intent=payment_intent)
+    async def fail(self, req: DepositRequest, failure: Failure) -> DepositResult:
+        """`failed` with its reason; no ledger effect, the limit reservation released."""
+        await self._step(Activity.FAIL, failure)
+        self._set_state(DepositStatus.FAILED)
+        return DepositResult(req.deposit_id, DepositStatus.FAILED, failure_code=failure.code,
+                             failure_reason=failure.reason,
+                             payment_intent=failure.payment_intent)
+
+    async def review(self, req: DepositRequest, review: Review) -> DepositResult:
+        """An operator looks at it (a success the gateway already reported is credited
+        instead); a verdict arriving later is settled by the webhook route."""
+        status = DepositStatus(await self._step(Activity.REVIEW, review, result_type=str))
+        self._set_state(status)
+        return DepositResult(req.deposit_id, status, payment_intent=review.payment_intent,
+                             review_code=review.code, review_reason=review.reason)
 
     # --- signals and queries -----------------------------------------------------------------
-    @workflow.signal(name="payment_event")
+    @workflow.signal(name=PAYMENT_EVENT_SIGNAL)
     def payment_event(self, event: PaymentEvent) -> None:
         """A verified gateway webhook. Duplicates are dropped; only final verdicts count, and a
         success is never overwritten by a late failure (reordered delivery)."""
@@ -149,30 +229,78 @@ class DepositWorkflow:
         if known is None or not known.succeeded:
             self._verdicts[payment.payment_intent] = payment
 
-    @workflow.query(name="state")
+    @workflow.query(name=STATE_QUERY)
     def state(self) -> str:
-        return self._state
+        return str(self._state)
 
     # --- helpers -------------------------------------------------------------------------------
-    async def _activity(self, method, *args):  # noqa: ANN001, ANN202
-        return await workflow.execute_activity_method(method, args=list(args),
-                                                      start_to_close_timeout=STEP_TIMEOUT,
-                                                      retry_policy=RETRY)
+    async def _verdict(self, payment_intent: str, timeout: float) -> Payment | None:
+        """The webhook's verdict, if one comes within `timeout` seconds."""
+        try:
+            await workflow.wait_condition(lambda: payment_intent in self._verdicts,
+                                          timeout=timeout)
+        except TimeoutError:
+            return None
+        return self._verdicts[payment_intent]
 
-    def _set_state(self, state: str, req: DepositRequest | None = None) -> None:
+    async def _poll(self, payment: Payment) -> Payment:
+        """Ask the gateway; a poll that keeps failing is no news (the next one may answer)."""
+        try:
+            return await self._step(Activity.RETRIEVE_PAYMENT, payment.payment_intent,
+                                    result_type=Payment, deadline=POLL_DEADLINE)
+        except ActivityError:
+            return payment
+
+    async def _cancel_at_timeout_before_patch(self, req: DepositRequest,
+                                              payment: Payment) -> Payment:
+        """Deposits started before Patch.PROCESSING_STAYS_OPEN: an unfinished payment counted as
+        abandoned, even one the gateway would not cancel. Kept so that they replay."""
+        payment = await self._step(Activity.CANCEL_PAYMENT, req.deposit_id,
+                                   payment.payment_intent, result_type=Payment)
+        if not payment.finished:
+            return Payment(payment.payment_intent, GatewayStatus.CANCELED,
+                           failure_code=DepositFailure.EXPIRED, failure_reason=EXPIRED_REASON)
+        if payment.status == GatewayStatus.CANCELED:
+            payment.failure_code = payment.failure_code or DepositFailure.EXPIRED
+            payment.failure_reason = payment.failure_reason or EXPIRED_REASON
+        return payment
+
+    async def _step(self, activity: Activity, *args: Any, result_type: type[T] | None = None,
+                    deadline: timedelta | None = None) -> T:
+        """Run one activity by name: one attempt within STEP_TIMEOUT, retried per RETRY, up to
+        `deadline` in all (None: until it succeeds or refuses)."""
+        return await workflow.execute_activity(
+            activity, args=list(args), result_type=result_type,
+            start_to_close_timeout=STEP_TIMEOUT, schedule_to_close_timeout=deadline,
+            retry_policy=RETRY)
+
+    def _set_state(self, state: DepositStatus, req: DepositRequest | None = None) -> None:
         self._state = state
-        updates = [sa.PAYMENT_STATE.value_set(state)]
+        updates = [sa.PAYMENT_STATE.value_set(state.search_value)]
         if req is not None:
             updates += [sa.PLAYER_ID.value_set(req.player_id), sa.AMOUNT.value_set(req.amount),
                         sa.CURRENCY.value_set(req.currency)]
         workflow.upsert_search_attributes(updates)
 
 
-def _business_failure(req: DepositRequest, error: ActivityError) -> Failure:
-    """A non-retryable refusal from an activity becomes the deposit's failure; anything else
-    (a bug, retries exhausted) fails the workflow task loudly instead of inventing a reason."""
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def _refusal(error: ActivityError, *, loud: bool = True) -> tuple[Refusal | None, str | None]:
+    """The business refusal an activity raised, and the payment intent it names (its first
+    detail). Anything else (a bug, a deadline passed) is re-raised when `loud`, so it fails the
+    workflow task instead of inventing a reason; otherwise (None, None)."""
+    refusal = Refusal.of(error)
+    if refusal is None:
+        if loud:
+            raise error
+        return None, None
     cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
-        payment_intent = cause.details[0] if cause.details else None
-        return Failure(req.deposit_id, cause.type, cause.message, payment_intent)
-    raise error
+    details = cause.details if isinstance(cause, ApplicationError) else ()
+    return refusal, (str(details[0]) if details and details[0] else None)
+
+
+def _cause(error: ActivityError) -> str:
+    cause = error.cause
+    return f"{type(cause).__name__}: {cause}" if cause is not None else str(error)

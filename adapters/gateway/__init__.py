@@ -4,6 +4,10 @@ Import the interface from here; build the adapter with `from_settings(settings)`
 (the only place the Stripe SDK is loaded).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from adapters.gateway.interface import (
     BalanceTransaction,
     BalanceTransactionPage,
@@ -21,6 +25,9 @@ from adapters.gateway.interface import (
     WebhookSignatureInvalid,
 )
 
+if TYPE_CHECKING:
+    from settlepay.config import Settings
+
 __all__ = [
     "BalanceTransaction", "BalanceTransactionPage", "GatewayDeclined", "GatewayError",
     "GatewayInvalidRequest", "GatewayUnavailable", "NextAction", "PaymentError", "PaymentGateway",
@@ -28,7 +35,8 @@ __all__ = [
 ]
 
 
-def from_settings(settings):  # noqa: ANN001, ANN201 - loads the Stripe SDK only when called
-    """The configured gateway (Stripe, or a Stripe-compatible sandbox at `stripe_api_base`)."""
+def from_settings(settings: Settings) -> PaymentGateway:
+    """The configured gateway (Stripe, or a Stripe-compatible sandbox at `stripe_api_base`).
+    The Stripe SDK is loaded only when this is called."""
     from adapters.gateway.stripe_gateway import StripeGateway
     return StripeGateway.from_settings(settings)

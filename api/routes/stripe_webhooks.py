@@ -8,25 +8,30 @@ processed once: it is stored first, and a redelivery of an event whose processin
 acknowledged without doing anything. Events for objects we do not know (or types we do not
 use) are acknowledged and recorded, never errors, or Stripe would retry them for days. When
 Temporal is unreachable the answer is 503, so Stripe delivers the event again later.
-Must never: change a deposit itself (the workflow decides) or trust an unsigned body.
+
+A verdict for a deposit whose workflow has closed (the deposit failed, went to operator review,
+or the run ended otherwise) is never dropped: `commands.deposits.settle_after_close` credits a
+success through the deposit's own path and ledger key (`credited_after_close`), fails a deposit
+still open on a failure, and leaves anything that does not match the deposit to an operator
+(`mismatch_after_close`) (issue 9, item 5).
+Must never: change a deposit except through commands/deposits.py, or trust an unsigned body.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from sqlalchemy import Connection, RowMapping
 from starlette.concurrency import run_in_threadpool
-from sqlalchemy import Engine
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.deposit import PaymentEvent, payment_from_event_object
-from adapters.gateway import WebhookEvent, WebhookSignatureInvalid
-from api.deps import get_engine, get_temporal
+from adapters.gateway import PaymentGateway, WebhookEvent, WebhookSignatureInvalid
+from api.deps import EngineDep, get_temporal
 from api.problems import Problem
+from commands import deposits as commands
 from settlepay.db import run_in_transaction
 from store import deposits as store
+from workflows.contracts.deposit import PAYMENT_EVENT_SIGNAL, DepositStatus, PaymentEvent
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -34,9 +39,18 @@ TOLERANCE_SECONDS = 300
 PAYMENT_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed",
                   "payment_intent.canceled", "payment_intent.processing",
                   "payment_intent.requires_action")
+ACTOR = "webhook:stripe"
 
 
-def _verifier(request: Request):  # noqa: ANN202
+class Received(BaseModel):
+    """What was done with the event (Stripe only looks at the 2xx)."""
+
+    received: bool
+    duplicate: bool
+    outcome: str
+
+
+def _verifier(request: Request) -> PaymentGateway:
     state = request.app.state
     verifier = getattr(state, "stripe_webhook_verifier", None)
     if verifier is None:
@@ -45,8 +59,8 @@ def _verifier(request: Request):  # noqa: ANN202
     return verifier
 
 
-@router.post("/stripe", summary="Receive a Stripe event")
-async def receive(request: Request, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+@router.post("/stripe", response_model=Received, summary="Receive a Stripe event")
+async def receive(request: Request, engine: EngineDep) -> Received:
     payload = await request.body()
     try:
         event: WebhookEvent = _verifier(request).verify_webhook(
@@ -55,9 +69,9 @@ async def receive(request: Request, engine: Engine = Depends(get_engine)) -> dic
         raise Problem(400, "webhook_signature_invalid", "Webhook signature verification failed",
                       str(error)) from error
 
-    def first_look(conn):  # noqa: ANN001, ANN202
+    def first_look(conn: Connection) -> tuple[str, RowMapping | None, bool]:
         # One transaction for everything but the signal: store the event, find its deposit, and
-        # when there is nothing to signal, record the final outcome right away.
+        # when there is nothing to signal, do what there is to do and record the outcome.
         outcome, new = store.record_event(conn, event_id=event.id, type_=event.type,
                                           object_id=event.object_id, payload=event.object)
         if outcome != "received":
@@ -67,37 +81,56 @@ async def receive(request: Request, engine: Engine = Depends(get_engine)) -> dic
             outcome = "ignored_type"
         elif deposit is None:
             outcome = "unknown_object"
-        elif deposit["status"] in store.FINAL:
-            outcome = "workflow_closed"   # the deposit finished already (e.g. by polling)
+        elif deposit["status"] in (DepositStatus.FAILED, DepositStatus.REVIEW,
+                                   DepositStatus.SUCCEEDED):
+            # The workflow has closed (or is closing): the deposit's own command settles it.
+            outcome = _settle_after_close(conn, event, deposit)
         elif event.request_idempotency_key == f"{deposit['workflow_id']}:create":
             # Caused by our own create-and-confirm call: its answer (replayed to any retry under
             # the same key) already tells the workflow; a signal would only repeat it.
             outcome = "answered_in_request"
         if outcome != "received":
-            store.set_event_outcome(conn, event.id, outcome, deposit["id"] if deposit is not None else None)
+            store.set_event_outcome(conn, event.id, outcome,
+                                    deposit["id"] if deposit is not None else None)
         return outcome, deposit, new
 
     outcome, deposit, new = await run_in_threadpool(run_in_transaction, engine, first_look)
-    if outcome != "received":
-        return {"received": True, "duplicate": not new, "outcome": outcome}
+    if outcome != "received" or deposit is None:
+        return Received(received=True, duplicate=not new, outcome=outcome)
 
-    client: Client = await get_temporal(request)   # 503 while Temporal is unreachable
+    client = await get_temporal(request)   # 503 while Temporal is unreachable
     signal = PaymentEvent(event_id=event.id, event_type=event.type,
-                          payment=payment_from_event_object(event.object))
+                          payment=commands.payment_from_event_object(event.object))
+    closed = False
     try:
-        await client.get_workflow_handle(deposit["workflow_id"]).signal("payment_event", signal)
-        outcome = "signalled"
+        await client.get_workflow_handle(deposit["workflow_id"]).signal(PAYMENT_EVENT_SIGNAL,
+                                                                        signal)
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
-        outcome = "workflow_closed"
+        closed = True
 
-    await run_in_threadpool(run_in_transaction, engine,
-                            lambda conn: store.set_event_outcome(conn, event.id, outcome, deposit["id"]))
-    return {"received": True, "duplicate": not new, "outcome": outcome}
+    def finish(conn: Connection) -> str:
+        outcome = "signalled"
+        if closed:   # the run ended before the event came: settle it here
+            row = store.get(conn, deposit["id"])
+            outcome = "workflow_closed" if row is None else _settle_after_close(conn, event, row)
+        store.set_event_outcome(conn, event.id, outcome, deposit["id"])
+        return outcome
+
+    outcome = await run_in_threadpool(run_in_transaction, engine, finish)
+    return Received(received=True, duplicate=not new, outcome=outcome)
 
 
-def _deposit_for(conn, event: WebhookEvent):  # noqa: ANN001, ANN202
+def _settle_after_close(conn: Connection, event: WebhookEvent, deposit: RowMapping) -> str:
+    if deposit["status"] == DepositStatus.SUCCEEDED:
+        return "workflow_closed"   # finished already (e.g. by polling): nothing to add
+    payment = commands.payment_from_event_object(event.object)
+    return str(commands.settle_after_close(conn, deposit["id"], payment, event.object,
+                                           actor=ACTOR))
+
+
+def _deposit_for(conn: Connection, event: WebhookEvent) -> RowMapping | None:
     """Our deposit for this event's object: by the metadata we set, else by payment intent."""
     deposit_id = event.metadata.get("settlepay_deposit_id")
     if deposit_id:

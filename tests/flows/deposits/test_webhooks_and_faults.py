@@ -8,13 +8,9 @@ import time
 
 from sqlalchemy import text
 
-from tests.deposits.conftest import (
-    cash,
-    ledger_credits,
-    ledger_violations,
-    post_deposit,
-    wait_for_status,
-)
+from tests.support.deposits import ledger_credits, post_deposit, wait_for_status
+from tests.support.factories import cash, ledger_violations
+from tests.support.stack import STRIPE_KEY
 
 
 async def eventually(check, timeout: float = 10.0) -> None:  # noqa: ANN001
@@ -40,7 +36,7 @@ def retrieves(stack, payment_intent: str) -> list[dict]:
 
 
 def assert_credited_once(stack, player, deposit_id: str, amount: int) -> None:
-    assert cash(stack.engine, player) == amount
+    assert cash(stack.engine, player.id) == amount
     credits = ledger_credits(stack.engine, deposit_id)
     assert len(credits) == 1 and credits[0]["result"] == "ok"
     assert len(stack.payment_intents(deposit_id)) == 1
@@ -96,7 +92,7 @@ async def test_webhooks_never_sent_polling_finishes_the_deposit(stack, worker, p
     assert_credited_once(stack, player, created["id"], 1_800)
     # When the withheld events finally arrive, they are acknowledged: the workflow is done.
     import httpx
-    httpx.post(f"{stack.sandbox_url}/_sandbox/webhooks/withheld/release").raise_for_status()
+    httpx.post(f"{stack.stripe_url}/_sandbox/webhooks/withheld/release").raise_for_status()
     await eventually(lambda: "payment_intent.succeeded" in stripe_events(stack, created["id"]))
     assert stripe_events(stack, created["id"])["payment_intent.succeeded"] == ["workflow_closed"]
     assert_credited_once(stack, player, created["id"], 1_800)
@@ -110,7 +106,7 @@ async def test_payment_that_never_finishes_is_cancelled_at_the_timeout(stack, wo
     assert (done["status"], done["failure_code"]) == ("failed", "expired")
     [intent] = stack.payment_intents(created["id"])
     assert intent["status"] == "canceled" and intent["cancellation_reason"] == "abandoned"
-    assert cash(stack.engine, player) == 0 and ledger_credits(stack.engine, created["id"]) == []
+    assert cash(stack.engine, player.id) == 0 and ledger_credits(stack.engine, created["id"]) == []
 
 
 async def test_worker_killed_mid_deposit_completes_once_on_a_new_worker(stack, player, http):
@@ -164,6 +160,6 @@ async def test_500_concurrent_identical_posts_make_one_deposit(stack, worker, pl
 
 def httpx_events(stack, payment_intent: str, type_: str) -> list[dict]:
     import httpx
-    rows = httpx.get(f"{stack.sandbox_url}/v1/events", params={"type": type_, "limit": 100},
-                     headers={"Authorization": "Bearer sk_test_deposit_tests"}).json()["data"]
+    rows = httpx.get(f"{stack.stripe_url}/v1/events", params={"type": type_, "limit": 100},
+                     headers={"Authorization": f"Bearer {STRIPE_KEY}"}).json()["data"]
     return [e for e in rows if e["data"]["object"]["id"] == payment_intent]

@@ -7,12 +7,14 @@ import uuid
 
 from sqlalchemy import text
 
-from tests.deposits.conftest import cash, deposit_body, post_deposit, wait_for_status
-
-
-def deposits_of(stack, player) -> int:
-    with stack.engine.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM deposits WHERE player_id = :p"), {"p": player.id}).scalar()
+from commands.api_keys import create_api_key
+from tests.support.deposits import (
+    deposit_body,
+    deposits_of,
+    post_deposit,
+    wait_for_status,
+)
+from tests.support.factories import Player, cash
 
 
 async def test_idempotency_key_is_required(stack, player, http):
@@ -20,7 +22,7 @@ async def test_idempotency_key_is_required(stack, player, http):
     assert answer.status_code == 400
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["code"] == "idempotency_key_required"
-    assert deposits_of(stack, player) == 0
+    assert deposits_of(stack.engine, player) == 0
 
 
 async def test_bad_bodies_are_422_and_write_nothing(stack, player, http):
@@ -32,12 +34,12 @@ async def test_bad_bodies_are_422_and_write_nothing(stack, player, http):
                 headers={**player.headers, "Idempotency-Key": uuid.uuid4().hex})
         assert answer.status_code == 422, (bad, answer.text)
         assert answer.json()["code"] == "validation_error"
-    assert deposits_of(stack, player) == 0
+    assert deposits_of(stack.engine, player) == 0
 
 
 async def test_unknown_and_foreign_players_and_deposits_are_404(stack, worker, player, http):
-    from tests.deposits.conftest import Player
-    ghost = Player("ply_ghost_" + uuid.uuid4().hex[:8], player.partner_id, player.headers)
+    ghost = Player("ply_ghost_" + uuid.uuid4().hex[:8], player.partner_id, player.email,
+                   player.headers, player.operator)
     answer = await post_deposit(http, ghost)
     assert answer.status_code == 404 and answer.json()["code"] == "player_not_found"
 
@@ -59,7 +61,7 @@ async def test_same_key_different_body_is_refused(stack, worker, player, http):
     second = await post_deposit(http, player, key=key, amount=901)
     assert second.status_code == 422 and second.json()["code"] == "idempotency_key_reused"
     await wait_for_status(http, player, first.json()["id"])
-    assert cash(stack.engine, player) == 900 and deposits_of(stack, player) == 1
+    assert cash(stack.engine, player.id) == 900 and deposits_of(stack.engine, player) == 1
 
 
 async def test_post_retried_after_a_lost_answer_lands_on_the_same_deposit(stack, worker, player, http):
@@ -74,12 +76,11 @@ async def test_post_retried_after_a_lost_answer_lands_on_the_same_deposit(stack,
     assert again.headers.get("idempotent-replayed") is None   # the route really ran twice
     done = await wait_for_status(http, player, first["id"])
     assert done["status"] == "succeeded"
-    assert cash(stack.engine, player) == 1_200 and deposits_of(stack, player) == 1
+    assert cash(stack.engine, player.id) == 1_200 and deposits_of(stack.engine, player) == 1
     assert len(stack.payment_intents(first["id"])) == 1
 
 
 def _other_partner_headers(stack) -> dict[str, str]:
-    from commands.api_keys import create_api_key
     with stack.engine.begin() as conn:
         _, plaintext = create_api_key(conn, "partner", f"other-{uuid.uuid4().hex[:8]}", None, "other")
     return {"Authorization": f"Bearer {plaintext}"}

@@ -8,15 +8,15 @@ import json
 from sqlalchemy import text
 from temporalio.client import WorkflowExecutionStatus
 
-from activities.deposit import DepositResult
-from tests.deposits.conftest import (
-    cash,
+from tests.support.deposits import (
     ledger_credits,
-    ledger_violations,
     payment_state,
     post_deposit,
     wait_for_status,
 )
+from tests.support.factories import cash, ledger_violations
+from tests.support.stack import STRIPE_WEBHOOK_SECRET
+from workflows.contracts.deposit import DepositRequest, DepositResult, workflow_id
 
 
 async def test_happy_path(stack, worker, player, http):
@@ -34,7 +34,7 @@ async def test_happy_path(stack, worker, player, http):
     assert done["gateway"]["charge"].startswith("ch_")
     assert done["succeeded_at"] and done["failed_at"] is None and done["ledger_transaction_id"]
 
-    assert cash(stack.engine, player) == 2_500
+    assert cash(stack.engine, player.id) == 2_500
     credits = ledger_credits(stack.engine, created["id"])
     assert [(c["idempotency_key"], c["kind"], c["result"]) for c in credits] == [
         (f"deposit-{created['id']}:credit", "deposit", "ok")]
@@ -76,7 +76,7 @@ async def test_declined_card_fails_with_its_reason_and_no_ledger_effect(stack, w
     assert done["failure_code"] == "generic_decline"
     assert done["failure_reason"] == "Your card was declined."
     assert done["gateway"]["payment_intent"].startswith("pi_")
-    assert cash(stack.engine, player) == 0 and ledger_credits(stack.engine, created["id"]) == []
+    assert cash(stack.engine, player.id) == 0 and ledger_credits(stack.engine, created["id"]) == []
     assert await payment_state(stack, created["id"], "FAILED") == "FAILED"
     with stack.engine.connect() as conn:
         events = conn.execute(text("SELECT event_type, payload FROM outbox_events WHERE aggregate_id = :id "
@@ -91,7 +91,7 @@ async def test_gate_refusal_fails_without_touching_the_gateway(stack, worker, pl
     assert (done["status"], done["failure_code"]) == ("failed", "amount_below_minimum")
     assert done["gateway"]["payment_intent"] is None
     assert stack.payment_intents(created["id"]) == []
-    assert cash(stack.engine, player) == 0
+    assert cash(stack.engine, player.id) == 0
 
 
 async def test_three_d_secure_requires_action_then_succeeds(stack, worker, player, http):
@@ -110,22 +110,22 @@ async def test_three_d_secure_requires_action_then_succeeds(stack, worker, playe
     # The player authenticates on the bank's page; the webhook tells the workflow.
     pi = waiting["gateway"]["payment_intent"]
     import httpx
-    httpx.post(f"{stack.sandbox_url}/_sandbox/payment_intents/{pi}/authenticate",
+    httpx.post(f"{stack.stripe_url}/_sandbox/payment_intents/{pi}/authenticate",
                json={"outcome": "succeed"}).raise_for_status()
     done = await wait_for_status(http, player, created["id"])
     assert done["status"] == "succeeded" and done["next_action"] is None
-    assert cash(stack.engine, player) == 4_000
+    assert cash(stack.engine, player.id) == 4_000
 
 
 async def test_three_d_secure_failure(stack, worker, player, http):
     created = (await post_deposit(http, player, payment_method="pm_card_authenticationRequired")).json()
     waiting = await wait_for_status(http, player, created["id"], ("requires_action",))
     import httpx
-    httpx.post(f"{stack.sandbox_url}/_sandbox/payment_intents/{waiting['gateway']['payment_intent']}/authenticate",
+    httpx.post(f"{stack.stripe_url}/_sandbox/payment_intents/{waiting['gateway']['payment_intent']}/authenticate",
                json={"outcome": "fail"}).raise_for_status()
     done = await wait_for_status(http, player, created["id"])
     assert (done["status"], done["failure_code"]) == ("failed", "payment_intent_authentication_failure")
-    assert cash(stack.engine, player) == 0
+    assert cash(stack.engine, player.id) == 0
 
 
 async def test_gateway_5xx_then_success(stack, worker, player, http):
@@ -134,7 +134,7 @@ async def test_gateway_5xx_then_success(stack, worker, player, http):
     done = await wait_for_status(http, player, created["id"])
     assert done["status"] == "succeeded"
     assert len(stack.payment_intents(created["id"])) == 1
-    assert cash(stack.engine, player) == 1_000
+    assert cash(stack.engine, player.id) == 1_000
 
 
 async def test_answer_lost_after_the_gateway_charged_does_not_charge_twice(stack, worker, player, http):
@@ -143,7 +143,7 @@ async def test_answer_lost_after_the_gateway_charged_does_not_charge_twice(stack
     done = await wait_for_status(http, player, created["id"])
     assert done["status"] == "succeeded"
     assert len(stack.payment_intents(created["id"])) == 1
-    assert cash(stack.engine, player) == 1_100
+    assert cash(stack.engine, player.id) == 1_100
 
 
 async def test_webhooks_are_verified_and_recorded_once(stack, worker, player, http):
@@ -159,13 +159,12 @@ async def test_webhooks_are_verified_and_recorded_once(stack, worker, player, ht
 
     # A correctly signed event about an object we do not know: acknowledged and recorded.
     from sandboxes.stripe.signing import signature_header
-    from tests.deposits.conftest import WEBHOOK_SECRET
     unknown = json.dumps({"id": f"evt_unknown_{created['id']}", "object": "event", "type": "payment_intent.succeeded",
                           "created": 1, "data": {"object": {"id": "pi_not_ours", "object": "payment_intent",
                                                             "status": "succeeded", "metadata": {}}}})
     for attempt in range(2):   # the second delivery is a duplicate: acknowledged, not processed
         answer = await http.post("/v1/webhooks/stripe", content=unknown,
-                                 headers={"Stripe-Signature": signature_header(unknown, WEBHOOK_SECRET)})
+                                 headers={"Stripe-Signature": signature_header(unknown, STRIPE_WEBHOOK_SECRET)})
         assert answer.status_code == 200
         assert answer.json() == {"received": True, "duplicate": attempt == 1, "outcome": "unknown_object"}
     with stack.engine.connect() as conn:
@@ -173,7 +172,7 @@ async def test_webhooks_are_verified_and_recorded_once(stack, worker, player, ht
                             {"id": f"evt_unknown_{created['id']}"}).scalar() == "unknown_object"
 
     import time as _time
-    old = signature_header(unknown, WEBHOOK_SECRET, timestamp=int(_time.time()) - 301)
+    old = signature_header(unknown, STRIPE_WEBHOOK_SECRET, timestamp=int(_time.time()) - 301)
     too_old = await http.post("/v1/webhooks/stripe", content=unknown, headers={"Stripe-Signature": old})
     assert too_old.status_code == 400 and too_old.json()["code"] == "webhook_signature_invalid"
 
@@ -188,7 +187,6 @@ async def test_webhooks_are_verified_and_recorded_once(stack, worker, player, ht
 
 async def test_workflow_started_without_search_attributes_sets_them(stack, worker, player):
     """Started by hand (not by the API): the workflow upserts PlayerId, Amount, Currency itself."""
-    from activities.deposit import DepositRequest
     from settlepay import task_queues
     from store import deposits as store
 
@@ -199,7 +197,7 @@ async def test_workflow_started_without_search_attributes_sets_them(stack, worke
     handle = await stack.client.start_workflow(
         "Deposit", DepositRequest(deposit_id, player.id, player.partner_id, 300, "USD", "pm_card_visa",
                                   "operator:test"),
-        id=store.workflow_id_for(deposit_id), task_queue=task_queues.MAIN, result_type=DepositResult)
+        id=workflow_id(deposit_id), task_queue=task_queues.MAIN, result_type=DepositResult)
     result = await handle.result()
     assert (result.status, result.failure_code) == ("failed", "amount_below_minimum")
     attrs = {k.name: v for k, v in (await handle.describe()).typed_search_attributes}

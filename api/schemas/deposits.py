@@ -1,0 +1,59 @@
+"""Request and response bodies of /v1/deposits.
+
+The deposit resource is built by `commands.deposits.deposit_payload`, the same builder as every
+`deposit.*` event's payload. Amounts are integers in minor units; no floats.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from workflows.contracts.deposit import DepositStatus, ReviewReason
+
+
+class DepositCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    player_id: str = Field(min_length=1, max_length=64)
+    amount: StrictInt = Field(gt=0, le=10**12, description="Minor units (e.g. cents); an integer.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, upper case.")
+    payment_method: str = Field(min_length=3, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$",
+                                description="Gateway payment method id (test: pm_card_visa).")
+    ip_address: IPv4Address | IPv6Address | None = Field(
+        None, description="The player's IP address, checked against the geolocation on record.")
+    return_url: str | None = Field(None, max_length=2048, pattern=r"^https?://",
+                                   description="Where the player returns after 3-D Secure.")
+
+
+class GatewayRefs(BaseModel):
+    provider: str
+    payment_intent: str | None
+    charge: str | None
+
+
+class Deposit(BaseModel):
+    object: Literal["deposit"] = "deposit"
+    id: str
+    status: DepositStatus = Field(
+        description="review: the gateway gave no verdict in time and an operator looks at it; "
+                    "succeeded and failed are final.")
+    player_id: str
+    amount: int
+    currency: str
+    payment_method: str
+    failure_code: str | None
+    failure_reason: str | None
+    review_code: ReviewReason | None = Field(description="Why the deposit is in review.")
+    review_reason: str | None
+    next_action: dict[str, Any] | None = Field(
+        description="For requires_action: where to send the player (3-D Secure).")
+    gateway: GatewayRefs
+    ledger_transaction_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    succeeded_at: datetime | None
+    failed_at: datetime | None
