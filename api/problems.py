@@ -135,7 +135,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "kyc_not_in_review": 409,
     "kyc_provider_refused": 422,
     # bets and settlement
-    # bets (commands/bets.py BetRefusal; invalid_* and payout_above_maximum are the default 422)
+    # bets (commands/bets.py BetRefusal, and SettlementRefusal's market_settled a bet is refused
+    # with; invalid_* and payout_above_maximum are the default 422)
     "bet_id_conflict": 409,
     "bet_id_ambiguous": 409,
     "market_settled": 409,

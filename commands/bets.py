@@ -17,8 +17,15 @@ What decides, in order of precedence (the first that applies answers):
     payout_above_maximum   422  if every leg won it would return more than
                                 `settings.bet_payout_max_minor` (nothing written)
     a compliance gate's code    the player may not bet now (kept as a rejected bet)
-    market_settled         409  a market of the bet already has a result (kept as rejected)
+    market_settled, market_closed
+                           409  a market of the bet has a result, or had one (kept as rejected;
+                                `commands.settlement.betting_refusal`, codes SettlementRefusal)
     insufficient_funds     402  the player's cash does not cover the stake (kept as rejected)
+
+Past-posting: placement takes each of the bet's markets' advisory lock SHARED, in sorted order,
+and checks the markets under it; recording a result takes the same locks EXCLUSIVE. So a bet
+that passed the check commits before the result is recorded (and is settled with the market),
+and a bet that comes after the result is refused.
 
 A rejected bet is stored, so the same bet sent again is refused the same way.
 Must never: open its own transaction, pay a bet out (settlement does), or take a bet whose
@@ -41,6 +48,7 @@ from sqlalchemy import Connection
 import audit
 import ledger
 import outbox
+from commands import settlement as settlement_commands
 from compliance import gates
 from domain import odds as odds_mod
 from domain.settlement import Bet, BetType, Leg, PlaceTerms, max_payout
@@ -65,7 +73,6 @@ class BetRefusal(StrEnum):
     INVALID_PLACE_TERMS = "invalid_place_terms"
     INVALID_BET = "invalid_bet"
     PAYOUT_ABOVE_MAXIMUM = "payout_above_maximum"
-    MARKET_SETTLED = "market_settled"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     # Reading, not placing: an operator asked for a bet id that several partners use.
     BET_ID_AMBIGUOUS = "bet_id_ambiguous"
@@ -189,7 +196,8 @@ def place(conn: Connection, settings: Settings, req: BetRequest, *, actor: str) 
 
     bet, legs = to_domain(req)
     check_payout_bound(settings, bet)
-    refusal = _refusal(conn, settings, req, bet, bet_id)
+    market_refusal = settlement_commands.betting_refusal(conn, bet.markets)   # locks, sorted
+    refusal = _refusal(conn, settings, req, bet_id, market_refusal)
 
     store.insert(conn, bet_id=bet_id, partner_id=partner_id, external_id=req.bet_id,
                  player_id=req.player_id, currency=req.currency, stake=req.stake,
@@ -209,19 +217,17 @@ def place(conn: Connection, settings: Settings, req: BetRequest, *, actor: str) 
     return Placed(record, replayed=False)
 
 
-def _refusal(conn: Connection, settings: Settings, req: BetRequest, bet: Bet,
-             bet_id: str) -> Refusal | None:
-    """Why the bet is rejected (gates, a settled market, funds), or None once its stake is
-    posted."""
-    settled_markets = store.markets_with_current_result(conn, sorted(bet.markets))
+def _refusal(conn: Connection, settings: Settings, req: BetRequest, bet_id: str,
+             market_refusal: Refusal | None) -> Refusal | None:
+    """Why the bet is rejected (gates, then its markets, then funds), or None once its stake
+    is posted."""
     decision = gates.check(conn, settings, gates.GateRequest(
         player_id=req.player_id, operation=gates.Operation.BET, amount=req.stake,
         currency=req.currency, ip_address=req.ip_address))
-    if not decision.allowed:
-        return Refusal(decision.code, decision.reason)
-    if settled_markets:
-        return Refusal(BetRefusal.MARKET_SETTLED,
-                       f"market {settled_markets[0]} already has a result")
+    if decision.refusal is not None:
+        return decision.refusal
+    if market_refusal is not None:
+        return market_refusal
     posted = ledger.post(conn, Transfer(
         key=stake_key(bet_id), kind="bet_stake", reference=bet_id,
         legs=(ledger.Leg(AccountRef.player_cash(req.player_id, req.currency), -req.stake),

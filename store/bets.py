@@ -77,14 +77,6 @@ def insert(conn: Connection, *, bet_id: str, partner_id: str, external_id: str,
          "pn": [leg.price_num for leg in legs], "pd": [leg.price_den for leg in legs]})
 
 
-def markets_with_current_result(conn: Connection, market_ids: Sequence[str]) -> list[str]:
-    """Those of `market_ids` that have a current result, sorted."""
-    return list(conn.execute(text("""
-        SELECT market_id FROM market_results
-         WHERE market_id = ANY(:m) AND status = 'current' ORDER BY market_id"""),
-        {"m": sorted(market_ids)}).scalars())
-
-
 def get(conn: Connection, bet_id: str) -> dict[str, Any] | None:
     """The bet (internal id) with its legs and every settlement version, oldest first."""
     row = conn.execute(text("""

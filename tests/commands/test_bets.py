@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import ledger
-from commands import bets
+from commands import bets, settlement
 from ledger import AccountRef
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction
@@ -23,6 +23,7 @@ from tests.support.factories import (
     ledger_violations,
     make_player,
 )
+from workflows.contracts.settlement import SettlementRefusal
 
 CURRENCY = "USD"
 
@@ -164,13 +165,11 @@ def test_a_gate_refusal_is_kept_under_the_gates_own_code(engine, settings, playe
 
 def test_a_bet_on_a_market_that_has_a_result_is_rejected(engine, settings, player):
     market = f"mkt_{uuid.uuid4().hex[:8]}"
-    with engine.begin() as conn:
-        conn.execute(text("""
-            INSERT INTO market_results (market_id, version, selections, received_by)
-            VALUES (:m, 1, '{"home": {"result": "won"}}', 'test')"""), {"m": market})
+    run_in_transaction(engine, lambda conn: settlement.record_result(
+        conn, settings, market, 1, {"home": {"result": "won"}}, actor="system:test"))
     rejected = place(engine, settings, request(player, legs=((market, "home", "2.00"),)))
     assert rejected.refusal is not None
-    assert rejected.refusal.code == bets.BetRefusal.MARKET_SETTLED
+    assert rejected.refusal.code == SettlementRefusal.MARKET_SETTLED
     assert cash(engine, player.id, CURRENCY) == 3_000
 
 
