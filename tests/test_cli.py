@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def database(fresh_engine: Engine, monkeypatch) -> Engine:
     """Point the commands (which read Settings from the environment) at the fresh database."""
-    monkeypatch.setenv("SETTLEPAY_DATABASE_URL", fresh_engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("SETTLEPAY_DATABASE_URL",
+                       fresh_engine.url.render_as_string(hide_password=False))
     get_settings.cache_clear()
     yield fresh_engine
     get_settings.cache_clear()
@@ -47,7 +48,8 @@ def test_help_lists_every_command():
                        if not flags[0].startswith("-")]
         args = parser.parse_args([*path, *positionals])
         assert args._target == (module, function)
-        assert callable(getattr(importlib.import_module(module), function)), f"{' '.join(path)}: no {module}.{function}"
+        target = getattr(importlib.import_module(module), function)
+        assert callable(target), f"{' '.join(path)}: no {module}.{function}"
     with pytest.raises(SystemExit):
         parser.parse_args(["ledger"])  # a group without its subcommand is an error, not a no-op
 
@@ -69,9 +71,11 @@ def test_ledger_check_passes_on_a_fresh_database_and_fails_on_a_forged_balance(d
     capsys.readouterr()
 
     with database.begin() as conn:  # money appears from nowhere: the balance row alone changes
-        account = conn.execute(text("SELECT id FROM ledger_accounts WHERE owner = 'player:p_cli'")).scalar_one()
+        account = conn.execute(text(
+            "SELECT id FROM ledger_accounts WHERE owner = 'player:p_cli'")).scalar_one()
         conn.execute(text("ALTER TABLE ledger_balances DISABLE TRIGGER USER"))
-        conn.execute(text("UPDATE ledger_balances SET posted = posted + 100 WHERE account_id = :a"), {"a": account})
+        conn.execute(text("UPDATE ledger_balances SET posted = posted + 100 WHERE account_id = :a"),
+                     {"a": account})
         conn.execute(text("ALTER TABLE ledger_balances ENABLE TRIGGER USER"))
     assert cli.main(["ledger", "check"]) == 1
     assert "VIOLATION: every balance row equals the sum of its entries" in capsys.readouterr().out
@@ -97,7 +101,8 @@ def test_audit_verify_and_export(database, capsys, tmp_path):
 
     with database.begin() as conn:  # rewrite history: the second record says something else
         conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
-        conn.execute(text("UPDATE audit_log SET record = replace(record, '\"t1\"', '\"t9\"') WHERE seq = 2"))
+        conn.execute(text(
+            "UPDATE audit_log SET record = replace(record, '\"t1\"', '\"t9\"') WHERE seq = 2"))
         conn.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
     assert cli.main(["audit", "verify"]) == 1
     assert "TAMPERED: record 2" in capsys.readouterr().out
