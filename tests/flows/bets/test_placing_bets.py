@@ -12,7 +12,10 @@ import httpx
 from sqlalchemy import Engine, text
 
 import ledger
+from commands import bets
 from ledger import AccountRef
+from settlepay.db import run_in_transaction
+from tests.support import settlement
 from tests.support.factories import (
     Player,
     cash,
@@ -204,3 +207,31 @@ async def test_bet_placed_and_rejected_events_name_the_partner(stack: Stack,
     for row, body in zip(rows, (taken, refused), strict=True):
         assert row["partner_id"] == row["payload"]["partner_id"] == player.partner_id
         assert row["payload"]["id"] == body["id"]
+
+
+def test_two_partners_bets_under_one_id_settle_under_their_own_ledger_keys(engine, settings):
+    """Issue 9, item 16: the settlement key `bet:<id>:v<version>` names the internal id, so
+    two partners' bets with the same engine id are settled (and paid) separately."""
+    market, shared = uid("mkt"), uid("bet")
+    players = {partner: settlement.funded_player(engine, 2_000, partner_id=partner)
+               for partner in (uid("partner"), uid("partner"))}
+    for (partner, player), odds in zip(players.items(), ("2.00", "3.00"), strict=True):
+        req = bets.BetRequest(bet_id=shared, player_id=player, stake=1_000, currency=CURRENCY,
+                              bet_type="single", legs=(bets.LegRequest(market, "home", odds),))
+        placed = run_in_transaction(engine, lambda c, req=req: bets.place(
+            c, settings, req, actor="system:test"))
+        assert placed.refusal is None and placed.bet["id"] == f"{partner}/{shared}"
+
+    settlement.post_result(engine, settings, market, 1, {"home": {"result": "won"}})
+    settlement.run_market(engine, settings, market, 1)
+
+    cash_after = [settlement.cash(engine, player) for player in players.values()]
+    assert cash_after == [1_000 + 2_000, 1_000 + 3_000]
+    with engine.connect() as conn:
+        keys = set(conn.execute(text(
+            "SELECT ledger_key FROM bet_settlements WHERE market_id = :m"), {"m": market}
+        ).scalars())
+    assert len(keys) == 2 and all(any(key.startswith(f"bet:{partner}/{shared}:v")
+                                      for key in keys) for partner in players)
+    assert ledger_violations(engine) == []
+    assert settlement.verify_differences(engine, settings, market) == []
