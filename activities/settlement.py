@@ -66,7 +66,8 @@ class SettlementActivities:
             refusal = Refusal(SettlementRefusal.IDEMPOTENCY_CONFLICT, str(error))
             raise refusal.as_error() from error
         return BatchResult(processed=out.processed, posted=out.posted, pending=out.pending,
-                           skipped=out.skipped, payout_delta=out.payout_delta)
+                           skipped=out.skipped, payout_delta=out.payout_delta,
+                           needs_review=out.needs_review)
 
     @activity.defn(name=Activity.FINISH)
     def finish(self, req: FinishRequest) -> FinishResult:

@@ -3,12 +3,23 @@ audit record and outbox event, in the caller's transaction.
 
     record_result(conn, ...)    store a result version (replay / conflict / stale / window)
     record_rollback(conn, ...)  mark the current result rolled back (its bets will reopen)
+    reopen_market(conn, ...)    an operator opens a market closed for betting again
     begin / finish              the market_settlements row of a settlement run
     settle_range(conn, ...)     settle / resettle / roll back one part of a round, set-based:
                                 one ledger.post_many, one insert of history rows, one update
                                 of bets, one audit record, one outbox event
     betting_refusal(conn, ...)  for bet placement: the markets' shared locks, and whether one
                                 of them is closed for betting
+
+Ordering: a market's results, rollbacks and reopening take its advisory lock exclusive; bet
+placement takes it shared (sorted) and checks "closed for betting" under it, so a bet that
+checked commits before a result can be recorded (and is settled by it), and a bet after the
+result is refused. A market closes for betting at its first result and stays closed after a
+rollback (the outcome is public) until an operator reopens it.
+Late runs: a rollback run acts only while its version is the market's latest; once a newer
+version exists, that version's run settles every bet from whatever was paid. A bet that cannot
+be posted (a payout above the bound, a ledger refusal) is flagged `needs_review` and reported;
+the rest of its batch settles.
 
 Rounds walk a market's bets in bet id order (the cursor); each round is split by player into
 parts settled concurrently, one database transaction each. A batch locks its bets (FOR UPDATE,
@@ -21,6 +32,7 @@ Must never: open its own transaction, compute a payout itself, or start a workfl
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +44,15 @@ import audit
 import ledger
 import outbox
 from domain.settlement import SelectionResult
-from domain.settlement.plan import Account, PlannedPosting, Step, plan_rollback, plan_settle
+from domain.settlement.plan import (
+    Account,
+    PlannedPosting,
+    Step,
+    StoredBet,
+    plan_review,
+    plan_rollback,
+    plan_settle,
+)
 from domain.settlement.plan import results_used as used_by
 from domain.settlement.results import InvalidResult
 from ledger import AccountRef, IdempotencyConflict, Transfer
@@ -40,6 +60,7 @@ from settlepay.config import Settings
 from store import settlements as store
 from workflows.contracts.refusal import Refusal
 from workflows.contracts.settlement import (
+    VERSION_MAX,
     MarketState,
     Mode,
     ResultStatus,
@@ -47,7 +68,7 @@ from workflows.contracts.settlement import (
 )
 
 __all__ = ["BatchOutcome", "IdempotencyConflict", "ResultRefused", "begin", "betting_refusal",
-           "finish", "record_result", "record_rollback", "settle_range"]
+           "finish", "record_result", "record_rollback", "reopen_market", "settle_range"]
 
 
 class ResultRefused(Exception):
@@ -93,9 +114,14 @@ def record_result(conn: Connection, settings: Settings, market_id: str, version:
     above every earlier one is stale; a correction after the window is refused.
     """
     now = now or datetime.now(UTC)
+    if isinstance(version, bool) or not isinstance(version, int) or not (
+            1 <= version <= VERSION_MAX):
+        raise ResultRefused(SettlementRefusal.INVALID_RESULT,
+                            f"a result version is an integer from 1 to {VERSION_MAX}")
     parsed = parse_selections(selections)
     canonical = {sid: r.to_json() for sid, r in sorted(parsed.items())}
-    # One writer per market at a time: result versions are decided in order.
+    # One writer per market at a time: result versions are decided in order (and after every
+    # bet that checked the market while it was open).
     store.lock_market(conn, market_id)
     same = store.result_row(conn, market_id, version)
     if same is not None:
@@ -113,6 +139,7 @@ def record_result(conn: Connection, settings: Settings, market_id: str, version:
     _window_check(conn, settings, market_id, now)
     previous = store.supersede_current(conn, market_id)
     store.insert_result(conn, market_id, version, canonical, actor)
+    store.close_betting(conn, market_id)
     audit.record(conn, actor=actor, action="market.result_received", subject_type="market",
                  subject_id=market_id, before={"version": previous} if previous else None,
                  after={"version": version, "selections": canonical})
@@ -145,6 +172,27 @@ def record_rollback(conn: Connection, settings: Settings, market_id: str, versio
     return True
 
 
+def reopen_market(conn: Connection, market_id: str, *, actor: str) -> bool:
+    """Open a market closed for betting again (an operator's decision, after a rollback); True
+    if it was closed, False if it already takes bets. Refused while a result is current."""
+    store.lock_market(conn, market_id)
+    betting = store.market_betting(conn, market_id)
+    if betting is None:
+        raise ResultRefused(SettlementRefusal.MARKET_NOT_FOUND,
+                            f"market {market_id} has never had a result")
+    if store.markets_with_current_result(conn, [market_id]):
+        raise ResultRefused(SettlementRefusal.MARKET_HAS_RESULT,
+                            f"market {market_id} has a current result; roll it back first")
+    if betting == "open":
+        return False
+    store.reopen_betting(conn, market_id, actor)
+    audit.record(conn, actor=actor, action="market.reopened", subject_type="market",
+                 subject_id=market_id, before={"betting": "closed"}, after={"betting": "open"})
+    outbox.emit(conn, event_type="market.reopened", aggregate_type="market",
+                aggregate_id=market_id, payload={"market_id": market_id, "betting": "open"})
+    return True
+
+
 # --- bets against results -------------------------------------------------------------------
 
 def betting_refusal(conn: Connection, market_ids: Iterable[str]) -> Refusal | None:
@@ -157,6 +205,11 @@ def betting_refusal(conn: Connection, market_ids: Iterable[str]) -> Refusal | No
     if resulted:
         return Refusal(str(SettlementRefusal.MARKET_SETTLED),
                        f"market {resulted[0]} already has a result")
+    closed = store.closed_markets(conn, markets)
+    if closed:
+        return Refusal(str(SettlementRefusal.MARKET_CLOSED),
+                       f"market {closed[0]} is closed for betting: it has had a result "
+                       "(since rolled back); an operator may reopen it")
     return None
 
 
@@ -174,14 +227,17 @@ def begin(conn: Connection, settings: Settings, market_id: str, version: int, mo
                             f"result version {version} of market {market_id} was rolled back")
     row = store.run_row(conn, market_id, for_update=True)
     was = MarketState(row.state) if row is not None else None
+    if row is not None and (row.version > version or row.workflow_id == workflow_id):
+        # A late run of an older version still settles against the current results, but it
+        # does not take the market's status back to its version; a retried begin of the
+        # market's own run changes nothing. Nothing happened: no record.
+        return MarketState(row.state)
     if mode == Mode.ROLLBACK:
         state = MarketState.ROLLING_BACK
     elif was in (MarketState.SETTLED, MarketState.RESETTLING):
         state = MarketState.RESETTLING
     else:
         state = MarketState.SETTLING
-    # A late run of an older version still settles against the current results, but it does
-    # not take the market's status back to its version.
     store.upsert_run(conn, market_id, version, state, workflow_id)
     audit.record(conn, actor=f"workflow:{workflow_id}", action=f"market.{state}",
                  subject_type="market", subject_id=market_id,
@@ -252,10 +308,14 @@ def settle_range(conn: Connection, settings: Settings, market_id: str, version: 
     out = BatchOutcome(processed=len(bets))
     if not bets:
         return out
+    if mode == Mode.ROLLBACK and (store.latest_version(conn, market_id) or 0) > version:
+        # A newer version came after this rollback: its run settles every bet from what was
+        # paid (read after the bets are locked, so that run's batches are either done or wait).
+        return out
     results, versions = store.current_results(conn, {leg[0] for bet in bets for leg in bet.legs})
     upgrade_only = settings.resettlement_policy == "upgrade_only"
 
-    planned: list[tuple[Any, Step]] = []
+    planned: list[tuple[StoredBet, Step]] = []
     for bet in bets:
         used = used_by(bet, results)
         step = (plan_rollback(bet, market_id, version, used) if mode == Mode.ROLLBACK
@@ -263,39 +323,67 @@ def settle_range(conn: Connection, settings: Settings, market_id: str, version: 
                                  upgrade_only=upgrade_only))
         if step is not None:
             planned.append((bet, step))
-    out.pending = sum(step.pending for _, step in planned)
-    out.skipped = sum(step.skipped for _, step in planned)
 
-    transfers = [transfer_of(step.posting, bet.player_id, bet.currency)
-                 for bet, step in planned if step.posting is not None]
-    posted = {t.key: r for t, r in zip(transfers, ledger.post_many(conn, transfers), strict=True)}
-    for key, result in posted.items():
-        if not result.ok:
-            # bets_in_play always holds the stake of an open bet: this is a broken invariant.
-            raise RuntimeError(f"ledger refused {key}: {result.code}")
+    transfers = {bet.id: transfer_of(step.posting, bet.player_id, bet.currency)
+                 for bet, step in planned if step.posting is not None}
+    posted = dict(zip(transfers, ledger.post_many(conn, list(transfers.values())),
+                      strict=True))
+    # A posting the ledger refuses (bets-in-play short of the stake: a broken invariant) must
+    # not hold up the rest of the batch for ever: that bet is flagged for review instead.
+    planned = [(bet, plan_review(bet, f"ledger refused {transfers[bet.id].key}: "
+                                      f"{posted[bet.id].code}"))
+               if bet.id in posted and not posted[bet.id].ok else (bet, step)
+               for bet, step in planned]
+    accepted = {bet_id: r for bet_id, r in posted.items() if r.ok}
     records = [step.record for _, step in planned if step.record is not None]
     store.insert_records(conn, market_id, records,
-                         {key: (r.transaction_id, r.shortfall) for key, r in posted.items()})
+                         {transfers[bet_id].key: (r.transaction_id, r.shortfall)
+                          for bet_id, r in accepted.items()})
     store.update_bets(conn, [step.update for _, step in planned if step.update is not None])
 
-    out.posted = len(transfers)
+    out.pending = sum(step.pending for _, step in planned)
+    out.skipped = sum(step.skipped for _, step in planned)
+    out.needs_review = sum(step.review is not None for _, step in planned)
+    out.posted = len(accepted)
     out.payout_delta = sum(r.delta for r in records if r.applied)
     out.items = [{"bet_id": r.bet_id, "player_id": r.player_id, "kind": str(r.kind),
                   "version": r.version, "payout": r.payout, "delta": r.delta,
                   "applied": r.applied} for r in records]
-    if records:
-        action = "rolled_back" if mode == Mode.ROLLBACK else "posted"
-        audit.record(conn, actor=actor, action=f"settlement.batch_{action}",
-                     subject_type="market", subject_id=market_id, before=None,
-                     after={"version": version, "range": [lo, hi], "part": [part, parts],
-                            "bets": len(records), "postings": out.posted,
-                            "skipped": out.skipped, "payout_delta": out.payout_delta,
-                            "ledger_keys": [t.key for t in transfers]})
-        outbox.emit(conn, event_type="bets.rolled_back" if mode == Mode.ROLLBACK
-                    else "bets.settled",
-                    aggregate_type="market", aggregate_id=market_id,
-                    payload={"market_id": market_id, "version": version, "bets": out.items})
+    _announce(conn, market_id, version, mode, actor, lo, hi, part, parts, out, planned,
+              [transfers[bet_id].key for bet_id in accepted])
     if fail_before_commit:
         # Test hook: a worker dying after the work but before COMMIT.
         raise RuntimeError("injected failure before commit")
     return out
+
+
+def _announce(conn: Connection, market_id: str, version: int, mode: Mode, actor: str, lo: str,
+              hi: str, part: int, parts: int, out: BatchOutcome,
+              planned: list[tuple[StoredBet, Step]], keys: list[str]) -> None:
+    """The batch's audit records and its events: one `bets.settled` / `bets.rolled_back` per
+    partner (a partner hears about its own players' bets only)."""
+    reviews = {bet.id: step.review for bet, step in planned if step.review is not None}
+    if reviews:
+        audit.record(conn, actor=actor, action="settlement.bets_need_review",
+                     subject_type="market", subject_id=market_id, before=None,
+                     after={"version": version, "range": [lo, hi], "part": [part, parts],
+                            "bets": reviews})
+    if not out.items:
+        return
+    action = "rolled_back" if mode == Mode.ROLLBACK else "posted"
+    audit.record(conn, actor=actor, action=f"settlement.batch_{action}",
+                 subject_type="market", subject_id=market_id, before=None,
+                 after={"version": version, "range": [lo, hi], "part": [part, parts],
+                        "bets": len(out.items), "postings": out.posted,
+                        "skipped": out.skipped, "payout_delta": out.payout_delta,
+                        "ledger_keys": keys})
+    partner_of = {bet.id: bet.partner_id for bet, _ in planned}
+    by_partner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in out.items:
+        by_partner[partner_of[item["bet_id"]]].append(item)
+    for partner_id, items in sorted(by_partner.items()):
+        outbox.emit(conn, event_type="bets.rolled_back" if mode == Mode.ROLLBACK
+                    else "bets.settled", aggregate_type="market", aggregate_id=market_id,
+                    payload={"market_id": market_id, "version": version,
+                             "partner_id": partner_id, "bets": items},
+                    partner_id=partner_id)

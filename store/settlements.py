@@ -2,6 +2,7 @@
 market_settlements, bet_settlements and the settlement columns of bets. Nothing else.
 
     lock_market / lock_markets_shared   the per-market advisory lock (results vs bets)
+    market_betting, closed_markets, close_betting, reopen_betting   whether a market takes bets
     result_status, latest_version, first_settled_at, insert_result, supersede_current,
     mark_rolled_back, current_results   market results
     run_row, upsert_run, finish_run     the market_settlements row of a settlement run
@@ -45,6 +46,36 @@ def lock_markets_shared(conn: Connection, market_ids: Iterable[str]) -> None:
     """The markets' advisory locks, shared, in sorted order, to the end of the transaction."""
     for market_id in sorted(set(market_ids)):
         conn.execute(text(f"SELECT pg_advisory_xact_lock_shared({_LOCK_KEY})"), {"m": market_id})
+
+
+# --- betting on a market ----------------------------------------------------------------------
+
+def market_betting(conn: Connection, market_id: str) -> str | None:
+    """'open' / 'closed' for a market that has had a result; None for one that never had."""
+    return conn.execute(text("SELECT betting FROM markets WHERE market_id = :m"),
+                        {"m": market_id}).scalar()
+
+
+def closed_markets(conn: Connection, market_ids: Iterable[str]) -> list[str]:
+    """The markets among these that are closed for betting, sorted."""
+    return list(conn.execute(text("""SELECT market_id FROM markets
+                                      WHERE market_id = ANY(:m) AND betting = 'closed'
+                                      ORDER BY market_id"""),
+                             {"m": sorted(set(market_ids))}).scalars())
+
+
+def close_betting(conn: Connection, market_id: str) -> None:
+    conn.execute(text("""INSERT INTO markets (market_id, betting, closed_at)
+                         VALUES (:m, 'closed', now())
+                         ON CONFLICT (market_id) DO UPDATE
+                            SET betting = 'closed', closed_at = now(), updated_at = now()"""),
+                 {"m": market_id})
+
+
+def reopen_betting(conn: Connection, market_id: str, reopened_by: str) -> None:
+    conn.execute(text("""UPDATE markets SET betting = 'open', reopened_at = now(),
+                                            reopened_by = :by, updated_at = now()
+                          WHERE market_id = :m"""), {"m": market_id, "by": reopened_by})
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -172,18 +203,19 @@ def round_end(conn: Connection, market_id: str, after: str, size: int) -> str | 
 def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
                   parts: int) -> list[StoredBet]:
     """The bets on the market with lo < id <= hi whose player falls in partition `part` of
-    `parts`, locked (FOR UPDATE) in id order; rejected bets are left out."""
+    `parts`, locked (FOR UPDATE) in id order; rejected bets and bets flagged for review are
+    left out."""
     rows = conn.execute(text("""
         SELECT b.id, b.player_id, p.partner_id, b.currency, b.stake, b.bet_type,
                b.place_fraction, b.place_count, b.status, b.paid, b.payout, b.version,
-               b.settlement_key,
+               b.settlement_key, b.rollbacks,
                (SELECT array_agg(ARRAY[l.market_id, l.selection_id, l.price_num::text,
                                        l.price_den::text] ORDER BY l.leg_no)
                   FROM bet_legs l WHERE l.bet_id = b.id) AS legs
           FROM bets b JOIN players p ON p.id = b.player_id
          WHERE b.id IN (SELECT bet_id FROM bet_legs
                          WHERE market_id = :m AND bet_id > :lo AND bet_id <= :hi)
-           AND b.status <> 'rejected'
+           AND b.status <> 'rejected' AND b.needs_review IS NULL
            AND (:parts = 1 OR mod(abs(hashtext(b.player_id)::bigint), :parts) = :part)
          ORDER BY b.id
            FOR UPDATE OF b"""),
@@ -199,7 +231,8 @@ def _stored_bet(row: Any) -> StoredBet:
         status=BetStatus(row.status), paid=int(row.paid),
         payout=None if row.payout is None else int(row.payout), version=row.version,
         settlement_key=row.settlement_key,
-        legs=tuple((m, s, int(num), int(den)) for m, s, num, den in row.legs))
+        legs=tuple((m, s, int(num), int(den)) for m, s, num, den in row.legs),
+        rollbacks=row.rollbacks)
 
 
 def insert_records(conn: Connection, market_id: str, records: list[SettlementRecord],
@@ -220,7 +253,7 @@ def insert_records(conn: Connection, market_id: str, records: list[SettlementRec
         SELECT r.bet_id, r.kind, r.version, :m, r.payout, r.delta, r.applied, r.outcome,
                r.ledger_key, r.transaction_id, r.shortfall, r.results
           FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(bet_id text, kind text,
-               version int, payout bigint, delta bigint, applied boolean, outcome text,
+               version bigint, payout bigint, delta bigint, applied boolean, outcome text,
                ledger_key text, transaction_id bigint, shortfall bigint, results jsonb)
         ON CONFLICT DO NOTHING"""), {"m": market_id, "rows": json.dumps(rows)})
 
@@ -234,17 +267,21 @@ def update_bets(conn: Connection, updates: list[BetUpdate]) -> None:
     conn.execute(text("""
         UPDATE bets b
            SET status = u.status, paid = u.paid, payout = u.payout, version = u.version,
-               settlement_key = u.settlement_key, updated_at = now(),
+               settlement_key = u.settlement_key, rollbacks = u.rollbacks,
+               needs_review = u.needs_review, updated_at = now(),
                settled_at = CASE WHEN u.settled THEN coalesce(b.settled_at, now()) END
           FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u(bet_id text, status text,
-               paid bigint, payout bigint, version int, settlement_key text, settled boolean)
+               paid bigint, payout bigint, version bigint, settlement_key text,
+               rollbacks int, needs_review text, settled boolean)
          WHERE b.id = u.bet_id"""), {"rows": json.dumps(rows)})
 
 
 # --- reading ----------------------------------------------------------------------------------
 
-def summary(conn: Connection, market_id: str) -> dict[str, Any]:
-    """Version, state, counts and totals of a market's settlement."""
+def summary(conn: Connection, market_id: str, *,
+            partner_id: str | None = None) -> dict[str, Any]:
+    """Version, state, counts and totals of a market's settlement; with `partner_id`, the
+    counts and totals of that partner's players' bets only."""
     state = conn.execute(text("""SELECT version, state, workflow_id, bets_processed, bets_posted,
                                         first_settled_at, updated_at
                                    FROM market_settlements WHERE market_id = :m"""),
@@ -255,18 +292,23 @@ def summary(conn: Connection, market_id: str) -> dict[str, Any]:
                count(*) FILTER (WHERE b.status = 'settled') AS settled,
                coalesce(sum(b.stake) FILTER (WHERE b.status = 'settled'), 0) AS stake,
                coalesce(sum(b.paid) FILTER (WHERE b.status = 'settled'), 0) AS paid,
+               count(*) FILTER (WHERE b.needs_review IS NOT NULL) AS needs_review,
                b.currency
-          FROM bets b WHERE b.status <> 'rejected'
+          FROM bets b JOIN players p ON p.id = b.player_id
+         WHERE b.status <> 'rejected'
            AND b.id IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)
-         GROUP BY b.currency"""), {"m": market_id}).mappings().all()
+           AND (CAST(:partner AS text) IS NULL OR p.partner_id = :partner)
+         GROUP BY b.currency"""), {"m": market_id, "partner": partner_id}).mappings().all()
     versions = conn.execute(text("""SELECT version, status, received_at FROM market_results
                                      WHERE market_id = :m ORDER BY version"""),
                             {"m": market_id}).mappings().all()
     bets = {"total": 0, "open": 0, "settled": 0}
+    needs_review = 0
     totals: dict[str, dict[str, int]] = defaultdict(dict)
     for c in counts:
         for k in bets:
             bets[k] += c[k]
+        needs_review += c["needs_review"]
         totals[c["currency"].strip()] = {"stake": int(c["stake"]), "paid": int(c["paid"]),
                                          "house": int(c["stake"]) - int(c["paid"])}
     if state:
@@ -282,6 +324,8 @@ def summary(conn: Connection, market_id: str) -> dict[str, Any]:
                 if state else None),
         "first_settled_at": state["first_settled_at"] if state else None,
         "bets": bets,
+        "bets_needing_review": needs_review,
         "totals": dict(totals),
+        "betting": market_betting(conn, market_id) or "open",
         "result_versions": [dict(v) for v in versions],
     }

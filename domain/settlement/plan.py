@@ -18,7 +18,13 @@ Legs of one bet's postings (each zero-sum):
 
 Versions and keys: a bet is settled against the current results of all its markets; its
 settlement version is the sum of those markets' result versions (a single: the market's
-version), so `bet:<id>:v<version>` names one state of the world.
+version). Its ledger keys name that version and the bet's rollback generation (how many times
+its settlement was rolled back): `bet:<id>:v<version>`, after a rollback `bet:<id>:g<n>:v<version>`
+(rollbacks `bet:<id>:rollback:v<version>`, `bet:<id>:g<n>:rollback:v<version>`), so a key is
+never reused for a different posting, whatever order late runs arrive in.
+
+Bounds: a payout above PAYOUT_MINOR_MAX (a bet taken before payouts were bounded at intake)
+cannot be posted; its step is `review` (the bet is flagged, the rest of its batch settles).
 Must never: touch a database, the ledger, the clock or the network.
 """
 
@@ -37,6 +43,10 @@ from domain.settlement.results import SelectionResult
 # (market id, selection id, price numerator, price denominator), in leg order
 StoredLeg = tuple[str, str, int, int]
 Results = Mapping[tuple[str, str], SelectionResult]
+
+# The most one bet may return and still be posted: far above any payout taken at intake
+# (Settings.bet_payout_max_minor), far below what a ledger amount (bigint) holds.
+PAYOUT_MINOR_MAX = 10**15
 
 
 class BetStatus(StrEnum):
@@ -82,6 +92,7 @@ class StoredBet:
     version: int | None             # settlement version of `paid`
     settlement_key: str | None      # the ledger key a correction links to
     legs: tuple[StoredLeg, ...]
+    rollbacks: int = 0              # rollback generation (part of later ledger keys)
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,8 @@ class BetUpdate:
     payout: int | None
     version: int | None
     settlement_key: str | None
+    rollbacks: int = 0
+    needs_review: str | None = None   # why settlement could not post the bet
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,7 @@ class Step:
     update: BetUpdate | None = None
     pending: bool = False           # a parlay waiting for another market's result
     skipped: bool = False           # upgrade_only kept a downgrade out
+    review: str | None = None       # cannot be posted: why (the bet is flagged, not settled)
 
 
 # --- the pure bet and the results it used -------------------------------------------------
@@ -159,12 +173,20 @@ def settlement_version(bet: StoredBet, versions: Mapping[str, int]) -> int:
     return sum(versions[m] for m in {leg[0] for leg in bet.legs})
 
 
-def settlement_key(bet_id: str, version: int) -> str:
-    return f"bet:{bet_id}:v{version}"
+def _generation(rollbacks: int) -> str:
+    return f":g{rollbacks}" if rollbacks else ""
 
 
-def rollback_key(bet_id: str, version: int) -> str:
-    return f"bet:{bet_id}:rollback:v{version}"
+def settlement_key(bet_id: str, version: int, rollbacks: int = 0) -> str:
+    """The ledger key of the bet's settlement (or resettlement) at `version`, in its rollback
+    generation `rollbacks`."""
+    return f"bet:{bet_id}{_generation(rollbacks)}:v{version}"
+
+
+def rollback_key(bet_id: str, version: int, rollbacks: int = 0) -> str:
+    """The ledger key of the reversal of the bet's settlement at `version`, made in rollback
+    generation `rollbacks` (the generation before the rollback)."""
+    return f"bet:{bet_id}{_generation(rollbacks)}:rollback:v{version}"
 
 
 # --- legs -----------------------------------------------------------------------------------
@@ -203,19 +225,34 @@ def _record(bet: StoredBet, kind: RecordKind, version: int, payout: int, delta: 
                             outcome, key, used)
 
 
+def _kept(bet: StoredBet, **changes: Any) -> BetUpdate:
+    """The bet's update keeping its settlement as it is, but for `changes`."""
+    fields = {"bet_id": bet.id, "status": bet.status, "paid": bet.paid, "payout": bet.payout,
+              "version": bet.version, "settlement_key": bet.settlement_key,
+              "rollbacks": bet.rollbacks}
+    return BetUpdate(**{**fields, **changes})
+
+
+def plan_review(bet: StoredBet, reason: str) -> Step:
+    """The bet cannot be posted: flag it with the reason, leave its money where it is."""
+    return Step(update=_kept(bet, needs_review=reason), review=reason)
+
+
 def plan_rollback(bet: StoredBet, market_id: str, version: int,
                   used: dict[str, Any]) -> Step | None:
-    """Reverse everything the bet's settlement posted and open it again (None: not settled)."""
+    """Reverse everything the bet's settlement posted and open it again, one rollback
+    generation later (None: not settled)."""
     if bet.status != BetStatus.SETTLED or bet.version is None:
         return None
-    key = rollback_key(bet.id, bet.version)
+    key = rollback_key(bet.id, bet.version, bet.rollbacks)
     return Step(
         record=_record(bet, RecordKind.ROLLBACK, bet.version, 0, -bet.paid, True,
                        "rolled_back", key, used),
         posting=PlannedPosting(key, PostingKind.ROLLBACK, bet.id,
                                reversal_legs(bet.stake, bet.paid), bet.settlement_key,
                                market_id, version),
-        update=BetUpdate(bet.id, BetStatus.OPEN, 0, None, None, None))
+        update=BetUpdate(bet.id, BetStatus.OPEN, 0, None, None, None,
+                         rollbacks=bet.rollbacks + 1))
 
 
 def plan_settle(bet: StoredBet, market_id: str, results: Results, versions: Mapping[str, int],
@@ -227,7 +264,10 @@ def plan_settle(bet: StoredBet, market_id: str, results: Results, versions: Mapp
         return Step(pending=True)
     version = settlement_version(bet, versions)
     outcome, payout = str(settled.outcome), settled.payout
-    key = settlement_key(bet.id, version)
+    if payout > PAYOUT_MINOR_MAX:
+        return plan_review(bet, f"payout {payout} is above the most one bet can return "
+                                f"({PAYOUT_MINOR_MAX} minor units)")
+    key = settlement_key(bet.id, version, bet.rollbacks)
 
     if bet.status == BetStatus.OPEN:
         return Step(
@@ -235,25 +275,24 @@ def plan_settle(bet: StoredBet, market_id: str, results: Results, versions: Mapp
                            key, used),
             posting=PlannedPosting(key, PostingKind.SETTLEMENT, bet.id,
                                    settlement_legs(bet.stake, payout), None, market_id, version),
-            update=BetUpdate(bet.id, BetStatus.SETTLED, payout, payout, version, key))
+            update=_kept(bet, status=BetStatus.SETTLED, paid=payout, payout=payout,
+                         version=version, settlement_key=key))
     if bet.version is not None and version <= bet.version:
         return None   # already settled against these results (a re-run): nothing to do
     delta = payout - bet.paid
     if delta == 0:
         if bet.payout != payout:   # back to what was paid after a kept-out downgrade
-            return Step(update=BetUpdate(bet.id, BetStatus.SETTLED, bet.paid, payout,
-                                         bet.version, bet.settlement_key))
+            return Step(update=_kept(bet, payout=payout))
         return None   # unchanged: no posting, no new version
     if delta < 0 and upgrade_only:
         return Step(
             record=_record(bet, RecordKind.RESETTLEMENT, version, payout, 0, False, outcome,
                            None, used),
-            update=BetUpdate(bet.id, BetStatus.SETTLED, bet.paid, payout, version,
-                             bet.settlement_key),
+            update=_kept(bet, payout=payout, version=version),
             skipped=True)
     return Step(
         record=_record(bet, RecordKind.RESETTLEMENT, version, payout, delta, True, outcome,
                        key, used),
         posting=PlannedPosting(key, PostingKind.RESETTLEMENT, bet.id, delta_legs(delta),
                                bet.settlement_key, market_id, version),
-        update=BetUpdate(bet.id, BetStatus.SETTLED, payout, payout, version, bet.settlement_key))
+        update=_kept(bet, paid=payout, payout=payout, version=version))
