@@ -1,5 +1,15 @@
 """/v1/markets/{market_id}: post a result version (starts settlement or resettlement), roll a
-settlement back, read where a market's settlement stands.
+settlement back, reopen a market for betting, read where a market's settlement stands.
+
+Who may do what (issue 9 item 8). A market belongs to no partner: it is the house's (one feed
+result settles every partner's bets on it), so only the house changes it:
+- POST .../results    operator keys with `results:write`
+- POST .../rollback   operator keys with `operator:review`
+- POST .../reopen     operator keys with `operator:review` (audited: `market.reopened`)
+- GET .../settlement  any key with `players:read`; a partner key sees the counts and totals of
+                      its own players' bets only (404 when it has none on the market), an
+                      operator key sees every partner's.
+A partner key holding `results:write` or `operator:review` is refused with 403 `operator_only`.
 
 A result is stored in one transaction (with audit and outbox, commands/settlement.py), then the
 workflow `settle-<market>-v<version>` is started by name; posting the same version again
@@ -15,10 +25,11 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.auth import Operator, ResultsWriter
+from api.auth import Operator, PlayersReader, Principal, ResultsWriter
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.problems import PROBLEM_RESPONSES, not_found, refused
 from api.schemas.markets import (
+    MarketBetting,
     MarketResult,
     MarketRollback,
     MarketSettlement,
@@ -30,16 +41,27 @@ from settlepay import search_attributes, task_queues
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction
 from store import settlements as store
+from workflows.contracts.refusal import Refusal
 from workflows.contracts.settlement import (
     WORKFLOW,
     MarketState,
     Mode,
     ResultStatus,
+    SettlementRefusal,
     SettlementRun,
     workflow_id,
 )
 
 router = APIRouter(prefix="/v1/markets", tags=["markets"], responses=PROBLEM_RESPONSES)
+
+
+def house_only(principal: Principal) -> None:
+    """Markets are the house's: a partner key never changes one, whatever its scopes."""
+    if not principal.is_operator:
+        raise refused(Refusal(SettlementRefusal.OPERATOR_ONLY,
+                              "Markets belong to the house: only an operator key may post "
+                              "results, roll back or reopen a market."),
+                      "Only an operator may change a market")
 
 
 async def start_settlement(client: Client, settings: Settings, market_id: str, version: int,
@@ -61,10 +83,11 @@ async def start_settlement(client: Client, settings: Settings, market_id: str, v
 
 
 @router.post("/{market_id}/results", status_code=202, response_model=MarketResult,
-             summary="Post a result version of a market")
+             summary="Post a result version of a market (operators)")
 async def post_result(market_id: str, body: ResultCreate, principal: ResultsWriter,
                       engine: EngineDep, settings: SettingsDep,
                       client: TemporalDep) -> MarketResult:
+    house_only(principal)
     selections = {sid: r.model_dump(exclude_none=True) for sid, r in body.selections.items()}
     try:
         result, replayed = await run_in_threadpool(
@@ -80,10 +103,11 @@ async def post_result(market_id: str, body: ResultCreate, principal: ResultsWrit
 
 
 @router.post("/{market_id}/rollback", status_code=202, response_model=MarketRollback,
-             summary="Roll a market's settlement back")
+             summary="Roll a market's settlement back (operators)")
 async def rollback(market_id: str, body: RollbackCreate, principal: Operator,
                    engine: EngineDep, settings: SettingsDep,
                    client: TemporalDep) -> MarketRollback:
+    house_only(principal)
     try:
         changed = await run_in_threadpool(
             run_in_transaction, engine, lambda conn: commands.record_rollback(
@@ -95,11 +119,25 @@ async def rollback(market_id: str, body: RollbackCreate, principal: Operator,
                           workflow_id=wf_id)
 
 
+@router.post("/{market_id}/reopen", response_model=MarketBetting,
+             summary="Open a market closed for betting again (operators, after a rollback)")
+def reopen(market_id: str, principal: Operator, engine: EngineDep) -> MarketBetting:
+    house_only(principal)
+    try:
+        changed = run_in_transaction(engine, lambda conn: commands.reopen_market(
+            conn, market_id, actor=principal.actor))
+    except commands.ResultRefused as error:
+        raise refused(error.refusal, "The market cannot be reopened") from error
+    return MarketBetting(market_id=market_id, betting="open", replayed=not changed)
+
+
 @router.get("/{market_id}/settlement", response_model=MarketSettlement,
-            summary="Where a market's settlement stands")
-def settlement(market_id: str, principal: ResultsWriter, engine: EngineDep) -> MarketSettlement:
+            summary="Where a market's settlement stands (a partner: its own bets' totals)")
+def settlement(market_id: str, principal: PlayersReader, engine: EngineDep) -> MarketSettlement:
+    partner_id = None if principal.is_operator else principal.partner_id
     with engine.connect() as conn:
-        view = store.summary(conn, market_id)
-    if view["state"] == MarketState.OPEN and view["bets"]["total"] == 0:
+        view = store.summary(conn, market_id, partner_id=partner_id)
+    unknown = view["state"] == MarketState.OPEN and view["bets"]["total"] == 0
+    if unknown or (partner_id is not None and view["bets"]["total"] == 0):
         raise not_found("market", market_id)
     return MarketSettlement(**view)

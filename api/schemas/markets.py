@@ -55,6 +55,13 @@ class MarketRollback(BaseModel):
     workflow_id: str
 
 
+class MarketBetting(BaseModel):
+    object: Literal["market_betting"] = "market_betting"
+    market_id: str
+    betting: Literal["open", "closed"]
+    replayed: bool = Field(description="True when the market already took bets.")
+
+
 class SettlementRunCounts(BaseModel):
     bets_processed: int
     bets_posted: int
@@ -86,6 +93,12 @@ class MarketSettlement(BaseModel):
     workflow_id: str | None
     run: SettlementRunCounts | None
     first_settled_at: datetime | None
-    bets: BetCounts
-    totals: dict[str, CurrencyTotals]
+    betting: Literal["open", "closed"] = Field(
+        description="Whether the market takes bets: closed from its first result on, until an "
+                    "operator reopens it after a rollback.")
+    bets: BetCounts = Field(description="A partner key counts its own players' bets only.")
+    bets_needing_review: int = Field(
+        description="Bets settlement could not post (flagged, reported, left as they were).")
+    totals: dict[str, CurrencyTotals] = Field(
+        description="Per currency; a partner key sees its own players' bets only.")
     result_versions: list[ResultVersion]
