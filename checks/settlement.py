@@ -33,6 +33,7 @@ class CheckedBet:
     moved_to_player: int        # by the ledger's settlement postings of the bet
     moved_in_play: int
     recomputed: Settled | Pending   # from the current results
+    needs_review: str | None = None  # flagged by settlement: reported, left as it was
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def _stake_left_in_play_once(facts: Facts) -> list[str]:
 def _paid_as_recomputed(facts: Facts) -> list[str]:
     found = []
     for b in facts.bets:
-        if b.status != BetStatus.SETTLED or isinstance(b.recomputed, Pending):
+        if (b.status != BetStatus.SETTLED or isinstance(b.recomputed, Pending)
+                or b.needs_review is not None):
             continue
         payout = b.recomputed.payout
         if payout != b.paid and not (facts.upgrade_only and b.paid > payout):
@@ -73,7 +75,8 @@ def _none_left_open(facts: Facts) -> list[str]:
         return []
     return [f"bet {b.id}: all results known and the market settled, but the bet is open"
             for b in facts.bets
-            if b.status == BetStatus.OPEN and not isinstance(b.recomputed, Pending)]
+            if b.status == BetStatus.OPEN and not isinstance(b.recomputed, Pending)
+            and b.needs_review is None]
 
 
 # (invariant in words, the function returning one line per bet that breaks it)
@@ -82,15 +85,17 @@ CHECKS: list[tuple[str, Callable[[Facts], list[str]]]] = [
     ("a settled bet's stake left bets-in-play exactly once; an open bet's postings net to zero",
      _stake_left_in_play_once),
     ("each settled bet's payout recomputed from the current results equals what was paid "
-     "(upgrade_only: what was paid may be higher, never lower)", _paid_as_recomputed),
-    ("no bet is left open once its markets have results and the market is settled",
-     _none_left_open),
+     "(upgrade_only: what was paid may be higher, never lower; a bet flagged for review is "
+     "left as it was)", _paid_as_recomputed),
+    ("no bet is left open once its markets have results and the market is settled "
+     "(but a bet flagged for review, which settlement reported instead)", _none_left_open),
 ]
 
 
 def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
     rows = conn.execute(text("""
         SELECT b.id, b.stake, b.bet_type, b.place_fraction, b.place_count, b.status, b.paid,
+               b.needs_review,
                (SELECT array_agg(ARRAY[l.market_id, l.selection_id, l.price_num::text,
                                        l.price_den::text] ORDER BY l.leg_no)
                   FROM bet_legs l WHERE l.bet_id = b.id) AS legs
@@ -120,7 +125,7 @@ def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
         bet = domain_bet(row.bet_type, int(row.stake), legs[row.id], row.place_fraction,
                          row.place_count)
         return CheckedBet(row.id, int(row.stake), row.status, int(row.paid), player, in_play,
-                          settle(bet, results))
+                          settle(bet, results), row.needs_review)
 
     return Facts([checked(r) for r in rows], run.state if run is not None else None,
                  settings.resettlement_policy == "upgrade_only")

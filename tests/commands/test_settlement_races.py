@@ -262,7 +262,7 @@ def test_a_batch_holding_one_impossible_bet_settles_the_others_and_flags_that_on
         conn.execute(text("UPDATE bet_legs SET price_num = :n, price_den = 1 WHERE bet_id = :b"),
                      {"n": 10**17, "b": impossible})
     post_result(engine, settings, market, 1, {"home": WIN})
-    out = settle_inline(engine, settings, market, 1, parts=1)
+    out = run_market(engine, settings, market, 1, parts=1)
     assert out.posted == 2 and out.needs_review == 1
     assert all(bet_row(engine, b)["status"] == "settled" for b in normal)
     flagged = bet_row(engine, impossible)
