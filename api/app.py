@@ -29,6 +29,7 @@ from api.nul_bytes import NulByteGuard
 from api.routes import bets, geolocation, health, limits, markets, players
 from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, payout_destinations, second_factor, withdrawals
+from api.routes import webhooks
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
 
@@ -45,6 +46,7 @@ ROUTERS: list[APIRouter] = [
     second_factor.router,
     payout_destinations.router,
     withdrawals.router,
+    webhooks.router,
 ]
 
 DESCRIPTION = """Payments and settlement back office of a regulated sportsbook.

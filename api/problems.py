@@ -156,6 +156,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_limit_amount": 422,
     "self_exclusion_too_short": 422,
     "time_out_out_of_bounds": 422,
+    # partner webhooks (commands/webhooks.py WebhookRefusal; webhook_url_refused,
+    # event_types_invalid, rotation_grace_too_long, recover_since_too_far_back: the default 422)
+    "webhook_endpoint_not_found": 404,
+    "event_not_found": 404,
+    "webhook_endpoint_disabled": 409,
 }
 DEFAULT_REFUSAL_STATUS = 422
 
