@@ -12,8 +12,19 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, text
 
+from api.workflow_start import start_money_workflow
+from commands import deposits as commands
+from settlepay import search_attributes
+from store import deposits as store
 from tests.support.factories import Player
 from tests.support.stack import Stack
+from workflows.contracts.deposit import (
+    WORKFLOW,
+    DepositRequest,
+    DepositStatus,
+    deposit_id_for,
+    workflow_id,
+)
 
 
 def deposit_body(player: Player, amount: int = 2_500, payment_method: str = "pm_card_visa",
@@ -92,3 +103,35 @@ async def workflow_runs(stack: Stack, deposit_id: str) -> int:
             return count
         await asyncio.sleep(0.1)
     return count
+
+
+async def start_deposit(stack: Stack, player: Player, amount: int = 2_500,
+                        payment_method: str = "pm_card_visa", **timings: float) -> str:
+    """A deposit as the API makes one (the row through its command, the workflow through the
+    API's start helper), with the workflow's timings overridden: returns the deposit id."""
+    settings = stack.settings
+    deposit_id = deposit_id_for(f"tests-{uuid.uuid4().hex}")
+    with stack.engine.begin() as conn:
+        commands.create(conn, deposit_id=deposit_id,
+                        player={"id": player.id, "partner_id": player.partner_id},
+                        amount=amount, currency="USD", payment_method=payment_method,
+                        actor="api_key:tests")
+    request = DepositRequest(
+        deposit_id, player.id, player.partner_id, amount, "USD", payment_method, "api_key:tests",
+        return_url=settings.deposit_return_url,
+        **{"webhook_wait_seconds": settings.deposit_webhook_wait_seconds,
+           "poll_interval_seconds": settings.deposit_poll_interval_seconds,
+           "timeout_seconds": settings.deposit_timeout_seconds,
+           "processing_limit_seconds": settings.deposit_processing_limit_seconds, **timings})
+    assert await start_money_workflow(stack.client, WORKFLOW, request,
+                                      workflow_id=workflow_id(deposit_id),
+                                      state_key=search_attributes.PAYMENT_STATE,
+                                      state=DepositStatus.PENDING.search_value)
+    return deposit_id
+
+
+def deposit_row(engine: Engine, deposit_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = store.get(conn, deposit_id)
+    assert row is not None
+    return dict(row)

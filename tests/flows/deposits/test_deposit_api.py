@@ -7,14 +7,20 @@ import uuid
 
 from sqlalchemy import text
 
+from api.workflow_start import start_money_workflow
 from commands.api_keys import create_api_key
+from settlepay import search_attributes as sa
 from tests.support.deposits import (
     deposit_body,
     deposits_of,
+    ledger_credits,
     post_deposit,
+    start_deposit,
     wait_for_status,
+    workflow_runs,
 )
-from tests.support.factories import Player, cash
+from tests.support.factories import Player, cash, ledger_violations
+from workflows.contracts.deposit import WORKFLOW, DepositRequest
 
 
 async def test_idempotency_key_is_required(stack, player, http):
@@ -84,3 +90,51 @@ def _other_partner_headers(stack) -> dict[str, str]:
     with stack.engine.begin() as conn:
         _, plaintext = create_api_key(conn, "partner", f"other-{uuid.uuid4().hex[:8]}", None, "other")
     return {"Authorization": f"Bearer {plaintext}"}
+
+
+async def _latest_run(stack, deposit_id: str) -> str:
+    return (await stack.client.get_workflow_handle(f"deposit-{deposit_id}").describe()).run_id
+
+
+async def test_a_post_retried_after_the_deposit_finished_gets_it_and_never_runs_it_again(
+        stack, worker, player, http):
+    """Issue 9, item 4: the POST answered 500 after a successful start (its stored answer is
+    gone, its claim released) and the client retries after the workflow has closed: it gets the
+    same deposit as it is, and the workflow never runs a second time."""
+    key = uuid.uuid4().hex
+    first = (await post_deposit(http, player, key=key, amount=1_300)).json()
+    handle = stack.client.get_workflow_handle(f"deposit-{first['id']}")
+    await handle.result()                                       # the first run has closed
+    first_run = await _latest_run(stack, first["id"])
+    with stack.engine.begin() as conn:   # the answer was never stored: a 500 releases the key
+        conn.execute(text("DELETE FROM idempotency_records WHERE idempotency_key = :k"),
+                      {"k": key})
+    again = await post_deposit(http, player, key=key, amount=1_300)
+    assert again.status_code == 202 and again.headers.get("idempotent-replayed") is None
+    assert (again.json()["id"], again.json()["status"]) == (first["id"], "succeeded")
+    assert await _latest_run(stack, first["id"]) == first_run   # no second run
+    assert await workflow_runs(stack, first["id"]) == 1
+    assert cash(stack.engine, player.id) == 1_300 and deposits_of(stack.engine, player) == 1
+    assert [c["idempotency_key"] for c in ledger_credits(stack.engine, first["id"])] == [
+        f"deposit-{first['id']}:credit"]
+    assert ledger_violations(stack.engine) == []
+
+
+async def test_the_start_helper_never_starts_a_closed_money_workflow_again(stack, worker,
+                                                                           player):
+    """Issue 9, item 4, at the shared start helper (deposits and withdrawals): a second start of
+    a workflow id whose run has closed starts nothing."""
+    deposit_id = await start_deposit(stack, player, 1_400)     # asserts the first start started
+    handle = stack.client.get_workflow_handle(f"deposit-{deposit_id}")
+    await handle.result()
+    first_run = await _latest_run(stack, deposit_id)
+    request = DepositRequest(deposit_id, player.id, player.partner_id, 1_400, "USD",
+                             "pm_card_visa", "api_key:tests")
+    started = await start_money_workflow(stack.client, WORKFLOW, request,
+                                         workflow_id=f"deposit-{deposit_id}",
+                                         state_key=sa.PAYMENT_STATE, state="PENDING")
+    assert started is False
+    assert await _latest_run(stack, deposit_id) == first_run
+    assert cash(stack.engine, player.id) == 1_400
+    assert len(ledger_credits(stack.engine, deposit_id)) == 1
+    assert ledger_violations(stack.engine) == []
