@@ -35,12 +35,14 @@ def verify(monkeypatch, database_url, market, capsys):
     return code, capsys.readouterr()
 
 
-def test_verify_passes_then_catches_a_stray_payment(engine, settings, market, database_url, monkeypatch, capsys):
+def test_verify_passes_then_catches_a_stray_payment(engine, settings, market, database_url,
+                                                     monkeypatch, capsys):
     p = funded_player(engine, 5_000)
     winner = place(engine, settings, p, 1_000, [(market, "a", "2.00")])
     place(engine, settings, p, 1_000, [(market, "b", "2.00")])
     settle_market(engine, settings, market, 1, {"a": {"result": "won"}, "b": {"result": "lost"}})
-    settle_market(engine, settings, market, 2, {"a": {"result": "won", "void_factor": "0.5"}, "b": {"result": "lost"}})
+    settle_market(engine, settings, market, 2,
+                  {"a": {"result": "won", "void_factor": "0.5"}, "b": {"result": "lost"}})
 
     code, out = verify(monkeypatch, database_url, market, capsys)
     assert code == 0, out.out + out.err
@@ -49,19 +51,23 @@ def test_verify_passes_then_catches_a_stray_payment(engine, settings, market, da
     # Someone pays the winner again outside the settlement code: verify must notice.
     run_in_transaction(engine, lambda c: ledger.post(c, Transfer(
         key=f"stray:{winner}", kind="resettlement", reference=winner,
-        legs=(ledger.Leg(AccountRef.player_cash(p, "GBP"), 500), ledger.Leg(AccountRef.house_revenue("GBP"), -500)))))
+        legs=(ledger.Leg(AccountRef.player_cash(p, "GBP"), 500),
+              ledger.Leg(AccountRef.house_revenue("GBP"), -500)))))
     code, out = verify(monkeypatch, database_url, market, capsys)
     assert code == 1
     assert f"bet {winner}: ledger moved 2000 to the player, the bet says 1500 was paid" in out.out
 
 
-def test_verify_catches_a_bet_left_open(engine, settings, market, database_url, monkeypatch, capsys):
+def test_verify_catches_a_bet_left_open(engine, settings, market, database_url, monkeypatch,
+                                        capsys):
     p = funded_player(engine, 1_000)
     settle_market(engine, settings, market, 1, {"a": {"result": "won"}})
     # A bet slipped onto the market after it settled (bypassing the intake check): it stays open.
     from sqlalchemy import text
     bet = place(engine, settings, p, 1_000, [(market + "_x", "a", "2.00")])
     with engine.begin() as conn:
-        conn.execute(text("UPDATE bet_legs SET market_id = :m WHERE bet_id = :b"), {"m": market, "b": bet})
+        conn.execute(text("UPDATE bet_legs SET market_id = :m WHERE bet_id = :b"),
+                     {"m": market, "b": bet})
     code, out = verify(monkeypatch, database_url, market, capsys)
-    assert code == 1 and f"bet {bet}: all results known and the market settled, but the bet is open" in out.out
+    assert code == 1
+    assert f"bet {bet}: all results known and the market settled, but the bet is open" in out.out

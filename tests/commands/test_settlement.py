@@ -76,7 +76,8 @@ def test_resettlement_posts_only_the_delta_linked_to_the_original(engine, settin
         rows = conn.execute(text("""
             SELECT t.idempotency_key, t.kind, o.idempotency_key AS corrects
               FROM ledger_transactions t JOIN ledger_transactions o ON o.id = t.corrects_id
-             WHERE t.reference = ANY(:ids) ORDER BY t.idempotency_key"""), {"ids": [winner, loser, unchanged]}).all()
+             WHERE t.reference = ANY(:ids) ORDER BY t.idempotency_key"""),
+            {"ids": [winner, loser, unchanged]}).all()
     assert [(r.idempotency_key, r.kind, r.corrects) for r in rows] == sorted([
         (f"bet:{loser}:v2", "resettlement", f"bet:{loser}:v1"),
         (f"bet:{winner}:v2", "resettlement", f"bet:{winner}:v1")])
@@ -117,7 +118,7 @@ def test_upgrade_only_keeps_downgrades_out_but_applies_upgrades(engine, settings
     post_result(engine, policy, market, 2, {"home": LOSE, "away": WIN})
     out = run_market(engine, policy, market, 2)
     assert (out.posted, out.skipped) == (1, 1)
-    assert cash(engine, p) == 5_000                      # the winner keeps 2,000, the new one gets 3,000
+    assert cash(engine, p) == 5_000        # the winner keeps 2,000, the new one gets 3,000
     assert bet_row(engine, a)["paid"] == 2_000 and bet_row(engine, a)["payout"] == 0
     assert bet_row(engine, b)["paid"] == 3_000
     history = bet_store.get(engine.connect(), a)["settlements"]
@@ -127,14 +128,17 @@ def test_upgrade_only_keeps_downgrades_out_but_applies_upgrades(engine, settings
 def test_rollback_reopens_bets_and_reverses_every_posting(engine, settings, market):
     p = funded_player(engine, 3_000)
     before_house = account(engine, AccountRef.house_revenue("GBP"))
-    ids = [place(engine, settings, p, 1_000, [(market, sel, "2.00")]) for sel in ("home", "away", "draw")]
-    post_result(engine, settings, market, 1, {"home": WIN, "away": LOSE, "draw": {"result": "lost", "void_factor": "1"}})
+    ids = [place(engine, settings, p, 1_000, [(market, sel, "2.00")])
+           for sel in ("home", "away", "draw")]
+    push = {"result": "lost", "void_factor": "1"}
+    post_result(engine, settings, market, 1, {"home": WIN, "away": LOSE, "draw": push})
     run_market(engine, settings, market, 1)
-    post_result(engine, settings, market, 2, {"home": LOSE, "away": WIN, "draw": {"result": "lost", "void_factor": "1"}})
+    post_result(engine, settings, market, 2, {"home": LOSE, "away": WIN, "draw": push})
     run_market(engine, settings, market, 2)
     assert cash(engine, p) == 3_000
 
-    assert run_in_transaction(engine, lambda c: settlements.record_rollback(c, settings, market, 2, actor="operator:t"))
+    assert run_in_transaction(engine, lambda c: settlements.record_rollback(
+        c, settings, market, 2, actor="operator:t"))
     out = run_market(engine, settings, market, 2, mode=Mode.ROLLBACK)
     assert out.posted == 3
     assert cash(engine, p) == 0
@@ -159,8 +163,9 @@ def test_a_crash_before_commit_leaves_nothing_and_the_retry_pays_once(engine, se
         run_market(engine, settings, market, 1, fail=True)
     assert cash(engine, p) == 0
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement' "
-                                 "AND reference IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)"),
+        assert conn.execute(text(
+            "SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement' "
+            "AND reference IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)"),
                             {"m": market}).scalar() == 0
     run_market(engine, settings, market, 1)
     run_market(engine, settings, market, 1)
@@ -181,8 +186,10 @@ def test_results_replay_conflict_stale_and_window(engine, settings, market):
     assert bad.value.code == "invalid_result"
     # Settled long ago: the correction window has closed.
     with engine.begin() as conn:
-        conn.execute(text("""INSERT INTO market_settlements (market_id, version, state, workflow_id, first_settled_at)
-                             VALUES (:m, 2, 'settled', 'wf', now() - interval '100 hours')"""), {"m": market})
+        conn.execute(text("""
+            INSERT INTO market_settlements (market_id, version, state, workflow_id,
+                                            first_settled_at)
+            VALUES (:m, 2, 'settled', 'wf', now() - interval '100 hours')"""), {"m": market})
     with pytest.raises(settlements.ResultRefused) as late:
         post_result(engine, settings, market, 3, {"home": LOSE})
     assert late.value.code == "correction_window_closed"

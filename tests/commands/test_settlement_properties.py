@@ -27,7 +27,8 @@ SELECTIONS = ["s0", "s1", "s2"]
 RESULTS = [
     {"result": "won"}, {"result": "lost"}, {"result": "lost", "void_factor": "1"},
     {"result": "won", "void_factor": "0.5"}, {"result": "lost", "void_factor": "0.5"},
-    {"result": "won", "dead_heat_factor": "1/2"}, {"result": "won", "dead_heat_factor": "1/3", "rule4": "0.15"},
+    {"result": "won", "dead_heat_factor": "1/2"},
+    {"result": "won", "dead_heat_factor": "1/3", "rule4": "0.15"},
 ]
 result_sets = st.fixed_dictionaries({s: st.sampled_from(RESULTS) for s in SELECTIONS})
 bet_specs = st.lists(st.tuples(
@@ -60,25 +61,27 @@ def house_effect(engine, bets):
             SELECT coalesce(sum(e.amount), 0) FROM ledger_transactions t
               JOIN ledger_entries e ON e.transaction_id = t.id
               JOIN ledger_accounts a ON a.id = e.account_id
-             WHERE t.reference = ANY(:bets) AND a.type = 'house_revenue'"""), {"bets": bets}).scalar()
+             WHERE t.reference = ANY(:bets) AND a.type = 'house_revenue'"""),
+            {"bets": bets}).scalar()
 
 
 @hyp_settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(specs=bet_specs, v1=result_sets, v2=result_sets, v3=result_sets)
-def test_settle_then_resettle_twice_equals_settling_the_last_version(engine, settings, specs, v1, v2, v3):
+def test_settle_then_resettle_twice_equals_settling_the_last_version(engine, settings, specs, v1,
+                                                                     v2, v3):
     walk_market, walk_players, walk_bets = world(engine, settings, specs)
     for version, results in ((1, v1), (2, v2), (3, v3)):
         run(engine, settings, walk_market, version, results)
     direct_market, direct_players, direct_bets = world(engine, settings, specs)
     run(engine, settings, direct_market, 3, v3)
 
-    for walked, direct in zip(walk_players, direct_players):
+    for walked, direct in zip(walk_players, direct_players, strict=True):
         assert cash(engine, walked) == cash(engine, direct)
         assert account(engine, AccountRef.player_debt(walked, "GBP")) == account(
             engine, AccountRef.player_debt(direct, "GBP"))
         assert account(engine, AccountRef.bets_in_play(walked, "GBP")) == account(
             engine, AccountRef.bets_in_play(direct, "GBP")) == 0
-    for walked, direct in zip(walk_bets, direct_bets):
+    for walked, direct in zip(walk_bets, direct_bets, strict=True):
         assert bet_row(engine, walked)["paid"] == bet_row(engine, direct)["paid"]
     assert house_effect(engine, walk_bets) == house_effect(engine, direct_bets)
     assert ledger_violations(engine) == []

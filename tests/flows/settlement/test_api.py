@@ -4,24 +4,22 @@ settlement, a correction, and the rollback endpoint."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
 from commands import api_keys
 from ledger import AccountRef
 from settlepay.db import transaction
-from tests.support.factories import ledger_violations
+from tests.support.factories import ledger_violations, wait_until
 from tests.support.settlement import account, cash, funded_player, uid
 
 
 @pytest.fixture(scope="module")
 def keys(engine):
     with transaction(engine) as conn:
-        _, partner = api_keys.create_api_key(conn, "partner", "partner_t", None, "bets test partner")
-        _, other = api_keys.create_api_key(conn, "partner", "partner_other", None, "another partner")
-        _, operator = api_keys.create_api_key(conn, "operator", None, None, "bets test operator")
+        _, partner = api_keys.create_api_key(conn, "partner", "partner_t", None, "bets partner")
+        _, other = api_keys.create_api_key(conn, "partner", "partner_other", None, "another")
+        _, operator = api_keys.create_api_key(conn, "operator", None, None, "bets operator")
     return {"partner": partner, "other": other, "operator": operator}
 
 
@@ -35,17 +33,17 @@ def client(api, key):
 
 
 def bet_body(player, market, stake=1_000, odds="2.50", **extra):
-    return {"id": uid("bet"), "player_id": player, "stake": stake, "currency": "GBP", "bet_type": "single",
+    return {"id": uid("bet"), "player_id": player, "stake": stake, "currency": "GBP",
+            "bet_type": "single",
             "legs": [{"market_id": market, "selection_id": "home", "odds": odds}], **extra}
 
 
 async def wait_settled(http, market, version, state="settled"):
-    for _ in range(200):
+    async def reached():
         view = (await http.get(f"/v1/markets/{market}/settlement")).json()
-        if view.get("state") == state and view.get("version") == version:
-            return view
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"market {market} never reached {state} v{version}: {view}")
+        return view if (view.get("state"), view.get("version")) == (state, version) else None
+
+    return await wait_until(reached, timeout=30)
 
 
 async def test_results_settle_resettle_and_roll_back_through_the_api(
@@ -61,20 +59,21 @@ async def test_results_settle_resettle_and_roll_back_through_the_api(
         ew["legs"][0]["selection_id"] = "horse"
         ew = await http.post("/v1/bets", json=ew)
         assert {home.status_code, away.status_code, ew.status_code} == {201}
-        assert (await http.post(f"/v1/markets/{market}/results",
-                                json={"version": 1, "selections": {"home": {"result": "won"}}})).status_code == 403
+        partner_result = await http.post(f"/v1/markets/{market}/results", json={
+            "version": 1, "selections": {"home": {"result": "won"}}})
+        assert partner_result.status_code == 403
     assert cash(engine, player) == 1_000
 
     async with client(api, keys["operator"]) as ops:
-        first = await ops.post(f"/v1/markets/{market}/results", json={"version": 1, "selections": {
-            "home": {"result": "won"}, "away": {"result": "lost"}, "horse": {"result": "lost", "position": 2}}})
+        v1 = {"version": 1, "selections": {"home": {"result": "won"}, "away": {"result": "lost"},
+                                           "horse": {"result": "lost", "position": 2}}}
+        first = await ops.post(f"/v1/markets/{market}/results", json=v1)
         assert first.status_code == 202 and first.json()["workflow_id"] == f"settle-{market}-v1"
         view = await wait_settled(ops, market, 1)
         assert view["bets"] == {"total": 3, "open": 0, "settled": 3}
         # 4,000 (3/1) + 0 + place part 1,000 at 3.00 = 3,000
         assert cash(engine, player) == 1_000 + 4_000 + 3_000
-        replay = await ops.post(f"/v1/markets/{market}/results", json={"version": 1, "selections": {
-            "home": {"result": "won"}, "away": {"result": "lost"}, "horse": {"result": "lost", "position": 2}}})
+        replay = await ops.post(f"/v1/markets/{market}/results", json=v1)
         assert replay.status_code == 202 and replay.json()["replayed"] is True
         stale = await ops.post(f"/v1/markets/{market}/results", json={"version": 1, "selections": {
             "home": {"result": "lost"}}})
@@ -100,7 +99,9 @@ async def test_results_settle_resettle_and_roll_back_through_the_api(
         assert rolled.status_code == 202 and rolled.json()["workflow_id"] == f"rollback-{market}-v2"
         view = await wait_settled(ops, market, 2, state="rolled_back")
         assert view["bets"]["open"] == 3
-        assert cash(engine, player) == 1_000 and account(engine, AccountRef.bets_in_play(player, "GBP")) == 4_000
-        assert (await ops.post(f"/v1/markets/{market}/rollback", json={"version": 1})).status_code == 409
+        assert cash(engine, player) == 1_000
+        assert account(engine, AccountRef.bets_in_play(player, "GBP")) == 4_000
+        stale = await ops.post(f"/v1/markets/{market}/rollback", json={"version": 1})
+        assert stale.status_code == 409
         assert (await ops.get("/v1/markets/unknown_market/settlement")).status_code == 404
     assert ledger_violations(engine) == []

@@ -48,7 +48,8 @@ async def test_a_partner_key_with_every_scope_cannot_post_results_roll_back_or_r
     mighty = partner_key(engine, partner, scopes=sorted(ALL_SCOPES))
     ops = operator_key(engine)
     player = funded_player(engine, 1_000, partner_id=partner)
-    assert (await http.post("/v1/bets", json=bet(player, market), headers=mighty)).status_code == 201
+    placed = await http.post("/v1/bets", json=bet(player, market), headers=mighty)
+    assert placed.status_code == 201
 
     result = {"version": 1, "selections": {"home": {"result": "won"}}}
     refused = await http.post(f"/v1/markets/{market}/results", json=result, headers=mighty)

@@ -34,7 +34,8 @@ async def wait_for_line(proc, needle: str, timeout: float = 180) -> None:
     raise AssertionError(f"worker never printed {needle!r}")
 
 
-async def test_worker_killed_mid_batch_pays_every_bet_once(temporal_env, engine, settings, database_url, market):
+async def test_worker_killed_mid_batch_pays_every_bet_once(temporal_env, engine, settings,
+                                                           database_url, market):
     players = [funded_player(engine, 2_000) for _ in range(10)]
     for p in players:
         for _ in range(4):
@@ -50,7 +51,8 @@ async def test_worker_killed_mid_batch_pays_every_bet_once(temporal_env, engine,
         await wait_for_line(proc, "worker ready")
         handle = await temporal_env.client.start_workflow(
             WORKFLOW,
-            SettlementRun(market_id=market, version=1, batch_size=10, concurrency=2, batch_timeout_seconds=3),
+            SettlementRun(market_id=market, version=1, batch_size=10, concurrency=2,
+                          batch_timeout_seconds=3),
             id=workflow_id(market, 1), task_queue=queue, result_type=SettlementProgress)
         await wait_for_line(proc, "written, not committed")
         proc.send_signal(signal.SIGKILL)          # mid-batch: the work is done, the COMMIT is not
@@ -60,8 +62,8 @@ async def test_worker_killed_mid_batch_pays_every_bet_once(temporal_env, engine,
             proc.kill()
             proc.wait()
     with engine.connect() as conn:
-        settled_so_far = conn.execute(text("SELECT count(*) FROM bet_settlements WHERE market_id = :m"),
-                                      {"m": market}).scalar()
+        settled_so_far = conn.execute(text(
+            "SELECT count(*) FROM bet_settlements WHERE market_id = :m"), {"m": market}).scalar()
     assert settled_so_far < 40                   # the kill really interrupted the settlement
 
     with ThreadPoolExecutor(4) as pool:
@@ -73,7 +75,8 @@ async def test_worker_killed_mid_batch_pays_every_bet_once(temporal_env, engine,
     assert report.state == "settled"
     assert all(cash(engine, p) == 2_000 - 2_000 + 4 * 1_000 for p in players)   # each bet paid once
     with engine.connect() as conn:
-        assert conn.execute(text("""SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement'
-                                      AND reference IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)"""),
-                            {"m": market}).scalar() == 40
+        assert conn.execute(text("""
+            SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement'
+               AND reference IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)"""),
+            {"m": market}).scalar() == 40
     assert ledger_violations(engine) == []

@@ -41,14 +41,17 @@ async def settle(client, market, version, mode="settle", **kw):
     return handle, await handle.result()
 
 
-async def test_batches_continue_as_new_and_show_progress(temporal_env, settlement_worker, engine, settings, market):
+async def test_batches_continue_as_new_and_show_progress(temporal_env, settlement_worker, engine,
+                                                        settings, market):
     players = [funded_player(engine, 3_000) for _ in range(4)]
     bets = [place(engine, settings, p, 1_000, [(market, sel, "2.00")])
             for p in players for sel in ("home", "away", "home")]
-    post_result(engine, settings, market, 1, {"home": {"result": "won"}, "away": {"result": "lost"}})
+    post_result(engine, settings, market, 1,
+                {"home": {"result": "won"}, "away": {"result": "lost"}})
 
     # 12 bets, batches of 2, 2 in flight, one round per run: several continue-as-new hops.
-    handle, report = await settle(temporal_env.client, market, 1, batch_size=2, concurrency=2, rounds_per_run=1)
+    handle, report = await settle(temporal_env.client, market, 1, batch_size=2, concurrency=2,
+                                  rounds_per_run=1)
     assert report.state == "settled" and report.processed == 12 and report.posted == 12
     assert report.runs >= 3                                   # history stayed bounded
     assert all(cash(engine, p) == 4_000 for p in players)     # two winners at 2.00 each
@@ -61,7 +64,8 @@ async def test_batches_continue_as_new_and_show_progress(temporal_env, settlemen
     assert desc.typed_search_attributes.get(search_attributes.SETTLEMENT_PROGRESS) == 12
     with engine.connect() as conn:
         summary = settlements.summary(conn, market)
-    assert summary["state"] == "settled" and summary["bets"] == {"total": 12, "open": 0, "settled": 12}
+    assert summary["state"] == "settled"
+    assert summary["bets"] == {"total": 12, "open": 0, "settled": 12}
     assert summary["totals"]["GBP"] == {"stake": 12_000, "paid": 16_000, "house": -4_000}
     assert ledger_violations(engine) == []
 
@@ -70,7 +74,8 @@ async def test_parlay_on_several_markets_settles_when_the_last_leg_resolves(
         temporal_env, settlement_worker, engine, settings, market):
     m2, m3 = market + "_b", market + "_c"
     p = funded_player(engine, 1_000)
-    parlay = place(engine, settings, p, 1_000, [(market, "a", "2.00"), (m2, "b", "3/1"), (m3, "c", "+150")],
+    parlay = place(engine, settings, p, 1_000,
+                   [(market, "a", "2.00"), (m2, "b", "3/1"), (m3, "c", "+150")],
                    bet_type="parlay")
     post_result(engine, settings, market, 1, {"a": {"result": "won"}})
     _, first = await settle(temporal_env.client, market, 1)
@@ -85,7 +90,8 @@ async def test_parlay_on_several_markets_settles_when_the_last_leg_resolves(
     row = bet_row(engine, parlay)
     assert row["status"] == "settled" and row["version"] == 3  # sum of the legs' result versions
 
-    # A correction on the first market (leg voided) resettles the parlay at 4.00 x 2.50 (3/1 is 4.00).
+    # A correction on the first market (leg voided) resettles the parlay at 4.00 x 2.50
+    # (3/1 is 4.00).
     post_result(engine, settings, market, 2, {"a": {"result": "lost", "void_factor": "1"}})
     _, corrected = await settle(temporal_env.client, market, 2)
     assert corrected.posted == 1 and cash(engine, p) == 10_000        # 1,000 x 4.00 x 2.50
@@ -93,7 +99,8 @@ async def test_parlay_on_several_markets_settles_when_the_last_leg_resolves(
     assert ledger_violations(engine) == []
 
 
-async def test_same_market_twice_at_once_pays_once(temporal_env, settlement_worker, engine, settings, market):
+async def test_same_market_twice_at_once_pays_once(temporal_env, settlement_worker, engine,
+                                                   settings, market):
     players = [funded_player(engine, 2_000) for _ in range(3)]
     for p in players:
         place(engine, settings, p, 2_000, [(market, "x", "1.50")])
@@ -101,7 +108,8 @@ async def test_same_market_twice_at_once_pays_once(temporal_env, settlement_work
     client = temporal_env.client
     runs = [client.start_workflow(WORKFLOW,
                                   SettlementRun(market_id=market, version=1, batch_size=1),
-                                  id=f"{workflow_id(market, 1)}-dup{i}", task_queue=task_queues.SETTLEMENT,
+                                  id=f"{workflow_id(market, 1)}-dup{i}",
+                                  task_queue=task_queues.SETTLEMENT,
                                   result_type=SettlementProgress)
             for i in range(3)]
     handles = await asyncio.gather(*runs)
@@ -111,7 +119,8 @@ async def test_same_market_twice_at_once_pays_once(temporal_env, settlement_work
     assert ledger_violations(engine) == []
 
 
-async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_env, engine, settings, market):
+async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_env, engine,
+                                                                       settings, market):
     """The batch commits, then the worker 'dies' before reporting: Temporal retries the batch."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -138,7 +147,8 @@ async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_
         place(engine, settings, p, 1_000, [(market, "w", "3.00")])
     post_result(engine, settings, market, 1, {"w": {"result": "won"}})
     with ThreadPoolExecutor(4) as pool:
-        async with Worker(temporal_env.client, task_queue=queue, workflows=[MarketSettlementWorkflow],
+        async with Worker(temporal_env.client, task_queue=queue,
+                          workflows=[MarketSettlementWorkflow],
                           activities=acts.all(), activity_executor=pool):
             handle = await temporal_env.client.start_workflow(
                 WORKFLOW, SettlementRun(market_id=market, version=1, batch_size=2),
@@ -151,7 +161,8 @@ async def test_a_lost_batch_completion_is_retried_without_paying_twice(temporal_
     assert ledger_violations(engine) == []
 
 
-async def test_rollback_workflow_reopens_bets(temporal_env, settlement_worker, engine, settings, market):
+async def test_rollback_workflow_reopens_bets(temporal_env, settlement_worker, engine, settings,
+                                              market):
     p = funded_player(engine, 2_000)
     a = place(engine, settings, p, 1_000, [(market, "h", "4.00")])
     place(engine, settings, p, 1_000, [(market, "a", "4.00")])

@@ -24,7 +24,8 @@ _settle_range = settlements.settle_range
 
 def slow_settle_range(*args, **kwargs):
     out = _settle_range(*args, **kwargs)
-    print(f"batch {args[5]}..{args[6]} part {kwargs.get('part')} written, not committed", flush=True)
+    print(f"batch {args[5]}..{args[6]} part {kwargs.get('part')} written, not committed",
+          flush=True)
     time.sleep(1.0)   # the transaction is still open: a kill now must roll everything back
     return out
 
