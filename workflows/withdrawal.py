@@ -231,7 +231,10 @@ class WithdrawalWorkflow:
                 refusal = Refusal.of(error)
                 if refusal is not None:
                     return LegStatus(leg.n, LegState.FAILED, None, refusal.reason)
-                if not isinstance(error.cause, exceptions.TimeoutError):
+                # Past the deadline Temporal answers a timeout, or the last failure when the
+                # next retry would have started after it.
+                if error.retry_state is not exceptions.RetryState.TIMEOUT \
+                        and not isinstance(error.cause, exceptions.TimeoutError):
                     raise
             decision = await self.payout_review(req, leg)
             if decision.decision is not Decision.APPROVE:
