@@ -1,0 +1,113 @@
+"""Lists in Stripe's style, the same for every /v1 list route.
+
+    @router.get("", response_model=PlayerList)
+    def list_players(query: ListParams, principal: PlayersReader, engine: EngineDep,
+                     partner: PartnerFilter = None, status: ... = None) -> PlayerList:
+        scope = tenant_scope(principal, partner)             # a partner sees its own rows only
+        with engine.connect() as conn:
+            page = read_page(conn, LISTING, query, scope=scope, filters={"status": status})
+        return PlayerList(url="/v1/players", has_more=page.has_more, data=[...])
+
+The request: `limit` (1-100, default 10), `starting_after=<id>` (the next, older page: pass
+the last id of the page you have) or `ending_before=<id>` (the previous, newer page: pass its
+first id), `created[gt|gte|lt|lte]=<ISO 8601>`, plus each list's own filters (player, status,
+partner for operator keys). The answer: `{"object": "list", "url", "has_more", "data": [...]}`,
+newest first (created, then id, descending: a total order, so pages never repeat or skip a row
+while rows are added). `has_more` says whether more rows lie in the direction read.
+
+Errors: both cursors at once → 422 `validation_error`; a cursor that names no row the key can
+see (unknown, or another partner's) → 400 `invalid_cursor`; a partner key asking for another
+partner → 403 `partner_mismatch`. The SQL is store/pagination.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection
+
+from api.auth import Principal
+from api.problems import Problem
+from store import pagination
+from store.pagination import Listing, Page, PageQuery
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+
+T = TypeVar("T")
+
+
+class ListPage(BaseModel, Generic[T]):
+    """A page of a list (subclassed per resource, e.g. `PlayerList`)."""
+
+    object: Literal["list"] = "list"
+    url: str = Field(description="The list's path; page with starting_after / ending_before.")
+    has_more: bool = Field(description="Whether more items lie beyond this page in the "
+                                       "direction it was read.")
+    data: list[T]
+
+
+def _created(bound: str, meaning: str) -> Any:
+    return Query(None, alias=f"created[{bound}]",
+                 description=f"Only items created {meaning} this moment (ISO 8601).",
+                 examples=["2026-11-01T00:00:00Z"])
+
+
+def list_query(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1-100).")]
+    = DEFAULT_LIMIT,
+    starting_after: Annotated[str | None, Query(
+        min_length=1, max_length=128,
+        description="An item id: the page of items that follow it (older ones).")] = None,
+    ending_before: Annotated[str | None, Query(
+        min_length=1, max_length=128,
+        description="An item id: the page of items that precede it (newer ones).")] = None,
+    created_gt: Annotated[datetime | None, _created("gt", "after")] = None,
+    created_gte: Annotated[datetime | None, _created("gte", "at or after")] = None,
+    created_lt: Annotated[datetime | None, _created("lt", "before")] = None,
+    created_lte: Annotated[datetime | None, _created("lte", "at or before")] = None,
+) -> PageQuery:
+    if starting_after is not None and ending_before is not None:
+        raise Problem(422, "validation_error", "The request is not valid",
+                      "Send starting_after or ending_before, not both.",
+                      errors=[{"loc": ["query", "ending_before"],
+                               "message": "starting_after and ending_before exclude each other",
+                               "type": "value_error"}])
+    return PageQuery(limit=limit, starting_after=starting_after, ending_before=ending_before,
+                     created_gt=created_gt, created_gte=created_gte, created_lt=created_lt,
+                     created_lte=created_lte)
+
+
+ListParams = Annotated[PageQuery, Depends(list_query)]
+PartnerFilter = Annotated[str | None, Query(
+    min_length=1, max_length=64,
+    description="Operator keys: only this partner's items. Partner keys see their own anyway "
+                "(naming another partner is 403 partner_mismatch).")]
+
+
+def tenant_scope(principal: Principal, partner: str | None) -> dict[str, str]:
+    """The tenant condition of a list: a partner key's own partner; an operator's choice."""
+    if principal.is_operator:
+        return {} if partner is None else {"partner_id": partner}
+    if principal.partner_id is None or partner not in (None, principal.partner_id):
+        raise Problem(403, "partner_mismatch", "Not your partner",
+                      "A partner key lists its own partner's items only.")
+    return {"partner_id": principal.partner_id}
+
+
+def read_page(conn: Connection, listing: Listing, query: PageQuery, *, scope: dict[str, Any],
+              filters: dict[str, Any] | None = None) -> Page:
+    """A page of `listing`; filters whose value is None are left out."""
+    chosen = {column: value for column, value in (filters or {}).items() if value is not None}
+    try:
+        return pagination.page(conn, listing, query, scope=scope, filters=chosen)
+    except pagination.CursorNotFound as missing:
+        raise invalid_cursor(missing.parameter, missing.cursor) from missing
+
+
+def invalid_cursor(parameter: str, cursor: str) -> Problem:
+    return Problem(400, "invalid_cursor", "Unknown cursor",
+                   f"{parameter}={cursor!r} names no item of this list that this key can see.")
