@@ -227,7 +227,8 @@ def begin(conn: Connection, settings: Settings, market_id: str, version: int, mo
                             f"result version {version} of market {market_id} was rolled back")
     row = store.run_row(conn, market_id, for_update=True)
     was = MarketState(row.state) if row is not None else None
-    if row is not None and (row.version > version or row.workflow_id == workflow_id):
+    if row is not None and (row.version > version
+                            or (row.version, row.workflow_id) == (version, workflow_id)):
         # A late run of an older version still settles against the current results, but it
         # does not take the market's status back to its version; a retried begin of the
         # market's own run changes nothing. Nothing happened: no record.

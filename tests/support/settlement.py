@@ -20,6 +20,7 @@ from settlepay.db import run_in_transaction, transaction
 from store import geolocation, players
 from store import settlements as store
 from workflows.contracts.settlement import Mode
+from workflows.contracts.settlement import workflow_id as run_id
 
 PARTNER = "partner_t"
 
@@ -122,10 +123,12 @@ def settle_inline(engine: Engine, settings: Settings, market: str, version: int,
 
 
 def run_market(engine: Engine, settings: Settings, market: str, version: int,
-               mode: Mode | str = Mode.SETTLE, workflow_id: str = "wf-test",
+               mode: Mode | str = Mode.SETTLE, workflow_id: str | None = None,
                **kw: Any) -> commands.BatchOutcome:
-    """A whole run as the workflow does it: begin, every round, finish."""
+    """A whole run as the workflow does it: begin, every round, finish (under the workflow's
+    own id unless another is given)."""
     mode = Mode(mode)
+    workflow_id = workflow_id or run_id(market, version, mode)
     run_in_transaction(engine, lambda c: commands.begin(c, settings, market, version, mode,
                                                         workflow_id))
     out = settle_inline(engine, settings, market, version, mode, **kw)
