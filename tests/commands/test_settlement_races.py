@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, text
 
+from audit.verify import verify as audit_verify
 from commands import bets
 from commands import settlement as settlements
 from ledger import AccountRef
@@ -45,7 +46,10 @@ def market() -> str:
 
 
 def clean(engine: Engine, settings: Settings, *markets: str) -> None:
+    """`ledger check`, `audit verify` and `settlement verify` of each market all pass."""
     assert ledger_violations(engine) == []
+    with engine.connect() as conn:
+        assert audit_verify(conn).problems == []
     for market in markets:
         assert verify_differences(engine, settings, market) == []
 
