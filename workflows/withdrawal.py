@@ -27,7 +27,10 @@
    and voids the rest. A cancelled or rejected withdrawal voids the hold.
 
 Workflow id: `withdrawal-<withdrawal id>`. WithdrawalState (search attribute) is upserted at the
-step that changes it. Must never: do I/O or read configuration (timings come in the request).
+step that changes it. Withdrawals started before a change replay through `workflow.patched`
+(contract `Patch`): step 5 and the recorded rejection of step 4 are patches, proven by the
+`withdrawal_*_before_rooms.json` histories (tests/workflows/test_replay_withdrawal.py).
+Must never: do I/O or read configuration (timings come in the request).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from workflows.contracts.withdrawal import (
     Event,
     LegState,
     LegStatus,
+    Patch,
     PayoutLeg,
     Query,
     Release,
@@ -125,7 +129,9 @@ class WithdrawalWorkflow:
 
         self._set_state(PAYING)   # from here on the player can no longer cancel
         await self._record(Step(req.withdrawal_id, PAYING, "payout", "started"))
-        debt = await self.check_debt(req)
+        debt = None
+        if workflow.patched(Patch.DEBT_CHECKED_BEFORE_PAYOUT):
+            debt = await self.check_debt(req)
         if debt is not None:
             return await self.finish(req, REJECTED, debt, settle_debt=True)
         paid, failure = await self.pay_out(req)
@@ -177,16 +183,17 @@ class WithdrawalWorkflow:
         """Wait (without a deadline) for an operator's decision; None if the player cancels."""
         # Ready for the signal before the database shows the withdrawal waiting for it.
         self._review = None
-        self._set_state(AWAITING_APPROVAL)
-        self._set_review(ReviewPending.APPROVAL)
+        self._set_state(AWAITING_APPROVAL, review=ReviewPending.APPROVAL)
         await self._record(Step(req.withdrawal_id, AWAITING_APPROVAL, "approval", "requested",
                                 {"threshold": req.approval_threshold},
                                 event=Event.APPROVAL_REQUIRED))
         await workflow.wait_condition(lambda: self._review is not None
                                       or self._cancel is not None)
-        self._set_review(None)
+        self._set_state(self._state, review_taken=True)
         decision = self._review
-        if decision is not None:
+        # Before the patch only an approval was recorded (a rejection by the release).
+        if decision is not None and (decision.decision is Decision.APPROVE or workflow.patched(
+                Patch.REJECTION_RECORDED_BY_WORKFLOW)):
             await self._record_review(req, decision, AWAITING_APPROVAL)
         return decision
 
@@ -245,8 +252,7 @@ class WithdrawalWorkflow:
     async def payout_review(self, req: WithdrawalRequest, leg: PayoutLeg) -> ReviewDecision:
         """Wait for an operator's decision on a leg whose gateway step passed its deadline."""
         self._review = None
-        self._set_state(PAYOUT_REVIEW)
-        self._set_review(ReviewPending.PAYOUT)
+        self._set_state(PAYOUT_REVIEW, review=ReviewPending.PAYOUT)
         await self._record(Step(req.withdrawal_id, PAYOUT_REVIEW, "payout", "review_requested",
                                 {"n": leg.n, "method": leg.method,
                                  "reason": "the gateway did not answer before the deadline"},
@@ -254,8 +260,7 @@ class WithdrawalWorkflow:
         await workflow.wait_condition(lambda: self._review is not None)
         decision = self._review
         assert decision is not None
-        self._set_state(PAYING)
-        self._set_review(None)
+        self._set_state(PAYING, review_taken=True)
         await self._record_review(req, decision, PAYING, n=leg.n)
         return decision
 
@@ -375,7 +380,10 @@ class WithdrawalWorkflow:
             start_to_close_timeout=STEP_TIMEOUT, schedule_to_close_timeout=schedule_to_close,
             retry_policy=RETRY)
 
-    def _set_state(self, state: WithdrawalState, *, first: bool = False) -> None:
+    def _set_state(self, state: WithdrawalState, *, first: bool = False,
+                   review: ReviewPending | None = None, review_taken: bool = False) -> None:
+        """The state, and in the same upsert `ReviewPending` set while an operator's decision is
+        awaited (`review`) or unset once it is taken (`review_taken`)."""
         self._state = state
         req = self._req
         if req is None or not req.index_search_attributes:
@@ -384,15 +392,11 @@ class WithdrawalWorkflow:
         if first:
             updates += [sa.PLAYER_ID.value_set(req.player_id), sa.AMOUNT.value_set(req.amount),
                         sa.CURRENCY.value_set(req.currency)]
+        if review is not None:
+            updates.append(sa.REVIEW_PENDING.value_set(review))
+        elif review_taken:
+            updates.append(sa.REVIEW_PENDING.value_unset())
         workflow.upsert_search_attributes(updates)
-
-    def _set_review(self, pending: ReviewPending | None) -> None:
-        """`ReviewPending` while an operator's decision is awaited, unset once it is taken."""
-        req = self._req
-        if req is None or not req.index_search_attributes:
-            return
-        workflow.upsert_search_attributes([sa.REVIEW_PENDING.value_unset() if pending is None
-                                           else sa.REVIEW_PENDING.value_set(pending)])
 
 
 def _update_error(code: WithdrawalRefusal, message: str,

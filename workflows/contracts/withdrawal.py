@@ -166,6 +166,14 @@ class Activity(StrEnum):
     RELEASE = "withdrawal.release"
 
 
+class Patch(StrEnum):
+    """`workflow.patched` ids: behaviour changed under withdrawals already running
+    (workflows/withdrawal.py). A withdrawal started before a patch replays the old branch."""
+
+    DEBT_CHECKED_BEFORE_PAYOUT = "withdrawal-debt-checked-before-payout"
+    REJECTION_RECORDED_BY_WORKFLOW = "withdrawal-rejection-recorded-by-workflow"
+
+
 class Update(StrEnum):
     SUBMIT_SECOND_FACTOR = "submit_second_factor"
     CANCEL = "cancel"
