@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-
 # PaymentIntent statuses (Stripe's vocabulary) grouped by what a deposit does next.
 SUCCEEDED = "succeeded"
 PROCESSING = "processing"
@@ -142,7 +141,7 @@ class GatewayError(Exception):
     """Base of the gateway failures. `code` is the gateway's error code when it gave one."""
 
     def __init__(self, message: str, *, code: str | None = None, http_status: int | None = None,
-                 request_id: str | None = None):
+                 request_id: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -155,7 +154,7 @@ class GatewayDeclined(GatewayError):
 
     def __init__(self, message: str, *, code: str | None = None, decline_code: str | None = None,
                  payment_intent: PaymentIntent | None = None, http_status: int | None = None,
-                 request_id: str | None = None):
+                 request_id: str | None = None) -> None:
         super().__init__(message, code=code, http_status=http_status, request_id=request_id)
         self.decline_code = decline_code
         self.payment_intent = payment_intent
@@ -170,7 +169,7 @@ class GatewayInvalidRequest(GatewayError):
     """We sent something the gateway cannot do; retrying the same request cannot help."""
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
-                 http_status: int | None = None, request_id: str | None = None):
+                 http_status: int | None = None, request_id: str | None = None) -> None:
         super().__init__(message, code=code, http_status=http_status, request_id=request_id)
         self.param = param
 
@@ -204,8 +203,9 @@ class PaymentGateway(Protocol):
                               reason: str | None = None) -> PaymentIntent: ...
 
     # --- money back out: refunds (closed loop first) and payouts ---------------------------
-    def create_refund(self, *, payment_intent: str, idempotency_key: str, amount: int | None = None,
-                      reason: str | None = None, metadata: dict[str, str] | None = None) -> Refund: ...
+    def create_refund(self, *, payment_intent: str, idempotency_key: str,
+                      amount: int | None = None, reason: str | None = None,
+                      metadata: dict[str, str] | None = None) -> Refund: ...
 
     def retrieve_refund(self, refund_id: str) -> Refund: ...
 

@@ -43,7 +43,7 @@ class StripeGateway:
     provider = "stripe"
 
     def __init__(self, *, api_key: str, api_base: str, webhook_secret: str | None = None,
-                 timeout_seconds: float = 10.0):
+                 timeout_seconds: float = 10.0) -> None:
         self._webhook_secret = webhook_secret
         # requests (a dependency of the SDK) keeps one pooled session per thread: activities
         # run in a thread pool. (connect, read) timeouts: a dead host fails fast.
@@ -204,7 +204,8 @@ class StripeGateway:
                 code=error.code or body.get("code") or body.get("type"),
                 param=body.get("param"), http_status=error.http_status,
                 request_id=error.request_id) from error
-        except stripe.StripeError as error:  # APIError: 5xx, 409 (concurrent idempotent request), odd answers
+        # APIError: 5xx, 409 (a concurrent request under the same key), answers we cannot read
+        except stripe.StripeError as error:
             raise GatewayUnavailable(str(error.user_message or error), code=error.code,
                                      http_status=error.http_status,
                                      request_id=error.request_id) from error
@@ -252,7 +253,8 @@ def _payment_intent(obj: Any) -> PaymentIntent:
     if data.get("next_action"):
         action = data["next_action"]
         redirect = action.get("redirect_to_url") or {}
-        next_action = NextAction(type=action.get("type", "unknown"), redirect_url=redirect.get("url"),
+        next_action = NextAction(type=action.get("type", "unknown"),
+                                 redirect_url=redirect.get("url"),
                                  return_url=redirect.get("return_url"))
     error = None
     if data.get("last_payment_error"):
@@ -270,9 +272,11 @@ def _payment_intent(obj: Any) -> PaymentIntent:
 
 def _refund(obj: Any) -> Refund:
     data = _plain(obj)
-    return Refund(id=data["id"], status=data.get("status") or "succeeded", amount=int(data["amount"]),
+    return Refund(id=data["id"], status=data.get("status") or "succeeded",
+                  amount=int(data["amount"]),
                   currency=str(data["currency"]).upper(),
-                  payment_intent=_id_of(data.get("payment_intent")), charge=_id_of(data.get("charge")),
+                  payment_intent=_id_of(data.get("payment_intent")),
+                  charge=_id_of(data.get("charge")),
                   failure_reason=data.get("failure_reason"),
                   metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
                   created=data.get("created"))
@@ -281,7 +285,8 @@ def _refund(obj: Any) -> Refund:
 def _payout(obj: Any) -> Payout:
     data = _plain(obj)
     return Payout(id=data["id"], status=data["status"], amount=int(data["amount"]),
-                  currency=str(data["currency"]).upper(), destination=_id_of(data.get("destination")),
+                  currency=str(data["currency"]).upper(),
+                  destination=_id_of(data.get("destination")),
                   arrival_date=data.get("arrival_date"), failure_code=data.get("failure_code"),
                   failure_message=data.get("failure_message"),
                   metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
@@ -293,6 +298,7 @@ def _balance_transaction(data: dict[str, Any]) -> BalanceTransaction:
     fee = int(data.get("fee") or 0)
     return BalanceTransaction(id=data["id"], type=data["type"], amount=amount, fee=fee,
                               net=int(data.get("net", amount - fee)),
-                              currency=str(data["currency"]).upper(), source=_id_of(data.get("source")),
+                              currency=str(data["currency"]).upper(),
+                              source=_id_of(data.get("source")),
                               created=int(data["created"]),
                               reporting_category=data.get("reporting_category"))

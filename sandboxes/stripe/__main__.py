@@ -1,4 +1,5 @@
-"""`python -m sandboxes.stripe --port N`: serve the Stripe sandbox (webhooks to the settlepay API)."""
+"""`python -m sandboxes.stripe --port N`: serve the Stripe sandbox (webhooks to the settlepay
+API)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ def main() -> None:
                         help="where events are POSTed ('' = nowhere)")
     parser.add_argument("--webhook-secret", default=settings.stripe_webhook_secret)
     parser.add_argument("--enabled-events", default="*",
-                        help="comma-separated event types to send, as a Stripe endpoint's enabled_events")
+                        help="comma-separated event types to send, as a Stripe endpoint's "
+                             "enabled_events")
     args = parser.parse_args()
+    enabled = [e.strip() for e in args.enabled_events.split(",") if e.strip()]
     app = create_app(webhook_url=args.webhook_url or None, webhook_secret=args.webhook_secret,
-                     enabled_events=[e.strip() for e in args.enabled_events.split(",") if e.strip()])
+                     enabled_events=enabled)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

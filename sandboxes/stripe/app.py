@@ -17,8 +17,9 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,17 +27,27 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from sandboxes.stripe import forms
-from sandboxes.stripe.errors import StripeApiError, api_error, idempotency_in_use, idempotency_mismatch, invalid, rate_limited
+from sandboxes.stripe.errors import (
+    StripeApiError,
+    api_error,
+    idempotency_in_use,
+    idempotency_mismatch,
+    invalid,
+    rate_limited,
+)
 from sandboxes.stripe.faults import Faults
 from sandboxes.stripe.state import Account, new_id, public
 from sandboxes.stripe.webhooks import WebhookDispatcher
+
+# A Stripe API handler: (account, path parameters, decoded form or query) -> the answer's body.
+Handler = Callable[[Account, dict[str, Any], dict[str, Any]], Any]
 
 
 class Sandbox:
     """Everything one sandbox instance holds; reachable as `app.state.sandbox`."""
 
     def __init__(self, *, webhook_url: str | None, webhook_secret: str, api_key: str | None,
-                 enabled_events: list[str] | None = None):
+                 enabled_events: list[str] | None = None) -> None:
         self.faults = Faults()
         self.api_key = api_key
         self.base_url = "http://127.0.0.1"
@@ -49,7 +60,7 @@ class Sandbox:
 
     def reset(self) -> None:
         w = self.webhooks
-        self.__init__(webhook_url=w.url, webhook_secret=w.secret, api_key=self.api_key,  # type: ignore[misc]
+        self.__init__(webhook_url=w.url, webhook_secret=w.secret, api_key=self.api_key,
                       enabled_events=w.enabled_events)
 
 
@@ -61,7 +72,7 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = "whsec_s
                       enabled_events=enabled_events)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # noqa: ANN202
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await app.state.sandbox.webhooks.close()
 
@@ -72,7 +83,7 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = "whsec_s
 
 # --- the Stripe API -----------------------------------------------------------------------
 
-def stripe_endpoint(handler):  # noqa: ANN001, ANN201
+def stripe_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Auth, faults, idempotency and error formatting around one Stripe API handler."""
 
     async def endpoint(request: Request) -> Response:
@@ -94,8 +105,8 @@ def stripe_endpoint(handler):  # noqa: ANN001, ANN201
             inject = targeted and faults.take_error()
             if inject and faults.error_phase == "before":
                 sb.stats["injected_errors"] += 1
-                raise rate_limited() if faults.error_status == 429 else api_error(faults.error_status)
-            params = forms.decode(body) if request.method == "POST" else forms.decode(request.url.query)
+                raise _injected(faults)
+            params = forms.decode(body if request.method == "POST" else request.url.query)
             idem_key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
             status, payload, replayed = _run_idempotent(sb, key, idem_key, request, params, handler,
                                                         request_id)
@@ -109,7 +120,7 @@ def stripe_endpoint(handler):  # noqa: ANN001, ANN201
                 await asyncio.sleep(faults.response_delay_ms / 1000)
             if inject:  # "after": the work is done and stored, the answer is lost
                 sb.stats["injected_errors"] += 1
-                raise rate_limited() if faults.error_status == 429 else api_error(faults.error_status)
+                raise _injected(faults)
             if idem_key:
                 headers["Idempotency-Key"] = idem_key
             logged["status"] = status
@@ -135,8 +146,13 @@ def _authenticate(sb: Sandbox, request: Request) -> str:
     return key
 
 
+def _injected(faults: Faults) -> StripeApiError:
+    return rate_limited() if faults.error_status == 429 else api_error(faults.error_status)
+
+
 def _run_idempotent(sb: Sandbox, api_key: str, idem_key: str | None, request: Request,
-                    params: dict[str, Any], handler, request_id: str):  # noqa: ANN001, ANN202
+                    params: dict[str, Any], handler: Handler,
+                    request_id: str) -> tuple[int, Any, bool]:
     """Run the handler once per (api key, Idempotency-Key); returns (status, body, replayed)."""
     if not idem_key:
         return (*_call(sb, handler, request, params, request_id, None), False)
@@ -157,16 +173,19 @@ def _run_idempotent(sb: Sandbox, api_key: str, idem_key: str | None, request: Re
         if error.status >= 500:  # Stripe does not store server errors: the key may be retried
             del sb.idempotency[(api_key, idem_key)]
         else:
-            sb.idempotency[(api_key, idem_key)] = {"fingerprint": fingerprint, "status": error.status,
-                                                   "body": error.to_json(), "request_id": request_id}
+            sb.idempotency[(api_key, idem_key)] = {"fingerprint": fingerprint,
+                                                   "status": error.status,
+                                                   "body": error.to_json(),
+                                                   "request_id": request_id}
         raise
-    sb.idempotency[(api_key, idem_key)] = {"fingerprint": fingerprint, "status": status, "body": body,
+    sb.idempotency[(api_key, idem_key)] = {"fingerprint": fingerprint, "status": status,
+                                           "body": body,
                                            "request_id": request_id}
     return status, body, False
 
 
-def _call(sb: Sandbox, handler, request: Request, params: dict[str, Any], request_id: str,
-          idem_key: str | None) -> tuple[int, Any]:  # noqa: ANN001
+def _call(sb: Sandbox, handler: Handler, request: Request, params: dict[str, Any],
+          request_id: str, idem_key: str | None) -> tuple[int, Any]:
     # Handlers are synchronous: a change and its events happen with no await in between.
     sb.account.request_context = {"request_id": request_id, "idempotency_key": idem_key}
     try:
@@ -184,36 +203,41 @@ def _list(url: str, rows: list[dict], params: dict[str, Any]) -> dict:
     if after:
         ids = [r["id"] for r in rows]
         if after not in ids:
-            raise invalid(f"No such object: '{after}'", code="resource_missing", param="starting_after")
+            raise invalid(f"No such object: '{after}'", code="resource_missing",
+                          param="starting_after")
         rows = rows[ids.index(after) + 1:]
     return {"object": "list", "url": url, "has_more": len(rows) > limit,
             "data": [public(r) for r in rows[:limit]]}
 
 
 def _routes() -> list[Route]:
-    def post(path: str, fn) -> Route:  # noqa: ANN001
+    def post(path: str, fn: Handler) -> Route:
         return Route(path, stripe_endpoint(fn), methods=["POST"])
 
-    def get(path: str, fn) -> Route:  # noqa: ANN001
+    def get(path: str, fn: Handler) -> Route:
         return Route(path, stripe_endpoint(fn), methods=["GET"])
 
     return [
         post("/v1/payment_methods", lambda a, p, q: public(a.create_payment_method(q))),
-        get("/v1/payment_methods/{id}", lambda a, p, q: public(a.resolve_payment_method(p["id"], "id"))),
+        get("/v1/payment_methods/{id}",
+            lambda a, p, q: public(a.resolve_payment_method(p["id"], "id"))),
         post("/v1/payment_intents", lambda a, p, q: public(a.create_payment_intent(q))),
         get("/v1/payment_intents", lambda a, p, q: _list("/v1/payment_intents",
                                                          list(a.payment_intents.values()), q)),
         get("/v1/payment_intents/{id}", lambda a, p, q: public(a.get_payment_intent(p["id"]))),
-        post("/v1/payment_intents/{id}/confirm", lambda a, p, q: public(a.confirm_payment_intent(p["id"], q))),
-        post("/v1/payment_intents/{id}/cancel", lambda a, p, q: public(a.cancel_payment_intent(p["id"], q))),
+        post("/v1/payment_intents/{id}/confirm", lambda a, p,
+             q: public(a.confirm_payment_intent(p["id"], q))),
+        post("/v1/payment_intents/{id}/cancel", lambda a, p,
+             q: public(a.cancel_payment_intent(p["id"], q))),
         get("/v1/charges/{id}", lambda a, p, q: public(a.charges[p["id"]]) if p["id"] in a.charges
-            else _raise(invalid(f"No such charge: '{p['id']}'", code="resource_missing", status=404))),
+            else _raise(invalid(f"No such charge: '{p['id']}'", code="resource_missing",
+                                status=404))),
         post("/v1/refunds", lambda a, p, q: public(a.create_refund(q))),
         get("/v1/refunds", lambda a, p, q: _list("/v1/refunds", [
             r for r in a.refunds.values()
             if q.get("payment_intent") in (None, r["payment_intent"])
-            and q.get("charge") in (None, r["charge"])], {k: v for k, v in q.items()
-                                                          if k not in ("payment_intent", "charge")})),
+            and q.get("charge") in (None, r["charge"])],
+            {k: v for k, v in q.items() if k not in ("payment_intent", "charge")})),
         get("/v1/refunds/{id}", lambda a, p, q: public(a.get_refund(p["id"]))),
         post("/v1/payouts", lambda a, p, q: public(a.create_payout(q))),
         get("/v1/payouts/{id}", lambda a, p, q: public(a.get_payout(p["id"]))),
@@ -224,7 +248,8 @@ def _routes() -> list[Route]:
             e for e in a.events.values() if q.get("type") in (None, e["type"])],
             {k: v for k, v in q.items() if k in ("limit", "starting_after")})),
         get("/v1/events/{id}", lambda a, p, q: a.events[p["id"]] if p["id"] in a.events
-            else _raise(invalid(f"No such event: '{p['id']}'", code="resource_missing", status=404))),
+            else _raise(invalid(f"No such event: '{p['id']}'", code="resource_missing",
+                                status=404))),
         # --- test controls -------------------------------------------------------------------
         Route("/_sandbox/faults", _faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/config", _config, methods=["GET", "POST"]),
@@ -242,7 +267,7 @@ def _routes() -> list[Route]:
     ]
 
 
-def _raise(error: Exception):  # noqa: ANN202
+def _raise(error: Exception) -> NoReturn:
     raise error
 
 
@@ -285,7 +310,8 @@ async def _config(request: Request) -> Response:
             sb.webhooks.enabled_events = list(body["enabled_events"] or ["*"])
         if "payout_settle_seconds" in body:
             sb.account.payout_settle_seconds = float(body["payout_settle_seconds"])
-    return JSONResponse({"webhook_url": sb.webhooks.url, "enabled_events": sb.webhooks.enabled_events,
+    return JSONResponse({"webhook_url": sb.webhooks.url,
+                         "enabled_events": sb.webhooks.enabled_events,
                          "payout_settle_seconds": sb.account.payout_settle_seconds})
 
 
@@ -297,15 +323,19 @@ async def _reset(request: Request) -> Response:
 async def _stats(request: Request) -> Response:
     sb = _sb(request)
     a = sb.account
-    return JSONResponse({**sb.stats, "payment_intents": len(a.payment_intents), "charges": len(a.charges),
-                         "refunds": len(a.refunds), "payouts": len(a.payouts), "events": len(a.events),
-                         "webhook_attempts": len(sb.webhooks.log), "webhooks_withheld": len(sb.webhooks.withheld)})
+    return JSONResponse({**sb.stats, "payment_intents": len(a.payment_intents),
+                         "charges": len(a.charges),
+                         "refunds": len(a.refunds), "payouts": len(a.payouts),
+                         "events": len(a.events),
+                         "webhook_attempts": len(sb.webhooks.log),
+                         "webhooks_withheld": len(sb.webhooks.withheld)})
 
 
 async def _requests(request: Request) -> Response:
     """The API requests served, optionally only those whose path starts with ?path=..."""
     prefix = request.query_params.get("path", "")
-    return JSONResponse({"data": [r for r in _sb(request).requests if r["path"].startswith(prefix)]})
+    return JSONResponse({"data": [r for r in _sb(request).requests
+                                  if r["path"].startswith(prefix)]})
 
 
 async def _payment_intents(request: Request) -> Response:
@@ -353,7 +383,8 @@ async def _settle_payout(request: Request) -> Response:
 async def _webhook_log(request: Request) -> Response:
     sb = _sb(request)
     return JSONResponse({"attempts": sb.webhooks.log,
-                         "withheld": [{"id": e["id"], "type": e["type"]} for e in sb.webhooks.withheld]})
+                         "withheld": [{"id": e["id"],
+                                       "type": e["type"]} for e in sb.webhooks.withheld]})
 
 
 async def _release_withheld(request: Request) -> Response:

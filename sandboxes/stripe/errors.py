@@ -7,7 +7,8 @@ from typing import Any
 
 class StripeApiError(Exception):
     def __init__(self, status: int, type_: str, message: str, *, code: str | None = None,
-                 param: str | None = None, decline_code: str | None = None, **extra: Any):
+                 param: str | None = None, decline_code: str | None = None,
+                 **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.body: dict[str, Any] = {"type": type_, "message": message}
@@ -30,7 +31,8 @@ def invalid(message: str, *, code: str | None = None, param: str | None = None, 
 
 
 def missing(kind: str, object_id: str, param: str = "id") -> StripeApiError:
-    return invalid(f"No such {kind}: '{object_id}'", code="resource_missing", param=param, status=404)
+    return invalid(f"No such {kind}: '{object_id}'", code="resource_missing", param=param,
+                   status=404)
 
 
 def api_error(status: int = 500) -> StripeApiError:
@@ -39,7 +41,8 @@ def api_error(status: int = 500) -> StripeApiError:
 
 
 def rate_limited() -> StripeApiError:
-    return StripeApiError(429, "invalid_request_error", "Too many requests hit the API too quickly.",
+    return StripeApiError(429, "invalid_request_error",
+                          "Too many requests hit the API too quickly.",
                           code="rate_limit")
 
 

@@ -40,7 +40,8 @@ def _listify(value: Any) -> Any:
     return value
 
 
-def integer(params: dict[str, Any], name: str, *, required: bool = False, minimum: int | None = None) -> int | None:
+def integer(params: dict[str, Any], name: str, *, required: bool = False,
+            minimum: int | None = None) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         if required:
@@ -100,4 +101,5 @@ def metadata(params: dict[str, Any]) -> dict[str, str]:
 def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
     for name in params:
         if name not in allowed and name != "expand":
-            raise invalid(f"Received unknown parameter: {name}", code="parameter_unknown", param=name)
+            raise invalid(f"Received unknown parameter: {name}", code="parameter_unknown",
+                          param=name)

@@ -38,7 +38,8 @@ def fee_for(amount: int) -> int:
 
 
 class Account:
-    def __init__(self, faults: Faults, emit: Callable[[dict[str, Any]], None], base_url: Callable[[], str]):
+    def __init__(self, faults: Faults, emit: Callable[[dict[str, Any]], None],
+                 base_url: Callable[[], str]) -> None:
         self.faults = faults
         self._emit = emit
         self._base_url = base_url
@@ -102,16 +103,19 @@ class Account:
 
     # --- payment intents ------------------------------------------------------------------
     def create_payment_intent(self, params: dict[str, Any]) -> dict:
-        forms.reject_unknown(params, {"amount", "currency", "payment_method", "payment_method_types",
-                                      "confirm", "return_url", "metadata", "description", "customer",
-                                      "capture_method", "automatic_payment_methods",
-                                      "statement_descriptor", "receipt_email", "off_session"})
+        forms.reject_unknown(params, {"amount", "currency", "payment_method",
+                                      "payment_method_types", "confirm", "return_url", "metadata",
+                                      "description", "customer", "capture_method",
+                                      "automatic_payment_methods", "statement_descriptor",
+                                      "receipt_email", "off_session"})
         amount = forms.integer(params, "amount", required=True, minimum=1)
         currency = forms.currency(params)
         if amount < 50:
-            raise invalid("Amount must be at least 50 cents", code="amount_too_small", param="amount")
+            raise invalid("Amount must be at least 50 cents", code="amount_too_small",
+                          param="amount")
         if amount > 99_999_999:
-            raise invalid("Amount must be no more than 999,999.99", code="amount_too_large", param="amount")
+            raise invalid("Amount must be no more than 999,999.99", code="amount_too_large",
+                          param="amount")
         if params.get("capture_method") not in (None, "automatic", "automatic_async"):
             raise invalid("The sandbox supports automatic capture only", param="capture_method")
         pm_ref = forms.string(params, "payment_method")
@@ -120,13 +124,16 @@ class Account:
         pi_id = new_id("pi_")
         pi = {
             "id": pi_id, "object": "payment_intent", "amount": amount, "amount_received": 0,
-            "currency": currency, "status": "requires_confirmation" if pm else "requires_payment_method",
+            "currency": currency,
+            "status": "requires_confirmation" if pm else "requires_payment_method",
             "payment_method": pm["id"] if pm else None, "payment_method_types": ["card"],
             "client_secret": f"{pi_id}_secret_{secrets.token_hex(12)}", "created": now,
             "capture_method": "automatic", "confirmation_method": "automatic",
-            "customer": forms.string(params, "customer"), "description": forms.string(params, "description"),
+            "customer": forms.string(params, "customer"),
+            "description": forms.string(params, "description"),
             "metadata": forms.metadata(params), "latest_charge": None, "last_payment_error": None,
-            "next_action": None, "canceled_at": None, "cancellation_reason": None, "livemode": False,
+            "next_action": None, "canceled_at": None, "cancellation_reason": None,
+            "livemode": False,
             "return_url": forms.string(params, "return_url"), "_authenticated": False,
         }
         self.payment_intents[pi_id] = pi
@@ -144,14 +151,16 @@ class Account:
     def confirm_payment_intent(self, pi_id: str, params: dict[str, Any]) -> dict:
         forms.reject_unknown(params, {"payment_method", "return_url", "off_session"})
         pi = self.get_payment_intent(pi_id)
-        if pi["status"] not in ("requires_confirmation", "requires_payment_method", "requires_action"):
+        if pi["status"] not in ("requires_confirmation", "requires_payment_method",
+                                "requires_action"):
             raise _unexpected_state(pi, "confirm")
         if params.get("payment_method"):
             pi["payment_method"] = self.resolve_payment_method(params["payment_method"])["id"]
             pi["_authenticated"] = False
         if not pi["payment_method"]:
-            raise invalid("You cannot confirm this PaymentIntent because it's missing a payment method.",
-                          code="payment_intent_unexpected_state", param="payment_method")
+            raise invalid("You cannot confirm this PaymentIntent because it's missing a payment "
+                          "method.", code="payment_intent_unexpected_state",
+                          param="payment_method")
         if params.get("return_url"):
             pi["return_url"] = params["return_url"]
         self._confirm(pi)
@@ -208,11 +217,13 @@ class Account:
             error = {"type": "card_error", "code": code, "decline_code": card.decline_code,
                      "message": message, "charge": charge["id"],
                      "payment_method": _snapshot(pm)}
-            pi.update(status="requires_payment_method", last_payment_error=error, latest_charge=charge["id"])
+            pi.update(status="requires_payment_method", last_payment_error=error,
+                      latest_charge=charge["id"])
             self.emit("charge.failed", charge)
             self.emit("payment_intent.payment_failed", pi)
             if raise_decline:
-                raise StripeApiError(402, "card_error", message, code=code, decline_code=card.decline_code,
+                raise StripeApiError(402, "card_error", message, code=code,
+                                     decline_code=card.decline_code,
                                      charge=charge["id"], payment_intent=_snapshot(pi),
                                      payment_method=_snapshot(pm))
             return
@@ -240,7 +251,8 @@ class Account:
             "amount_captured": pi["amount"] if status == "succeeded" else 0,
             "currency": pi["currency"], "status": status, "paid": status == "succeeded",
             "captured": status == "succeeded", "refunded": False, "payment_intent": pi["id"],
-            "payment_method": pm["id"], "created": int(time.time()), "metadata": dict(pi["metadata"]),
+            "payment_method": pm["id"], "created": int(time.time()),
+            "metadata": dict(pi["metadata"]),
             "failure_code": "card_declined" if status == "failed" else None,
             "failure_message": "Your card was declined." if status == "failed" else None,
             "outcome": {"type": "authorized" if status == "succeeded" else "issuer_declined",
@@ -273,10 +285,12 @@ class Account:
         pm = self.payment_methods[charge["payment_method"]]
         fails = cards.card_for(pm["card"]["_number"]).refund_fails
         refund = {
-            "id": new_id("re_"), "object": "refund", "amount": amount, "currency": charge["currency"],
+            "id": new_id("re_"), "object": "refund", "amount": amount,
+            "currency": charge["currency"],
             "charge": charge["id"], "payment_intent": charge["payment_intent"], "reason": reason,
             "status": "pending" if fails else "succeeded", "failure_reason": None,
-            "metadata": forms.metadata(params), "created": int(time.time()), "balance_transaction": None,
+            "metadata": forms.metadata(params), "created": int(time.time()),
+            "balance_transaction": None,
         }
         txn = self._balance_transaction("refund", -amount, charge["currency"], refund["id"])
         refund["balance_transaction"] = txn["id"]
@@ -286,22 +300,24 @@ class Account:
         self.emit("refund.created", refund)
         self.emit("charge.refunded", charge)
         if fails:
-            asyncio.get_running_loop().call_later(self.refund_fail_seconds, self._fail_refund, refund["id"])
+            asyncio.get_running_loop().call_later(self.refund_fail_seconds, self._fail_refund,
+                                                  refund["id"])
         return refund
 
     def _refundable_charge(self, params: dict[str, Any]) -> dict:
         if params.get("payment_intent"):
             pi = self.get_payment_intent(params["payment_intent"])
             if pi["status"] != "succeeded" or not pi["latest_charge"]:
-                raise invalid(f"This PaymentIntent ({pi['id']}) does not have a successful charge to refund.",
-                              code="charge_not_refundable", param="payment_intent")
+                raise invalid(f"This PaymentIntent ({pi['id']}) does not have a successful charge "
+                              "to refund.", code="charge_not_refundable", param="payment_intent")
             return self.charges[pi["latest_charge"]]
         if params.get("charge"):
             charge = self.charges.get(params["charge"])
             if charge is None:
                 raise missing("charge", params["charge"], "charge")
             if charge["status"] != "succeeded":
-                raise invalid("Cannot refund a failed payment.", code="charge_not_refundable", param="charge")
+                raise invalid("Cannot refund a failed payment.", code="charge_not_refundable",
+                              param="charge")
             return charge
         raise invalid("One of the following params should be provided for this request: "
                       "payment_intent or charge.", code="parameter_missing")
@@ -312,7 +328,8 @@ class Account:
         refund.update(status="failed", failure_reason="expired_or_canceled_card")
         charge["amount_refunded"] -= refund["amount"]
         charge["refunded"] = False
-        self._balance_transaction("refund_failure", refund["amount"], refund["currency"], refund["id"])
+        self._balance_transaction("refund_failure", refund["amount"], refund["currency"],
+                                  refund["id"])
         self.emit("refund.failed", refund)
 
     def get_refund(self, refund_id: str) -> dict:
@@ -323,7 +340,8 @@ class Account:
 
     # --- payouts --------------------------------------------------------------------------
     def create_payout(self, params: dict[str, Any]) -> dict:
-        forms.reject_unknown(params, {"amount", "currency", "destination", "description", "metadata",
+        forms.reject_unknown(params, {"amount", "currency", "destination", "description",
+                                      "metadata",
                                       "method", "statement_descriptor", "source_type"})
         amount = forms.integer(params, "amount", required=True, minimum=1)
         currency = forms.currency(params)
@@ -333,7 +351,8 @@ class Account:
             "id": new_id("po_"), "object": "payout", "amount": amount, "currency": currency,
             "destination": destination, "description": forms.string(params, "description"),
             "metadata": forms.metadata(params), "method": params.get("method") or "standard",
-            "status": "pending", "arrival_date": now + 2 * 86400, "created": now, "automatic": False,
+            "status": "pending", "arrival_date": now + 2 * 86400, "created": now,
+            "automatic": False,
             "failure_code": None, "failure_message": None, "balance_transaction": None,
         }
         txn = self._balance_transaction("payout", -amount, currency, payout["id"])
@@ -356,7 +375,8 @@ class Account:
         else:
             payout.update(status="failed", failure_code="account_closed",
                           failure_message="The bank account has been closed.")
-            self._balance_transaction("payout_failure", payout["amount"], payout["currency"], payout["id"])
+            self._balance_transaction("payout_failure", payout["amount"], payout["currency"],
+                                      payout["id"])
             self.emit("payout.failed", payout)
         return payout
 
@@ -367,8 +387,10 @@ class Account:
         return payout
 
     # --- balance ----------------------------------------------------------------------------
-    def _balance_transaction(self, type_: str, amount: int, currency: str, source: str, fee: int = 0) -> dict:
-        txn = {"id": new_id("txn_"), "object": "balance_transaction", "type": type_, "amount": amount,
+    def _balance_transaction(self, type_: str, amount: int, currency: str, source: str,
+                             fee: int = 0) -> dict:
+        txn = {"id": new_id("txn_"), "object": "balance_transaction", "type": type_,
+               "amount": amount,
                "fee": fee, "net": amount - fee, "currency": currency, "source": source,
                "created": int(time.time()), "status": "available", "reporting_category": type_,
                "available_on": int(time.time())}
@@ -392,8 +414,8 @@ class Account:
 
 
 def _unexpected_state(pi: dict, action: str) -> StripeApiError:
-    return invalid(f"This PaymentIntent's {action} could not be performed because it has a status of "
-                   f"{pi['status']}.", code="payment_intent_unexpected_state",
+    return invalid(f"This PaymentIntent's {action} could not be performed because it has a "
+                   f"status of {pi['status']}.", code="payment_intent_unexpected_state",
                    payment_intent=_snapshot(pi))
 
 

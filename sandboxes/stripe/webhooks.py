@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -19,7 +20,8 @@ from sandboxes.stripe.signing import signature_header
 
 class WebhookDispatcher:
     def __init__(self, faults: Faults, *, url: str | None, secret: str, max_attempts: int = 6,
-                 retry_base_seconds: float = 0.2, enabled_events: list[str] | None = None):
+                 retry_base_seconds: float = 0.2,
+                 enabled_events: list[str] | None = None) -> None:
         self.faults = faults
         self.url = url
         # Like a Stripe webhook endpoint's `enabled_events`: "*" or exact event types.
@@ -41,7 +43,8 @@ class WebhookDispatcher:
         if f.webhook_drop_rate > 0 and RNG.random() < f.webhook_drop_rate:
             self.withheld.append(event)
             return
-        copies = 2 if f.webhook_duplicate_rate > 0 and RNG.random() < f.webhook_duplicate_rate else 1
+        duplicate = f.webhook_duplicate_rate > 0 and RNG.random() < f.webhook_duplicate_rate
+        copies = 2 if duplicate else 1
         delay = f.webhook_delay_ms / 1000
         for _ in range(copies):
             if f.webhook_reorder_window_ms > 0:
@@ -73,7 +76,7 @@ class WebhookDispatcher:
             await self._client.aclose()
 
     # --- internals -----------------------------------------------------------------------
-    def _spawn(self, coro) -> None:  # noqa: ANN001
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -89,7 +92,8 @@ class WebhookDispatcher:
             await asyncio.sleep(delay)
         if not self.url:
             self.log.append({"event": event["id"], "type": event["type"], "attempt": 0,
-                             "status": None, "error": "no webhook endpoint configured", "at": time.time()})
+                             "status": None, "error": "no webhook endpoint configured",
+                             "at": time.time()})
             return
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=10.0)

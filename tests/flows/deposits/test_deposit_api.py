@@ -34,7 +34,8 @@ async def test_idempotency_key_is_required(stack, player, http):
 async def test_bad_bodies_are_422_and_write_nothing(stack, player, http):
     for bad in ({"amount": 10.5}, {"amount": "1000"}, {"amount": 0}, {"amount": -5},
                 {"currency": "usd"}, {"payment_method": "card_4242"}, {"surprise": True}):
-        answer = await post_deposit(http, player, **{k: v for k, v in bad.items() if k != "surprise"}) \
+        answer = await post_deposit(http, player, **{k: v for k,
+                                                     v in bad.items() if k != "surprise"}) \
             if "surprise" not in bad else await http.post(
                 "/v1/deposits", json={**deposit_body(player), "surprise": True},
                 headers={**player.headers, "Idempotency-Key": uuid.uuid4().hex})
@@ -70,12 +71,14 @@ async def test_same_key_different_body_is_refused(stack, worker, player, http):
     assert cash(stack.engine, player.id) == 900 and deposits_of(stack.engine, player) == 1
 
 
-async def test_post_retried_after_a_lost_answer_lands_on_the_same_deposit(stack, worker, player, http):
+async def test_post_retried_after_a_lost_answer_lands_on_the_same_deposit(
+        stack, worker, player, http):
     """The API crashed after starting the deposit but before storing its answer: the client's
     retry runs the route again and must find the same deposit and the same workflow."""
     key = uuid.uuid4().hex
     first = (await post_deposit(http, player, key=key, amount=1_200)).json()
-    with stack.engine.begin() as conn:  # forget the stored answer, as a crash before storing it would
+    # Forget the stored answer, as a crash before storing it would.
+    with stack.engine.begin() as conn:
         conn.execute(text("DELETE FROM idempotency_records WHERE idempotency_key = :k"), {"k": key})
     again = await post_deposit(http, player, key=key, amount=1_200)
     assert again.status_code == 202 and again.json()["id"] == first["id"]
@@ -88,7 +91,8 @@ async def test_post_retried_after_a_lost_answer_lands_on_the_same_deposit(stack,
 
 def _other_partner_headers(stack) -> dict[str, str]:
     with stack.engine.begin() as conn:
-        _, plaintext = create_api_key(conn, "partner", f"other-{uuid.uuid4().hex[:8]}", None, "other")
+        _, plaintext = create_api_key(conn, "partner", f"other-{uuid.uuid4().hex[:8]}", None,
+                                      "other")
     return {"Authorization": f"Bearer {plaintext}"}
 
 

@@ -41,7 +41,8 @@ async def test_happy_path(stack, worker, player, http):
     assert ledger_violations(stack.engine) == []
 
     with stack.engine.connect() as conn:
-        events = conn.execute(text("SELECT event_type FROM outbox_events WHERE aggregate_id = :id ORDER BY id"),
+        events = conn.execute(text("SELECT event_type FROM outbox_events "
+                                   "WHERE aggregate_id = :id ORDER BY id"),
                               {"id": created["id"]}).scalars().all()
         actions = conn.execute(text("SELECT record::jsonb ->> 'action' FROM audit_log "
                                     "WHERE record::jsonb ->> 'subject_id' = :id ORDER BY seq"),
@@ -53,7 +54,8 @@ async def test_happy_path(stack, worker, player, http):
     for _ in range(100):
         with stack.engine.connect() as conn:
             outcome = conn.execute(text("SELECT outcome FROM stripe_events WHERE deposit_id = :id "
-                                        "AND type = 'payment_intent.succeeded'"), {"id": created["id"]}).scalar()
+                                        "AND type = 'payment_intent.succeeded'"),
+                                        {"id": created["id"]}).scalar()
         if outcome:
             break
         await asyncio.sleep(0.05)
@@ -61,15 +63,17 @@ async def test_happy_path(stack, worker, player, http):
 
     handle = stack.client.get_workflow_handle(f"deposit-{created['id']}", result_type=DepositResult)
     result = await handle.result()
-    assert (result.status, result.ledger_transaction_id) == ("succeeded", done["ledger_transaction_id"])
+    assert result.status == "succeeded"
+    assert result.ledger_transaction_id == done["ledger_transaction_id"]
     described = await handle.describe()
     assert described.status == WorkflowExecutionStatus.COMPLETED
-    attrs = {k.name: v for k, v in described.typed_search_attributes}  # noqa: E501
+    attrs = {k.name: v for k, v in described.typed_search_attributes}
     assert attrs["PaymentState"] == "SUCCEEDED" and attrs["PlayerId"] == player.id
     assert attrs["Amount"] == 2_500 and attrs["Currency"] == "USD"
 
 
-async def test_declined_card_fails_with_its_reason_and_no_ledger_effect(stack, worker, player, http):
+async def test_declined_card_fails_with_its_reason_and_no_ledger_effect(
+        stack, worker, player, http):
     created = (await post_deposit(http, player, payment_method="pm_card_chargeDeclined")).json()
     done = await wait_for_status(http, player, created["id"])
     assert done["status"] == "failed"
@@ -79,8 +83,9 @@ async def test_declined_card_fails_with_its_reason_and_no_ledger_effect(stack, w
     assert cash(stack.engine, player.id) == 0 and ledger_credits(stack.engine, created["id"]) == []
     assert await payment_state(stack, created["id"], "FAILED") == "FAILED"
     with stack.engine.connect() as conn:
-        events = conn.execute(text("SELECT event_type, payload FROM outbox_events WHERE aggregate_id = :id "
-                                   "ORDER BY id"), {"id": created["id"]}).all()
+        events = conn.execute(text("SELECT event_type, payload FROM outbox_events "
+                                   "WHERE aggregate_id = :id ORDER BY id"),
+                              {"id": created["id"]}).all()
     assert [e for e, _ in events] == ["deposit.created", "deposit.failed"]
     assert events[-1][1]["failure_code"] == "generic_decline"
 
@@ -97,14 +102,16 @@ async def test_gate_refusal_fails_without_touching_the_gateway(stack, worker, pl
 async def test_three_d_secure_requires_action_then_succeeds(stack, worker, player, http):
     created = (await post_deposit(http, player, amount=4_000,
                                   payment_method="pm_card_authenticationRequired")).json()
-    waiting = await wait_for_status(http, player, created["id"], ("requires_action", "failed", "succeeded"))
+    waiting = await wait_for_status(http, player, created["id"],
+                                    ("requires_action", "failed", "succeeded"))
     assert waiting["status"] == "requires_action"
     action = waiting["next_action"]
     assert action["type"] == "redirect_to_url" and "/_sandbox/3ds/" in action["redirect_url"]
     assert action["return_url"] == stack.settings.deposit_return_url
     with stack.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM outbox_events WHERE aggregate_id = :id "
-                                 "AND event_type = 'deposit.requires_action'"), {"id": created["id"]}).scalar() == 1
+                                 "AND event_type = 'deposit.requires_action'"),
+                                 {"id": created["id"]}).scalar() == 1
     assert await payment_state(stack, created["id"], "REQUIRES_ACTION") == "REQUIRES_ACTION"
 
     # The player authenticates on the bank's page; the webhook tells the workflow.
@@ -118,13 +125,15 @@ async def test_three_d_secure_requires_action_then_succeeds(stack, worker, playe
 
 
 async def test_three_d_secure_failure(stack, worker, player, http):
-    created = (await post_deposit(http, player, payment_method="pm_card_authenticationRequired")).json()
+    created = (await post_deposit(http, player,
+                                  payment_method="pm_card_authenticationRequired")).json()
     waiting = await wait_for_status(http, player, created["id"], ("requires_action",))
     import httpx
     httpx.post(f"{stack.stripe_url}/_sandbox/payment_intents/{waiting['gateway']['payment_intent']}/authenticate",
                json={"outcome": "fail"}).raise_for_status()
     done = await wait_for_status(http, player, created["id"])
-    assert (done["status"], done["failure_code"]) == ("failed", "payment_intent_authentication_failure")
+    assert (done["status"], done["failure_code"]) == ("failed",
+                                                      "payment_intent_authentication_failure")
     assert cash(stack.engine, player.id) == 0
 
 
@@ -137,7 +146,8 @@ async def test_gateway_5xx_then_success(stack, worker, player, http):
     assert cash(stack.engine, player.id) == 1_000
 
 
-async def test_answer_lost_after_the_gateway_charged_does_not_charge_twice(stack, worker, player, http):
+async def test_answer_lost_after_the_gateway_charged_does_not_charge_twice(
+        stack, worker, player, http):
     stack.faults(fail_next=1, error_phase="after", paths=["/v1/payment_intents"])
     created = (await post_deposit(http, player, amount=1_100)).json()
     done = await wait_for_status(http, player, created["id"])
@@ -159,30 +169,36 @@ async def test_webhooks_are_verified_and_recorded_once(stack, worker, player, ht
 
     # A correctly signed event about an object we do not know: acknowledged and recorded.
     from sandboxes.stripe.signing import signature_header
-    unknown = json.dumps({"id": f"evt_unknown_{created['id']}", "object": "event", "type": "payment_intent.succeeded",
-                          "created": 1, "data": {"object": {"id": "pi_not_ours", "object": "payment_intent",
-                                                            "status": "succeeded", "metadata": {}}}})
+    unknown = json.dumps({
+        "id": f"evt_unknown_{created['id']}", "object": "event",
+        "type": "payment_intent.succeeded", "created": 1,
+        "data": {"object": {"id": "pi_not_ours", "object": "payment_intent",
+                            "status": "succeeded", "metadata": {}}}})
+    signed = {"Stripe-Signature": signature_header(unknown, STRIPE_WEBHOOK_SECRET)}
     for attempt in range(2):   # the second delivery is a duplicate: acknowledged, not processed
-        answer = await http.post("/v1/webhooks/stripe", content=unknown,
-                                 headers={"Stripe-Signature": signature_header(unknown, STRIPE_WEBHOOK_SECRET)})
+        answer = await http.post("/v1/webhooks/stripe", content=unknown, headers=signed)
         assert answer.status_code == 200
-        assert answer.json() == {"received": True, "duplicate": attempt == 1, "outcome": "unknown_object"}
+        assert answer.json() == {"received": True, "duplicate": attempt == 1,
+                                 "outcome": "unknown_object"}
     with stack.engine.connect() as conn:
         assert conn.execute(text("SELECT outcome FROM stripe_events WHERE id = :id"),
                             {"id": f"evt_unknown_{created['id']}"}).scalar() == "unknown_object"
 
     import time as _time
     old = signature_header(unknown, STRIPE_WEBHOOK_SECRET, timestamp=int(_time.time()) - 301)
-    too_old = await http.post("/v1/webhooks/stripe", content=unknown, headers={"Stripe-Signature": old})
+    too_old = await http.post("/v1/webhooks/stripe", content=unknown,
+                              headers={"Stripe-Signature": old})
     assert too_old.status_code == 400 and too_old.json()["code"] == "webhook_signature_invalid"
 
-    bad = await http.post("/v1/webhooks/stripe", content=json.dumps({"id": "evt_forged", "object": "event"}),
+    forged = json.dumps({"id": "evt_forged", "object": "event"})
+    bad = await http.post("/v1/webhooks/stripe", content=forged,
                           headers={"Stripe-Signature": "t=1,v1=deadbeef"})
     assert bad.status_code == 400 and bad.json()["code"] == "webhook_signature_invalid"
     missing = await http.post("/v1/webhooks/stripe", content=b"{}")
     assert missing.status_code == 400
     with stack.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM stripe_events WHERE id = 'evt_forged'")).scalar() == 0
+        assert conn.execute(text(
+            "SELECT count(*) FROM stripe_events WHERE id = 'evt_forged'")).scalar() == 0
 
 
 async def test_workflow_started_without_search_attributes_sets_them(stack, worker, player):
@@ -193,9 +209,11 @@ async def test_workflow_started_without_search_attributes_sets_them(stack, worke
     deposit_id = store.deposit_id_for(f"manual-{player.id}")
     with stack.engine.begin() as conn:
         store.insert(conn, deposit_id=deposit_id, player_id=player.id, partner_id=player.partner_id,
-                     amount=300, currency="USD", payment_method="pm_card_visa", created_by="operator:test")
+                     amount=300, currency="USD", payment_method="pm_card_visa",
+                     created_by="operator:test")
     handle = await stack.client.start_workflow(
-        "Deposit", DepositRequest(deposit_id, player.id, player.partner_id, 300, "USD", "pm_card_visa",
+        "Deposit", DepositRequest(deposit_id, player.id, player.partner_id, 300, "USD",
+                                  "pm_card_visa",
                                   "operator:test"),
         id=workflow_id(deposit_id), task_queue=task_queues.MAIN, result_type=DepositResult)
     result = await handle.result()

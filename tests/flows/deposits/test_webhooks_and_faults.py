@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from sqlalchemy import text
 
@@ -13,7 +14,7 @@ from tests.support.factories import cash, ledger_violations
 from tests.support.stack import STRIPE_KEY
 
 
-async def eventually(check, timeout: float = 10.0) -> None:  # noqa: ANN001
+async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -32,7 +33,8 @@ def stripe_events(stack, deposit_id: str) -> dict[str, list[str]]:
 
 
 def retrieves(stack, payment_intent: str) -> list[dict]:
-    return [r for r in stack.gateway_requests(f"/v1/payment_intents/{payment_intent}") if r["method"] == "GET"]
+    return [r for r in stack.gateway_requests(f"/v1/payment_intents/{payment_intent}")
+            if r["method"] == "GET"]
 
 
 def assert_credited_once(stack, player, deposit_id: str, amount: int) -> None:
@@ -45,7 +47,8 @@ def assert_credited_once(stack, player, deposit_id: str, amount: int) -> None:
 async def test_webhook_arrives_before_the_workflow_waits(stack, worker, player, http):
     # The payment settles 50 ms after confirmation, but the gateway's answer to the create call
     # takes 600 ms: the succeeded webhook is signalled while the create activity still runs.
-    stack.faults(async_settle_ms=50, response_delay_ms=600, paths=["/v1/payment_intents"], methods=["POST"])
+    stack.faults(async_settle_ms=50, response_delay_ms=600, paths=["/v1/payment_intents"],
+                 methods=["POST"])
     created = (await post_deposit(http, player, amount=1_500)).json()
     done = await wait_for_status(http, player, created["id"])
     assert done["status"] == "succeeded"
@@ -65,9 +68,11 @@ async def test_duplicated_webhooks_are_processed_once(stack, worker, player, htt
     assert len(events) == 1
 
     def delivered() -> int:
-        return len([a for a in stack.webhook_attempts() if a["event"] in events and a["status"] == 200])
+        return len([a for a in stack.webhook_attempts()
+                    if a["event"] in events and a["status"] == 200])
     await eventually(lambda: delivered() == 2)                         # delivered twice...
-    assert stripe_events(stack, created["id"])["payment_intent.succeeded"] == ["signalled"]  # ...stored once
+    # ...stored once
+    assert stripe_events(stack, created["id"])["payment_intent.succeeded"] == ["signalled"]
     assert_credited_once(stack, player, created["id"], 1_600)
 
 
@@ -101,7 +106,8 @@ async def test_webhooks_never_sent_polling_finishes_the_deposit(stack, worker, p
 async def test_payment_that_never_finishes_is_cancelled_at_the_timeout(stack, worker, player, http):
     # 3-D Secure the player never completes: after deposit_timeout_seconds (8 s here) the
     # workflow cancels the payment intent and the deposit fails as expired.
-    created = (await post_deposit(http, player, payment_method="pm_card_authenticationRequired")).json()
+    created = (await post_deposit(http, player,
+                                  payment_method="pm_card_authenticationRequired")).json()
     done = await wait_for_status(http, player, created["id"], timeout=20)
     assert (done["status"], done["failure_code"]) == ("failed", "expired")
     [intent] = stack.payment_intents(created["id"])
@@ -119,7 +125,8 @@ async def test_worker_killed_mid_deposit_completes_once_on_a_new_worker(stack, p
 
     await asyncio.sleep(2.0)                         # the payment settles while nobody runs
     with stack.engine.connect() as conn:             # nothing happened without a worker
-        status = conn.execute(text("SELECT status FROM deposits WHERE id = :id"), {"id": created["id"]}).scalar()
+        status = conn.execute(text("SELECT status FROM deposits WHERE id = :id"),
+                              {"id": created["id"]}).scalar()
     assert status == "processing"
 
     async with stack.worker():
@@ -131,7 +138,8 @@ async def test_worker_killed_mid_deposit_completes_once_on_a_new_worker(stack, p
 
 async def test_500_concurrent_identical_posts_make_one_deposit(stack, worker, player, http):
     key = f"storm-{player.id}"
-    answers = await asyncio.gather(*(post_deposit(http, player, key=key, amount=2_000) for _ in range(500)))
+    answers = await asyncio.gather(*(post_deposit(http, player, key=key,
+                                                  amount=2_000) for _ in range(500)))
     codes = [a.status_code for a in answers]
     assert set(codes) <= {202, 409}, set(codes)
     accepted = [a.json() for a in answers if a.status_code == 202]

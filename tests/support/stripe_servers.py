@@ -1,9 +1,10 @@
-"""Stripe-compatible servers for the gateway contract tests, each over real HTTP.
+"""Stripe-compatible servers for the gateway and sandbox tests, each over real HTTP.
 
-- `sandbox`: our own Stripe sandbox (sandboxes/stripe), in a thread.
-- `localstripe`: the independent emulator from PyPI, as a subprocess on a free port.
+- `sandbox_url` / `sandbox`: our own Stripe sandbox (sandboxes/stripe), in a thread.
+- `localstripe_url`: the independent emulator from PyPI, as a subprocess on a free port.
 - `stripe_server`: parametrized over both, so the SAME contract runs against each.
 Test-card tokens differ between the two where their card tables differ (a decline at confirm).
+A test directory uses them by naming them in its conftest.py (`sandbox = stripe_servers.sandbox`).
 """
 
 from __future__ import annotations
@@ -42,27 +43,29 @@ def sandbox_url() -> Iterator[str]:
 
 @pytest.fixture
 def sandbox(sandbox_url: str) -> Iterator[Server]:
-    yield Server("sandbox", sandbox_url, StripeGateway(api_key=API_KEY, api_base=sandbox_url,
-                                                       webhook_secret=WEBHOOK_SECRET, timeout_seconds=2.0),
-                 "pm_card_chargeDeclined")
+    gateway = StripeGateway(api_key=API_KEY, api_base=sandbox_url, webhook_secret=WEBHOOK_SECRET,
+                            timeout_seconds=2.0)
+    yield Server("sandbox", sandbox_url, gateway, "pm_card_chargeDeclined")
     httpx.delete(f"{sandbox_url}/_sandbox/faults")
 
 
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+    proc = subprocess.Popen([sys.executable, "-m", "localstripe", "--port", str(port),
+                             "--from-scratch"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            httpx.get(f"{url}/v1/balance", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=1)
+            httpx.get(f"{url}/v1/balance", headers={"Authorization": f"Bearer {API_KEY}"},
+                      timeout=1)
             break
-        except httpx.HTTPError:
+        except httpx.HTTPError as error:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("localstripe did not start")
+                raise RuntimeError("localstripe did not start") from error
             time.sleep(0.1)
     try:
         yield url
@@ -72,11 +75,12 @@ def localstripe_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sandbox", "localstripe"])
-def stripe_server(request) -> Server:
+def stripe_server(request: pytest.FixtureRequest) -> Server:
     if request.param == "sandbox":
         return request.getfixturevalue("sandbox")
     url = request.getfixturevalue("localstripe_url")
     # localstripe declines at charge time only for 4000000000000341 (Stripe's "attach succeeds,
     # charge fails" card); our sandbox knows that token too.
-    return Server("localstripe", url, StripeGateway(api_key=API_KEY, api_base=url, timeout_seconds=5.0),
+    return Server("localstripe", url,
+                  StripeGateway(api_key=API_KEY, api_base=url, timeout_seconds=5.0),
                   "pm_card_chargeCustomerFail")

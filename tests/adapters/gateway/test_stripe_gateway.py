@@ -17,7 +17,8 @@ def key(step: str) -> str:
 def test_create_and_confirm_in_one_call_succeeds(stripe_server):
     gw = stripe_server.gateway
     intent = gw.create_payment_intent(amount=2500, currency="USD", payment_method="pm_card_visa",
-                                      idempotency_key=key("create"), metadata={"deposit_id": "dep_1"})
+                                      idempotency_key=key("create"),
+                                      metadata={"deposit_id": "dep_1"})
     assert intent.id.startswith("pi_")
     assert intent.status == "succeeded" and intent.succeeded and not intent.failed
     assert intent.amount == 2500 and isinstance(intent.amount, int)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -25,15 +26,17 @@ from adapters.gateway import (
 from adapters.gateway.stripe_gateway import StripeGateway
 from sandboxes.stripe import create_app
 from sandboxes.stripe.signing import signature_header
-from tests.gateway.conftest import API_KEY, WEBHOOK_SECRET
 from tests.support.servers import serve_asgi
+from tests.support.stripe_servers import API_KEY, WEBHOOK_SECRET
+
+T = TypeVar("T")
 
 
 def key(step: str) -> str:
     return f"sandbox-{uuid.uuid4().hex}:{step}"
 
 
-def eventually(check, timeout: float = 5.0):  # noqa: ANN001, ANN201
+def eventually(check: Callable[[], T], timeout: float = 5.0) -> T:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -62,9 +65,11 @@ def test_same_key_same_request_replays_the_first_answer(sandbox):
 
 def test_same_key_different_request_is_refused(sandbox):
     gw, k = sandbox.gateway, key("create")
-    gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa", idempotency_key=k)
+    gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
+                             idempotency_key=k)
     with pytest.raises(GatewayInvalidRequest) as caught:
-        gw.create_payment_intent(amount=1001, currency="USD", payment_method="pm_card_visa", idempotency_key=k)
+        gw.create_payment_intent(amount=1001, currency="USD", payment_method="pm_card_visa",
+                                 idempotency_key=k)
     assert caught.value.code == "idempotency_error"
 
 
@@ -73,9 +78,11 @@ def test_a_decline_is_replayed_as_a_decline(sandbox):
     answers = []
     for _ in range(2):
         with pytest.raises(GatewayDeclined) as caught:
-            gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_chargeDeclined",
+            gw.create_payment_intent(amount=1000, currency="USD",
+                                     payment_method="pm_card_chargeDeclined",
                                      idempotency_key=k)
-        answers.append((caught.value.code, caught.value.decline_code, caught.value.payment_intent.id))
+        answers.append((caught.value.code, caught.value.decline_code,
+                        caught.value.payment_intent.id))
     assert answers[0] == answers[1] and answers[0][:2] == ("card_declined", "generic_decline")
 
 
@@ -88,7 +95,8 @@ def test_insufficient_funds_card_names_its_decline_code(sandbox):
 
 def test_invalid_parameters_are_invalid_requests(sandbox):
     with pytest.raises(GatewayInvalidRequest) as small:
-        sandbox.gateway.create_payment_intent(amount=10, currency="USD", payment_method="pm_card_visa",
+        sandbox.gateway.create_payment_intent(amount=10, currency="USD",
+                                              payment_method="pm_card_visa",
                                               idempotency_key=key("c"))
     assert small.value.code == "amount_too_small"
     with pytest.raises(GatewayInvalidRequest) as pm:
@@ -96,7 +104,8 @@ def test_invalid_parameters_are_invalid_requests(sandbox):
                                               idempotency_key=key("c"))
     assert pm.value.code == "resource_missing" and pm.value.param == "payment_method"
     with pytest.raises(TypeError):
-        sandbox.gateway.create_payment_intent(amount=10.5, currency="USD", payment_method="pm_card_visa",
+        sandbox.gateway.create_payment_intent(amount=10.5, currency="USD",
+                                              payment_method="pm_card_visa",
                                               idempotency_key=key("c"))
 
 
@@ -128,7 +137,8 @@ def test_three_d_secure(sandbox, outcome):
     if outcome == "succeed":
         assert after.succeeded and after.latest_charge
     else:
-        assert after.failed and after.last_payment_error.code == "payment_intent_authentication_failure"
+        assert after.failed
+        assert after.last_payment_error.code == "payment_intent_authentication_failure"
 
 
 # --- faults ----------------------------------------------------------------------------------
@@ -138,10 +148,12 @@ def test_injected_5xx_is_retryable_and_the_key_then_succeeds(sandbox):
     k = key("create")
     for _ in range(2):
         with pytest.raises(GatewayUnavailable) as caught:
-            sandbox.gateway.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
+            sandbox.gateway.create_payment_intent(amount=1000, currency="USD",
+                                                  payment_method="pm_card_visa",
                                                   idempotency_key=k)
         assert caught.value.http_status == 503
-    assert sandbox.gateway.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
+    assert sandbox.gateway.create_payment_intent(amount=1000, currency="USD",
+                                                 payment_method="pm_card_visa",
                                                  idempotency_key=k).succeeded
 
 
@@ -151,7 +163,8 @@ def test_an_answer_lost_after_processing_is_recovered_by_the_same_key(sandbox):
     k = key("create")
     before = httpx.get(f"{sandbox.base_url}/_sandbox/stats").json()["payment_intents"]
     with pytest.raises(GatewayUnavailable):
-        sandbox.gateway.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
+        sandbox.gateway.create_payment_intent(amount=1000, currency="USD",
+                                              payment_method="pm_card_visa",
                                               idempotency_key=k)
     intent = sandbox.gateway.create_payment_intent(amount=1000, currency="USD",
                                                    payment_method="pm_card_visa", idempotency_key=k)
@@ -171,14 +184,16 @@ def test_error_rate_and_path_filter(sandbox):
     httpx.post(f"{sandbox.base_url}/_sandbox/faults",
                json={"error_rate": 1.0, "paths": ["/v1/refunds"], "error_status": 429})
     intent = sandbox.gateway.create_payment_intent(amount=1000, currency="USD",
-                                                   payment_method="pm_card_visa", idempotency_key=key("c"))
+                                                   payment_method="pm_card_visa",
+                                                   idempotency_key=key("c"))
     with pytest.raises(GatewayUnavailable) as caught:
         sandbox.gateway.create_refund(payment_intent=intent.id, idempotency_key=key("r"))
     assert caught.value.http_status == 429
 
 
 def test_unknown_fault_setting_is_refused(sandbox):
-    assert httpx.post(f"{sandbox.base_url}/_sandbox/faults", json={"nonsense": 1}).status_code == 400
+    assert httpx.post(f"{sandbox.base_url}/_sandbox/faults",
+                      json={"nonsense": 1}).status_code == 400
 
 
 # --- webhooks --------------------------------------------------------------------------------
@@ -189,7 +204,7 @@ class Receiver:
         self.fail_first = 0
 
     def app(self) -> Starlette:
-        async def receive(request: Request):  # noqa: ANN202
+        async def receive(request: Request) -> JSONResponse:
             self.requests.append((dict(request.headers), await request.body()))
             if self.fail_first > 0:
                 self.fail_first -= 1
@@ -205,8 +220,10 @@ class Receiver:
 def hooked() -> Iterator[tuple[Receiver, str, StripeGateway]]:
     receiver = Receiver()
     with serve_asgi(receiver.app()) as hook_url, \
-            serve_asgi(create_app(webhook_url=f"{hook_url}/hook", webhook_secret=WEBHOOK_SECRET)) as url:
-        yield receiver, url, StripeGateway(api_key=API_KEY, api_base=url, webhook_secret=WEBHOOK_SECRET,
+            serve_asgi(create_app(webhook_url=f"{hook_url}/hook",
+                                  webhook_secret=WEBHOOK_SECRET)) as url:
+        yield receiver, url, StripeGateway(api_key=API_KEY, api_base=url,
+                                           webhook_secret=WEBHOOK_SECRET,
                                            timeout_seconds=2)
 
 
@@ -216,7 +233,8 @@ def test_webhooks_are_signed_as_stripe_signs_them(hooked):
                                       idempotency_key=key("c"), metadata={"deposit_id": "dep_x"})
     eventually(lambda: any(e["type"] == "payment_intent.succeeded" for e in receiver.events()))
     for headers, body in receiver.requests:
-        event = gw.verify_webhook(body, headers["stripe-signature"])  # stripe.Webhook.construct_event
+        event = gw.verify_webhook(body,
+                                  headers["stripe-signature"])  # stripe.Webhook.construct_event
         assert event.id.startswith("evt_")
     succeeded = [e for e in receiver.events() if e["type"] == "payment_intent.succeeded"][0]
     assert succeeded["object"] == "event"
@@ -254,18 +272,22 @@ def test_duplicated_dropped_and_reordered_webhooks(hooked):
     assert receiver.events()[0]["id"] == receiver.events()[1]["id"]
 
     receiver.requests.clear()
-    httpx.post(f"{url}/_sandbox/faults", json={"webhook_duplicate_rate": 0.0, "webhook_drop_rate": 1.0})
+    httpx.post(f"{url}/_sandbox/faults", json={"webhook_duplicate_rate": 0.0,
+                                               "webhook_drop_rate": 1.0})
     gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
                              idempotency_key=key("c"))
     time.sleep(0.3)
     assert receiver.requests == []
     withheld = httpx.get(f"{url}/_sandbox/webhooks").json()["withheld"]
-    assert {"payment_intent.created", "charge.succeeded", "payment_intent.succeeded"} <= {w["type"] for w in withheld}
-    assert httpx.post(f"{url}/_sandbox/webhooks/withheld/release").json()["released"] == len(withheld)
+    assert {"payment_intent.created", "charge.succeeded",
+            "payment_intent.succeeded"} <= {w["type"] for w in withheld}
+    released = httpx.post(f"{url}/_sandbox/webhooks/withheld/release").json()["released"]
+    assert released == len(withheld)
     eventually(lambda: len(receiver.requests) == len(withheld))
 
     receiver.requests.clear()
-    httpx.post(f"{url}/_sandbox/faults", json={"webhook_drop_rate": 0.0, "webhook_reorder_window_ms": 200})
+    httpx.post(f"{url}/_sandbox/faults", json={"webhook_drop_rate": 0.0,
+                                               "webhook_reorder_window_ms": 200})
     gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
                              idempotency_key=key("c"))
     eventually(lambda: len(receiver.requests) == 3)
@@ -303,19 +325,23 @@ def test_a_processing_payment_cannot_be_canceled_as_at_stripe(sandbox):
 
 def test_payouts_settle_or_fail(sandbox):
     gw = sandbox.gateway
-    paid = gw.create_payout(amount=700, currency="USD", idempotency_key=key("p"), destination="ba_player_1")
+    paid = gw.create_payout(amount=700, currency="USD", idempotency_key=key("p"),
+                            destination="ba_player_1")
     assert paid.id.startswith("po_") and paid.status == "pending" and paid.amount == 700
     assert eventually(lambda: gw.retrieve_payout(paid.id).status == "paid")
-    failed = gw.create_payout(amount=800, currency="USD", idempotency_key=key("p"), destination="ba_fail_closed")
+    failed = gw.create_payout(amount=800, currency="USD", idempotency_key=key("p"),
+                              destination="ba_fail_closed")
     after = eventually(lambda: (p := gw.retrieve_payout(failed.id)).status == "failed" and p)
     assert after.failure_code == "account_closed"
-    same = gw.create_payout(amount=700, currency="USD", idempotency_key=key("p2"), destination="ba_player_1")
+    same = gw.create_payout(amount=700, currency="USD", idempotency_key=key("p2"),
+                            destination="ba_player_1")
     assert same.id != paid.id
 
 
 def test_refund_that_fails_later(sandbox):
     gw = sandbox.gateway
-    intent = gw.create_payment_intent(amount=2000, currency="USD", payment_method="pm_card_refundFail",
+    intent = gw.create_payment_intent(amount=2000, currency="USD",
+                                      payment_method="pm_card_refundFail",
                                       idempotency_key=key("c"))
     refund = gw.create_refund(payment_intent=intent.id, idempotency_key=key("r"))
     assert refund.status == "pending"
@@ -344,18 +370,22 @@ def test_balance_transactions_record_every_movement(sandbox):
 
 def test_webhooks_can_be_delayed(hooked):
     receiver, url, gw = hooked
-    httpx.post(f"{url}/_sandbox/config", json={"enabled_events": ["payment_intent.succeeded"]}).raise_for_status()
+    httpx.post(f"{url}/_sandbox/config",
+               json={"enabled_events": ["payment_intent.succeeded"]}).raise_for_status()
     httpx.post(f"{url}/_sandbox/faults", json={"webhook_delay_ms": 700}).raise_for_status()
     started = time.monotonic()
-    gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa", idempotency_key=key("c"))
+    gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
+                             idempotency_key=key("c"))
     eventually(lambda: receiver.requests)
     assert time.monotonic() - started >= 0.7
 
 
 def test_enabled_events_limit_what_is_sent(hooked):
     receiver, url, gw = hooked
-    httpx.post(f"{url}/_sandbox/config", json={"enabled_events": ["payment_intent.succeeded"]}).raise_for_status()
-    gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa", idempotency_key=key("c"))
+    httpx.post(f"{url}/_sandbox/config",
+               json={"enabled_events": ["payment_intent.succeeded"]}).raise_for_status()
+    gw.create_payment_intent(amount=1000, currency="USD", payment_method="pm_card_visa",
+                             idempotency_key=key("c"))
     eventually(lambda: receiver.requests)
     time.sleep(0.2)
     assert [e["type"] for e in receiver.events()] == ["payment_intent.succeeded"]
