@@ -9,7 +9,6 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlparse
 
-import httpx
 import pyotp
 from sqlalchemy import text
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -44,7 +43,7 @@ from workflows.withdrawal import WithdrawalWorkflow
 async def test_closed_loop_refunds_deposits_first_then_pays_out_the_rest(stack, worker, http):
     player = ready_player(stack, cash=0)
     deposit_id = card_deposit(stack, player, 3_000)
-    fund(stack.engine, player, 2_000, tag="winnings")               # cash 5,000: 3,000 deposited, 2,000 won
+    fund(stack.engine, player, 2_000, tag="winnings")   # cash 5,000: 3,000 deposited, 2,000 won
 
     created = await start(http, player, 4_000)
     withdrawal_id = created["id"]
@@ -68,7 +67,8 @@ async def test_closed_loop_refunds_deposits_first_then_pays_out_the_rest(stack, 
     assert events(stack.engine, withdrawal_id) == ["withdrawal.created", "withdrawal.paid"]
     assert "withdrawal.completed.paid" in audit_actions(stack.engine, withdrawal_id)
     with stack.engine.connect() as conn:
-        keys = set(conn.execute(text("SELECT idempotency_key FROM ledger_transactions WHERE idempotency_key LIKE :k"),
+        keys = set(conn.execute(text("SELECT idempotency_key FROM ledger_transactions "
+                                     "WHERE idempotency_key LIKE :k"),
                                 {"k": f"withdrawal-{withdrawal_id}:%"}).scalars())
     assert {f"withdrawal-{withdrawal_id}:hold", f"withdrawal-{withdrawal_id}:post",
             f"withdrawal-{withdrawal_id}:clear"} <= keys
@@ -76,12 +76,14 @@ async def test_closed_loop_refunds_deposits_first_then_pays_out_the_rest(stack, 
 
     # The history replays deterministically against the current workflow code.
     history = await stack.client.get_workflow_handle(f"withdrawal-{withdrawal_id}").fetch_history()
-    await Replayer(workflows=[WithdrawalWorkflow], data_converter=pydantic_data_converter).replay_workflow(history)
+    await Replayer(workflows=[WithdrawalWorkflow],
+                   data_converter=pydantic_data_converter).replay_workflow(history)
 
     # The same deposit is not refunded twice: a second withdrawal goes out as a payout.
     second = await start(http, player, 1_000)
     await wait_state(http, player, second["id"], ("awaiting_2fa",))
-    assert (await submit(http, player, second["id"], await code_for(stack, player, second["id"]))).status_code == 200
+    code = await code_for(stack, player, second["id"])
+    assert (await submit(http, player, second["id"], code)).status_code == 200
     done = await wait_state(http, player, second["id"], FINAL)
     assert [(p["method"], p["amount"]) for p in done["payouts"]] == [("payout", 1_000)]
     assert balance(stack.engine, player)["cash"] == 0
@@ -124,7 +126,8 @@ async def test_malformed_code_is_a_validation_error_and_costs_no_attempt(stack, 
     answer = await submit(http, player, withdrawal_id, "12ab")
     assert answer.status_code == 422 and answer.json()["code"] == "validation_error"
     assert (await get(http, player, withdrawal_id))["attempts_left"] == 3
-    cancelled = await http.post(f"/v1/withdrawals/{withdrawal_id}/cancel", headers=player.headers, json={})
+    cancelled = await http.post(f"/v1/withdrawals/{withdrawal_id}/cancel",
+                                headers=player.headers, json={})
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     assert balance(stack.engine, player)["available"] == 5_000
     assert ledger_violations(stack.engine) == []
@@ -133,7 +136,8 @@ async def test_malformed_code_is_a_validation_error_and_costs_no_attempt(stack, 
 async def test_two_concurrent_withdrawals_over_the_balance_one_fails_cleanly(stack, worker, http):
     player = ready_player(stack, cash=5_000)
     a, b = await asyncio.gather(start(http, player, 3_000), start(http, player, 3_000))
-    states = sorted([(await wait_state(http, player, w["id"], ("awaiting_2fa", "rejected")))["state"]
+    states = sorted([(await wait_state(http, player, w["id"],
+                                       ("awaiting_2fa", "rejected")))["state"]
                      for w in (a, b)])
     assert states == ["awaiting_2fa", "rejected"]
     rejected = [w for w in (a, b) if (await get(http, player, w["id"]))["state"] == "rejected"][0]
@@ -160,7 +164,8 @@ async def test_payout_failure_at_the_gateway_voids_the_hold(stack, worker, http)
     await add_destination(http, player, "ba_fail_closed")
     withdrawal_id = (await start(http, player, 2_500, payout_destination="ba_fail_closed"))["id"]
     await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
-    assert (await submit(http, player, withdrawal_id, await code_for(stack, player, withdrawal_id))).status_code == 200
+    code = await code_for(stack, player, withdrawal_id)
+    assert (await submit(http, player, withdrawal_id, code)).status_code == 200
 
     done = await wait_state(http, player, withdrawal_id, FINAL)
     assert done["state"] == "failed" and done["reason_code"] == "payout_failed"
@@ -172,11 +177,13 @@ async def test_payout_failure_at_the_gateway_voids_the_hold(stack, worker, http)
     assert ledger_violations(stack.engine) == []
 
 
-async def test_large_withdrawal_waits_for_an_operator_found_by_search_attribute(stack, worker, http):
+async def test_large_withdrawal_waits_for_an_operator_found_by_search_attribute(stack, worker,
+                                                                                  http):
     player = ready_player(stack, cash=APPROVAL_THRESHOLD + 10_000)
     withdrawal_id = (await start(http, player, APPROVAL_THRESHOLD + 1))["id"]
     await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
-    assert (await submit(http, player, withdrawal_id, await code_for(stack, player, withdrawal_id))).status_code == 200
+    code = await code_for(stack, player, withdrawal_id)
+    assert (await submit(http, player, withdrawal_id, code)).status_code == 200
     await wait_state(http, player, withdrawal_id, ("awaiting_approval",))
 
     query = f'ReviewPending = "withdrawal_approval" AND PlayerId = "{player.id}"'
@@ -202,7 +209,8 @@ async def test_operator_rejection_voids_the_hold(stack, worker, http):
     player = ready_player(stack, cash=APPROVAL_THRESHOLD + 10_000)
     withdrawal_id = (await start(http, player, APPROVAL_THRESHOLD + 5_000))["id"]
     await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
-    assert (await submit(http, player, withdrawal_id, await code_for(stack, player, withdrawal_id))).status_code == 200
+    code = await code_for(stack, player, withdrawal_id)
+    assert (await submit(http, player, withdrawal_id, code)).status_code == 200
     await wait_state(http, player, withdrawal_id, ("awaiting_approval",))
     rejected = await http.post(f"/v1/withdrawals/{withdrawal_id}/review", headers=player.operator,
                                json={"decision": "reject", "note": "source of funds unclear"})
@@ -229,7 +237,8 @@ async def test_totp_enrolled_player_confirms_with_the_authenticator(stack, worke
                                 headers=player.headers, json={"code": authenticator.at(now)})
     assert confirmed.status_code == 200, confirmed.text
     with stack.engine.connect() as conn:
-        stored = conn.execute(text("SELECT secret_encrypted FROM totp_enrolments WHERE player_id = :p"),
+        stored = conn.execute(text("SELECT secret_encrypted FROM totp_enrolments "
+                                   "WHERE player_id = :p"),
                               {"p": player.id}).scalar_one()
     assert secret not in stored   # sealed at rest
 
@@ -239,7 +248,8 @@ async def test_totp_enrolled_player_confirms_with_the_authenticator(stack, worke
     assert stack.outbox(player.email) == []     # no code sent: the authenticator is the factor
     # A code is used once: the withdrawal takes the next time-step's code (within the drift
     # window), not the one that confirmed the enrolment.
-    answer = await submit(http, player, withdrawal_id, authenticator.at(now + authenticator.interval))
+    answer = await submit(http, player, withdrawal_id,
+                          authenticator.at(now + authenticator.interval))
     assert answer.status_code == 200, answer.text
     done = await wait_state(http, player, withdrawal_id, FINAL)
     assert done["state"] == "paid" and balance(stack.engine, player)["cash"] == 500
@@ -278,11 +288,13 @@ async def test_refusals_kyc_debt_funds_and_idempotent_post(stack, worker, http):
     one = await http.post("/v1/withdrawals", headers=headers, json=payload)
     two = await http.post("/v1/withdrawals", headers=headers, json=payload)
     assert one.status_code == two.status_code == 202 and one.json()["id"] == two.json()["id"]
-    float_amount = await http.post("/v1/withdrawals", headers={**poor.headers, "Idempotency-Key": "x1"},
+    float_amount = await http.post("/v1/withdrawals",
+                                   headers={**poor.headers, "Idempotency-Key": "x1"},
                                    json={"player_id": poor.id, "amount": 10.5, "currency": "USD"})
     assert float_amount.status_code == 422
     await wait_state(http, poor, one.json()["id"], ("awaiting_2fa",))
-    assert (await http.post(f"/v1/withdrawals/{one.json()['id']}/cancel", headers=poor.headers)).status_code == 200
+    assert (await http.post(f"/v1/withdrawals/{one.json()['id']}/cancel",
+                            headers=poor.headers)).status_code == 200
     assert ledger_violations(stack.engine) == []
 
 
@@ -295,10 +307,12 @@ async def test_self_excluded_player_can_still_withdraw(stack, worker, http):
     player = ready_player(stack, cash=2_000)
     with stack.engine.begin() as conn:
         responsible_gaming.add_exclusion(conn, player.id, Exclusion(
-            ExclusionKind.SELF_EXCLUSION, datetime.now(UTC) - timedelta(minutes=1), None), "system:test")
+            ExclusionKind.SELF_EXCLUSION, datetime.now(UTC) - timedelta(minutes=1), None),
+            "system:test")
     withdrawal_id = (await start(http, player, 2_000))["id"]
     await wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
-    assert (await submit(http, player, withdrawal_id, await code_for(stack, player, withdrawal_id))).status_code == 200
+    code = await code_for(stack, player, withdrawal_id)
+    assert (await submit(http, player, withdrawal_id, code)).status_code == 200
     done = await wait_state(http, player, withdrawal_id, FINAL)
     assert done["state"] == "paid" and balance(stack.engine, player)["cash"] == 0
     assert ledger_violations(stack.engine) == []
