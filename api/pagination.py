@@ -3,9 +3,9 @@
     @router.get("", response_model=PlayerList)
     def list_players(query: ListParams, principal: PlayersReader, engine: EngineDep,
                      partner: PartnerFilter = None, status: ... = None) -> PlayerList:
-        scope = tenant_scope(principal, partner)             # a partner sees its own rows only
+        tenant = tenancy(principal, partner)           # a partner key sees its own rows only
         with engine.connect() as conn:
-            page = read_page(conn, LISTING, query, scope=scope, filters={"status": status})
+            page = read_page(conn, LISTING, query, tenant, filters={"status": status})
         return PlayerList(url="/v1/players", has_more=page.has_more, data=[...])
 
 The request: `limit` (1-100, default 10), `starting_after=<id>` (the next, older page: pass
@@ -15,18 +15,19 @@ partner for operator keys). The answer: `{"object": "list", "url", "has_more", "
 newest first (created, then id, descending: a total order, so pages never repeat or skip a row
 while rows are added). `has_more` says whether more rows lie in the direction read.
 
-Errors: both cursors at once → 422 `validation_error`; a cursor that names no row the key can
-see (unknown, or another partner's) → 400 `invalid_cursor`; a partner key asking for another
-partner → 403 `partner_mismatch`. The SQL is store/pagination.py.
+The envelope is `api.schemas.lists.ListPage`. Errors: both cursors at once → 422
+`validation_error`; a cursor that names no row the key can see (unknown, or another partner's)
+→ 400 `invalid_cursor`; a partner key asking for another partner → 403 `partner_mismatch`.
+The SQL is store/pagination.py.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import Depends, Query
-from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from api.auth import Principal
@@ -37,21 +38,8 @@ from store.pagination import Listing, Page, PageQuery
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 
-T = TypeVar("T")
-
-
-class ListPage(BaseModel, Generic[T]):
-    """A page of a list (subclassed per resource, e.g. `PlayerList`)."""
-
-    object: Literal["list"] = "list"
-    url: str = Field(description="The list's path; page with starting_after / ending_before.")
-    has_more: bool = Field(description="Whether more items lie beyond this page in the "
-                                       "direction it was read.")
-    data: list[T]
-
-
 def _created(bound: str, meaning: str) -> Any:
-    return Query(None, alias=f"created[{bound}]",
+    return Query(alias=f"created[{bound}]",
                  description=f"Only items created {meaning} this moment (ISO 8601).",
                  examples=["2026-11-01T00:00:00Z"])
 
@@ -77,8 +65,15 @@ def list_query(
                                "message": "starting_after and ending_before exclude each other",
                                "type": "value_error"}])
     return PageQuery(limit=limit, starting_after=starting_after, ending_before=ending_before,
-                     created_gt=created_gt, created_gte=created_gte, created_lt=created_lt,
-                     created_lte=created_lte)
+                     created_gt=aware(created_gt), created_gte=aware(created_gte),
+                     created_lt=aware(created_lt), created_lte=aware(created_lte))
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """A moment sent without a UTC offset is read as UTC (the API's time zone)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 ListParams = Annotated[PageQuery, Depends(list_query)]
@@ -88,22 +83,33 @@ PartnerFilter = Annotated[str | None, Query(
                 "(naming another partner is 403 partner_mismatch).")]
 
 
-def tenant_scope(principal: Principal, partner: str | None) -> dict[str, str]:
-    """The tenant condition of a list: a partner key's own partner; an operator's choice."""
+@dataclass(frozen=True)
+class Tenancy:
+    """Which rows of a list a key may page through (`scope`: the cursor is looked up under it
+    too) and the partner an operator narrowed the list to (`filters`: the listed rows only)."""
+
+    scope: dict[str, str]
+    filters: dict[str, str]
+
+
+def tenancy(principal: Principal, partner: str | None) -> Tenancy:
+    """A partner key: its own partner, always. An operator key: every partner, or the one it
+    names (as a filter: its cursor may still be any row)."""
     if principal.is_operator:
-        return {} if partner is None else {"partner_id": partner}
+        return Tenancy({}, {} if partner is None else {"partner_id": partner})
     if principal.partner_id is None or partner not in (None, principal.partner_id):
         raise Problem(403, "partner_mismatch", "Not your partner",
                       "A partner key lists its own partner's items only.")
-    return {"partner_id": principal.partner_id}
+    return Tenancy({"partner_id": principal.partner_id}, {})
 
 
-def read_page(conn: Connection, listing: Listing, query: PageQuery, *, scope: dict[str, Any],
+def read_page(conn: Connection, listing: Listing, query: PageQuery, tenant: Tenancy,
               filters: dict[str, Any] | None = None) -> Page:
-    """A page of `listing`; filters whose value is None are left out."""
+    """A page of `listing` for a tenancy; filters whose value is None are left out."""
     chosen = {column: value for column, value in (filters or {}).items() if value is not None}
     try:
-        return pagination.page(conn, listing, query, scope=scope, filters=chosen)
+        return pagination.page(conn, listing, query, scope=tenant.scope,
+                               filters={**chosen, **tenant.filters})
     except pagination.CursorNotFound as missing:
         raise invalid_cursor(missing.parameter, missing.cursor) from missing
 

@@ -22,9 +22,9 @@ from sqlalchemy import Connection, RowMapping
 import audit
 import ledger
 import outbox
-from ledger import AccountType
+from ledger import AccountType, statement
 from store import players
-from store.kyc import kyc_summary
+from store.kyc import kyc_summaries, kyc_summary
 from workflows.contracts.refusal import Refusal
 
 # Fields partners already hold and events must not copy around.
@@ -80,6 +80,16 @@ def player_payload(conn: Connection, player: RowMapping) -> dict[str, Any]:
             "balances": balances(conn, player["id"]), "kyc": kyc_summary(conn, player["id"])}
 
 
+def player_payloads(conn: Connection, rows: list[RowMapping]) -> list[dict[str, Any]]:
+    """`player_payload` of many players (a page of the players list) in three statements."""
+    ids = [row["id"] for row in rows]
+    owned = statement.balances_of(conn, [f"player:{player_id}" for player_id in ids])
+    kyc = kyc_summaries(conn, ids)
+    return [{"object": "player", **players.as_record(row),
+             "balances": currency_views(owned[f"player:{row['id']}"]), "kyc": kyc[row["id"]]}
+            for row in rows]
+
+
 def event_payload(resource: dict[str, Any]) -> dict[str, Any]:
     """The resource as partner events carry it: identifiers and state, no personal data."""
     return {key: value for key, value in resource.items() if key not in PERSONAL_DATA}
@@ -87,8 +97,13 @@ def event_payload(resource: dict[str, Any]) -> dict[str, Any]:
 
 def balances(conn: Connection, player_id: str) -> list[dict[str, int | str]]:
     """The player's money per currency, in minor units (see api/schemas/players.CurrencyBalance)."""
+    return currency_views(ledger.balances(conn, f"player:{player_id}"))
+
+
+def currency_views(owned: list[ledger.Balance]) -> list[dict[str, int | str]]:
+    """One player's account balances as the money per currency the player resource shows."""
     by_currency: dict[str, dict[AccountType, ledger.Balance]] = defaultdict(dict)
-    for balance in ledger.balances(conn, f"player:{player_id}"):
+    for balance in owned:
         by_currency[balance.account.currency][balance.account.type] = balance
 
     def posted(accounts: dict[AccountType, ledger.Balance], kind: AccountType) -> int:

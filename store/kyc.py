@@ -101,3 +101,29 @@ def kyc_summary(conn: Connection, player_id: str) -> dict[str, Any]:
         "history": [{"state": row["state"], "step": row["step"], "detail": row["detail"],
                      "at": row["created_at"].isoformat()} for row in history(conn, player_id)],
     }
+
+
+def kyc_summaries(conn: Connection, player_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """`kyc_summary` of many players in two statements (a page of the players list)."""
+    cases = {row["player_id"]: row for row in conn.execute(text(
+        f"SELECT {COLUMNS} FROM kyc_cases WHERE player_id = ANY(:ids)"),
+        {"ids": player_ids}).mappings()}
+    histories: dict[str, list[dict[str, Any]]] = {player_id: [] for player_id in player_ids}
+    for row in conn.execute(text("""
+            SELECT player_id, state, step, detail, created_at FROM kyc_history
+            WHERE player_id = ANY(:ids) ORDER BY player_id, id"""),
+            {"ids": player_ids}).mappings():
+        histories[row["player_id"]].append({"state": row["state"], "step": row["step"],
+                                            "detail": row["detail"],
+                                            "at": row["created_at"].isoformat()})
+    summaries = {}
+    for player_id in player_ids:
+        case = cases.get(player_id)
+        verified_at = None if case is None else case["verified_at"]
+        summaries[player_id] = {
+            "status": "not_started" if case is None else case["state"],
+            "reason_code": None if case is None else case["reason_code"],
+            "verified_at": None if verified_at is None else verified_at.isoformat(),
+            "history": histories[player_id],
+        }
+    return summaries

@@ -11,8 +11,12 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from store.pagination import Listing
+
 COLUMNS = ("id, partner_id, external_ref, status, first_name, last_name, email, date_of_birth, "
            "jurisdiction, created_at, updated_at")
+# GET /v1/players pages (store/pagination.py), newest first, on the players_list* indexes.
+LISTING = Listing("players", COLUMNS)
 
 
 def get(conn: Connection, player_id: str, *, partner_id: str | None = None,

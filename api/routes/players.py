@@ -1,4 +1,6 @@
-"""/v1/players: create a player, read one (profile, balances per currency, KYC status).
+"""/v1/players: create a player, read one (profile, balances per currency, KYC status), list
+them (api/pagination.py: newest first, cursor pages, filters by status, external_ref, created
+range and, for operator keys, partner).
 
 HTTP in, command out: creating is `commands.players.create_player`, the resource is
 `commands.players.player_payload`. Which partner a key may create players for is decided here;
@@ -9,16 +11,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import Connection
 
 from api.auth import PlayersReader, PlayersWriter, Principal, visible_player
 from api.deps import EngineDep
 from api.idempotency import IdempotencyKey, optional_idempotency_key
+from api.pagination import ListParams, PartnerFilter, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, Problem, refused
-from api.schemas.players import Player, PlayerCreate
-from commands.players import NewPlayer, PlayerExists, create_player, player_payload
+from api.schemas.players import Player, PlayerCreate, PlayerList, PlayerStatus
+from commands.players import (
+    NewPlayer,
+    PlayerExists,
+    create_player,
+    player_payload,
+    player_payloads,
+)
 from settlepay.db import run_in_transaction
+from store import players as store
 
 router = APIRouter(prefix="/v1/players", tags=["players"], responses=PROBLEM_RESPONSES)
 
@@ -66,3 +76,23 @@ def retrieve(player_id: str, principal: PlayersReader, engine: EngineDep) -> Pla
         with conn.begin():
             return Player.model_validate(
                 player_payload(conn, visible_player(conn, principal, player_id)))
+
+
+@router.get("", response_model=PlayerList, summary="List players",
+            description="The players this key can see, newest first, a page at a time.")
+def list_players(
+    query: ListParams, principal: PlayersReader, engine: EngineDep,
+    partner: PartnerFilter = None,
+    status: Annotated[PlayerStatus | None, Query(description="Only players in this status.")]
+    = None,
+    external_ref: Annotated[str | None, Query(
+        min_length=1, max_length=128, description="The player with this external_ref.")] = None,
+) -> PlayerList:
+    tenant = tenancy(principal, partner)
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        with conn.begin():
+            page = read_page(conn, store.LISTING, query, tenant,
+                             filters={"status": status, "external_ref": external_ref})
+            data = player_payloads(conn, page.rows)
+    return PlayerList(url=router.prefix, has_more=page.has_more,
+                      data=[Player.model_validate(item) for item in data])

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.lists import ListPage
+
 
 class PlayerCreate(BaseModel):
     # Unknown fields are refused (422), as Stripe refuses unknown parameters: a typo in an
@@ -74,3 +76,10 @@ class Player(BaseModel):
     updated_at: datetime
     balances: list[CurrencyBalance] = Field(default_factory=list)
     kyc: KycStatus | None = Field(None, description="KYC status and its history (store/kyc.py).")
+
+
+PlayerStatus = Literal["active", "suspended", "closed"]
+
+
+class PlayerList(ListPage[Player]):
+    """A page of players, newest first (GET /v1/players)."""
