@@ -29,6 +29,7 @@ from api.nul_bytes import NulByteGuard
 from api.routes import bets, geolocation, health, limits, markets, players
 from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, payout_destinations, second_factor, withdrawals
+from api.routes import statements
 from api.routes import webhooks
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
@@ -36,6 +37,7 @@ from settlepay.db import make_engine
 ROUTERS: list[APIRouter] = [
     health.router,
     players.router,
+    statements.router,
     bets.router,
     markets.router,
     geolocation.router,

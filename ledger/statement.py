@@ -78,8 +78,10 @@ class StatementQuery:
     after: Position | None = None             # lines before this one (older), newest first
     before: Position | None = None            # lines after this one (newer), oldest first
     currency: str | None = None
+    created_gt: datetime | None = None
     created_gte: datetime | None = None
     created_lt: datetime | None = None
+    created_lte: datetime | None = None
 
     @property
     def ascending(self) -> bool:
@@ -178,12 +180,11 @@ def lines(conn: Connection, query: StatementQuery) -> list[Line]:
         "account": cursor.account_id if cursor else 0,
     }
     created = []
-    if query.created_gte is not None:
-        created.append("AND t.created_at >= :created_gte")
-        params["created_gte"] = query.created_gte
-    if query.created_lt is not None:
-        created.append("AND t.created_at < :created_lt")
-        params["created_lt"] = query.created_lt
+    for bound, operator in (("created_gt", ">"), ("created_gte", ">="), ("created_lt", "<"),
+                            ("created_lte", "<=")):
+        if getattr(query, bound) is not None:
+            created.append(f"AND t.created_at {operator} :{bound}")
+            params[bound] = getattr(query, bound)
     sql = _LINES.format(cmp=">" if query.ascending else "<",
                         order="ASC" if query.ascending else "DESC", shift=shift,
                         created=" ".join(created))
