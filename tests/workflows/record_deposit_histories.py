@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.deposits import start_deposit
 from tests.support.factories import Player, make_player, wait_until
 from tests.support.stack import Stack
 
@@ -73,10 +74,29 @@ async def _is(http: httpx.AsyncClient, player: Player, deposit_id: str, status: 
     return await _status(http, player, deposit_id) == status
 
 
+async def _processing_at_timeout_succeeded(stack: Stack, http: httpx.AsyncClient,
+                                           player: Player) -> str:
+    # The payment settles 10 s after confirmation; the stack's deposit timeout is 8 s: the
+    # cancel is refused and the deposit waits on (the patched path).
+    stack.faults(async_settle_ms=10_000)
+    return await _post(http, player, 2_600)
+
+
+async def _processing_limit_review(stack: Stack, http: httpx.AsyncClient,
+                                   player: Player) -> str:
+    # No webhooks and a payment that outlasts a 3 s processing limit: review.
+    stack.faults(async_settle_ms=30_000, webhook_drop_rate=1.0)
+    return await start_deposit(stack, player, 2_700, webhook_wait_seconds=0.5,
+                               poll_interval_seconds=0.5, timeout_seconds=1.0,
+                               processing_limit_seconds=3.0)
+
+
 SCENARIOS = {
     "succeeded_at_once": _succeeded_at_once,
     "declined": _declined,
     "three_d_secure_webhook": _three_d_secure_webhook,
+    "processing_at_timeout_succeeded": _processing_at_timeout_succeeded,
+    "processing_limit_review": _processing_limit_review,
 }
 
 
