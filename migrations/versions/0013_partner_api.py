@@ -39,6 +39,8 @@ CREATE INDEX api_keys_list_all ON api_keys (created_at DESC, id DESC);
 
 CREATE UNLOGGED TABLE rate_limit_buckets (
     bucket      text PRIMARY KEY,               -- <api key id> | <api key id> <scope>
+    capacity    double precision NOT NULL CHECK (capacity >= 1),   -- the limit's requests
+    rate        double precision NOT NULL CHECK (rate > 0),        -- tokens per second
     tokens      double precision NOT NULL,      -- requests left (refills continuously)
     allowed     boolean NOT NULL,               -- whether the last request took a token
     updated_at  timestamptz NOT NULL
