@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 from temporalio.client import Client
 
-from api import problems
+from api import problems, telemetry
 from api.deps import temporal_client
 from api.idempotency import IdempotencyMiddleware
 from api.nul_bytes import NulByteGuard
@@ -36,6 +36,7 @@ from settlepay.db import make_engine
 
 ROUTERS: list[APIRouter] = [
     health.router,
+    telemetry.router,
     players.router,
     statements.router,
     bets.router,
@@ -96,6 +97,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # Added last, so it runs first: a NUL the database cannot store is refused (422) before an
     # Idempotency-Key is claimed or a route runs.
     app.add_middleware(NulByteGuard)
+    # Outermost of ours: request id, trace ids and HTTP metrics for every answer, a NUL's 422
+    # included. The FastAPI instrumentation's server span wraps them all.
+    app.add_middleware(telemetry.RequestContext)
+    telemetry.instrument(app, app.state.settings.telemetry_enabled)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from settlepay.observability import logs
 from workflows.contracts.refusal import Refusal
 
 PROBLEM_JSON = "application/problem+json"
@@ -62,6 +63,9 @@ class Problem(Exception):
 
 
 def problem_response(problem: Problem) -> Response:
+    # Logged with the request's trace and request ids (code and status only, never the detail).
+    log.log(logging.WARNING if problem.status >= 500 else logging.INFO, "problem answered",
+            extra={"status": problem.status, "problem_code": problem.code})
     return Response(json.dumps(problem.body(), separators=(",", ":")).encode(),
                     status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
 
@@ -222,9 +226,13 @@ async def _on_validation_error(request: Request, exc: RequestValidationError) ->
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # This handler may run after the request's span ended (trace_id 0): logs.trace_id() falls
+    # back to the ids the request came in with, and the answer names the trace to look for.
+    trace_id = logs.trace_id()
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Problem(500, "internal_error", "Internal server error",
-                   "The request failed unexpectedly; it has been logged.").response()
+                   "The request failed unexpectedly; it has been logged.",
+                   extensions={"trace_id": trace_id} if trace_id else None).response()
 
 
 def install(app: FastAPI) -> None:

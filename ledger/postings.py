@@ -33,6 +33,7 @@ from ledger.types import (
     Transfer,
 )
 from settlepay.db import is_retryable
+from settlepay.observability.metrics import LEDGER_POSTING_SECONDS, timed
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 HOT_SHARDS = 16
@@ -96,10 +97,12 @@ def post(conn: Connection, transfer: Transfer) -> PostResult:
     validate(transfer)
     # exec_driver_sql: the hot path skips SQL compilation and bind processing (~40% of the
     # client's CPU per posting, measured with bench/ledger.py).
-    row = conn.exec_driver_sql(_POST_SQL, (
-        transfer.key, transfer.request_hash(), transfer.kind, transfer.reference, transfer.corrects,
-        json.dumps(transfer.metadata), json.dumps([_leg_json(leg) for leg in transfer.legs]),
-    )).one()
+    with timed(LEDGER_POSTING_SECONDS, "post"):
+        row = conn.exec_driver_sql(_POST_SQL, (
+            transfer.key, transfer.request_hash(), transfer.kind, transfer.reference,
+            transfer.corrects, json.dumps(transfer.metadata),
+            json.dumps([_leg_json(leg) for leg in transfer.legs]),
+        )).one()
     return _result(row, transfer.key)
 
 
@@ -150,8 +153,9 @@ def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResul
             leg_json = _leg_json(leg)
             leg_json["idx"], leg_json["leg_no"] = idx, leg_no
             legs.append(leg_json)
-    rows = conn.exec_driver_sql("SELECT * FROM ledger_post_many(%s::jsonb, %s::jsonb)",
-                                (json.dumps(items), json.dumps(legs))).all()
+    with timed(LEDGER_POSTING_SECONDS, "post_many"):
+        rows = conn.exec_driver_sql("SELECT * FROM ledger_post_many(%s::jsonb, %s::jsonb)",
+                                    (json.dumps(items), json.dumps(legs))).all()
     return [_result(row, transfers[row.idx - 1].key) for row in rows]
 
 
@@ -171,13 +175,14 @@ def hold(conn: Connection, key: str, debit: AccountRef, credit: AccountRef, amou
     if debit.type in HOT or credit.type in HOT:
         raise InvalidTransfer(f"{key}: holds are not supported on hot accounts")
     legs = [_leg_json(Leg(debit, -amount)), _leg_json(Leg(credit, amount))]
-    row = conn.execute(
-        text("SELECT * FROM ledger_hold(:key, :hash, :reference, CAST(:metadata AS jsonb),"
-             " CAST(:legs AS jsonb))"),
-        {"key": key, "hash": _hold_hash("hold", legs, reference, metadata or {}),
-         "reference": reference, "metadata": json.dumps(metadata or {}),
-         "legs": json.dumps(legs)},
-    ).one()
+    with timed(LEDGER_POSTING_SECONDS, "hold"):
+        row = conn.execute(
+            text("SELECT * FROM ledger_hold(:key, :hash, :reference, CAST(:metadata AS jsonb),"
+                 " CAST(:legs AS jsonb))"),
+            {"key": key, "hash": _hold_hash("hold", legs, reference, metadata or {}),
+             "reference": reference, "metadata": json.dumps(metadata or {}),
+             "legs": json.dumps(legs)},
+        ).one()
     return _result(row, key)
 
 
@@ -185,13 +190,14 @@ def _resolve(conn: Connection, key: str, hold_key: str, action: str, amount: int
              metadata: dict[str, Any] | None) -> PostResult:
     if amount is not None and (type(amount) is not int or amount < 0):
         raise InvalidTransfer(f"{key}: a posted amount is a non-negative integer")
-    row = conn.execute(
-        text("SELECT * FROM ledger_resolve_hold(:key, :hash, :hold_key, :action, :amount,"
-             " CAST(:metadata AS jsonb))"),
-        {"key": key, "hash": _hold_hash(action, hold_key, amount, metadata or {}),
-         "hold_key": hold_key, "action": action, "amount": amount,
-         "metadata": json.dumps(metadata or {})},
-    ).one()
+    with timed(LEDGER_POSTING_SECONDS, f"{action}_hold"):
+        row = conn.execute(
+            text("SELECT * FROM ledger_resolve_hold(:key, :hash, :hold_key, :action, :amount,"
+                 " CAST(:metadata AS jsonb))"),
+            {"key": key, "hash": _hold_hash(action, hold_key, amount, metadata or {}),
+             "hold_key": hold_key, "action": action, "amount": amount,
+             "metadata": json.dumps(metadata or {})},
+        ).one()
     return _result(row, key)
 
 

@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     # On SIGTERM running activities get this long to finish before the worker cancels them.
     worker_graceful_shutdown_seconds: float = 10.0
 
+    # --- observability (settlepay/observability/) -------------------------------------------
+    # Off: no spans, no instrumentation, no business metrics recorded (benchmarks compare both).
+    telemetry_enabled: bool = True
+    # Where finished spans go: "none" (trace ids still reach logs and Temporal), "otlp" (the
+    # collector at otlp_endpoint, OTLP over HTTP) or "console" (stdout, for debugging).
+    traces_exporter: str = "none"
+    otlp_endpoint: str = "http://127.0.0.1:4318"
+    # The worker serves Prometheus /metrics here (0: not served); the API serves it on its port.
+    worker_metrics_port: int = 9464
+
     # --- geolocation (compliance/geolocation.py) --------------------------------------------
     # ISO 3166-2 codes of the jurisdictions the operator is licensed in.
     licensed_jurisdictions: list[str] = ["US-NJ", "US-PA"]

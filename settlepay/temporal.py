@@ -1,5 +1,8 @@
 """The one Temporal client factory: every process connects through here so that the data
-converter (pydantic) and the namespace are the same everywhere."""
+converter (pydantic), the namespace and the tracing interceptor (OpenTelemetry context in
+Temporal headers: API span -> workflow -> activities) are the same everywhere. Workers made
+from a client inherit its interceptor. `metrics_runtime` is the worker's runtime whose SDK
+metrics (Prometheus) the worker's /metrics includes."""
 
 from __future__ import annotations
 
@@ -10,19 +13,30 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from settlepay import search_attributes
 from settlepay.config import Settings, get_settings
+from settlepay.observability import tracing
 
 
 async def connect(settings: Settings | None = None, *, address: str | None = None,
-                  namespace: str | None = None) -> Client:
+                  namespace: str | None = None, runtime: Runtime | None = None) -> Client:
     settings = settings or get_settings()
     return await Client.connect(
         address or settings.temporal_address,
         namespace=namespace or settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        interceptors=tracing.interceptors(settings),
+        runtime=runtime,
     )
+
+
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime serving the SDK's metrics (workflow / activity task latencies, polls,
+    slots, ...) in Prometheus text at `bind_address` (host:port)."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+        bind_address=bind_address, counters_total_suffix=True, durations_as_seconds=True)))
 
 
 async def register_search_attributes(client: Client) -> list[str]:

@@ -14,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from settlepay import task_queues, temporal
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
+from settlepay.observability import metrics, setup
 from workers import wiring
 from workers.providers import Providers
 
@@ -67,12 +71,14 @@ def build_workers(client: Client, engine: Engine, settings: Settings, providers:
     return workers, executors
 
 
-async def _connect(settings: Settings, timeout: float = 60.0) -> Client:
+async def _connect(settings: Settings, runtime: Runtime | None = None,
+                   timeout: float = 60.0) -> Client:
     # In docker-compose the worker may start while the Temporal frontend is still warming up.
+    # The client's TracingInterceptor (settlepay/temporal.py) is inherited by every Worker.
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            return await temporal.connect(settings)
+            return await temporal.connect(settings, runtime=runtime)
         except RuntimeError as error:  # the SDK's "connection refused" / "not ready"
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"Temporal at {settings.temporal_address} did not answer "
@@ -85,8 +91,23 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Run the workers until `stop` is set, then shut them down gracefully."""
     engine = build_engine(settings)
     executors: list[ThreadPoolExecutor] = []
+    runtime, metrics_server, collector = None, None, None
+    if settings.worker_metrics_port and settings.telemetry_enabled:
+        # /metrics: the process's metrics, the database-derived ones, and the Temporal SDK's
+        # (served by the runtime on a loopback port of its own, appended to each scrape).
+        sdk_address = f"127.0.0.1:{_free_port()}"
+        runtime = temporal.metrics_runtime(sdk_address)
+        collector = metrics.DatabaseCollector(engine)
+        REGISTRY.register(collector)
+        try:
+            metrics_server = metrics.MetricsServer(
+                settings.api_host, settings.worker_metrics_port,
+                extra=metrics.fetch_text(f"http://{sdk_address}/metrics")).start()
+            log.info("metrics on http://%s:%d/metrics", settings.api_host, metrics_server.port)
+        except OSError as error:  # the port is taken: the worker still does its work
+            log.error("metrics not served on port %d: %s", settings.worker_metrics_port, error)
     try:
-        client = await _connect(settings)
+        client = await _connect(settings, runtime)
         added = await temporal.register_search_attributes(client)
         if added:
             log.info("registered search attributes: %s", ", ".join(added))
@@ -111,13 +132,22 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         for executor in executors:
             executor.shutdown(wait=True, cancel_futures=True)
+        if metrics_server is not None:
+            metrics_server.stop()
+        if collector is not None:
+            REGISTRY.unregister(collector)
         engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def main(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup(settings, "settlepay-worker")  # JSON logs, tracing, instrumentation
 
     async def _main() -> None:
         stop = asyncio.Event()

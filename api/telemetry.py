@@ -1,0 +1,97 @@
+"""The API's observability edge: request ids, HTTP metrics, `/metrics`, the FastAPI spans.
+
+- `RequestContext` (outermost of our middlewares): takes the caller's `X-Request-Id` (or makes
+  one), binds it and the request's trace ids for every log line of the request
+  (settlepay/observability/logs.py), answers with `X-Request-Id` and `X-Trace-Id` (a partner
+  quotes them in an incident), counts the request by route template and status class and
+  times it (settlepay_http_requests_total, settlepay_http_request_seconds), and writes one
+  `request` log line.
+- `router`: `GET /metrics`, the process's Prometheus metrics (no personal data in them).
+- `instrument(app)`: OpenTelemetry's FastAPI instrumentation, the request's server span as the
+  root of the business operation's trace (probes and /metrics excluded).
+
+This module must never log a request's body, query string or headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.datastructures import MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from settlepay.observability import logs, metrics
+
+REQUEST_ID_HEADER = "x-request-id"
+TRACE_ID_HEADER = "x-trace-id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+UNTRACED_PATHS = "healthz,readyz,metrics"
+UNMATCHED = "unmatched"
+QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})   # scrapes and probes
+
+log = logging.getLogger("settlepay.api.requests")
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics_endpoint() -> Response:
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def instrument(app: FastAPI, enabled: bool) -> None:
+    """The FastAPI server spans (telemetry on only; the tracer provider is the process's)."""
+    if enabled:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_PATHS,
+                                           exclude_spans=["receive", "send"])
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or UNMATCHED
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((value.decode("latin-1") for name, value in scope["headers"]
+                         if name == REQUEST_ID_HEADER.encode()), "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        logs.bind_request(request_id)
+        trace_id = logs.trace_id()
+        status = 500   # an exception escaping the app is answered 500 by the server
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                if trace_id:
+                    headers[TRACE_ID_HEADER] = trace_id
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            seconds = time.perf_counter() - start
+            method, route = scope["method"], _route(scope)
+            if metrics.enabled():
+                metrics.HTTP_REQUESTS.labels(method, route, metrics.status_class(status)).inc()
+                metrics.HTTP_REQUEST_SECONDS.labels(method, route).observe(seconds)
+            if route not in QUIET_ROUTES:
+                log.info("request", extra={"method": method, "route": route, "status": status,
+                                           "duration_ms": round(seconds * 1000, 2)})

@@ -1,0 +1,237 @@
+"""Prometheus metrics of settlepay: every definition lives here, so the dashboard
+(deploy/grafana/) and the code name each metric once.
+
+Each process serves them at `/metrics`: the API on its own port (api/telemetry.py), the worker
+on `SETTLEPAY_WORKER_METRICS_PORT` (`serve`), the worker adding the Temporal SDK's runtime
+metrics (settlepay/temporal.py `metrics_runtime`) and the metrics computed from the database on
+each scrape (`DatabaseCollector`: outbox lag, open holds by age).
+
+Labels are bounded sets (an outcome, an operation, a status class, a route template): never a
+player, bet, deposit or workflow id.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, text
+
+PREFIX = "settlepay_"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LONG_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 21600, 86400)
+
+# --- HTTP (the API's request middleware) --------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "settlepay_http_requests", "HTTP requests answered, by route template and status class",
+    ["method", "route", "status"])
+HTTP_REQUEST_SECONDS = Histogram(
+    "settlepay_http_request_seconds", "Time to answer an HTTP request", ["method", "route"],
+    buckets=LATENCY_BUCKETS)
+
+# --- deposits and withdrawals -------------------------------------------------------------------
+DEPOSITS = Counter(
+    "settlepay_deposits", "Deposits that reached a final outcome (succeeded, failed, review)",
+    ["outcome"])
+DEPOSIT_SECONDS = Histogram(
+    "settlepay_deposit_seconds", "From a deposit's creation to its final outcome", ["outcome"],
+    buckets=LONG_BUCKETS)
+WITHDRAWALS = Counter(
+    "settlepay_withdrawals", "Withdrawals that reached a final outcome (paid, cancelled, ...)",
+    ["outcome"])
+
+# --- ledger ---------------------------------------------------------------------------------------
+LEDGER_POSTING_SECONDS = Histogram(
+    "settlepay_ledger_posting_seconds",
+    "Time of one ledger call (post, post_many, hold, post_hold, void_hold), database included",
+    ["operation"], buckets=LATENCY_BUCKETS)
+
+# --- settlement -----------------------------------------------------------------------------------
+SETTLEMENT_BETS = Counter(
+    "settlepay_settlement_bets", "Bets settled (rate(): bets per second)", ["step"])
+SETTLEMENT_PART_SECONDS = Histogram(
+    "settlepay_settlement_part_seconds", "Time to settle one part of a settlement batch",
+    buckets=LATENCY_BUCKETS)
+SETTLEMENT_SECONDS = Histogram(
+    "settlepay_settlement_seconds", "From a market's result to its settlement finished",
+    buckets=LONG_BUCKETS)
+
+# --- partner webhooks and reconciliation --------------------------------------------------------
+WEBHOOK_ATTEMPTS = Counter(
+    "settlepay_webhook_attempts", "Partner webhook delivery attempts, by result",
+    ["status"])
+WEBHOOK_DELIVERY_LAG_SECONDS = Histogram(
+    "settlepay_webhook_delivery_lag_seconds",
+    "From the event's commit to its successful delivery", buckets=LONG_BUCKETS)
+RECONCILIATION_ITEMS = Counter(
+    "settlepay_reconciliation_items", "Gateway items reconciled, matched or not", ["result"])
+RECONCILIATION_BREAKS = Counter(
+    "settlepay_reconciliation_breaks", "Reconciliation breaks found, by class", ["class"])
+
+# --- computed from the database on scrape (DatabaseCollector) ------------------------------------
+OUTBOX_LAG = "settlepay_outbox_lag_seconds"
+OUTBOX_UNPUBLISHED = "settlepay_outbox_unpublished_events"
+OPEN_HOLDS = "settlepay_ledger_open_holds"
+HOLD_AGES: tuple[tuple[str, float], ...] = (
+    ("lt_10m", 600), ("10m_1h", 3600), ("1h_1d", 86400), ("1d_7d", 604800),
+    ("gt_7d", float("inf")))
+
+# Every metric family a process exports, by name (the dashboard test checks against this).
+BUSINESS_METRICS = (
+    "settlepay_deposits_total", "settlepay_deposit_seconds", "settlepay_withdrawals_total",
+    "settlepay_ledger_posting_seconds", "settlepay_settlement_bets_total",
+    "settlepay_settlement_part_seconds", "settlepay_settlement_seconds",
+    "settlepay_webhook_attempts_total", "settlepay_webhook_delivery_lag_seconds",
+    "settlepay_reconciliation_items_total", "settlepay_reconciliation_breaks_total",
+    OUTBOX_LAG, OUTBOX_UNPUBLISHED, OPEN_HOLDS,
+)
+
+_enabled = True
+
+
+def set_enabled(enabled: bool) -> None:
+    """Telemetry off (`SETTLEPAY_TELEMETRY_ENABLED=false`): business metrics are not recorded."""
+    global _enabled
+    _enabled = enabled
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def count(counter: Counter, label: str, amount: float = 1.0) -> None:
+    """Add to a one-label counter (an outcome, a status, a class)."""
+    if _enabled:
+        counter.labels(label).inc(amount)
+
+
+@contextmanager
+def timed(histogram: Histogram, *labels: str) -> Iterator[None]:
+    """Observe the time the block takes (also when it raises)."""
+    if not _enabled:
+        yield
+        return
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        target = histogram.labels(*labels) if labels else histogram
+        target.observe(time.perf_counter() - start)
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+class DatabaseCollector(Collector):
+    """Outbox lag and open holds by age, read from the database at each scrape (one short
+    read-only query each, bounded by a statement timeout)."""
+
+    def __init__(self, engine: Engine, timeout_ms: int = 2000) -> None:
+        self._engine = engine
+        self._timeout_ms = timeout_ms
+
+    def describe(self) -> list[Any]:
+        return []  # no query at registration
+
+    def collect(self) -> Iterator[Any]:
+        lag = GaugeMetricFamily(OUTBOX_LAG, "Age of the oldest outbox event not yet published")
+        unpublished = GaugeMetricFamily(OUTBOX_UNPUBLISHED, "Outbox events not yet published")
+        holds = GaugeMetricFamily(OPEN_HOLDS, "Pending ledger holds, by age", labels=["age"])
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}")
+                outbox = conn.execute(text(
+                    "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age"
+                    "  FROM outbox_events WHERE published_at IS NULL")).one()
+                ages = conn.execute(text(
+                    "SELECT extract(epoch FROM now() - t.created_at) AS age"
+                    "  FROM ledger_holds h JOIN ledger_transactions t ON t.id = h.transaction_id"
+                    " WHERE h.state = 'pending'")).scalars().all()
+        except Exception:  # a scrape must answer even while the database does not
+            return
+        unpublished.add_metric([], float(outbox.n))
+        lag.add_metric([], float(outbox.age or 0.0))
+        by_age = dict.fromkeys((name for name, _ in HOLD_AGES), 0)
+        for age in ages:
+            by_age[next(name for name, limit in HOLD_AGES if float(age) < limit)] += 1
+        for name, _ in HOLD_AGES:
+            holds.add_metric([name], float(by_age[name]))
+        yield from (lag, unpublished, holds)
+
+
+def exposition(registry: CollectorRegistry = REGISTRY,
+               extra: Callable[[], bytes] | None = None) -> bytes:
+    """The Prometheus text of `registry`, followed by `extra()` (another endpoint's text)."""
+    body = generate_latest(registry)
+    if extra is not None:
+        body += extra()
+    return body
+
+
+def fetch_text(url: str, timeout: float = 2.0) -> Callable[[], bytes]:
+    """`extra` for `exposition`: the text another local endpoint serves (b"" if it is down)."""
+    def read() -> bytes:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as answer:
+                return answer.read()
+        except OSError:
+            return b""
+    return read
+
+
+class MetricsServer:
+    """`/metrics` over HTTP in a background thread (the worker's endpoint)."""
+
+    def __init__(self, host: str, port: int, extra: Callable[[], bytes] | None = None,
+                 registry: CollectorRegistry = REGISTRY) -> None:
+        def render() -> bytes:
+            return exposition(registry, extra)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # the name http.server calls
+                if self.path.split("?", 1)[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                body = render()
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="metrics-http")
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,55 @@
+"""The redaction every log event goes through (settlepay/observability/redaction.py)."""
+
+from __future__ import annotations
+
+from settlepay.observability.redaction import REDACTED, redact_event, redact_text
+
+
+def test_card_numbers_are_masked_when_they_pass_the_luhn_check():
+    assert redact_text("card 4242424242424242 declined") == "card [CARD] declined"
+    assert redact_text("pan=4000 0000 0000 0002") == "pan=[CARD]"
+    # Ids and amounts that are no card number stay readable.
+    assert redact_text("amount 1234567890123 id 1796509893") == \
+        "amount 1234567890123 id 1796509893"
+
+
+def test_keys_secrets_and_tokens_are_masked():
+    text = ("Bearer sp_test_partner_abcdefghijklmnop key sk_test_settlepay_sandbox "
+            "whsec_c2VjcmV0 pi_123abc_secret_456def gAAAAABlZxYz0123456789abcdefghij "
+            "JBSWY3DPEHPK3PXP")
+    redacted = redact_text(text)
+    for secret in ("abcdefghijklmnop", "settlepay_sandbox", "c2VjcmV0", "456def",
+                   "gAAAAABlZxYz", "JBSWY3DPEHPK3PXP"):
+        assert secret not in redacted, redacted
+
+
+def test_one_time_codes_next_to_their_word_and_email_addresses_are_masked():
+    assert "123456" not in redact_text("wrong code 123456")
+    assert "654321" not in redact_text("{'code': '654321'}")
+    assert redact_text("sent to ada@example.test") == "sent to [EMAIL]"
+    # A bare number is not a code: amounts stay.
+    assert redact_text("amount 500000") == "amount 500000"
+
+
+def test_sql_parameters_in_error_texts_are_masked():
+    text = ("(psycopg.errors.UniqueViolation) duplicate key\n"
+            "DETAIL:  Key (email)=(ada@example.test) already exists.\n"
+            "[SQL: INSERT INTO players (first_name) VALUES (%(first_name)s)]\n"
+            "[parameters: {'first_name': 'Ada', 'last_name': 'Lovelace'}]\n"
+            "(Background on this error at: https://sqlalche.me/e/20/gkpj)")
+    redacted = redact_text(text)
+    assert "Lovelace" not in redacted and "ada@example.test" not in redacted
+    assert "[SQL: INSERT INTO players" in redacted
+
+
+def test_sensitive_fields_are_masked_by_name_at_any_depth():
+    event = redact_event(None, "info", {
+        "event": "player created", "first_name": "Ada", "player_id": "ply_1",
+        "payload": {"email": "ada@example.test", "last_name": "Lovelace",
+                    "document": {"number": "P1234567"}, "amount": 500},
+        "code": "123456", "Idempotency-Key": "k-1"})
+    assert event["first_name"] == event["code"] == event["Idempotency-Key"] == REDACTED
+    assert event["payload"]["email"] == event["payload"]["last_name"] == REDACTED
+    assert event["payload"]["document"] == REDACTED
+    assert event["player_id"] == "ply_1" and event["payload"]["amount"] == 500
+    assert event["event"] == "player created"
