@@ -7,6 +7,7 @@
     settlepay audit verify              verify the audit hash chain (exit 1 on tampering)
     settlepay audit export --since T    audit records as JSON lines
     settlepay settlement verify MARKET  recompute a market's payouts against the ledger
+    settlepay webhooks dispatch|endpoints|attempts|resend|recover   partner webhooks
 
 Each command lives in its own module and is imported only when it runs: the CLI's commands are
 settlepay/cli_commands.py and settlepay/cli_settlement.py (doors into the packages); business
@@ -31,6 +32,15 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                           "export audit records as JSON lines"),
     ("settlement", "verify"): ("settlepay.cli_settlement", "settlement_verify",
                                "recompute a market's payouts and compare with the ledger"),
+    ("webhooks", "dispatch"): ("settlepay.cli_webhooks", "dispatch",
+                               "run the partner webhook dispatcher"),
+    ("webhooks", "endpoints"): ("settlepay.cli_webhooks", "endpoints", "list webhook endpoints"),
+    ("webhooks", "attempts"): ("settlepay.cli_webhooks", "attempts",
+                               "show delivery attempts of an endpoint or an event"),
+    ("webhooks", "resend"): ("settlepay.cli_webhooks", "resend",
+                             "send an event once more to an endpoint"),
+    ("webhooks", "recover"): ("settlepay.cli_webhooks", "recover",
+                              "resend what failed to an endpoint since a time"),
 }
 
 # Extra arguments per command.
@@ -38,6 +48,12 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
     ("audit", "export"): [(("--since",), {"help": "ISO 8601 timestamp", "default": None}),
                           (("--output", "-o"), {"help": "file (default: stdout)", "default": "-"})],
     ("settlement", "verify"): [(("market_id",), {})],
+    ("webhooks", "endpoints"): [(("--partner",), {"default": None})],
+    ("webhooks", "attempts"): [(("--endpoint",), {"default": None}),
+                               (("--event",), {"default": None}),
+                               (("--limit",), {"type": int, "default": 50})],
+    ("webhooks", "resend"): [(("event_id",), {}), (("endpoint_id",), {})],
+    ("webhooks", "recover"): [(("endpoint_id",), {}), (("since",), {"help": "ISO 8601"})],
     ("api",): [(("--host",), {"default": None}), (("--port",), {"type": int, "default": None})],
 }
 
