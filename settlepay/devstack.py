@@ -8,7 +8,9 @@ Start order (Ctrl-C stops it in the reverse order, then exits 0):
      <data>/postgres with a database `settlepay`; Alembic migrations applied;
   3. the development API key (operator, all scopes) from SETTLEPAY_DEV_API_KEY;
   4. the provider sandboxes that exist (`sandboxes/<name>/__main__.py`);
-  5. the worker (`settlepay worker`) and the API (`settlepay api`, uvicorn on :8000).
+  5. the worker (`settlepay worker`) and the API (`settlepay api`, uvicorn on :8000);
+     between them the webhook dispatcher (`settlepay webhooks dispatch`), partner `demo`
+     delivering to the receiver sandbox (webhooks/dev.py).
 
 Everything lives under SETTLEPAY_DATA_DIR (default ./.data), so a second run resumes with the
 first run's players, ledger and workflows. Child output is shown prefixed by the child's name
@@ -52,6 +54,7 @@ SANDBOXES: list[tuple[str, str]] = [
     ("stripe", "sandbox_stripe_port"),
     ("kyc", "sandbox_kyc_port"),
     ("notify", "sandbox_notify_port"),
+    ("webhook_receiver", "sandbox_webhook_receiver_port"),
 ]
 
 # How long a child gets between SIGTERM and SIGKILL (the worker lets activities finish first).
@@ -225,6 +228,8 @@ class DevStack:
             "PYTHONUNBUFFERED": "1",  # lines reach the terminal when printed, not when flushed
         })
         env.pop("DATABASE_URL", None)  # one source of truth for the children
+        # Webhooks may reach loopback here (the receiver sandbox); never in production.
+        env.setdefault(f"{ENV_PREFIX}WEBHOOKS_ALLOWED_NETWORKS", '["127.0.0.1/32"]')
         for name, url in self.local_urls().items():
             env.setdefault(name, url)
         return env
@@ -272,6 +277,19 @@ class DevStack:
                             self.child_env(), ready_marker=READY_MESSAGE, cwd=ROOT)
         self.wait("the worker to poll its task queues", worker.ready.is_set, TIMEOUTS["worker"])
 
+    def start_webhooks(self) -> None:
+        from webhooks.dev import DEV_PARTNER, ensure_dev_endpoint
+        from webhooks.dispatcher import READY_MESSAGE as WEBHOOKS_READY
+
+        if self.sandbox_present("webhook_receiver"):
+            receiver = f"http://127.0.0.1:{self.settings.sandbox_webhook_receiver_port}"
+            url = ensure_dev_endpoint(self.database_url, self.settings, receiver)
+            self.say(f"webhooks: partner {DEV_PARTNER!r} delivers every event to {url}")
+        dispatcher = self.spawn("webhooks", [sys.executable, "-m", "settlepay.cli", "webhooks",
+                                             "dispatch"],
+                                self.child_env(), ready_marker=WEBHOOKS_READY, cwd=ROOT)
+        self.wait("the webhook dispatcher", dispatcher.ready.is_set, TIMEOUTS["worker"])
+
     def start_api(self) -> None:
         s = self.settings
         self.spawn("api", [sys.executable, "-m", "settlepay.cli", "api",
@@ -294,6 +312,8 @@ class DevStack:
             "settlepay dev stack is up",
             f"  API docs:            {self.api_url}/docs",
             f"  Temporal UI:         http://{host}:{s.temporal_ui_port}",
+            f"  Webhook deliveries:  http://127.0.0.1:{s.sandbox_webhook_receiver_port}"
+            "/_sandbox/deliveries (partner demo)",
             f"  Development API key: {s.dev_api_key}",
             f"  Data:                {self.data_dir} (database: {where_db}; "
             f"Temporal: {self.data_dir / 'temporal' / 'temporal.db'}; "
@@ -312,6 +332,7 @@ class DevStack:
             self.ensure_dev_api_key()
             self.start_sandboxes()
             self.start_worker()
+            self.start_webhooks()
             self.start_api()
             self.banner()
             while not self.stopping.wait(0.5):
