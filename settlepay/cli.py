@@ -71,14 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = groups[path[:-1]].add_parser(path[-1], help=help_text)
         for flags, options in ARGUMENTS.get(path, []):
             cmd.add_argument(*flags, **options)
-        cmd.set_defaults(_target=(module, function))
+        cmd.set_defaults(_target=(module, function), _path=path)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module, function = args._target
-    return int(getattr(importlib.import_module(module), function)(args) or 0)
+    from settlepay.observability import cli_command
+
+    with cli_command(args._path):   # JSON logs and a span per one-shot command
+        return int(getattr(importlib.import_module(module), function)(args) or 0)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,17 @@ secret, a code, card data or personal data (a label never names a player, bet or
 
 from __future__ import annotations
 
-from settlepay.config import Settings
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import trace
+
+from settlepay.config import Settings, get_settings
 from settlepay.observability import logs, metrics, tracing
+
+# Commands that run a long-lived process: each sets itself up under its own service name.
+PROCESS_COMMANDS = frozenset({("api",), ("worker",), ("dev",)})
 
 
 def setup(settings: Settings, service: str) -> None:
@@ -26,3 +35,25 @@ def setup(settings: Settings, service: str) -> None:
     logs.configure(settings.log_level)
     metrics.set_enabled(settings.telemetry_enabled)
     tracing.configure(settings, service)
+
+
+@contextmanager
+def cli_command(path: tuple[str, ...]) -> Iterator[None]:
+    """A one-shot `settlepay` command (ledger check, audit export, ...): JSON logs on stderr
+    and one span named after the command, so its SQL is one trace."""
+    if path in PROCESS_COMMANDS:
+        yield
+        return
+    root = logging.getLogger()
+    level = root.level
+    settings = get_settings()
+    handler = logs.configure(settings.log_level)
+    metrics.set_enabled(settings.telemetry_enabled)
+    tracing.configure(settings, "settlepay-cli")
+    try:
+        with trace.get_tracer("settlepay.cli").start_as_current_span(
+                "settlepay " + " ".join(path)):
+            yield
+    finally:   # the command is over (run in-process by tests: leave logging as it was)
+        root.removeHandler(handler)
+        root.setLevel(level)

@@ -58,18 +58,23 @@ def span_processor(settings: Settings) -> SpanProcessor | None:
 
 def configure(settings: Settings, service: str, *,
               exporter: SpanExporter | None = None) -> TracerProvider | None:
-    """Install the process's tracer provider (once: OpenTelemetry refuses a second) and the
-    library instrumentations. `exporter`: an extra exporter, e.g. an in-memory one in tests.
+    """Install the process's tracer provider (once: OpenTelemetry refuses a second, so a later
+    call adds its processors to the first) and the library instrumentations. `exporter`: an
+    extra exporter, e.g. an in-memory one in tests.
     Telemetry off: nothing is installed and spans stay no-ops."""
     if not settings.telemetry_enabled:
         return None
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):   # set up before in this process: add to it
+        provider = current
+    else:
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        trace.set_tracer_provider(provider)
     processor = span_processor(settings)
     if processor is not None:
         provider.add_span_processor(processor)
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
     instrument_libraries()
     return provider
 
