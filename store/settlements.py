@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -242,11 +241,12 @@ def insert_records(conn: Connection, market_id: str, records: list[SettlementRec
     if not records:
         return
     rows = []
-    for record in records:
-        row = asdict(record)
-        transaction_id, shortfall = postings.get(record.ledger_key or "", (None, 0))
-        row.update(kind=str(record.kind), transaction_id=transaction_id, shortfall=shortfall)
-        rows.append(row)
+    for r in records:   # by hand: dataclasses.asdict deep-copies, and batches are large
+        transaction_id, shortfall = postings.get(r.ledger_key or "", (None, 0))
+        rows.append({"bet_id": r.bet_id, "kind": str(r.kind), "version": r.version,
+                     "payout": r.payout, "delta": r.delta, "applied": r.applied,
+                     "outcome": r.outcome, "ledger_key": r.ledger_key, "results": r.results,
+                     "transaction_id": transaction_id, "shortfall": shortfall})
     conn.execute(text("""
         INSERT INTO bet_settlements (bet_id, kind, version, market_id, payout, delta, applied,
                                      outcome, ledger_key, transaction_id, shortfall, results)
@@ -262,7 +262,9 @@ def update_bets(conn: Connection, updates: list[BetUpdate]) -> None:
     """A batch's bet updates, one statement."""
     if not updates:
         return
-    rows = [{**asdict(u), "status": str(u.status), "settled": u.status == BetStatus.SETTLED}
+    rows = [{"bet_id": u.bet_id, "status": str(u.status), "paid": u.paid, "payout": u.payout,
+             "version": u.version, "settlement_key": u.settlement_key, "rollbacks": u.rollbacks,
+             "needs_review": u.needs_review, "settled": u.status == BetStatus.SETTLED}
             for u in updates]
     conn.execute(text("""
         UPDATE bets b
