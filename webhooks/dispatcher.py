@@ -26,8 +26,10 @@ import asyncio
 import logging
 import random
 import signal
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping
@@ -52,6 +54,8 @@ SWEEP_SECONDS = 2.0
 LEASE_MARGIN = timedelta(seconds=60)
 RATE_WINDOW = timedelta(minutes=1)
 OWNER_MAX = 2**31 - 1
+# Touched by the sweep loop; webhooks/health.py (the container health check) reads its age.
+HEARTBEAT = Path(tempfile.gettempdir()) / "settlepay-webhooks.heartbeat"
 
 
 class Dispatcher:
@@ -131,7 +135,9 @@ class Dispatcher:
             self._wake[Lane.FIRST].set()
         return rows
 
-    def _claim(self, lane: Lane, limit: int) -> list[RowMapping]:
+    def claim(self, lane: Lane, limit: int) -> list[RowMapping]:
+        """Up to `limit` due messages of the lane, now `sending` under this dispatcher's lease
+        (rate-limited endpoints within their budget for the minute)."""
         now = self.clock.now()
         lease_until = now + self.lease
 
@@ -237,7 +243,7 @@ class Dispatcher:
 
     async def deliver_due(self, lane: Lane) -> int:
         """Claim one batch of due messages of the lane, send them, record them; how many."""
-        jobs = await asyncio.to_thread(self._claim, lane, self.concurrency)
+        jobs = await asyncio.to_thread(self.claim, lane, self.concurrency)
         if jobs:
             delivered = await asyncio.gather(*(self.deliver(job) for job in jobs))
             await asyncio.to_thread(self._record, delivered)
@@ -293,6 +299,7 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self._sweep)
+                HEARTBEAT.touch()
             except Exception:
                 log.exception("sweeping failed; trying again")
             await _wait(stop, self.sweep_seconds)
@@ -306,7 +313,7 @@ class Dispatcher:
             jobs: list[RowMapping] = []
             if free > 0:
                 try:
-                    jobs = await asyncio.to_thread(self._claim, lane, free)
+                    jobs = await asyncio.to_thread(self.claim, lane, free)
                 except Exception:
                     log.exception("claiming %s deliveries failed; trying again", lane)
             for job in jobs:
