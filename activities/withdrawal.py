@@ -32,6 +32,7 @@ from commands import withdrawals as commands
 from commands.withdrawals import WithdrawalRefused
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction
+from settlepay.observability import metrics
 from store import players
 from workflows.contracts.refusal import Refusal
 from workflows.contracts.withdrawal import (
@@ -218,11 +219,13 @@ class WithdrawalActivities:
         """Every leg confirmed: post the hold and clear it to the gateway (refused, never
         retried, when the hold was voided)."""
         self._run(lambda conn: commands.complete(conn, req))
+        metrics.count(metrics.WITHDRAWALS, "paid")   # settlepay_withdrawals_total{outcome}
 
     @activity.defn(name=Activity.RELEASE)
     def release(self, rel: Release) -> None:
         """Void the hold (nothing paid), or post what the gateway paid and return the rest."""
         self._run(lambda conn: commands.release(conn, rel))
+        metrics.count(metrics.WITHDRAWALS, str(rel.state))
 
 
 def _refund_status(n: int, refund: Refund) -> LegStatus:

@@ -262,6 +262,7 @@ class KycWorkflow:
                    review_cleared: bool = False) -> None:
         """The state, and (one upsert) the search attributes operators filter on."""
         self._state = state
+        workflow.logger.info("kyc step", extra={"kyc_state": str(state)})   # a JSON line (ids)
         if self._req is None or not self._req.index_search_attributes:
             return
         updates = [sa.KYC_STATE.value_set(state.search_value)]

@@ -385,6 +385,7 @@ class WithdrawalWorkflow:
         """The state, and in the same upsert `ReviewPending` set while an operator's decision is
         awaited (`review`) or unset once it is taken (`review_taken`)."""
         self._state = state
+        workflow.logger.info("withdrawal step", extra={"withdrawal_state": str(state)})
         req = self._req
         if req is None or not req.index_search_attributes:
             return

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from prometheus_client import REGISTRY
 
 from settlepay.observability import metrics
 from tests.support import kyc as kyc_steps
@@ -61,6 +62,10 @@ def _is_http_client(span: ReadableSpan, base_url: str) -> bool:
     attributes = span.attributes or {}
     url = str(attributes.get("http.url") or attributes.get("url.full") or "")
     return span.kind == SpanKind.CLIENT and url.startswith(base_url)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def _names(spans: list[ReadableSpan]) -> set[str]:
@@ -127,14 +132,22 @@ async def test_a_deposit_is_one_trace_from_the_api_through_the_workflow_into_sql
 async def test_a_withdrawal_second_factor_update_is_one_trace_down_to_its_activity(
         stack, http, recorder):
     player = withdrawal_steps.ready_player(stack, cash=5_000)
-    async with running_worker(stack.settings):
-        created = await withdrawal_steps.start(http, player, 1_000)
-        withdrawal_id = created["id"]
-        await withdrawal_steps.wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
-        code = await withdrawal_steps.code_for(stack, player, withdrawal_id)
-        answer = await withdrawal_steps.submit(http, player, withdrawal_id, code)
-        assert answer.status_code == 200, answer.text
-        await withdrawal_steps.wait_state(http, player, withdrawal_id, withdrawal_steps.FINAL)
+    paid_before = _sample("settlepay_withdrawals_total", outcome="paid")
+    with captured_logs() as captured:
+        async with running_worker(stack.settings):
+            created = await withdrawal_steps.start(http, player, 1_000)
+            withdrawal_id = created["id"]
+            await withdrawal_steps.wait_state(http, player, withdrawal_id, ("awaiting_2fa",))
+            code = await withdrawal_steps.code_for(stack, player, withdrawal_id)
+            answer = await withdrawal_steps.submit(http, player, withdrawal_id, code)
+            assert answer.status_code == 200, answer.text
+            await withdrawal_steps.wait_state(http, player, withdrawal_id,
+                                              withdrawal_steps.FINAL)
+    assert _sample("settlepay_withdrawals_total", outcome="paid") == paid_before + 1
+    # The workflow logs each step boundary with its workflow id (workflow.logger).
+    steps = [e for e in captured.events() if e["event"] == "withdrawal step"
+             and e.get("workflow_id") == f"withdrawal-{withdrawal_id}"]
+    assert [e["withdrawal_state"] for e in steps][-1] == "paid", steps
 
     # The request's trace: POST .../2fa -> StartWorkflowUpdate (the client's interceptor).
     api = next(s for s in recorder.spans() if s.kind == SpanKind.SERVER
@@ -289,6 +302,9 @@ async def test_no_log_line_holds_a_secret_a_code_card_data_or_personal_data(stac
 
     lines = captured.lines()
     assert len(lines) > 20, lines
+    kyc_steps_logged = [e for e in captured.events() if e["event"] == "kyc step"
+                        and e.get("workflow_id", "").startswith(f"kyc-{kyc_player.id}")]
+    assert kyc_steps_logged, "the KYC workflow logs its steps with its workflow id"
     api_keys = [h.removeprefix("Bearer ") for p in (player, kyc_player)
                 for h in (p.headers["Authorization"], p.operator["Authorization"])]
     forbidden = [*api_keys, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, KYC_SECRET,
