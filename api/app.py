@@ -29,7 +29,7 @@ from api.nul_bytes import NulByteGuard
 from api.routes import bets, geolocation, health, limits, markets, players
 from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, payout_destinations, second_factor, withdrawals
-from api.routes import statements
+from api.routes import api_keys, statements
 from api.routes import webhooks
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
@@ -39,6 +39,7 @@ ROUTERS: list[APIRouter] = [
     telemetry.router,
     players.router,
     statements.router,
+    api_keys.router,
     bets.router,
     markets.router,
     geolocation.router,

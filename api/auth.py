@@ -17,8 +17,8 @@ This module never decides business rules; it answers "who" and "may they see it"
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -38,6 +38,8 @@ class Principal:
     role: str                  # domain.scopes.Role: "partner" | "operator"
     partner_id: str | None     # set for partner keys only
     scopes: frozenset[str]
+    # The key's own rate limits (domain/rate_limits.py), {"*" | scope: {requests, window}}.
+    rate_limits: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def actor(self) -> str:
@@ -53,7 +55,8 @@ class Principal:
 
     @classmethod
     def of(cls, key: api_keys.ApiKey) -> Principal:
-        return cls(api_key_id=key.id, role=key.role, partner_id=key.partner_id, scopes=key.scopes)
+        return cls(api_key_id=key.id, role=key.role, partner_id=key.partner_id, scopes=key.scopes,
+                   rate_limits=key.rate_limits)
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -142,3 +145,5 @@ WithdrawalsWriter = Annotated[Principal, Depends(require(Scope.WITHDRAWALS_WRITE
 BetsWriter = Annotated[Principal, Depends(require(Scope.BETS_WRITE))]
 ResultsWriter = Annotated[Principal, Depends(require(Scope.RESULTS_WRITE))]
 Operator = Annotated[Principal, Depends(require(Scope.OPERATOR_REVIEW))]
+ApiKeysReader = Annotated[Principal, Depends(require(Scope.API_KEYS_READ))]
+ApiKeysWriter = Annotated[Principal, Depends(require(Scope.API_KEYS_WRITE))]

@@ -198,9 +198,10 @@ class IdempotencyMiddleware:
 
         row, record = await _db(idempotency.lookup, engine, api_keys.key_prefix(plaintext), key,
                                 stale_after)
-        if row is None or row.revoked_at is not None or not api_keys.matches(row.key_hash, plaintext):
+        found = None if row is None else api_keys.from_row(row)
+        if found is None or not found.live or not api_keys.matches(row.key_hash, plaintext):
             return await self.app(scope, _replaying(body, receive), send)   # the route answers 401
-        principal = Principal.of(api_keys.from_row(row))
+        principal = Principal.of(found)
         scope[PRINCIPAL_SCOPE_KEY] = principal
         api_key_id, token = principal.api_key_id, uuid.uuid4()
         messages: list[Message] = []

@@ -156,6 +156,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "result_not_found": 404,
     "result_rolled_back": 409,
     "operator_only": 403,
+    # api keys (commands/api_keys.py ApiKeyRefusal; api_key_invalid: 422, operator_only: above)
+    "scope_not_held": 403,
+    "partner_mismatch": 403,
+    "api_key_not_found": 404,
+    "api_key_not_live": 409,
     # limits and geolocation (commands/limits.py, domain/limits.py InvalidRequest codes: 422)
     "invalid_limit_amount": 422,
     "self_exclusion_too_short": 422,

@@ -20,6 +20,8 @@ class Scope(StrEnum):
     BETS_WRITE = "bets:write"
     RESULTS_WRITE = "results:write"        # market results (settlement input)
     WEBHOOKS_WRITE = "webhooks:write"      # webhook endpoints, events, attempts, resends
+    API_KEYS_READ = "api_keys:read"        # list and read API keys (never their secrets)
+    API_KEYS_WRITE = "api_keys:write"      # create, roll and revoke API keys
     OPERATOR_REVIEW = "operator:review"    # manual reviews: withdrawals, KYC, corrections
 
 
@@ -33,6 +35,10 @@ ALL_SCOPES: frozenset[str] = frozenset(Scope)
 # What a key of each role gets when no scopes are named (dev stack, `create_api_key` callers).
 PARTNER_DEFAULT: frozenset[str] = ALL_SCOPES - {Scope.OPERATOR_REVIEW, Scope.RESULTS_WRITE}
 OPERATOR_DEFAULT: frozenset[str] = ALL_SCOPES
+
+
+# Scopes only an operator key may hold: a partner key never gets them, whoever makes it.
+OPERATOR_ONLY: frozenset[str] = frozenset({Scope.OPERATOR_REVIEW})
 
 
 def default_scopes(role: Role | str) -> frozenset[str]:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, text
 
 _LOOKUP_SQL = """
     SELECT k.id, k.prefix, k.key_hash, k.role, k.partner_id, k.scopes, k.name, k.revoked_at,
+           k.rate_limits, (k.expires_at IS NOT NULL AND k.expires_at <= now()) AS expired,
            r.request_hash, r.response_status, r.response_headers, r.response_body,
            r.locked_at < now() - make_interval(secs => %(stale_after)s) AS stale,
            r.idempotency_key IS NOT NULL AS seen

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
 
-from commands.api_keys import create_api_key, ensure_api_key, revoke
+from commands.api_keys import (
+    ApiKeyRefusal,
+    ApiKeyRefused,
+    Grantor,
+    create_api_key,
+    ensure_api_key,
+    grant,
+    revoke,
+    revoke_key,
+    roll,
+)
 from domain.scopes import ALL_SCOPES, PARTNER_DEFAULT, Scope
 from store.api_keys import authenticate
 
@@ -68,3 +79,85 @@ def test_revoking_a_key_is_audited_once_and_the_key_stops_authenticating(engine)
                                        WHERE record::jsonb->>'subject_id' = :id ORDER BY seq"""),
                                {"id": key_id}).scalars().all()
     assert actions == ["api_key.created", "api_key.revoked"]
+
+
+def grantor_of(conn, key_id: str) -> Grantor:
+    row = conn.execute(text("SELECT role, partner_id, scopes FROM api_keys WHERE id = :id"),
+                       {"id": key_id}).one()
+    return Grantor(f"api_key:{key_id}", row.role, row.partner_id, frozenset(row.scopes))
+
+
+def test_a_partner_grants_its_own_scopes_by_default_and_never_more(engine):
+    with engine.begin() as conn:
+        key_id, _ = create_api_key(conn, "partner", "partner-grant",
+                                   [Scope.PLAYERS_READ, Scope.API_KEYS_WRITE], "granter")
+        granter = grantor_of(conn, key_id)
+        row, plaintext = grant(conn, granter, role=None, partner_id=None, scopes=None,
+                               name="child", rate_limits=None)
+        assert set(row["scopes"]) == {Scope.PLAYERS_READ, Scope.API_KEYS_WRITE}
+        assert row["partner_id"] == "partner-grant" and row["created_by"] == granter.actor
+        assert authenticate(conn, plaintext).id == row["id"]
+        with pytest.raises(ApiKeyRefused) as refused:
+            grant(conn, granter, role=None, partner_id=None, scopes=[Scope.DEPOSITS_WRITE],
+                  name="more", rate_limits=None)
+        assert refused.value.refusal.code == ApiKeyRefusal.SCOPE_NOT_HELD
+
+
+def test_a_refused_grant_writes_no_key_and_no_audit_record(engine):
+    partner_grantor = Grantor("api_key:p", "partner", "p-x", ALL_SCOPES)
+    attempts = [  # (grantor, role, partner_id, scopes, rate limits, refusal)
+        (partner_grantor, "operator", None, None, None, ApiKeyRefusal.OPERATOR_ONLY),
+        (partner_grantor, None, None, None, {"*": {"requests": 1, "window_seconds": 1}},
+         ApiKeyRefusal.OPERATOR_ONLY),
+        (Grantor.system(), None, "p-x", ["operator:review"], None, ApiKeyRefusal.INVALID),
+        (Grantor.system(), "partner", None, None, None, ApiKeyRefusal.INVALID),
+        (Grantor.system(), None, "p-x", None, {"*": {"requests": 0, "window_seconds": 1}},
+         ApiKeyRefusal.INVALID),
+    ]
+    with engine.begin() as conn:
+        before = conn.execute(text("SELECT count(*) FROM api_keys")).scalar_one()
+        audits = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+        for grantor, role, partner_id, scopes, limits, code in attempts:
+            with pytest.raises(ApiKeyRefused) as refused:
+                grant(conn, grantor, role=role, partner_id=partner_id, scopes=scopes, name="x",
+                      rate_limits=limits)
+            assert refused.value.refusal.code == code
+        assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar_one() == before
+        assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == audits
+
+
+def test_rolling_keeps_the_definition_and_expires_the_old_key_with_an_audit_record(engine):
+    limits = {"*": {"requests": 5, "window_seconds": 1}}
+    with engine.begin() as conn:
+        old_id, old_secret = create_api_key(conn, "partner", "partner-roll", None, "roll me",
+                                            rate_limits=limits)
+        after, new, new_secret = roll(conn, Grantor.system("cli:ops"), old_id,
+                                      timedelta(hours=1))
+        assert after["expires_at"] is not None and not after["expired"]
+        assert (new["name"], new["partner_id"], new["rate_limits"], new["rolled_from"]) == (
+            "roll me", "partner-roll", limits, old_id)
+        assert set(new["scopes"]) == set(after["scopes"])
+        assert authenticate(conn, old_secret) is not None
+        assert authenticate(conn, new_secret).rate_limits == limits
+        roll(conn, Grantor.system("cli:ops"), new["id"], timedelta(0))
+        assert authenticate(conn, new_secret) is None
+        with pytest.raises(ApiKeyRefused) as refused:
+            roll(conn, Grantor.system(), new["id"], timedelta(0))
+        assert refused.value.refusal.code == ApiKeyRefusal.NOT_LIVE
+        with pytest.raises(ApiKeyRefused):
+            roll(conn, Grantor.system(), old_id, timedelta(days=8))
+        actions = conn.execute(text("""SELECT record::jsonb->>'action' FROM audit_log
+                                       WHERE record::jsonb->>'subject_id' = :id ORDER BY seq"""),
+                               {"id": old_id}).scalars().all()
+    assert actions == ["api_key.created", "api_key.rolled"]
+
+
+def test_revoking_through_a_grantor_is_refused_for_keys_it_cannot_see(engine):
+    with engine.begin() as conn:
+        mine, _ = create_api_key(conn, "partner", "partner-r1", None, "mine")
+        theirs, _ = create_api_key(conn, "partner", "partner-r2", None, "theirs")
+        granter = grantor_of(conn, mine)
+        with pytest.raises(ApiKeyRefused) as refused:
+            revoke_key(conn, granter, theirs)
+        assert refused.value.refusal.code == ApiKeyRefusal.NOT_FOUND
+        assert revoke_key(conn, granter, mine)["revoked_at"] is not None
