@@ -4,6 +4,7 @@ stack, with a real settlement worker."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 import httpx
@@ -11,14 +12,26 @@ import httpx
 from commands import api_keys
 from domain.scopes import ALL_SCOPES
 from settlepay.db import transaction
+from store import api_keys as api_key_rows
 from tests.support.factories import audit_actions, events, ledger_violations, wait_until
 from tests.support.settlement import cash, funded_player, uid, verify_differences
 
 
-def partner_key(engine, partner_id: str, scopes=None) -> dict[str, str]:
+def partner_key(engine, partner_id: str) -> dict[str, str]:
     with transaction(engine) as conn:
-        _, key = api_keys.create_api_key(conn, "partner", partner_id, scopes, "markets test")
+        _, key = api_keys.create_api_key(conn, "partner", partner_id, None, "markets test")
     return {"Authorization": f"Bearer {key}"}
+
+
+def partner_key_with_every_scope(engine, partner_id: str) -> dict[str, str]:
+    """A partner key holding every scope, results:write and operator:review included, written
+    as a key could have been made before partner keys were refused operator scopes."""
+    plaintext = "sp_" + secrets.token_urlsafe(40)
+    with transaction(engine) as conn:
+        assert api_key_rows.insert(conn, key_id=f"key_{uuid.uuid4().hex[:20]}",
+                                   plaintext=plaintext, role="partner", partner_id=partner_id,
+                                   scopes=frozenset(ALL_SCOPES), name="every scope")
+    return {"Authorization": f"Bearer {plaintext}"}
 
 
 def operator_key(engine) -> dict[str, str]:
@@ -45,7 +58,7 @@ async def wait_for_state(http: httpx.AsyncClient, headers: dict[str, str], marke
 async def test_a_partner_key_with_every_scope_cannot_post_results_roll_back_or_reopen(
         stack, http, engine, settings, market, settlement_worker):
     partner = f"partner-{uuid.uuid4().hex[:8]}"
-    mighty = partner_key(engine, partner, scopes=sorted(ALL_SCOPES))
+    mighty = partner_key_with_every_scope(engine, partner)
     ops = operator_key(engine)
     player = funded_player(engine, 1_000, partner_id=partner)
     placed = await http.post("/v1/bets", json=bet(player, market), headers=mighty)
