@@ -7,6 +7,7 @@
     settlepay audit verify              verify the audit hash chain (exit 1 on tampering)
     settlepay audit export --since T    audit records as JSON lines
     settlepay settlement verify MARKET  recompute a market's payouts against the ledger
+    settlepay api-keys create NAME      make an API key (the first operator key of production)
     settlepay webhooks dispatch|endpoints|attempts|resend|recover   partner webhooks
 
 Each command lives in its own module and is imported only when it runs: the CLI's commands are
@@ -41,6 +42,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                              "send an event once more to an endpoint"),
     ("webhooks", "recover"): ("settlepay.cli_webhooks", "recover",
                               "resend what failed to an endpoint since a time"),
+    ("api-keys", "create"): ("settlepay.cli_commands", "api_keys_create",
+                             "make an API key and print its secret once"),
 }
 
 # Extra arguments per command.
@@ -55,6 +58,12 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
     ("webhooks", "resend"): [(("event_id",), {}), (("endpoint_id",), {})],
     ("webhooks", "recover"): [(("endpoint_id",), {}), (("since",), {"help": "ISO 8601"})],
     ("api",): [(("--host",), {"default": None}), (("--port",), {"type": int, "default": None})],
+    ("api-keys", "create"): [
+        (("name",), {"help": "what the key is for, e.g. 'ops bootstrap'"}),
+        (("--role",), {"choices": ["operator", "partner"], "default": "operator"}),
+        (("--partner",), {"help": "the partner of a partner key", "default": None}),
+        (("--scopes",), {"help": "comma-separated scopes (default: the role's)", "default": None}),
+    ],
 }
 
 

@@ -166,3 +166,32 @@ def audit_export(args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"audit export: {count} records", file=sys.stderr)
     return OK
+
+
+def api_keys_create(args: argparse.Namespace) -> int:
+    """Make an API key and print it once: the first operator key of a production deployment,
+    which has no development key (later keys can be made through POST /v1/api_keys)."""
+    import getpass
+
+    from commands.api_keys import ApiKeyRefused, create_api_key
+
+    settings = _database_settings()
+    if settings is None:
+        return USAGE
+    scopes = None if args.scopes is None else [s.strip() for s in args.scopes.split(",")
+                                               if s.strip()]
+    engine = _engine(settings)
+    try:
+        with engine.begin() as conn:
+            key_id, plaintext = create_api_key(conn, args.role, args.partner, scopes, args.name,
+                                               actor=f"cli:{getpass.getuser()}")
+    except ApiKeyRefused as refused:
+        print(f"settlepay: {refused.refusal.reason}", file=sys.stderr)
+        return USAGE
+    finally:
+        engine.dispose()
+    print(f"api key {key_id} ({args.role}{', partner ' + args.partner if args.partner else ''})",
+          file=sys.stderr)
+    print("the secret below is shown once and cannot be recovered: store it now", file=sys.stderr)
+    print(plaintext)
+    return OK

@@ -126,3 +126,29 @@ def test_migrate_is_idempotent(database, capsys):
     with database.connect() as conn:
         heads = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     assert len(heads) == 1
+
+
+def test_api_keys_create_makes_the_first_operator_key_and_prints_it_once(database, capsys):
+    from store.api_keys import authenticate
+
+    assert cli.main(["api-keys", "create", "ops bootstrap"]) == 0
+    out, err = capsys.readouterr()
+    secret = out.strip()
+    assert "shown once" in err and secret not in err
+    assert cli.main(["api-keys", "create", "feed", "--role", "partner", "--partner", "p-1",
+                     "--scopes", "players:read, bets:write"]) == 0
+    partner_secret = capsys.readouterr().out.strip()
+    with database.connect() as conn:
+        operator = authenticate(conn, secret)
+        partner = authenticate(conn, partner_secret)
+        created_by = conn.execute(text("SELECT created_by FROM api_keys WHERE id = :id"),
+                                  {"id": operator.id}).scalar_one()
+        actions = conn.execute(text("SELECT record::jsonb->>'action' FROM audit_log "
+                                    "WHERE record::jsonb->>'subject_id' = :id"),
+                               {"id": operator.id}).scalars().all()
+    assert operator.role == "operator" and "operator:review" in operator.scopes
+    assert (partner.partner_id, partner.scopes) == ("p-1", {"players:read", "bets:write"})
+    assert created_by.startswith("cli:") and actions == ["api_key.created"]
+    # A definition no key can have: usage error, nothing made.
+    assert cli.main(["api-keys", "create", "bad", "--role", "partner"]) == 2
+    assert "partner_id" in capsys.readouterr().err
