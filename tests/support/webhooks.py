@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,9 +24,11 @@ from sqlalchemy import Engine, RowMapping, text
 from standardwebhooks.webhooks import Webhook
 
 import outbox
+from api.app import create_app
 from commands import webhooks as commands
 from sandboxes.webhook_receiver import create_app as create_receiver
 from settlepay.config import Settings
+from tests.support.net import free_port
 from tests.support.servers import serve_asgi
 
 SCHEDULE = [10.0, 20.0, 30.0]          # shrunken: 4 attempts in all
@@ -153,3 +155,13 @@ def partner_events(engine: Engine, partner_id: str) -> list[RowMapping]:
 
 def body_of(delivery: dict[str, Any]) -> dict[str, Any]:
     return json.loads(delivery["body"])
+
+
+@asynccontextmanager
+async def api_client(settings: Settings, engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in process (no Temporal: webhook routes do not need it)."""
+    app = create_app(settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{free_port()}"}), engine=engine)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        yield client

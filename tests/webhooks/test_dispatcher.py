@@ -342,3 +342,30 @@ async def test_a_manual_resend_that_fails_is_not_rescheduled_and_recover_resends
     assert len(receiver.deliveries(hook)) == 6
     assert audit_actions(engine, event["id"]).count("webhook_event.resent") == 1
     assert "webhook_endpoint.recovered" in audit_actions(engine, endpoint["id"])
+
+
+async def test_first_attempts_never_wait_behind_retries(engine, settings, receiver):
+    wh = webhook_settings(settings, webhooks_dispatcher_concurrency=2,
+                          webhooks_retry_schedule_seconds=[0.05, 0.05],
+                          webhooks_timeout_seconds=30.0)
+    partner, slow, fast = new_partner(), name(), name()
+    make_endpoint(engine, wh, partner, receiver.hook(slow), event_types=["deposit.*"])
+    make_endpoint(engine, wh, partner, receiver.hook(fast), event_types=["kyc.*"])
+    # The slow endpoint fails at once, then hangs on every retry: the retry lane fills up.
+    fail_at_once = {"status": 500, "latency_seconds": 0}
+    receiver.configure(slow, script=[fail_at_once, fail_at_once], latency_seconds=30)
+    emit(engine, partner, "deposit.succeeded")
+    emit(engine, partner, "deposit.succeeded")
+    stop = asyncio.Event()
+    async with Dispatcher(engine, wh) as dispatcher:
+        run = asyncio.create_task(dispatcher.run(stop))
+        try:
+            await wait_until(lambda: len(receiver.deliveries(slow)) == 4, timeout=10)
+            emit(engine, partner, "kyc.verified")
+            await wait_until(lambda: receiver.deliveries(fast), timeout=5)
+            hanging = [d for d in receiver.deliveries(slow) if d["answered"] is None]
+            assert len(hanging) == 2          # both retry slots were still busy meanwhile
+        finally:
+            receiver.release()
+            stop.set()
+            await run
