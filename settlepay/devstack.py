@@ -315,6 +315,11 @@ class DevStack:
             f"  Webhook deliveries:  http://127.0.0.1:{s.sandbox_webhook_receiver_port}"
             "/_sandbox/deliveries (partner demo)",
             f"  Development API key: {s.dev_api_key}",
+            f"  Metrics:             {self.api_url}/metrics (API), "
+            f"http://127.0.0.1:{s.worker_metrics_port}/metrics (worker, Temporal SDK included)",
+            f"  Traces:              trace_id in every JSON log line of {self.data_dir / 'logs'}; "
+            "SETTLEPAY_TRACES_EXPORTER=console writes the spans there too, =otlp sends them to "
+            "a collector (docker compose: Jaeger on :16686)",
             f"  Data:                {self.data_dir} (database: {where_db}; "
             f"Temporal: {self.data_dir / 'temporal' / 'temporal.db'}; "
             f"logs: {self.data_dir / 'logs'})",

@@ -25,8 +25,10 @@ from opentelemetry import trace
 from settlepay.config import Settings, get_settings
 from settlepay.observability import logs, metrics, tracing
 
-# Commands that run a long-lived process: each sets itself up under its own service name.
+# Commands that set themselves up (under their own service name) or only supervise others.
 PROCESS_COMMANDS = frozenset({("api",), ("worker",), ("dev",)})
+# Long-running commands set up here, without a span around their whole life.
+LONG_RUNNING_COMMANDS = frozenset({("webhooks", "dispatch")})
 
 
 def setup(settings: Settings, service: str) -> None:
@@ -42,6 +44,10 @@ def cli_command(path: tuple[str, ...]) -> Iterator[None]:
     """A one-shot `settlepay` command (ledger check, audit export, ...): JSON logs on stderr
     and one span named after the command, so its SQL is one trace."""
     if path in PROCESS_COMMANDS:
+        yield
+        return
+    if path in LONG_RUNNING_COMMANDS:
+        setup(get_settings(), "settlepay-" + "-".join(path))
         yield
         return
     root = logging.getLogger()
