@@ -74,13 +74,15 @@ def new_event_id() -> str:
 
 
 def needs(rows: Iterable[OutboxRow], endpoints: Sequence[Endpoint]) -> Needs:
-    per_bet = any(filters.wants_per_bet(e.event_types) for e in endpoints)
+    per_bet = {e.partner_id for e in endpoints if filters.wants_per_bet(e.event_types)}
     player_ids, bet_ids, market_ids = set(), set(), set()
     for row in rows:
         if row.event_type in MARKET_SUMMARIES:
             market_ids.add(row.aggregate_id)
         elif row.event_type in BET_BATCHES:
-            if per_bet:
+            # A batch names its partner (settlement writes one per partner): look its bets up
+            # only when that partner asked for per-bet events.
+            if per_bet and (row.partner_id is None or row.partner_id in per_bet):
                 bet_ids.update(str(item["bet_id"]) for item in row.payload.get("bets", []))
         elif row.partner_id is None and row.player_id is not None:
             player_ids.add(row.player_id)
