@@ -158,7 +158,7 @@ def gate(conn: Connection, settings: Settings, req: DepositRequest) -> Refusal |
     decision = gate_deposit(conn, settings, GateRequest(
         player_id=req.player_id, operation=Operation.DEPOSIT, amount=req.amount,
         currency=req.currency, ip_address=req.ip_address, deposit_id=req.deposit_id),
-        actor=req.actor_of_workflow)
+        actor=req.workflow_actor)
     return decision.refusal
 
 
@@ -177,14 +177,14 @@ def record_payment(conn: Connection, req: DepositRequest, payment: Payment) -> b
                                next_action=payment.next_action)
     assert after is not None
     # Only 3-D Secure is news for the partner: they must send the player to the bank's page.
-    _announce(conn, after, str(status), actor=req.actor_of_workflow,
+    _announce(conn, after, str(status), actor=req.workflow_actor,
               before={"status": before["status"]},
               after={"status": str(status), "gateway_payment_intent": payment.payment_intent},
               emit=status == DepositStatus.REQUIRES_ACTION)
     return True
 
 
-def credit(conn: Connection, credit: Credit, *, actor: str | None = None,
+def credit(conn: Connection, entry: Credit, *, actor: str | None = None,
            after_close: bool = False) -> int:
     """Gateway clearing -> player cash and the row `succeeded`: the ledger transaction id.
 
@@ -193,31 +193,31 @@ def credit(conn: Connection, credit: Credit, *, actor: str | None = None,
     answers its transaction. A failed deposit is refused (`deposit_already_failed`) unless
     `after_close`: the gateway says the payment succeeded after the deposit failed.
     """
-    actor = actor or _workflow_actor(credit.deposit_id)
-    before = store.get(conn, credit.deposit_id, for_update=True)
+    actor = actor or _workflow_actor(entry.deposit_id)
+    before = store.get(conn, entry.deposit_id, for_update=True)
     if before is None:
         raise DepositRefused(Refusal(DepositRefusal.DEPOSIT_NOT_FOUND,
-                                     f"deposit {credit.deposit_id} not found"))
+                                     f"deposit {entry.deposit_id} not found"))
     if before["status"] == DepositStatus.SUCCEEDED:
         return before["ledger_transaction_id"]
     if before["status"] == DepositStatus.FAILED and not after_close:
         raise DepositRefused(Refusal(DepositRefusal.DEPOSIT_ALREADY_FAILED,
                                      "deposit already failed"))
     result = ledger.post(conn, Transfer(
-        key=credit_key(credit.deposit_id), kind="deposit", reference=credit.deposit_id,
-        legs=(Leg(AccountRef.gateway_clearing(before["gateway"], credit.currency),
-                  -credit.amount),
-              Leg(AccountRef.player_cash(credit.player_id, credit.currency), credit.amount)),
-        metadata={"payment_intent": credit.payment_intent}))
+        key=credit_key(entry.deposit_id), kind="deposit", reference=entry.deposit_id,
+        legs=(Leg(AccountRef.gateway_clearing(before["gateway"], entry.currency),
+                  -entry.amount),
+              Leg(AccountRef.player_cash(entry.player_id, entry.currency), entry.amount)),
+        metadata={"payment_intent": entry.payment_intent}))
     if not result.ok:
         raise DepositRefused(Refusal(str(result.code),
                                      f"ledger refused the deposit credit: {result.code}"))
-    after = store.mark_succeeded(conn, credit.deposit_id, payment_intent=credit.payment_intent,
-                                 charge=credit.charge, ledger_transaction_id=result.transaction_id,
+    after = store.mark_succeeded(conn, entry.deposit_id, payment_intent=entry.payment_intent,
+                                 charge=entry.charge, ledger_transaction_id=result.transaction_id,
                                  after_close=after_close)
     assert after is not None
     record: dict[str, Any] = {"status": "succeeded", "ledger_transaction_id": result.transaction_id,
-                              "amount": credit.amount, "currency": credit.currency}
+                              "amount": entry.amount, "currency": entry.currency}
     if before["status"] in (DepositStatus.FAILED, DepositStatus.REVIEW):
         record["credited_after"] = before["status"]
     _announce(conn, after, "succeeded", actor=actor,
@@ -243,31 +243,31 @@ def fail(conn: Connection, failure: Failure, *, actor: str | None = None) -> boo
     return True
 
 
-def review(conn: Connection, review: Review, *, actor: str | None = None) -> DepositStatus:
+def review(conn: Connection, request: Review, *, actor: str | None = None) -> DepositStatus:
     """No verdict in time: `review`, for an operator (the amount keeps counting against the
     limits: the payment may still succeed). A success the gateway already reported to us (an
     event recorded under this deposit, e.g. one answering our own create call whose answer we
     never got) is credited instead. Returns the deposit's status afterwards."""
-    actor = actor or _workflow_actor(review.deposit_id)
-    before = store.get(conn, review.deposit_id, for_update=True)
+    actor = actor or _workflow_actor(request.deposit_id)
+    before = store.get(conn, request.deposit_id, for_update=True)
     if before is None:
         raise DepositRefused(Refusal(DepositRefusal.DEPOSIT_NOT_FOUND,
-                                     f"deposit {review.deposit_id} not found"))
+                                     f"deposit {request.deposit_id} not found"))
     status = DepositStatus(before["status"])
     if status.final or status == DepositStatus.REVIEW:
         return status
-    reported = store.succeeded_event_object(conn, review.deposit_id)
+    reported = store.succeeded_event_object(conn, request.deposit_id)
     if reported is not None:
         payment = payment_from_event_object(reported)
         if _matches(before, payment, reported):
             credit(conn, _credit_of(before, payment), actor=actor)
             return DepositStatus.SUCCEEDED
-    after = store.mark_review(conn, review.deposit_id, code=review.code, reason=review.reason,
-                              payment_intent=review.payment_intent)
+    after = store.mark_review(conn, request.deposit_id, code=request.code, reason=request.reason,
+                              payment_intent=request.payment_intent)
     assert after is not None
     _announce(conn, after, "review", actor=actor, before={"status": before["status"]},
-              after={"status": "review", "review_code": str(review.code),
-                     "review_reason": review.reason})
+              after={"status": "review", "review_code": str(request.code),
+                     "review_reason": request.reason})
     return DepositStatus.REVIEW
 
 

@@ -140,7 +140,7 @@ class DepositRequest:
         return workflow_id(self.deposit_id)
 
     @property
-    def actor_of_workflow(self) -> str:
+    def workflow_actor(self) -> str:
         """The audit actor of the workflow's own steps."""
         return f"workflow:{self.workflow_id}"
 
