@@ -26,6 +26,7 @@ from api import problems, telemetry
 from api.deps import temporal_client
 from api.idempotency import IdempotencyMiddleware
 from api.nul_bytes import NulByteGuard
+from api.rate_limits import RateLimitMiddleware, RateLimits
 from api.routes import bets, geolocation, health, limits, markets, players
 from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, payout_destinations, second_factor, withdrawals
@@ -79,6 +80,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             connecting.cancel()
             with contextlib.suppress(BaseException):
                 await connecting
+        await state.rate_limits.close()
         if owns_engine:
             state.engine.dispose()
             state.engine = None
@@ -93,11 +95,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.temporal = temporal_client
     app.state.temporal_lock = asyncio.Lock()
     app.state.temporal_tried_at = float("-inf")
+    app.state.rate_limits = RateLimits(app.state.settings)
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
     # Added last, so it runs first: a NUL the database cannot store is refused (422) before an
     # Idempotency-Key is claimed or a route runs.
     app.add_middleware(NulByteGuard)
+    # Outside the NUL guard and the Idempotency-Key: a request over its key's rate limit is
+    # refused (429) before either reads its body. It authenticates the key for all inside.
+    app.add_middleware(RateLimitMiddleware)
     # Outermost of ours: request id, trace ids and HTTP metrics for every answer, a NUL's 422
     # included. The FastAPI instrumentation's server span wraps them all.
     app.add_middleware(telemetry.RequestContext)

@@ -113,10 +113,14 @@ def require(scope: Scope | str) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency factory: the principal, if its key holds `scope` (else 401 / 403)."""
     needed = str(scope)
 
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(request: Request,
+                         principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if needed not in principal.scopes:
             raise Problem(403, "insufficient_scope", "The API key lacks a scope",
                           f"This request needs the scope {needed!r}.")
+        limits = getattr(request.app.state, "rate_limits", None)   # api/rate_limits.py
+        if limits is not None:
+            await limits.check_scope(request.app.state.engine, principal, needed)
         return principal
 
     dependency.__name__ = f"require_{needed.replace(':', '_')}"

@@ -79,6 +79,22 @@ class Settings(BaseSettings):
     # An Idempotency-Key whose first request has run this long without storing its answer is
     # presumed dead (process killed mid-request): a retry may run the request again.
     idempotency_stale_after_seconds: float = 60.0
+    # Stored Idempotency-Key answers are pruned once this old (Stripe keeps them 24 hours), by
+    # a task of every API process, every idempotency_prune_interval_seconds (api/housekeeping.py).
+    idempotency_retention_hours: float = 24.0
+    idempotency_prune_interval_seconds: float = 3600.0
+    # A request body larger than this is refused (413) before it is read any further.
+    api_max_body_bytes: int = 1_048_576
+    # Rate limits (api/rate_limits.py): a token bucket per API key, `rate_limit_requests` per
+    # `rate_limit_window_seconds` unless the key has its own; per scope where
+    # rate_limit_scopes names one ({"deposits:write": {"requests": 20, "window_seconds": 1}}).
+    # Buckets are shared by every API process: "postgres" (the database the API uses anyway),
+    # "redis" (rate_limit_redis_url) or "off".
+    rate_limit_backend: str = "postgres"
+    rate_limit_redis_url: str = "redis://127.0.0.1:6379/0"
+    rate_limit_requests: int = 100
+    rate_limit_window_seconds: int = 1
+    rate_limit_scopes: dict[str, dict[str, int]] = {}
 
     # --- worker process (settlepay worker) ---------------------------------------------------
     # Activities are sync SQLAlchemy code run in a thread pool, one pool per task queue; each
