@@ -23,10 +23,13 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from api import problems, telemetry
+from api.body_limit import BodySizeLimit
 from api.deps import temporal_client
+from api.housekeeping import prune_idempotency_records
 from api.idempotency import IdempotencyMiddleware
 from api.nul_bytes import NulByteGuard
 from api.rate_limits import RateLimitMiddleware, RateLimits
+from api.versioning import ApiVersion
 from api.routes import bets, geolocation, health, limits, markets, players
 from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, payout_destinations, second_factor, withdrawals
@@ -61,6 +64,14 @@ DESCRIPTION = """Payments and settlement back office of a regulated sportsbook.
 * POST requests take an `Idempotency-Key` header (required where money moves): retries with the
   same key and body get the first answer back, marked `Idempotent-Replayed: true`.
 * Amounts are integers in minor units of their currency.
+* Versions are dates: send `Settlepay-Version: 2026-12-01` on every request to keep your
+  behaviour when a new version appears (none: the current one; unknown: 400
+  `api_version_unknown`). Answers name their version. New members, routes, optional
+  parameters, event types and problem codes are added without a new version: ignore what you
+  do not know.
+* Lists page with `limit`, `starting_after` and `ending_before`, newest first.
+* Each API key has a rate limit: answers carry `RateLimit-*` headers; over it, 429 with
+  `Retry-After`. Oversized request bodies get 413.
 """
 
 
@@ -73,9 +84,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             raise RuntimeError("SETTLEPAY_DATABASE_URL (or DATABASE_URL) is not set")
         state.engine = make_engine(settings=state.settings, pool_size=state.settings.api_db_pool_size)
     connecting = asyncio.create_task(temporal_client(app)) if state.temporal is None else None
+    pruning = asyncio.create_task(prune_idempotency_records(app))   # api/housekeeping.py
     try:
         yield
     finally:
+        pruning.cancel()
+        with contextlib.suppress(BaseException):
+            await pruning
         if connecting is not None:
             connecting.cancel()
             with contextlib.suppress(BaseException):
@@ -104,6 +119,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # Outside the NUL guard and the Idempotency-Key: a request over its key's rate limit is
     # refused (429) before either reads its body. It authenticates the key for all inside.
     app.add_middleware(RateLimitMiddleware)
+    # An unknown Settlepay-Version is refused before anything else looks at the request, and
+    # an oversized body before anything reads it (413).
+    app.add_middleware(ApiVersion)
+    app.add_middleware(BodySizeLimit)
     # Outermost of ours: request id, trace ids and HTTP metrics for every answer, a NUL's 422
     # included. The FastAPI instrumentation's server span wraps them all.
     app.add_middleware(telemetry.RequestContext)

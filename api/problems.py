@@ -94,6 +94,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _documented("No such resource (or it belongs to another partner)"),
     409: _documented("Conflict, e.g. a request with the same Idempotency-Key is still running"),
     422: _documented("Validation failed, or the Idempotency-Key was used for another request"),
+    413: _documented("The request body is larger than the API accepts"),
+    429: _documented("The API key's rate limit is reached: see Retry-After and RateLimit-*"),
 }
 
 
