@@ -74,7 +74,7 @@ class Dispatcher:
         self.failing_window = timedelta(seconds=settings.webhooks_disable_after_failing_seconds)
         self.sender = Sender(Guard(settings.webhooks_allowed_networks, resolver),
                              timeout_seconds=settings.webhooks_timeout_seconds,
-                             max_connections=2 * self.concurrency)
+                             clients=2 * self.concurrency)     # both lanes at full
         self.owner = 0
         self._owner_conn: Connection | None = None
         self._secrets: dict[str, str] = {}
