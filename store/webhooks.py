@@ -141,14 +141,17 @@ def disable_if(conn: Connection, endpoint_ids: Iterable[str], reason: str, now: 
 
 # --- the outbox and attribution --------------------------------------------------------------
 
-def claim_outbox(conn: Connection, limit: int) -> list[RowMapping]:
+def claim_outbox(conn: Connection, limit: int, *, skip: Sequence[int] = (),
+                 only: Sequence[int] | None = None) -> list[RowMapping]:
     """Unpublished domain events, oldest first, locked for this transaction (SKIP LOCKED: N
-    dispatchers take different rows)."""
-    return list(conn.execute(text("""
+    dispatchers take different rows); without the ids in `skip`, or just those in `only`."""
+    which = "AND id = ANY(:only)" if only is not None else "AND NOT (id = ANY(:skip))"
+    return list(conn.execute(text(f"""
         SELECT id, event_type, aggregate_type, aggregate_id, player_id, partner_id, payload,
                created_at
-          FROM outbox_events WHERE published_at IS NULL
-         ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"""), {"n": limit}).mappings())
+          FROM outbox_events WHERE published_at IS NULL {which}
+         ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"""),
+        {"n": limit, "skip": list(skip), "only": list(only or [])}).mappings())
 
 
 def mark_published(conn: Connection, outbox_ids: Sequence[int], now: datetime) -> None:
@@ -250,7 +253,7 @@ def recover_failed(conn: Connection, endpoint_id: str, since: datetime, now: dat
                :now, :now
           FROM webhook_messages m
          WHERE m.endpoint_id = :e AND m.trigger = 'scheduled' AND m.status = 'failed'
-           AND m.created_at >= :since
+           AND m.updated_at >= :since     -- it failed (last changed) since then
            AND NOT EXISTS (SELECT 1 FROM webhook_messages s
                             WHERE s.event_id = m.event_id AND s.endpoint_id = m.endpoint_id
                               AND s.status IN ('succeeded', 'pending', 'sending'))"""),

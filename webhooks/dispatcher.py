@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping
+from sqlalchemy.exc import SQLAlchemyError
 
 from commands import webhooks as commands
 from settlepay.config import Settings, get_settings
@@ -81,6 +82,8 @@ class Dispatcher:
         self._results: asyncio.Queue[commands.Delivered] = asyncio.Queue()
         self._wake = {lane: asyncio.Event() for lane in Lane}
         self._stopping = False
+        self._poison: set[int] = set()      # outbox ids this process cannot ingest
+        self._last_ids: list[int] = []
 
     # --- life ------------------------------------------------------------------------------
     async def __aenter__(self) -> Dispatcher:
@@ -110,9 +113,36 @@ class Dispatcher:
 
     # --- steps (each one transaction) --------------------------------------------------------
     def _ingest_batch(self) -> int:
-        """One batch of outbox rows made into partner events and messages; how many rows."""
+        """One batch of outbox rows made into partner events and messages; how many rows.
+
+        A row this code cannot turn into partner events (a payload of a shape it does not
+        know: a bug, not an outage) must not stop every other partner's deliveries: the batch
+        is retried row by row and such a row is left unpublished, logged, and skipped by this
+        process until it restarts. Database errors are raised (the loop tries again)."""
+        try:
+            return self._ingest()
+        except SQLAlchemyError:
+            raise
+        except Exception:
+            log.exception("ingesting outbox rows %s failed; trying them one by one",
+                          self._last_ids)
+        batch, handled = list(self._last_ids), 0
+        for outbox_id in batch:
+            try:
+                handled += self._ingest(only=[outbox_id])
+            except SQLAlchemyError:
+                raise
+            except Exception:
+                self._poison.add(outbox_id)
+                handled += 1
+                log.exception("outbox event %d cannot be made into partner events: left "
+                              "unpublished, skipped until this dispatcher restarts", outbox_id)
+        return handled
+
+    def _ingest(self, only: list[int] | None = None) -> int:
         def work(conn: Connection) -> tuple[int, int]:
-            rows = store.claim_outbox(conn, INGEST_BATCH)
+            rows = store.claim_outbox(conn, INGEST_BATCH, skip=sorted(self._poison), only=only)
+            self._last_ids = [row["id"] for row in rows]
             if not rows:
                 return 0, 0
             outbox_rows = [fanout.OutboxRow.of(row) for row in rows]

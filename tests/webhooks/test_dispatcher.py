@@ -369,3 +369,20 @@ async def test_first_attempts_never_wait_behind_retries(engine, settings, receiv
             receiver.release()
             stop.set()
             await run
+
+
+async def test_an_outbox_row_that_cannot_be_ingested_does_not_stop_the_others(
+        fresh_engine, wh_settings, receiver):
+    engine, partner, hook = fresh_engine, new_partner(), name()
+    make_endpoint(engine, wh_settings, partner, receiver.hook(hook))
+    make_endpoint(engine, wh_settings, partner, receiver.hook(name()), event_types=["bet.*"])
+    # A settlement batch whose items are not objects: a shape the fan-out does not know.
+    poison = emit(engine, partner, "bets.settled", {"market_id": "m", "bets": [1, 2]})
+    emit(engine, partner, "deposit.succeeded", {"after": "the poison"})
+    async with Dispatcher(engine, wh_settings) as dispatcher:
+        await dispatcher.drain()
+    assert [body_of(d)["data"] for d in receiver.deliveries(hook)] == [{"after": "the poison"}]
+    with engine.connect() as conn:
+        published = conn.execute(text("SELECT published_at FROM outbox_events WHERE id = :i"),
+                                 {"i": poison}).scalar_one()
+    assert published is None                 # left for an operator, not lost
