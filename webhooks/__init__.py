@@ -13,7 +13,8 @@ How an event travels
    (event, enabled endpoint whose filters match), and marks the outbox rows published — all in
    ONE transaction. An event whose change did not commit is invisible here; one that committed
    stays unpublished until a dispatcher commits its messages: no "row written, enqueue failed"
-   gap, and a crash mid-ingest just rolls back for the next dispatcher.
+   gap, and a crash mid-ingest just rolls back for the next dispatcher. A row the fan-out
+   cannot read (a bug) is left unpublished and logged, and does not hold up the others.
 3. **Deliver** (webhooks/dispatcher.py, webhooks/sender.py): a dispatcher claims due messages
    (`FOR UPDATE SKIP LOCKED`, status `sending`, a lease naming the dispatcher), commits, sends
    the HTTP request outside any transaction, then records the attempt and the message's next
