@@ -16,7 +16,11 @@ from tests.support.net import free_port
 def serve_asgi(app, port: int | None = None) -> Iterator[str]:
     """Serve `app` over real HTTP on 127.0.0.1; yields its base URL, stops it on exit."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # Keep-alive well above any pause a loaded 2-core machine makes between two requests of one
+    # client: with uvicorn's 5 s default, a server closing an idle connection just as the client
+    # reuses it shows up as a ReadError that has nothing to do with the code under test.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            timeout_keep_alive=120)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

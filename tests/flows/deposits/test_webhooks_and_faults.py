@@ -117,11 +117,9 @@ async def test_payment_that_never_finishes_is_cancelled_at_the_timeout(stack, wo
 
 async def test_worker_killed_mid_deposit_completes_once_on_a_new_worker(stack, player, http):
     stack.faults(async_settle_ms=1_500, webhook_drop_rate=1.0)   # slow payment, polling only
-    first = stack.worker()
-    await first.__aenter__()
-    created = (await post_deposit(http, player, amount=1_900)).json()
-    await wait_for_status(http, player, created["id"], ("processing",))
-    await first.__aexit__(None, None, None)        # the worker goes away mid-deposit
+    async with stack.worker():                     # the worker goes away mid-deposit
+        created = (await post_deposit(http, player, amount=1_900)).json()
+        await wait_for_status(http, player, created["id"], ("processing",))
 
     await asyncio.sleep(2.0)                         # the payment settles while nobody runs
     with stack.engine.connect() as conn:             # nothing happened without a worker
