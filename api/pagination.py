@@ -33,7 +33,7 @@ from sqlalchemy import Connection
 from api.auth import Principal
 from api.problems import Problem
 from store import pagination
-from store.pagination import Listing, Page, PageQuery
+from store.pagination import Condition, Listing, Page, PageQuery
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -104,11 +104,13 @@ def tenancy(principal: Principal, partner: str | None) -> Tenancy:
 
 
 def read_page(conn: Connection, listing: Listing, query: PageQuery, tenant: Tenancy,
-              filters: dict[str, Any] | None = None) -> Page:
-    """A page of `listing` for a tenancy; filters whose value is None are left out."""
+              filters: dict[str, Any] | None = None, *,
+              condition: Condition | None = None) -> Page:
+    """A page of `listing` for a tenancy (a scope `condition` where the tenant is no column);
+    filters whose value is None are left out."""
     chosen = {column: value for column, value in (filters or {}).items() if value is not None}
     try:
-        return pagination.page(conn, listing, query, scope=tenant.scope,
+        return pagination.page(conn, listing, query, scope=tenant.scope, condition=condition,
                                filters={**chosen, **tenant.filters})
     except pagination.CursorNotFound as missing:
         raise invalid_cursor(missing.parameter, missing.cursor) from missing

@@ -15,6 +15,12 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from store.pagination import Listing
+
+# GET /v1/bets pages (store/pagination.py) by internal id, newest first by placed_at, on the
+# bets_list* indexes (migration 0015).
+LISTING = Listing("bets", "id", created_column="placed_at")
+
 
 @dataclass(frozen=True)
 class LegRow:

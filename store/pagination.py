@@ -13,8 +13,10 @@ id of the last row the client saw (`starting_after`, the next older rows) or of 
 answers as a range scan, however far into the table the page lies. No OFFSET anywhere.
 
 `scope` is the tenant (partner_id): the rows AND the cursor row are looked up under it, so a
-cursor naming another partner's row is "not found", exactly like an unknown id. `filters` are
-equality conditions on the listed rows only (the cursor may be any row of the scope).
+cursor naming another partner's row is "not found", exactly like an unknown id. Where the
+tenant is not a column (markets: those a partner has bets on), `Condition` is a piece of SQL
+from code with its parameters, part of the scope in the same way. `filters` are equality
+conditions on the listed rows only (the cursor may be any row of the scope).
 
 Column names come from code (`Listing`, the keys of `scope` and `filters`), never from a
 request: they are checked to be plain identifiers. Values are always bound parameters.
@@ -54,6 +56,19 @@ class Listing:
     def __post_init__(self) -> None:
         for name in (self.table, self.id_column, self.created_column):
             _identifier(name)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A scope condition that is not an equality: SQL written in code (never from a request)
+    over the listed table's columns, with its own bound parameters (names prefixed `c_`)."""
+
+    sql: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if any(not name.startswith("c_") for name in self.params):
+            raise ValueError("a condition's parameters are named c_...")
 
 
 @dataclass(frozen=True)
@@ -98,12 +113,15 @@ def _equalities(prefix: str, conditions: Mapping[str, Any],
 
 
 def page(conn: Connection, listing: Listing, query: PageQuery, *,
-         scope: Mapping[str, Any] | None = None,
+         scope: Mapping[str, Any] | None = None, condition: Condition | None = None,
          filters: Mapping[str, Any] | None = None) -> Page:
-    """One page of `listing` under `scope` and `filters`, newest first. Raises CursorNotFound
-    when the cursor names no row of the scope."""
+    """One page of `listing` under `scope` (and `condition`) and `filters`, newest first.
+    Raises CursorNotFound when the cursor names no row of the scope."""
     params: dict[str, Any] = {"limit": query.limit + 1}
     scoped = _equalities("s", scope or {}, params)
+    if condition is not None:
+        scoped.append(f"({condition.sql})")
+        params.update(condition.params)
     where = [*scoped, *_equalities("f", filters or {}, params)]
     created, key = listing.created_column, listing.id_column
     for bound, operator in (("created_gt", ">"), ("created_gte", ">="), ("created_lt", "<"),
@@ -126,7 +144,8 @@ def page(conn: Connection, listing: Listing, query: PageQuery, *,
            + (" WHERE " + " AND ".join(where) if where else "")
            + f" ORDER BY {created} {order}, {key} {order} LIMIT :limit")
     rows = list(conn.execute(text(sql), params).mappings())
-    if not rows and cursor is not None and not _exists(conn, listing, cursor, scope or {}):
+    if not rows and cursor is not None and not _exists(conn, listing, cursor, scope or {},
+                                                       condition):
         raise CursorNotFound("ending_before" if newer else "starting_after", cursor)
     has_more = len(rows) > query.limit
     rows = rows[:query.limit]
@@ -135,8 +154,12 @@ def page(conn: Connection, listing: Listing, query: PageQuery, *,
     return Page(rows, has_more)
 
 
-def _exists(conn: Connection, listing: Listing, row_id: str, scope: Mapping[str, Any]) -> bool:
+def _exists(conn: Connection, listing: Listing, row_id: str, scope: Mapping[str, Any],
+            condition: Condition | None) -> bool:
     params: dict[str, Any] = {"id": row_id}
     where = [f"{listing.id_column} = :id", *_equalities("s", scope, params)]
+    if condition is not None:
+        where.append(f"({condition.sql})")
+        params.update(condition.params)
     sql = f"SELECT 1 FROM {listing.table} WHERE {' AND '.join(where)}"
     return conn.execute(text(sql), params).first() is not None

@@ -28,9 +28,17 @@ from sqlalchemy import Connection, text
 
 from domain.settlement import SelectionResult
 from domain.settlement.plan import BetStatus, BetUpdate, SettlementRecord, StoredBet
+from store.pagination import Listing
 from workflows.contracts.settlement import MarketState, ResultStatus
 
 _LOCK_KEY = "hashtext('market:' || :m)"
+
+# GET /v1/markets pages (store/pagination.py), newest first, on markets_list* (migration 0015).
+MARKET_COLUMNS = "market_id, betting, closed_at, reopened_at, created_at, updated_at"
+MARKETS = Listing("markets", MARKET_COLUMNS, id_column="market_id")
+# The markets a partner's players have bets on (a partner's markets list).
+PARTNER_HAS_BETS = ("EXISTS (SELECT 1 FROM bet_legs l JOIN bets b ON b.id = l.bet_id "
+                    "WHERE l.market_id = markets.market_id AND b.partner_id = :c_partner)")
 
 
 # --- the per-market lock ----------------------------------------------------------------------

@@ -14,10 +14,13 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from store.pagination import Listing
 from workflows.contracts.withdrawal import FINAL_STATES, LegState, WithdrawalState, workflow_id
 
 COLUMNS = ("id, player_id, partner_id, amount, currency, state, reason_code, reason, "
            "second_factor, attempts_left, paid_amount, workflow_id, created_at, updated_at")
+# GET /v1/withdrawals pages (store/pagination.py) on the withdrawals_list* indexes.
+LISTING = Listing("withdrawals", COLUMNS)
 PAYOUT_COLUMNS = ("withdrawal_id, n, method, deposit_id, payment_ref, amount, currency, "
                   "idempotency_key, state, gateway_ref, failure, first_sent_at")
 _FINAL = tuple(str(state) for state in FINAL_STATES)

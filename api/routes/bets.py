@@ -1,4 +1,6 @@
-"""/v1/bets: take a bet from the betting engine, read a bet and its settlement history.
+"""/v1/bets: take a bet from the betting engine, read a bet and its settlement history, list
+bets (api/pagination.py: newest first by placed_at; filters player, status, created[...] and,
+for operator keys, partner; a cursor is a bet id as the partner knows it).
 
 The engine's bet id is the idempotency key, per partner: the same bet sent again gets the first
 answer (201 then 200 with the same body, or the same problem), another bet under a used id is a
@@ -8,6 +10,7 @@ HTTP only: taking a bet is commands/bets.py, the maths domain/settlement.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -15,8 +18,9 @@ from sqlalchemy import Connection
 
 from api.auth import BetsWriter, PlayersReader, visible_player
 from api.deps import EngineDep, SettingsDep
-from api.problems import PROBLEM_RESPONSES, not_found, refused
-from api.schemas.bets import Bet, BetCreate
+from api.pagination import ListParams, PartnerFilter, invalid_cursor, read_page, tenancy
+from api.problems import PROBLEM_RESPONSES, Problem, not_found, refused
+from api.schemas.bets import Bet, BetCreate, BetList
 from commands import bets
 from settlepay.db import run_in_transaction
 from store import bets as bet_store
@@ -50,6 +54,46 @@ def place(body: BetCreate, response: Response, principal: BetsWriter, engine: En
     if placed.replayed:
         response.status_code = 200
     return Bet.model_validate(bets.bet_resource(placed.bet))
+
+
+@router.get("", response_model=BetList, summary="List bets",
+            description="The bets this key can see, newest first, each with its settlements.")
+def list_bets(
+    query: ListParams, principal: PlayersReader, engine: EngineDep,
+    partner: PartnerFilter = None,
+    player: Annotated[str | None, Query(min_length=1, max_length=64,
+                                        description="Only this player's bets.")] = None,
+    status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$",
+                                        description="Only bets in this status.")] = None,
+) -> BetList:
+    tenant = tenancy(principal, partner)
+    owner = tenant.scope.get("partner_id") or tenant.filters.get("partner_id")
+    with engine.connect() as conn:
+        cursors = {name: _internal_cursor(conn, name, getattr(query, name), owner)
+                   for name in ("starting_after", "ending_before")}
+        try:
+            page = read_page(conn, bet_store.LISTING, replace(query, **cursors), tenant,
+                             filters={"player_id": player, "status": status})
+        except Problem as problem:   # name the cursor as the client sent it
+            name = "ending_before" if query.ending_before else "starting_after"
+            raise invalid_cursor(name, getattr(query, name)) from problem
+        found = [bet_store.get(conn, row["id"]) for row in page.rows]
+    return BetList(url=router.prefix, has_more=page.has_more,
+                   data=[Bet.model_validate(bets.bet_resource(bet)) for bet in found if bet])
+
+
+def _internal_cursor(conn: Connection, parameter: str, cursor: str | None,
+                     partner_id: str | None) -> str | None:
+    """The internal id of the bet a cursor names (bet ids are the partners' own, unique per
+    partner): under the key's or the chosen partner, or the one bet of any partner with it."""
+    if cursor is None:
+        return None
+    if partner_id is not None:
+        return bets.internal_id(partner_id, cursor)
+    found = bet_store.ids_for(conn, cursor)
+    if len(found) != 1:   # unknown, or used by several partners: name one with ?partner=
+        raise invalid_cursor(parameter, cursor)
+    return found[0]
 
 
 @router.get("/{bet_id}", response_model=Bet,

@@ -9,6 +9,10 @@ result settles every partner's bets on it), so only the house changes it:
 - GET .../settlement  any key with `players:read`; a partner key sees the counts and totals of
                       its own players' bets only (404 when it has none on the market), an
                       operator key sees every partner's.
+- GET /v1/markets     any key with `players:read`: the markets with a result, newest first
+                      (api/pagination.py; filters betting, created[...]); a partner key lists
+                      the markets its players have bets on, an operator key every market (or
+                      one partner's with ?partner=).
 A partner key holding `results:write` or `operator:review` is refused with 403 `operator_only`.
 
 A result is stored in one transaction (with audit and outbox, commands/settlement.py), then the
@@ -19,7 +23,9 @@ the retry). HTTP only: the rules live in commands/settlement.py.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -27,9 +33,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import Operator, PlayersReader, Principal, ResultsWriter
 from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.pagination import ListParams, PartnerFilter, Tenancy, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, not_found, refused
 from api.schemas.markets import (
+    Market,
     MarketBetting,
+    MarketList,
     MarketResult,
     MarketRollback,
     MarketSettlement,
@@ -41,6 +50,7 @@ from settlepay import search_attributes, task_queues
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction
 from store import settlements as store
+from store.pagination import Condition
 from workflows.contracts.refusal import Refusal
 from workflows.contracts.settlement import (
     WORKFLOW,
@@ -129,6 +139,29 @@ def reopen(market_id: str, principal: Operator, engine: EngineDep) -> MarketBett
     except commands.ResultRefused as error:
         raise refused(error.refusal, "The market cannot be reopened") from error
     return MarketBetting(market_id=market_id, betting="open", replayed=not changed)
+
+
+@router.get("", response_model=MarketList, summary="List markets",
+            description="Markets with a result, newest first; a partner key sees those its "
+                        "players have bets on.")
+def list_markets(
+    query: ListParams, principal: PlayersReader, engine: EngineDep,
+    partner: PartnerFilter = None,
+    betting: Annotated[Literal["open", "closed"] | None, Query(
+        description="Only markets taking bets (open) or not (closed).")] = None,
+) -> MarketList:
+    # A market is no partner's: the tenant is "has bets of this partner", a condition.
+    chosen = tenancy(principal, partner)
+    owner = chosen.scope.get("partner_id") or chosen.filters.get("partner_id")
+    condition = None if owner is None else Condition(store.PARTNER_HAS_BETS,
+                                                     {"c_partner": owner})
+    with engine.connect() as conn:
+        page = read_page(conn, store.MARKETS, query, Tenancy({}, {}),
+                         filters={"betting": betting}, condition=condition)
+    return MarketList(url=router.prefix, has_more=page.has_more,
+                      data=[Market(id=row["market_id"], **{k: v for k, v in row.items()
+                                                           if k != "market_id"})
+                            for row in page.rows])
 
 
 @router.get("/{market_id}/settlement", response_model=MarketSettlement,

@@ -8,6 +8,8 @@ decision, and read it with its steps.
     POST /v1/withdrawals/{id}/review     operator: {decision: approve|reject} -> signal; on an
                                          approval, or on a payout waiting for review
     GET  /v1/withdrawals/{id}            state, steps and the refunds/payout legs
+    GET  /v1/withdrawals                 a page, newest first (api/pagination.py): filters
+                                         player, state, created[...], partner (operators)
 
 The withdrawal id is derived from (API key, Idempotency-Key): a retried POST lands on the same
 row and workflow, and a withdrawal that has finished is answered as it is, never run again.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import Connection, Engine, RowMapping
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowUpdateFailedError
@@ -29,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import Operator, Principal, WithdrawalsWriter, visible_player
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.idempotency import IdempotencyKey, required_idempotency_key
+from api.pagination import ListParams, PartnerFilter, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, Problem, not_found, refused
 from api.schemas.review import ReviewIn
 from api.schemas.withdrawals import (
@@ -37,6 +40,7 @@ from api.schemas.withdrawals import (
     Withdrawal,
     WithdrawalAfterCode,
     WithdrawalCreate,
+    WithdrawalList,
 )
 from api.workflow_start import start_money_workflow
 from commands import withdrawals as commands
@@ -107,6 +111,26 @@ async def create(body: WithdrawalCreate, response: Response, principal: Withdraw
                                    state=WithdrawalState.CHECKING.search_value)
     response.headers["Location"] = f"/v1/withdrawals/{withdrawal_id}"
     return commands.payload(row)
+
+
+@router.get("", response_model=WithdrawalList, response_model_exclude_unset=True,
+            summary="List withdrawals",
+            description="The withdrawals this key can see, newest first, without their steps "
+                        "and legs.")
+def list_withdrawals(
+    query: ListParams, principal: WithdrawalsWriter, engine: EngineDep,
+    partner: PartnerFilter = None,
+    player: Annotated[str | None, Query(min_length=1, max_length=64,
+                                        description="Only this player's withdrawals.")] = None,
+    state: Annotated[WithdrawalState | None, Query(
+        description="Only withdrawals in this state.")] = None,
+) -> WithdrawalList:
+    with engine.connect() as conn:
+        page = read_page(conn, store.LISTING, query, tenancy(principal, partner),
+                         filters={"player_id": player, "state": state})
+    return WithdrawalList(object="list", url=router.prefix, has_more=page.has_more,
+                          data=[Withdrawal.model_validate(commands.payload(row))
+                                for row in page.rows])
 
 
 @router.get("/{withdrawal_id}", response_model=Withdrawal,

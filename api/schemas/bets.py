@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from api.schemas.lists import ListPage
+
 ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"   # never "/": the internal id is <partner>/<bet id>
 
 
@@ -99,3 +101,7 @@ class Bet(BaseModel):
     updated_at: datetime
     legs: list[BetLeg]
     settlements: list[BetSettlement]
+
+
+class BetList(ListPage[Bet]):
+    """A page of bets, newest first."""

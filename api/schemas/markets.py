@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from api.schemas.lists import ListPage
 from workflows.contracts.settlement import VERSION_MAX, MarketState, ResultStatus
 
 Factor = StrictStr | StrictInt   # "0.5", "1/3", 0 or 1: never a float
@@ -102,3 +103,22 @@ class MarketSettlement(BaseModel):
     totals: dict[str, CurrencyTotals] = Field(
         description="Per currency; a partner key sees its own players' bets only.")
     result_versions: list[ResultVersion]
+
+
+class Market(BaseModel):
+    """A market the house has recorded a result for (GET /v1/markets); where its settlement
+    stands is GET /v1/markets/{id}/settlement."""
+
+    object: Literal["market"] = "market"
+    id: str = Field(description="The feed's market id.")
+    betting: Literal["open", "closed"] = Field(
+        description="Whether the market takes bets: closed from its first result on, until an "
+                    "operator reopens it after a rollback.")
+    closed_at: datetime | None
+    reopened_at: datetime | None
+    created_at: datetime = Field(description="When the house first recorded a result for it.")
+    updated_at: datetime
+
+
+class MarketList(ListPage[Market]):
+    """A page of markets, newest first (a partner: those its players have bets on)."""

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from api.schemas.lists import ListPage
 from workflows.contracts.withdrawal import (
     LegMethod,
     LegState,
@@ -85,6 +86,11 @@ class Withdrawal(BaseModel):
     updated_at: datetime
     steps: list[WithdrawalStep] | None = None
     payouts: list[WithdrawalLeg] | None = None
+
+
+class WithdrawalList(ListPage[Withdrawal]):
+    """A page of withdrawals, newest first; each without its steps and legs (retrieve one for
+    them)."""
 
 
 class WithdrawalAfterCode(Withdrawal):
