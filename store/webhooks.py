@@ -356,6 +356,15 @@ def unlock_owner(conn: Connection, owner: int) -> None:
     conn.execute(text("SELECT pg_advisory_unlock(:c, :o)"), {"c": LOCK_CLASS, "o": owner})
 
 
+def holds_owner(conn: Connection, owner: int) -> bool:
+    """Whether this session still holds the owner's lock."""
+    return bool(conn.execute(text("""
+        SELECT EXISTS (SELECT 1 FROM pg_locks
+                        WHERE locktype = 'advisory' AND classid = :c AND objid = :o
+                          AND objsubid = 2 AND pid = pg_backend_pid() AND granted)"""),
+        {"c": LOCK_CLASS, "o": owner}).scalar_one())
+
+
 def sending_owners(conn: Connection) -> list[int]:
     return list(conn.execute(text("""SELECT DISTINCT lease_owner FROM webhook_messages
                                       WHERE status = 'sending'""")).scalars())

@@ -204,7 +204,24 @@ class Dispatcher:
             log.warning("endpoint %s (%s) disabled: %s", row["id"], row["partner_id"],
                         row["disabled_reason"])
 
+    def _keep_owner_id(self) -> None:
+        """If the owner connection died (database restart), the lock went with it and other
+        sweepers will re-drive what this process sends: take a new owner id."""
+        if self._owner_conn is None:
+            return
+        try:
+            held = store.holds_owner(self._owner_conn, self.owner)
+            self._owner_conn.commit()
+        except SQLAlchemyError:
+            held = False
+        if not held:
+            log.warning("lost the owner lock (database restarted?); taking a new owner id")
+            self._owner_conn.invalidate()
+            self._owner_conn = None
+            self._take_owner_id()
+
     def _sweep(self) -> int:
+        self._keep_owner_id()
         now = self.clock.now()
 
         def expired(conn: Connection) -> int:

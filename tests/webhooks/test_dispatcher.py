@@ -386,3 +386,17 @@ async def test_an_outbox_row_that_cannot_be_ingested_does_not_stop_the_others(
         published = conn.execute(text("SELECT published_at FROM outbox_events WHERE id = :i"),
                                  {"i": poison}).scalar_one()
     assert published is None                 # left for an operator, not lost
+
+
+async def test_a_dispatcher_that_lost_its_owner_lock_takes_a_new_owner_id(engine, wh_settings):
+    async with Dispatcher(engine, wh_settings) as dispatcher:
+        first = dispatcher.owner
+        with engine.begin() as conn:     # the database dropped its session (a restart)
+            conn.execute(text("""SELECT pg_terminate_backend(pid) FROM pg_locks
+                                  WHERE locktype = 'advisory' AND objid = :o"""), {"o": first})
+        await dispatcher.sweep()
+        assert dispatcher.owner != first
+        with engine.connect() as conn:
+            assert store.holds_owner(conn, dispatcher.owner) is False   # held by its own session
+            assert conn.execute(text("""SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                                         AND objid = :o"""), {"o": dispatcher.owner}).scalar() == 1
