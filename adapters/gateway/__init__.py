@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from adapters.gateway.interface import (
     BalanceTransaction,
     BalanceTransactionPage,
+    Dispute,
     GatewayDeclined,
     GatewayError,
     GatewayInvalidRequest,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from settlepay.config import Settings
 
 __all__ = [
-    "BalanceTransaction", "BalanceTransactionPage", "GatewayDeclined", "GatewayError",
+    "BalanceTransaction", "BalanceTransactionPage", "Dispute", "GatewayDeclined", "GatewayError",
     "GatewayInvalidRequest", "GatewayUnavailable", "NextAction", "PaymentError", "PaymentGateway",
     "PaymentIntent", "Payout", "Refund", "WebhookEvent", "WebhookSignatureInvalid",
 ]

@@ -18,6 +18,7 @@ This module must never import a vendor SDK.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,6 +110,20 @@ class BalanceTransaction:
     source: str | None             # ch_..., re_..., po_...
     created: int
     reporting_category: str | None = None
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A cardholder's dispute (chargeback) of a charge."""
+    id: str
+    status: str                    # needs_response, under_review, won, lost, ...
+    amount: int
+    currency: str
+    charge: str | None
+    payment_intent: str | None
+    reason: str | None
+    created: int
+    fee: int = 0                   # the dispute fee the gateway took with the amount
 
 
 @dataclass(frozen=True)
@@ -220,6 +235,23 @@ class PaymentGateway(Protocol):
                                   created_lt: int | None = None, limit: int = 100,
                                   starting_after: str | None = None,
                                   type: str | None = None) -> BalanceTransactionPage: ...
+
+    # Every object created in [created_gte, created_lt) (unix seconds), all pages, newest first.
+    def list_payment_intents(self, *, created_gte: int | None = None,
+                             created_lt: int | None = None) -> Iterator[PaymentIntent]: ...
+
+    def list_refunds(self, *, created_gte: int | None = None,
+                     created_lt: int | None = None) -> Iterator[Refund]: ...
+
+    def list_payouts(self, *, created_gte: int | None = None,
+                     created_lt: int | None = None) -> Iterator[Payout]: ...
+
+    def list_disputes(self, *, created_gte: int | None = None,
+                      created_lt: int | None = None) -> Iterator[Dispute]: ...
+
+    def iter_balance_transactions(self, *, created_gte: int | None = None,
+                                  created_lt: int | None = None
+                                  ) -> Iterator[BalanceTransaction]: ...
 
     # --- webhooks ------------------------------------------------------------------------
     def verify_webhook(self, payload: bytes, signature_header: str | None,

@@ -15,7 +15,7 @@ It must never touch the database or decide business rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import stripe
@@ -23,6 +23,7 @@ import stripe
 from adapters.gateway.interface import (
     BalanceTransaction,
     BalanceTransactionPage,
+    Dispute,
     GatewayDeclined,
     GatewayError,
     GatewayInvalidRequest,
@@ -161,6 +162,47 @@ class StripeGateway:
             items=[_balance_transaction(item) for item in data.get("data", [])],
             has_more=bool(data.get("has_more")))
 
+    def list_payment_intents(self, *, created_gte: int | None = None,
+                             created_lt: int | None = None) -> Iterator[PaymentIntent]:
+        for obj in self._walk(self._v1.payment_intents.list, created_gte, created_lt):
+            yield _payment_intent(obj)
+
+    def list_refunds(self, *, created_gte: int | None = None,
+                     created_lt: int | None = None) -> Iterator[Refund]:
+        for obj in self._walk(self._v1.refunds.list, created_gte, created_lt):
+            yield _refund(obj)
+
+    def list_payouts(self, *, created_gte: int | None = None,
+                     created_lt: int | None = None) -> Iterator[Payout]:
+        for obj in self._walk(self._v1.payouts.list, created_gte, created_lt):
+            yield _payout(obj)
+
+    def list_disputes(self, *, created_gte: int | None = None,
+                      created_lt: int | None = None) -> Iterator[Dispute]:
+        for obj in self._walk(self._v1.disputes.list, created_gte, created_lt):
+            yield _dispute(obj)
+
+    def iter_balance_transactions(self, *, created_gte: int | None = None,
+                                  created_lt: int | None = None
+                                  ) -> Iterator[BalanceTransaction]:
+        for obj in self._walk(self._v1.balance_transactions.list, created_gte, created_lt):
+            yield _balance_transaction(_plain(obj))
+
+    def _walk(self, lister: Callable[[dict[str, Any]], Any], created_gte: int | None,
+              created_lt: int | None) -> Iterator[Any]:
+        """Every page of a list through the SDK's auto-pagination (`starting_after` the last
+        id while `has_more`), 100 a page; each page's request goes through `_call`."""
+        params: dict[str, Any] = {"limit": 100}
+        created = {k: v for k, v in (("gte", created_gte), ("lt", created_lt)) if v is not None}
+        if created:
+            params["created"] = created
+        pages = self._call(lambda: lister(params)).auto_paging_iter()
+        while True:
+            item = self._call(lambda: next(pages, None))
+            if item is None:
+                return
+            yield item
+
     # --- webhooks ------------------------------------------------------------------------
     def verify_webhook(self, payload: bytes, signature_header: str | None,
                        tolerance_seconds: int = 300) -> WebhookEvent:
@@ -291,6 +333,16 @@ def _payout(obj: Any) -> Payout:
                   failure_message=data.get("failure_message"),
                   metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
                   created=data.get("created"))
+
+
+def _dispute(obj: Any) -> Dispute:
+    data = _plain(obj)
+    fee = sum(int(txn.get("fee") or 0) for txn in data.get("balance_transactions") or []
+              if isinstance(txn, dict))
+    return Dispute(id=data["id"], status=data["status"], amount=int(data["amount"]),
+                   currency=str(data["currency"]).upper(), charge=_id_of(data.get("charge")),
+                   payment_intent=_id_of(data.get("payment_intent")), reason=data.get("reason"),
+                   created=int(data["created"]), fee=fee)
 
 
 def _balance_transaction(data: dict[str, Any]) -> BalanceTransaction:

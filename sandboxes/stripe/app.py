@@ -194,20 +194,57 @@ def _call(sb: Sandbox, handler: Handler, request: Request, params: dict[str, Any
         sb.account.request_context = {}
 
 
-def _list(url: str, rows: list[dict], params: dict[str, Any]) -> dict:
+def _list(url: str, rows: list[dict], params: dict[str, Any],
+          filters: tuple[str, ...] = ()) -> dict:
+    """A Stripe list: newest first, `limit` (1-100, default 10), cursors `starting_after` /
+    `ending_before`, `created` (an exact time or gt/gte/lt/lte) and equality `filters` on the
+    object's fields (e.g. payment_intent, charge, status); `has_more` as Stripe answers it, so
+    the SDK's auto-pagination walks every page."""
+    for name in filters:
+        if params.get(name) not in (None, ""):
+            rows = [r for r in rows if r.get(name) == params[name]]
+    rows = [r for r in rows if _created_matches(r["created"], params.get("created"))]
     rows = sorted(rows, key=lambda r: (r["created"], r["id"]), reverse=True)
     limit = forms.integer(params, "limit", minimum=1) or 10
     if limit > 100:
         raise invalid("This value must be less than or equal to 100.", param="limit")
-    after = params.get("starting_after")
+    after, before = params.get("starting_after"), params.get("ending_before")
+    if after and before:
+        raise invalid("You may only specify one of these parameters: ending_before, "
+                      "starting_after.", param="starting_after")
+    ids = [r["id"] for r in rows]
+    for cursor, name in ((after, "starting_after"), (before, "ending_before")):
+        if cursor and cursor not in ids:
+            raise invalid(f"No such object: '{cursor}'", code="resource_missing", param=name)
     if after:
-        ids = [r["id"] for r in rows]
-        if after not in ids:
-            raise invalid(f"No such object: '{after}'", code="resource_missing",
-                          param="starting_after")
         rows = rows[ids.index(after) + 1:]
+    elif before:
+        rows = rows[:ids.index(before)][-limit:]
+        return {"object": "list", "url": url, "has_more": ids.index(before) > limit,
+                "data": [public(r) for r in rows]}
     return {"object": "list", "url": url, "has_more": len(rows) > limit,
             "data": [public(r) for r in rows[:limit]]}
+
+
+def _created_matches(created: int, bound: Any) -> bool:
+    if bound in (None, "", {}):
+        return True
+    if not isinstance(bound, dict):
+        return created == forms.integer({"created": bound}, "created")
+    checks = {"gt": created.__gt__, "gte": created.__ge__, "lt": created.__lt__,
+              "lte": created.__le__}
+    unknown = set(bound) - set(checks)
+    if unknown:
+        raise invalid(f"Received unknown parameter: created[{sorted(unknown)[0]}]",
+                      param="created")
+    return all(checks[op](forms.integer(bound, op)) for op in bound)
+
+
+_PAGING = ("limit", "starting_after", "ending_before", "created")
+
+
+def _paging(q: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in q.items() if k in _PAGING}
 
 
 def _routes() -> list[Route]:
@@ -222,31 +259,34 @@ def _routes() -> list[Route]:
         get("/v1/payment_methods/{id}",
             lambda a, p, q: public(a.resolve_payment_method(p["id"], "id"))),
         post("/v1/payment_intents", lambda a, p, q: public(a.create_payment_intent(q))),
-        get("/v1/payment_intents", lambda a, p, q: _list("/v1/payment_intents",
-                                                         list(a.payment_intents.values()), q)),
+        get("/v1/payment_intents", lambda a, p, q: _list(
+            "/v1/payment_intents", list(a.payment_intents.values()), q, ("customer",))),
         get("/v1/payment_intents/{id}", lambda a, p, q: public(a.get_payment_intent(p["id"]))),
         post("/v1/payment_intents/{id}/confirm", lambda a, p,
              q: public(a.confirm_payment_intent(p["id"], q))),
         post("/v1/payment_intents/{id}/cancel", lambda a, p,
              q: public(a.cancel_payment_intent(p["id"], q))),
+        get("/v1/charges", lambda a, p, q: _list("/v1/charges", list(a.charges.values()), q,
+                                                 ("payment_intent", "customer"))),
         get("/v1/charges/{id}", lambda a, p, q: public(a.charges[p["id"]]) if p["id"] in a.charges
             else _raise(invalid(f"No such charge: '{p['id']}'", code="resource_missing",
                                 status=404))),
         post("/v1/refunds", lambda a, p, q: public(a.create_refund(q))),
-        get("/v1/refunds", lambda a, p, q: _list("/v1/refunds", [
-            r for r in a.refunds.values()
-            if q.get("payment_intent") in (None, r["payment_intent"])
-            and q.get("charge") in (None, r["charge"])],
-            {k: v for k, v in q.items() if k not in ("payment_intent", "charge")})),
+        get("/v1/refunds", lambda a, p, q: _list("/v1/refunds", list(a.refunds.values()), q,
+                                                 ("payment_intent", "charge"))),
         get("/v1/refunds/{id}", lambda a, p, q: public(a.get_refund(p["id"]))),
         post("/v1/payouts", lambda a, p, q: public(a.create_payout(q))),
+        get("/v1/payouts", lambda a, p, q: _list("/v1/payouts", list(a.payouts.values()), q,
+                                                 ("status", "destination"))),
         get("/v1/payouts/{id}", lambda a, p, q: public(a.get_payout(p["id"]))),
+        get("/v1/disputes", lambda a, p, q: _list("/v1/disputes", list(a.disputes.values()), q,
+                                                  ("charge", "payment_intent"))),
+        get("/v1/disputes/{id}", lambda a, p, q: public(a.get_dispute(p["id"]))),
         get("/v1/balance_transactions", lambda a, p, q: _list(
-            "/v1/balance_transactions", a.list_balance_transactions(q),
-            {k: v for k, v in q.items() if k in ("limit", "starting_after")})),
+            "/v1/balance_transactions", a.list_balance_transactions(
+                {k: v for k, v in q.items() if k != "created"}), _paging(q))),
         get("/v1/events", lambda a, p, q: _list("/v1/events", [
-            e for e in a.events.values() if q.get("type") in (None, e["type"])],
-            {k: v for k, v in q.items() if k in ("limit", "starting_after")})),
+            e for e in a.events.values() if q.get("type") in (None, e["type"])], _paging(q))),
         get("/v1/events/{id}", lambda a, p, q: a.events[p["id"]] if p["id"] in a.events
             else _raise(invalid(f"No such event: '{p['id']}'", code="resource_missing",
                                 status=404))),
@@ -260,6 +300,7 @@ def _routes() -> list[Route]:
         Route("/_sandbox/payment_intents/{id}/authenticate", _authenticate_3ds, methods=["POST"]),
         Route("/_sandbox/3ds/{id}", _three_d_secure_page, methods=["GET"]),
         Route("/_sandbox/payouts/{id}/settle", _settle_payout, methods=["POST"]),
+        Route("/_sandbox/charges/{id}/dispute", _open_dispute, methods=["POST"]),
         Route("/_sandbox/webhooks", _webhook_log, methods=["GET"]),
         Route("/_sandbox/webhooks/withheld/release", _release_withheld, methods=["POST"]),
         Route("/_sandbox/webhooks/idle", _webhooks_idle, methods=["POST"]),
@@ -310,7 +351,10 @@ async def _config(request: Request) -> Response:
             sb.webhooks.enabled_events = list(body["enabled_events"] or ["*"])
         if "payout_settle_seconds" in body:
             sb.account.payout_settle_seconds = float(body["payout_settle_seconds"])
-    return JSONResponse({"webhook_url": sb.webhooks.url,
+        if "fee_override" in body:
+            fee = body["fee_override"]
+            sb.account.fee_override = None if fee in (None, "") else int(fee)
+    return JSONResponse({"webhook_url": sb.webhooks.url, "fee_override": sb.account.fee_override,
                          "enabled_events": sb.webhooks.enabled_events,
                          "payout_settle_seconds": sb.account.payout_settle_seconds})
 
@@ -378,6 +422,16 @@ async def _settle_payout(request: Request) -> Response:
     except StripeApiError as error:
         return JSONResponse(error.to_json(), status_code=error.status)
     return JSONResponse(public(payout))
+
+
+async def _open_dispute(request: Request) -> Response:
+    body = await _body(request)
+    try:
+        dispute = _sb(request).account.open_dispute(request.path_params["id"],
+                                                    body.get("reason", "fraudulent"))
+    except StripeApiError as error:
+        return JSONResponse(error.to_json(), status_code=error.status)
+    return JSONResponse(public(dispute))
 
 
 async def _webhook_log(request: Request) -> Response:

@@ -32,6 +32,13 @@ def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
+# Stripe's fee for a dispute, taken with the disputed amount (in the charge's currency).
+DISPUTE_FEE = 1500
+# balance transaction type -> Stripe's reporting category
+_CATEGORY = {"payment_failure_refund": "refund_failure", "refund_failure": "refund_failure",
+             "payout_failure": "payout_reversal"}
+
+
 def fee_for(amount: int) -> int:
     """Stripe's standard card pricing, 2.9% + 30, rounded half up, in integer arithmetic."""
     return (amount * 29 + 500) // 1000 + 30
@@ -49,9 +56,11 @@ class Account:
         self.refunds: dict[str, dict] = {}
         self.payouts: dict[str, dict] = {}
         self.balance_transactions: dict[str, dict] = {}
+        self.disputes: dict[str, dict] = {}
         self.events: dict[str, dict] = {}
         self.payout_settle_seconds = 0.05
         self.refund_fail_seconds = 0.05
+        self.fee_override: int | None = None   # test control: the next charges' fee
         self.request_context: dict[str, Any] = {}
 
     # --- events ---------------------------------------------------------------------------
@@ -259,8 +268,9 @@ class Account:
                         "reason": decline_code}, "balance_transaction": None, "livemode": False,
         }
         if status == "succeeded":
+            fee = fee_for(pi["amount"]) if self.fee_override is None else self.fee_override
             txn = self._balance_transaction("charge", pi["amount"], pi["currency"], charge["id"],
-                                            fee=fee_for(pi["amount"]))
+                                            fee=fee)
             charge["balance_transaction"] = txn["id"]
         self.charges[charge["id"]] = charge
         return charge
@@ -386,13 +396,54 @@ class Account:
             raise missing("payout", payout_id)
         return payout
 
+    # --- disputes -------------------------------------------------------------------------
+    def open_dispute(self, charge_id: str, reason: str = "fraudulent") -> dict:
+        """The cardholder disputes a charge (test control): Stripe takes the amount and its
+        dispute fee from the balance at once (one `adjustment` balance transaction) and emits
+        `charge.dispute.created`."""
+        charge = self.charges.get(charge_id)
+        if charge is None:
+            raise missing("charge", charge_id, "charge")
+        if charge["status"] != "succeeded":
+            raise invalid("Only a succeeded charge can be disputed.", param="charge")
+        if charge.get("disputed"):
+            raise invalid(f"Charge {charge_id} is already disputed.", param="charge")
+        now = int(time.time())
+        dispute = {
+            "id": new_id("dp_"), "object": "dispute", "amount": charge["amount"],
+            "currency": charge["currency"], "charge": charge_id,
+            "payment_intent": charge["payment_intent"], "reason": reason,
+            "status": "needs_response", "created": now, "is_charge_refundable": False,
+            "metadata": {}, "livemode": False, "balance_transactions": [],
+            "evidence_details": {"due_by": now + 7 * 86400, "has_evidence": False,
+                                 "past_due": False, "submission_count": 0},
+        }
+        txn = self._balance_transaction("adjustment", -charge["amount"], charge["currency"],
+                                        dispute["id"], fee=DISPUTE_FEE,
+                                        reporting_category="dispute")
+        dispute["balance_transactions"] = [public(txn)]
+        charge["disputed"] = True
+        self.disputes[dispute["id"]] = dispute
+        self.emit("charge.dispute.created", dispute)
+        return dispute
+
+    def get_dispute(self, dispute_id: str) -> dict:
+        dispute = self.disputes.get(dispute_id)
+        if dispute is None:
+            raise missing("dispute", dispute_id)
+        return dispute
+
     # --- balance ----------------------------------------------------------------------------
     def _balance_transaction(self, type_: str, amount: int, currency: str, source: str,
-                             fee: int = 0) -> dict:
+                             fee: int = 0, reporting_category: str | None = None) -> dict:
+        fee_details = ([{"amount": fee, "currency": currency, "type": "stripe_fee",
+                         "description": "Stripe processing fees", "application": None}]
+                       if fee else [])
         txn = {"id": new_id("txn_"), "object": "balance_transaction", "type": type_,
-               "amount": amount,
-               "fee": fee, "net": amount - fee, "currency": currency, "source": source,
-               "created": int(time.time()), "status": "available", "reporting_category": type_,
+               "amount": amount, "fee": fee, "fee_details": fee_details, "net": amount - fee,
+               "currency": currency, "source": source, "description": None,
+               "created": int(time.time()), "status": "available",
+               "reporting_category": reporting_category or _CATEGORY.get(type_, type_),
                "available_on": int(time.time())}
         self.balance_transactions[txn["id"]] = txn
         return txn
