@@ -9,6 +9,7 @@
   (event, endpoint) and retried on the schedule; `manual` / `recover` resends are messages of
   their own with one attempt. `sending` rows carry a lease (`lease_owner`, `lease_until`).
 - webhook_attempts: every HTTP attempt, append-only.
+- api_keys: keys holding every scope of their role's default get `webhooks:write`.
 """
 
 from alembic import op
@@ -104,9 +105,21 @@ CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint_id, id DESC
 CREATE INDEX webhook_attempts_event ON webhook_attempts (event_id, id DESC);
 CREATE TRIGGER webhook_attempts_append_only BEFORE UPDATE OR DELETE ON webhook_attempts
     FOR EACH ROW EXECUTE FUNCTION refuse_change();
+
+-- Keys made with every scope of their role's default before this revision (the dev stack's
+-- operator key among them) get the new scope too; keys with a narrower list keep it.
+UPDATE api_keys SET scopes = array_append(scopes, 'webhooks:write')
+ WHERE NOT ('webhooks:write' = ANY(scopes))
+   AND scopes @> CASE role
+         WHEN 'operator' THEN ARRAY['players:read', 'players:write', 'deposits:write',
+                                    'withdrawals:write', 'bets:write', 'results:write',
+                                    'operator:review']
+         ELSE ARRAY['players:read', 'players:write', 'deposits:write', 'withdrawals:write',
+                    'bets:write'] END;
 """
 
 DOWNGRADE = """
+UPDATE api_keys SET scopes = array_remove(scopes, 'webhooks:write');
 DROP TABLE webhook_attempts;
 DROP TABLE webhook_messages;
 DROP TABLE webhook_events;
