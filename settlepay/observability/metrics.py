@@ -12,6 +12,7 @@ player, bet, deposit or workflow id.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import urllib.request
@@ -30,7 +31,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, event, text
+
+log = logging.getLogger("settlepay.metrics")
 
 PREFIX = "settlepay_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -118,6 +121,36 @@ def count(counter: Counter, label: str, amount: float = 1.0) -> None:
     """Add to a one-label counter (an outcome, a status, a class)."""
     if _enabled:
         counter.labels(label).inc(amount)
+
+
+def observe(histogram: Histogram, seconds: float, *labels: str) -> None:
+    """Observe a duration measured elsewhere (e.g. between two database timestamps)."""
+    if _enabled:
+        (histogram.labels(*labels) if labels else histogram).observe(max(seconds, 0.0))
+
+
+def on_commit(conn: Connection, record: Callable[[], None]) -> None:
+    """Call `record` when the transaction of `conn` commits, never when it rolls back: a
+    state change written by a command is counted once, however often its transaction is
+    retried (settlepay.db.run_in_transaction). SQLAlchemy's `commit` event comes as COMMIT is
+    sent; the listeners live on this Connection object only."""
+    done = False
+
+    def committed(_: Connection) -> None:
+        nonlocal done
+        if not done:
+            done = True
+            try:
+                record()
+            except Exception:   # a metric never stops a commit
+                log.exception("metric not recorded")
+
+    def rolled_back(_: Connection) -> None:
+        nonlocal done
+        done = True
+
+    event.listen(conn, "commit", committed, once=True)
+    event.listen(conn, "rollback", rolled_back, once=True)
 
 
 @contextmanager
