@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Connection, RowMapping
 
 from api.auth import Principal, require
 from api.deps import EngineDep, SettingsDep
 from api.idempotency import IdempotencyKey, optional_idempotency_key
-from api.problems import PROBLEM_RESPONSES, Problem, not_found, refused
+from api.problems import DISCARD_SCOPE_KEY, PROBLEM_RESPONSES, Problem, not_found, refused
 from api.schemas.webhooks import (
     Event,
     EventList,
@@ -91,6 +91,14 @@ def _event(conn: Connection, principal: Principal, event_id: str) -> RowMapping:
     return row
 
 
+def _keep_secret_out_of_the_idempotency_store(request: Request) -> None:
+    """An answer holding a signing secret is not stored for replay (it would sit there in
+    plain text): a retry with the same Idempotency-Key runs again. Creating is idempotent by
+    itself (the endpoint id comes from the key; its secret is unsealed again); a retried
+    rotation rotates once more, and the secret it answers is the one in force."""
+    request.scope[DISCARD_SCOPE_KEY] = True
+
+
 def _refused(error: commands.WebhookRefused) -> Problem:
     return refused(error.refusal, "The webhook request was refused")
 
@@ -99,9 +107,10 @@ def _refused(error: commands.WebhookRefused) -> Problem:
 
 @router.post(ENDPOINTS, status_code=201, response_model=WebhookEndpointWithSecret,
              summary="Create a webhook endpoint (the answer holds its signing secret)")
-def create_endpoint(body: WebhookEndpointCreate, principal: WebhooksWriter, engine: EngineDep,
-                    settings: SettingsDep,
+def create_endpoint(body: WebhookEndpointCreate, request: Request, principal: WebhooksWriter,
+                    engine: EngineDep, settings: SettingsDep,
                     idem: OptionalIdempotencyKey) -> WebhookEndpointWithSecret:
+    _keep_secret_out_of_the_idempotency_store(request)
     partner_id = _partner_for(principal, body.partner_id)
     spec = commands.EndpointSpec(url=body.url, description=body.description,
                                  event_types=tuple(body.event_types),
@@ -179,9 +188,10 @@ def endpoint_secret(endpoint_id: str, principal: WebhooksWriter, engine: EngineD
 @router.post(ENDPOINTS + "/{endpoint_id}/rotate_secret",
              response_model=WebhookEndpointWithSecret,
              summary="A new signing secret; the old one keeps signing during the grace")
-def rotate_secret(endpoint_id: str, principal: WebhooksWriter, engine: EngineDep,
-                  settings: SettingsDep,
+def rotate_secret(endpoint_id: str, request: Request, principal: WebhooksWriter,
+                  engine: EngineDep, settings: SettingsDep,
                   body: SecretRotation | None = None) -> WebhookEndpointWithSecret:
+    _keep_secret_out_of_the_idempotency_store(request)
     grace = (timedelta(seconds=body.grace_seconds)
              if body is not None and body.grace_seconds is not None else None)
 

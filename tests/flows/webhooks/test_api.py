@@ -179,3 +179,27 @@ async def test_events_are_listed_newest_first_a_page_at_a_time(api, engine, wh_s
     assert only["data"] == [] and not only["has_more"]
     assert_problem(await api.get("/v1/events", headers=key.headers,
                                  params={"cursor": "evt_nope"}), 422, "cursor_invalid")
+
+
+async def test_a_retried_creation_gives_the_same_endpoint_and_the_secret_is_not_kept_in_clear(
+        api, engine):
+    from sqlalchemy import text
+
+    key = make_key(engine, "partner", new_partner())
+    headers = {**key.headers, "Idempotency-Key": f"create-{uuid.uuid4().hex}"}
+    body = {"url": "https://hooks.partner.test/retried"}
+    first = await api.post("/v1/webhook_endpoints", headers=headers, json=body)
+    again = await api.post("/v1/webhook_endpoints", headers=headers, json=body)
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["secret"] == first.json()["secret"]
+    listed = (await api.get("/v1/webhook_endpoints", headers=key.headers)).json()["data"]
+    assert len(listed) == 1
+    with engine.connect() as conn:
+        kept = conn.execute(text("""SELECT count(*) FROM idempotency_records
+                                     WHERE idempotency_key = :k AND (response_body IS NOT NULL
+                                        OR position(convert_to(:s, 'UTF8') IN
+                                                    coalesce(response_body, '')) > 0)"""),
+                            {"k": headers["Idempotency-Key"],
+                             "s": first.json()["secret"]}).scalar_one()
+    assert kept == 0
