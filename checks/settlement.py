@@ -4,24 +4,50 @@ function that returns one line per bet breaking it; `run(conn, settings, market)
 (bets checked, every line): an empty list means the market is consistent.
 
 Facts read once, in the caller's snapshot (one REPEATABLE READ transaction from the CLI):
-the market's bets (not rejected) with their legs, the sums the ledger's settlement postings
-(settlement, resettlement, settlement_rollback) moved per bet to the player (cash + debt) and
-in bets-in-play, the current results of every market the bets touch, the market's run state.
+the market's bets (not rejected) with their legs, funding, cash-outs and cancellation; the sums
+the ledger's postings of each bet after its stake moved to the player (cash, debt, bonus funds,
+free bet) and in its in-play account, by family: settlement (settlement, resettlement,
+settlement_rollback), cash-out (cash_out, cash_out_reversal), cancellation (bet_cancel,
+bet_cancel_rollback); the current results of every market the bets touch; the market's run
+state. Free bets, bonus stakes, cash-outs and cancellations are checked as the invariants say.
 Must never: write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from domain.settlement import Pending, Settled, settle
-from domain.settlement.plan import BetStatus, domain_bet
+from domain.settlement.plan import (
+    BetStatus,
+    Funding,
+    StoredBet,
+    domain_bet,
+    refund_for,
+    returns_for,
+)
 from settlepay.config import Settings
 from store import settlements as store
+from store.settlements import BET_COLUMNS as _BET_COLUMNS
+
+# Ledger transaction kinds that move a bet's money after its stake, by family.
+SETTLE_KINDS = ("settlement", "resettlement", "settlement_rollback")
+CASH_OUT_KINDS = ("cash_out", "cash_out_reversal")
+CANCEL_KINDS = ("bet_cancel", "bet_cancel_rollback")
+FINAL_STATUSES = (BetStatus.SETTLED, BetStatus.CANCELLED, BetStatus.CASHED_OUT)
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What one family of a bet's postings moved: to the player (cash, debt, bonus funds, free
+    bet; for a cash bet also house promotions, where a forfeited bonus's share goes) and in
+    its in-play account."""
+    player: int = 0
+    in_play: int = 0
 
 
 @dataclass(frozen=True)
@@ -30,10 +56,20 @@ class CheckedBet:
     stake: int
     status: str
     paid: int
-    moved_to_player: int        # by the ledger's settlement postings of the bet
+    moved_to_player: int        # by the ledger's postings of the bet after its stake
     moved_in_play: int
-    recomputed: Settled | Pending   # from the current results
+    recomputed: Settled | Pending | None   # from the current results (None: nothing in play)
     needs_review: str | None = None  # flagged by settlement: reported, left as it was
+    stored: StoredBet | None = None  # the bet as settlement reads it (remaining stake)
+    cashed_out_stake: int = 0
+    cashed_out_value: int = 0
+    by_family: dict[str, Moved] = field(default_factory=dict)
+
+    @property
+    def returned(self) -> int:
+        """What the bet says went back to the player: paid, cash-outs, the free bet."""
+        free_bet = self.stored.returned_free_bet if self.stored is not None else 0
+        return self.paid + self.cashed_out_value + free_bet
 
 
 @dataclass(frozen=True)
@@ -45,13 +81,13 @@ class Facts:
 
 def _paid_as_moved(facts: Facts) -> list[str]:
     return [f"bet {b.id}: ledger moved {b.moved_to_player} to the player, the bet says "
-            f"{b.paid} was paid" for b in facts.bets if b.moved_to_player != b.paid]
+            f"{b.returned} was paid" for b in facts.bets if b.moved_to_player != b.returned]
 
 
 def _stake_left_in_play_once(facts: Facts) -> list[str]:
     found = []
     for b in facts.bets:
-        expected = -b.stake if b.status == BetStatus.SETTLED else 0
+        expected = -b.stake if b.status in FINAL_STATUSES else -b.cashed_out_stake
         if b.moved_in_play != expected:
             found.append(f"bet {b.id} ({b.status}): settlement postings moved {b.moved_in_play} "
                          f"in bets-in-play, expected {expected}")
@@ -61,12 +97,19 @@ def _stake_left_in_play_once(facts: Facts) -> list[str]:
 def _paid_as_recomputed(facts: Facts) -> list[str]:
     found = []
     for b in facts.bets:
-        if (b.status != BetStatus.SETTLED or isinstance(b.recomputed, Pending)
-                or b.needs_review is not None):
+        if (b.status != BetStatus.SETTLED or not isinstance(b.recomputed, Settled)
+                or b.needs_review is not None or b.stored is None):
             continue
-        payout = b.recomputed.payout
+        returns = returns_for(b.stored, b.recomputed)
+        payout = returns.paid
         if payout != b.paid and not (facts.upgrade_only and b.paid > payout):
             found.append(f"bet {b.id}: results give {payout}, paid {b.paid}")
+        elif payout == b.paid and returns.free_bet != b.stored.returned_free_bet:
+            found.append(f"bet {b.id}: results return a free bet of {returns.free_bet}, "
+                         f"{b.stored.returned_free_bet} was returned")
+        elif payout == b.paid and returns.bonus != b.stored.paid_bonus:
+            found.append(f"bet {b.id}: the bonus share of its return is {returns.bonus}, "
+                         f"{b.stored.paid_bonus} went to bonus funds")
     return found
 
 
@@ -75,57 +118,123 @@ def _none_left_open(facts: Facts) -> list[str]:
         return []
     return [f"bet {b.id}: all results known and the market settled, but the bet is open"
             for b in facts.bets
-            if b.status == BetStatus.OPEN and not isinstance(b.recomputed, Pending)
+            if b.status == BetStatus.OPEN and isinstance(b.recomputed, Settled)
             and b.needs_review is None]
+
+
+def _cash_outs_moved_their_values(facts: Facts) -> list[str]:
+    found = []
+    for b in facts.bets:
+        moved = b.by_family.get("cash_out", Moved())
+        if moved.player != b.cashed_out_value or moved.in_play != -b.cashed_out_stake:
+            found.append(f"bet {b.id}: cash-out postings moved {moved.player} to the player and "
+                         f"{moved.in_play} in play; its cash-outs say {b.cashed_out_value} for "
+                         f"{b.cashed_out_stake} of its stake")
+    return found
+
+
+def _cashed_out_bets_left_alone(facts: Facts) -> list[str]:
+    found = []
+    for b in facts.bets:
+        if b.status != BetStatus.CASHED_OUT:
+            continue
+        for family in ("settle", "cancel"):
+            moved = b.by_family.get(family, Moved())
+            if moved != Moved() or b.paid:
+                found.append(f"bet {b.id} (cashed out): its {family} postings net "
+                             f"{moved.player} to the player and {moved.in_play} in play; paid "
+                             f"{b.paid}")
+    return found
+
+
+def _cancelled_bets_refunded_in_full(facts: Facts) -> list[str]:
+    found = []
+    for b in facts.bets:
+        if b.status != BetStatus.CANCELLED or b.stored is None:
+            continue
+        refund = refund_for(b.stored)
+        if (b.paid, b.stored.paid_bonus, b.stored.returned_free_bet) != (
+                refund.paid, refund.bonus, refund.free_bet):
+            found.append(f"bet {b.id} (cancelled): returned {b.paid} (bonus "
+                         f"{b.stored.paid_bonus}, free bet {b.stored.returned_free_bet}); a "
+                         f"full refund is {refund.paid} (bonus {refund.bonus}, free bet "
+                         f"{refund.free_bet})")
+    return found
 
 
 # (invariant in words, the function returning one line per bet that breaks it)
 CHECKS: list[tuple[str, Callable[[Facts], list[str]]]] = [
-    ("ledger postings to the player equal what each bet says was paid", _paid_as_moved),
-    ("a settled bet's stake left bets-in-play exactly once; an open bet's postings net to zero",
-     _stake_left_in_play_once),
-    ("each settled bet's payout recomputed from the current results equals what was paid "
-     "(upgrade_only: what was paid may be higher, never lower; a bet flagged for review is "
-     "left as it was)", _paid_as_recomputed),
+    ("ledger postings to the player equal what each bet says was returned (paid, cash-outs, "
+     "a free bet given back)", _paid_as_moved),
+    ("a settled, cancelled or cashed-out bet's stake left its in-play account exactly once; an "
+     "open bet's only by what was cashed out", _stake_left_in_play_once),
+    ("each settled bet's payout recomputed from the current results equals what was paid, a "
+     "free bet paying winnings only and giving the free bet back when void, the bonus share "
+     "in bonus funds (upgrade_only: what was paid may be higher, never lower; a bet flagged "
+     "for review is left as it was)", _paid_as_recomputed),
     ("no bet is left open once its markets have results and the market is settled "
      "(but a bet flagged for review, which settlement reported instead)", _none_left_open),
+    ("each bet's cash-out postings moved exactly its cash-outs' values and stakes",
+     _cash_outs_moved_their_values),
+    ("a cashed-out bet is final: its settlement and cancellation postings net to zero",
+     _cashed_out_bets_left_alone),
+    ("a cancelled bet was refunded in full: its remaining stake back where it came from",
+     _cancelled_bets_refunded_in_full),
 ]
 
 
 def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
-    rows = conn.execute(text("""
-        SELECT b.id, b.stake, b.bet_type, b.place_fraction, b.place_count, b.status, b.paid,
-               b.needs_review,
-               (SELECT array_agg(ARRAY[l.market_id, l.selection_id, l.price_num::text,
-                                       l.price_den::text] ORDER BY l.leg_no)
-                  FROM bet_legs l WHERE l.bet_id = b.id) AS legs
-          FROM bets b
+    rows = conn.execute(text(f"""
+        SELECT {_BET_COLUMNS}, b.needs_review, b.cashed_out_value
+          FROM bets b JOIN players p ON p.id = b.player_id
          WHERE b.id IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)
            AND b.status <> 'rejected'
          ORDER BY b.id"""), {"m": market_id}).all()
     moved_rows = conn.execute(text("""
-        SELECT t.reference,
-               coalesce(sum(e.amount) FILTER (WHERE a.type IN ('player_cash', 'player_debt')),
-                        0) AS player,
-               coalesce(sum(e.amount) FILTER (WHERE a.type = 'bets_in_play'), 0) AS in_play
+        SELECT t.reference, t.kind, b.funding,
+               coalesce(sum(e.amount) FILTER (WHERE a.type IN ('player_cash', 'player_debt',
+                        'player_bonus', 'player_free_bet')), 0) AS player,
+               coalesce(sum(e.amount) FILTER (WHERE a.type = 'house_promotions'), 0)
+                   AS promotions,
+               coalesce(sum(e.amount) FILTER (WHERE a.type IN ('bets_in_play',
+                        'free_bets_in_play')), 0) AS in_play
           FROM ledger_transactions t
+          JOIN bets b ON b.id = t.reference
           JOIN ledger_entries e ON e.transaction_id = t.id
           JOIN ledger_accounts a ON a.id = e.account_id
-         WHERE t.result = 'ok'
-           AND t.kind IN ('settlement', 'resettlement', 'settlement_rollback')
+         WHERE t.result = 'ok' AND t.kind = ANY(:kinds)
            AND t.reference IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)
-         GROUP BY t.reference"""), {"m": market_id}).all()
-    moved = {r.reference: (int(r.player), int(r.in_play)) for r in moved_rows}
-    legs = {r.id: tuple((m, s, int(num), int(den)) for m, s, num, den in r.legs) for r in rows}
-    results, _ = store.current_results(conn, {leg[0] for ls in legs.values() for leg in ls})
+         GROUP BY t.reference, t.kind, b.funding"""),
+        {"m": market_id,
+         "kinds": list(SETTLE_KINDS + CASH_OUT_KINDS + CANCEL_KINDS)}).all()
+    family_of = {**dict.fromkeys(SETTLE_KINDS, "settle"),
+                 **dict.fromkeys(CASH_OUT_KINDS, "cash_out"),
+                 **dict.fromkeys(CANCEL_KINDS, "cancel")}
+    moved: dict[str, dict[str, Moved]] = {}
+    for r in moved_rows:
+        # A cash bet's bonus share goes to house promotions once its bonus is forfeited; a
+        # free bet's house side is house promotions (not the player's).
+        player = int(r.player) + (int(r.promotions) if r.funding == Funding.CASH else 0)
+        families = moved.setdefault(r.reference, {})
+        before = families.get(family_of[r.kind], Moved())
+        families[family_of[r.kind]] = Moved(before.player + player,
+                                            before.in_play + int(r.in_play))
+    results, _ = store.current_results(
+        conn, {m for r in rows for m, _, _, _ in r.legs})
     run = store.run_row(conn, market_id)
 
     def checked(row: Any) -> CheckedBet:
-        player, in_play = moved.get(row.id, (0, 0))
-        bet = domain_bet(row.bet_type, int(row.stake), legs[row.id], row.place_fraction,
-                         row.place_count)
-        return CheckedBet(row.id, int(row.stake), row.status, int(row.paid), player, in_play,
-                          settle(bet, results), row.needs_review)
+        stored = store.stored_bet(row)
+        families = moved.get(row.id, {})
+        recomputed = (settle(domain_bet(stored.bet_type, stored.stake, stored.legs,
+                                        stored.place_fraction, stored.place_count), results)
+                      if stored.stake > 0 else None)
+        return CheckedBet(
+            row.id, int(row.stake), row.status, int(row.paid),
+            sum(m.player for m in families.values()),
+            sum(m.in_play for m in families.values()), recomputed, row.needs_review,
+            stored=stored, cashed_out_stake=int(row.cashed_out_stake),
+            cashed_out_value=int(row.cashed_out_value), by_family=families)
 
     return Facts([checked(r) for r in rows], run.state if run is not None else None,
                  settings.resettlement_policy == "upgrade_only")

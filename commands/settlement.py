@@ -10,6 +10,15 @@ audit record and outbox event, in the caller's transaction.
                                 of bets, one audit record, one outbox event
     betting_refusal(conn, ...)  for bet placement: the markets' shared locks, and whether one
                                 of them is closed for betting
+    cancel_market(conn, ...)    UOF BetCancel: every open or settled bet on the market (placed
+                                in the window, if one is given) refunded in full, one posting
+                                each (`bet:<id>:cancel:<n>`); final for later results
+    rollback_cancellation(...)  UOF RollbackBetCancel: the refunds reversed exactly, the bets
+                                open again and settled at once where their results are known
+
+A bet that is cashed out (commands/bets.py) or cancelled is final: settlement, resettlement and
+rollback runs leave it alone (domain/settlement/plan.py). Its bonus share goes where its bonus
+stands (commands/promotions.py: bonus funds, cash once converted, the house once forfeited).
 
 Ordering: a market's results, rollbacks and reopening take its advisory lock exclusive; bet
 placement takes it shared (sorted) and checks "closed for betting" under it, so a bet that
@@ -32,9 +41,11 @@ Must never: open its own transaction, compute a payout itself, or start a workfl
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,15 +54,21 @@ from sqlalchemy import Connection
 import audit
 import ledger
 import outbox
-from domain.settlement import SelectionResult
+from commands import promotions
+from domain.settlement import BetOutcome, SelectionResult
 from domain.settlement.plan import (
     Account,
     PlannedPosting,
+    RecordKind,
+    SettlementRecord,
     Step,
     StoredBet,
+    applied,
+    plan_cancel,
     plan_review,
     plan_rollback,
     plan_settle,
+    plan_uncancel,
 )
 from domain.settlement.plan import results_used as used_by
 from domain.settlement.results import InvalidResult
@@ -68,7 +85,8 @@ from workflows.contracts.settlement import (
 )
 
 __all__ = ["BatchOutcome", "IdempotencyConflict", "ResultRefused", "begin", "betting_refusal",
-           "finish", "record_result", "record_rollback", "reopen_market", "settle_range"]
+           "cancel_market", "finish", "record_result", "record_rollback", "reopen_market",
+           "rollback_cancellation", "settle_range"]
 
 
 class ResultRefused(Exception):
@@ -278,11 +296,20 @@ class BatchOutcome:
     items: list[dict[str, Any]] = field(default_factory=list)
 
 
+_ACCOUNTS = {
+    Account.BETS_IN_PLAY: AccountRef.bets_in_play,
+    Account.PLAYER_CASH: AccountRef.player_cash,
+    Account.FREE_BETS_IN_PLAY: AccountRef.free_bets_in_play,
+    Account.PLAYER_FREE_BET: AccountRef.free_bet,
+    Account.PLAYER_BONUS: AccountRef.bonus,
+}
+
+
 def _account(kind: Account, player_id: str, currency: str) -> AccountRef:
-    if kind == Account.BETS_IN_PLAY:
-        return AccountRef.bets_in_play(player_id, currency)
-    if kind == Account.PLAYER_CASH:
-        return AccountRef.player_cash(player_id, currency)
+    if kind in _ACCOUNTS:
+        return _ACCOUNTS[kind](player_id, currency)
+    if kind == Account.HOUSE_PROMOTIONS:
+        return AccountRef.house_promotions(currency)
     return AccountRef.house_revenue(currency)
 
 
@@ -295,6 +322,59 @@ def transfer_of(posting: PlannedPosting, player_id: str, currency: str) -> Trans
     return Transfer(key=posting.key, kind=str(posting.kind), reference=posting.bet_id,
                     corrects=posting.corrects, legs=legs,
                     metadata={"market": posting.market_id, "version": posting.version})
+
+
+def with_bonus_targets(conn: Connection, bets: list[StoredBet], *, actor: str,
+                       now: datetime | None = None,
+                       ) -> tuple[list[StoredBet], dict[str, dict[str, Any]]]:
+    """The bets with where their bonus share goes now (their bonuses locked, expired ones
+    forfeited), and the bonus rows."""
+    bonuses = promotions.bonus_targets(conn, bets, now=now or datetime.now(UTC), actor=actor)
+    return [replace(bet, bonus_target=promotions.TARGETS[bonuses[bet.bonus_id]["status"]])
+            if bet.bonus_id in bonuses else bet for bet in bets], bonuses
+
+
+def _execute(conn: Connection, market_id: str, planned: list[tuple[StoredBet, Step]],
+             bonuses: dict[str, dict[str, Any]], actor: str,
+             ) -> tuple[list[tuple[StoredBet, Step]], list[SettlementRecord], list[str]]:
+    """Post the steps' postings in order (one post_many), keep their history rows, update the
+    bets (a bet's last step wins) and count first settlements towards their bonus. A posting
+    the ledger refuses flags its bet for review instead. Returns (steps as applied, records
+    kept, ledger keys posted)."""
+    transfers = [transfer_of(step.posting, bet.player_id, bet.currency)
+                 if step.posting is not None else None for bet, step in planned]
+    postings = [t for t in transfers if t is not None]
+    results = iter(ledger.post_many(conn, postings))
+    posted = [next(results) if t is not None else None for t in transfers]
+    # A posting the ledger refuses (an in-play account short of the stake: a broken invariant)
+    # must not hold up the rest of the batch for ever: that bet is flagged for review instead.
+    refused = {bet.id: f"ledger refused {t.key}: {r.code}"
+               for (bet, _), t, r in zip(planned, transfers, posted, strict=True)
+               if t is not None and r is not None and not r.ok}
+    if refused:
+        steps_of: dict[str, int] = defaultdict(int)
+        for bet, step in planned:
+            steps_of[bet.id] += step.posting is not None
+        if any(steps_of[bet_id] > 1 for bet_id in refused):
+            raise RuntimeError(f"ledger refused a posting of a bet with several: {refused}")
+        first = {bet.id: bet for bet, _ in reversed(planned)}
+        planned = ([(bet, step) for bet, step in planned if bet.id not in refused]
+                   + [(first[bet_id], plan_review(first[bet_id], reason))
+                      for bet_id, reason in refused.items()])
+    accepted = {t.key: (r.transaction_id, r.shortfall)
+                for t, r in zip(transfers, posted, strict=True)
+                if t is not None and r is not None and r.ok}
+    records = [step.record for bet, step in planned
+               if step.record is not None and bet.id not in refused]
+    store.insert_records(conn, market_id, records, accepted)
+    updates = {step.update.bet_id: step.update for _, step in planned if step.update is not None}
+    store.update_bets(conn, list(updates.values()))
+    first_settled = [bet for bet, step in planned
+                     if step.record is not None and step.record.kind == RecordKind.SETTLEMENT
+                     and step.record.outcome != BetOutcome.VOID and bet.id not in refused]
+    store.mark_wagered(conn, promotions.count_wagering(conn, first_settled, bonuses,
+                                                       actor=actor))
+    return planned, records, list(accepted)
 
 
 def settle_range(conn: Connection, settings: Settings, market_id: str, version: int,
@@ -313,6 +393,7 @@ def settle_range(conn: Connection, settings: Settings, market_id: str, version: 
         # A newer version came after this rollback: its run settles every bet from what was
         # paid (read after the bets are locked, so that run's batches are either done or wait).
         return out
+    bets, bonuses = with_bonus_targets(conn, bets, actor=actor)
     results, versions = store.current_results(conn, {leg[0] for bet in bets for leg in bet.legs})
     upgrade_only = settings.resettlement_policy == "upgrade_only"
 
@@ -325,37 +406,40 @@ def settle_range(conn: Connection, settings: Settings, market_id: str, version: 
         if step is not None:
             planned.append((bet, step))
 
-    transfers = {bet.id: transfer_of(step.posting, bet.player_id, bet.currency)
-                 for bet, step in planned if step.posting is not None}
-    posted = dict(zip(transfers, ledger.post_many(conn, list(transfers.values())),
-                      strict=True))
-    # A posting the ledger refuses (bets-in-play short of the stake: a broken invariant) must
-    # not hold up the rest of the batch for ever: that bet is flagged for review instead.
-    planned = [(bet, plan_review(bet, f"ledger refused {transfers[bet.id].key}: "
-                                      f"{posted[bet.id].code}"))
-               if bet.id in posted and not posted[bet.id].ok else (bet, step)
-               for bet, step in planned]
-    accepted = {bet_id: r for bet_id, r in posted.items() if r.ok}
-    records = [step.record for _, step in planned if step.record is not None]
-    store.insert_records(conn, market_id, records,
-                         {transfers[bet_id].key: (r.transaction_id, r.shortfall)
-                          for bet_id, r in accepted.items()})
-    store.update_bets(conn, [step.update for _, step in planned if step.update is not None])
-
+    planned, records, keys = _execute(conn, market_id, planned, bonuses, actor)
     out.pending = sum(step.pending for _, step in planned)
     out.skipped = sum(step.skipped for _, step in planned)
     out.needs_review = sum(step.review is not None for _, step in planned)
-    out.posted = len(accepted)
+    out.posted = len(keys)
     out.payout_delta = sum(r.delta for r in records if r.applied)
-    out.items = [{"bet_id": r.bet_id, "player_id": r.player_id, "kind": str(r.kind),
-                  "version": r.version, "payout": r.payout, "delta": r.delta,
-                  "applied": r.applied} for r in records]
-    _announce(conn, market_id, version, mode, actor, lo, hi, part, parts, out, planned,
-              [transfers[bet_id].key for bet_id in accepted])
+    out.items = [_item(r) for r in records]
+    _announce(conn, market_id, version, mode, actor, lo, hi, part, parts, out, planned, keys)
     if fail_before_commit:
         # Test hook: a worker dying after the work but before COMMIT.
         raise RuntimeError("injected failure before commit")
     return out
+
+
+def settle_now(conn: Connection, settings: Settings, bet_ids: list[str], market_id: str, *,
+               actor: str) -> list[SettlementRecord]:
+    """Settle these open bets (internal ids) against the current results of their markets at
+    once, where every market has one (a bet handed back to settlement after a cash-out
+    reversal); returns the history rows written."""
+    bets = [bet for bet_id in sorted(bet_ids)
+            if (bet := store.bet_for_update(conn, bet_id)) is not None]
+    bets, bonuses = with_bonus_targets(conn, bets, actor=actor)
+    results, versions = store.current_results(conn, {leg[0] for bet in bets for leg in bet.legs})
+    upgrade_only = settings.resettlement_policy == "upgrade_only"
+    planned = [(bet, step) for bet in bets
+               if (step := plan_settle(bet, market_id, results, versions,
+                                       used_by(bet, results), upgrade_only=upgrade_only))
+               is not None and not step.pending]
+    return _execute(conn, market_id, planned, bonuses, actor)[1]
+
+
+def _item(r: SettlementRecord) -> dict[str, Any]:
+    return {"bet_id": r.bet_id, "player_id": r.player_id, "kind": str(r.kind),
+            "version": r.version, "payout": r.payout, "delta": r.delta, "applied": r.applied}
 
 
 def _announce(conn: Connection, market_id: str, version: int, mode: Mode, actor: str, lo: str,
@@ -388,3 +472,122 @@ def _announce(conn: Connection, market_id: str, version: int, mode: Mode, actor:
                     payload={"market_id": market_id, "version": version,
                              "partner_id": partner_id, "bets": items},
                     partner_id=partner_id)
+
+
+# --- market cancellation (UOF BetCancel / RollbackBetCancel) --------------------------------
+
+def cancellation_resource(row: dict[str, Any]) -> dict[str, Any]:
+    """A market cancellation as the API and its events show it."""
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+    return {"object": "market_cancellation", "id": row["external_id"],
+            "market_id": row["market_id"], "reason_code": row["reason_code"],
+            "reason": row["reason"], "placed_from": iso(row["placed_from"]),
+            "placed_until": iso(row["placed_until"]), "status": row["status"],
+            "bets_cancelled": row["bets_cancelled"], "created_at": iso(row["created_at"]),
+            "rolled_back_at": iso(row["rolled_back_at"])}
+
+
+def _cancellation_hash(reason_code: str, reason: str | None, placed_from: datetime | None,
+                       placed_until: datetime | None) -> bytes:
+    body = [reason_code, reason, placed_from.isoformat() if placed_from else None,
+            placed_until.isoformat() if placed_until else None]
+    return hashlib.sha256(json.dumps(body).encode()).digest()
+
+
+def _announce_bets(conn: Connection, event_type: str, market_id: str, cancellation_id: str,
+                   planned: list[tuple[StoredBet, Step]], records: list[SettlementRecord]) -> None:
+    """One event per partner naming its players' bets (a partner hears of its own only)."""
+    partner_of = {bet.id: bet.partner_id for bet, _ in planned}
+    by_partner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_partner[partner_of[record.bet_id]].append(_item(record))
+    for partner_id, items in sorted(by_partner.items()):
+        outbox.emit(conn, event_type=event_type, aggregate_type="market",
+                    aggregate_id=market_id,
+                    payload={"market_id": market_id, "cancellation_id": cancellation_id,
+                             "partner_id": partner_id, "bets": items},
+                    partner_id=partner_id)
+
+
+def cancel_market(conn: Connection, settings: Settings, market_id: str, *, cancellation_id: str,
+                  reason_code: str, reason: str | None, placed_from: datetime | None,
+                  placed_until: datetime | None, actor: str) -> tuple[dict[str, Any], bool]:
+    """BetCancel: refund in full every open or settled bet on the market (placed within the
+    window, when one is given); returns (cancellation, replayed). Later results leave the
+    cancelled bets alone. Without a window the market closes for betting."""
+    if placed_from is not None and placed_until is not None and placed_from >= placed_until:
+        raise ResultRefused(SettlementRefusal.INVALID_CANCELLATION,
+                            "a cancellation window starts before it ends")
+    request_hash = _cancellation_hash(reason_code, reason, placed_from, placed_until)
+    store.lock_market(conn, market_id)        # ordered with results, rollbacks and bets
+    existing = store.cancellation(conn, market_id, cancellation_id)
+    if existing is not None:
+        if bytes(existing["request_hash"]) != request_hash:
+            raise ResultRefused(SettlementRefusal.CANCELLATION_CONFLICT,
+                                f"cancellation {cancellation_id} of market {market_id} was "
+                                "received with other details")
+        return cancellation_resource(existing), True
+    internal = store.insert_cancellation(conn, market_id=market_id, external_id=cancellation_id,
+                                         reason_code=reason_code, reason=reason,
+                                         placed_from=placed_from, placed_until=placed_until,
+                                         request_hash=request_hash, created_by=actor)
+    bets, bonuses = with_bonus_targets(
+        conn, store.bets_for_cancellation(conn, market_id, placed_from, placed_until),
+        actor=actor)
+    detail = {"cancellation": cancellation_id, "reason_code": reason_code, "reason": reason}
+    planned = [(bet, step) for bet in bets
+               if (step := plan_cancel(bet, market_id, internal, detail)) is not None]
+    planned, records, keys = _execute(conn, market_id, planned, bonuses, actor)
+    store.cancellation_done(conn, internal, len(records))
+    if placed_from is None and placed_until is None:
+        store.close_betting(conn, market_id)
+    row = store.cancellation(conn, market_id, cancellation_id)
+    assert row is not None
+    resource = cancellation_resource(row)
+    audit.record(conn, actor=actor, action="market.bets_cancelled", subject_type="market",
+                 subject_id=market_id, before=None,
+                 after={**resource, "ledger_keys": keys})
+    _announce_bets(conn, "bets.cancelled", market_id, cancellation_id, planned, records)
+    return resource, False
+
+
+def rollback_cancellation(conn: Connection, settings: Settings, market_id: str,
+                          cancellation_id: str, *, actor: str) -> tuple[dict[str, Any], bool]:
+    """RollbackBetCancel: the cancellation's refunds reversed exactly, its bets open again and,
+    where every market of a bet has a current result, settled against it at once. Returns
+    (cancellation, replayed)."""
+    store.lock_market(conn, market_id)
+    row = store.cancellation(conn, market_id, cancellation_id, for_update=True)
+    if row is None:
+        raise ResultRefused(SettlementRefusal.CANCELLATION_NOT_FOUND,
+                            f"market {market_id} has no cancellation {cancellation_id!r}")
+    if row["status"] == "rolled_back":
+        return cancellation_resource(row), True
+    bets, bonuses = with_bonus_targets(conn, store.bets_of_cancellation(conn, row["id"]),
+                                       actor=actor)
+    results, versions = store.current_results(conn, {leg[0] for bet in bets for leg in bet.legs})
+    upgrade_only = settings.resettlement_policy == "upgrade_only"
+    detail = {"cancellation": cancellation_id}
+    planned: list[tuple[StoredBet, Step]] = []
+    for bet in bets:
+        undo = plan_uncancel(bet, market_id, row["id"], detail)
+        if undo is None or undo.update is None:
+            continue
+        planned.append((bet, undo))
+        reopened = applied(bet, undo.update)
+        settled = plan_settle(reopened, market_id, results, versions, used_by(bet, results),
+                              upgrade_only=upgrade_only)
+        if settled is not None and not settled.pending:
+            planned.append((reopened, settled))
+    planned, records, keys = _execute(conn, market_id, planned, bonuses, actor)
+    store.mark_cancellation_rolled_back(conn, row["id"], actor)
+    after = store.cancellation(conn, market_id, cancellation_id)
+    assert after is not None
+    resource = cancellation_resource(after)
+    audit.record(conn, actor=actor, action="market.bet_cancel_rolled_back",
+                 subject_type="market", subject_id=market_id,
+                 before={"status": row["status"]}, after={**resource, "ledger_keys": keys})
+    _announce_bets(conn, "bets.cancel_rolled_back", market_id, cancellation_id, planned,
+                   records)
+    return resource, False

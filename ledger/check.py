@@ -168,6 +168,69 @@ CHECKS: list[tuple[str, str]] = [
             OR count(e.id) FILTER (WHERE e.account_id NOT IN (h.debit_account_id,
                                                               h.credit_account_id)) > 0"""),
 
+    # Free bets and bonus funds (issue 15): the house's promises, kept apart from cash.
+    ("free-bet and bonus accounts are players' single-row no-negative accounts; house "
+     "promotions is the house's",
+     """SELECT 'account ' || a.id || ' (' || a.owner || ' ' || a.type || ') has '
+               || a.shards || ' rows, no_negative ' || a.no_negative
+          FROM ledger_accounts a
+         WHERE (a.type IN ('player_free_bet', 'free_bets_in_play', 'player_bonus')
+                AND (a.owner NOT LIKE 'player:%' OR a.shards <> 1 OR NOT a.no_negative))
+            OR (a.type = 'house_promotions' AND (a.owner <> 'house' OR a.no_negative))"""),
+    ("free-bet and bonus accounts move only in the postings that may touch them",
+     """SELECT 'transaction ' || t.id || ' (' || t.kind || ') moves ' || a.type
+          FROM ledger_transactions t
+          JOIN ledger_entries e ON e.transaction_id = t.id
+          JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE (a.type = 'player_free_bet' AND t.kind NOT IN (
+                    'free_bet_grant', 'bet_stake', 'settlement', 'resettlement',
+                    'settlement_rollback', 'bet_cancel', 'bet_cancel_rollback'))
+            OR (a.type = 'free_bets_in_play' AND t.kind NOT IN (
+                    'bet_stake', 'settlement', 'settlement_rollback', 'cash_out',
+                    'cash_out_reversal', 'bet_cancel', 'bet_cancel_rollback'))
+            OR (a.type = 'player_bonus' AND t.kind NOT IN (
+                    'bonus_credit', 'bonus_conversion', 'bonus_forfeit', 'bet_stake',
+                    'settlement', 'resettlement', 'settlement_rollback', 'cash_out',
+                    'cash_out_reversal', 'bet_cancel', 'bet_cancel_rollback'))"""),
+    ("a free-bet stake moves only from the player's free-bet balance to their free bets in "
+     "play, never from or to cash",
+     """SELECT 'transaction ' || t.id || ' (bet_stake of ' || t.reference || ') moves '
+               || string_agg(a.owner || ' ' || a.type || ' ' || e.amount, ', ' ORDER BY e.id)
+          FROM ledger_transactions t
+          JOIN ledger_entries e ON e.transaction_id = t.id
+          JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE t.kind = 'bet_stake'
+           AND t.id IN (SELECT e2.transaction_id FROM ledger_entries e2
+                          JOIN ledger_accounts a2 ON a2.id = e2.account_id
+                         WHERE a2.type IN ('player_free_bet', 'free_bets_in_play'))
+         GROUP BY t.id
+        HAVING count(*) <> 2
+            OR count(DISTINCT a.owner) <> 1
+            OR coalesce(sum(e.amount) FILTER (WHERE a.type = 'player_free_bet'), 0) >= 0
+            OR count(*) FILTER (WHERE a.type NOT IN ('player_free_bet',
+                                                     'free_bets_in_play')) > 0"""),
+    ("a bonus conversion moves bonus funds to the same player's cash; a forfeiture moves them "
+     "to house promotions; a credit comes from house promotions",
+     """SELECT 'transaction ' || t.id || ' (' || t.kind || ') moves '
+               || string_agg(a.owner || ' ' || a.type || ' ' || e.amount, ', ' ORDER BY e.id)
+          FROM ledger_transactions t
+          JOIN ledger_entries e ON e.transaction_id = t.id
+          JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE t.kind IN ('bonus_conversion', 'bonus_forfeit', 'bonus_credit')
+           AND t.result = 'ok'
+         GROUP BY t.id, t.kind
+        HAVING count(*) <> 2
+            OR (t.kind = 'bonus_conversion' AND (
+                   count(DISTINCT a.owner) <> 1
+                   OR coalesce(sum(e.amount) FILTER (WHERE a.type = 'player_bonus'), 0) >= 0
+                   OR count(*) FILTER (WHERE a.type = 'player_cash') <> 1))
+            OR (t.kind = 'bonus_forfeit' AND (
+                   coalesce(sum(e.amount) FILTER (WHERE a.type = 'player_bonus'), 0) >= 0
+                   OR count(*) FILTER (WHERE a.type = 'house_promotions') <> 1))
+            OR (t.kind = 'bonus_credit' AND (
+                   coalesce(sum(e.amount) FILTER (WHERE a.type = 'player_bonus'), 0) <= 0
+                   OR count(*) FILTER (WHERE a.type = 'house_promotions') <> 1))"""),
+
     # The whole ledger.
     ("the whole ledger sums to zero in each currency",
      """SELECT currency || ' sums to ' || sum(amount) FROM ledger_entries

@@ -21,13 +21,22 @@ class AccountType(StrEnum):
     PLAYER_DEBT = "player_debt"                    # negative balance = what the player owes
     HOUSE_REVENUE = "house_revenue"                # the operator's result; hot
     GATEWAY_CLEARING = "gateway_clearing"          # per provider; negative = owed to us; hot
+    # Sportsbook products (issue 15). A free bet and a bonus are the house's promises, not
+    # cash: they live on their own accounts and reach player cash only through a settlement
+    # (free-bet winnings, bonus-funded returns) or a bonus conversion.
+    PLAYER_FREE_BET = "player_free_bet"            # free-bet balance the player may stake
+    FREE_BETS_IN_PLAY = "free_bets_in_play"        # free-bet stakes of open bets (a liability)
+    PLAYER_BONUS = "player_bonus"                  # bonus funds: stakeable, never withdrawable
+    HOUSE_PROMOTIONS = "house_promotions"          # the cost of free bets and bonuses; hot
 
 
 # Accounts whose available balance (posted - pending debits) may never go below zero.
 NO_NEGATIVE = frozenset({AccountType.PLAYER_CASH, AccountType.PLAYER_PENDING_WITHDRAWAL,
-                         AccountType.BETS_IN_PLAY})
+                         AccountType.BETS_IN_PLAY, AccountType.PLAYER_FREE_BET,
+                         AccountType.FREE_BETS_IN_PLAY, AccountType.PLAYER_BONUS})
 # Accounts that nearly every transfer touches: their balance is split over several rows.
-HOT = frozenset({AccountType.HOUSE_REVENUE, AccountType.GATEWAY_CLEARING})
+HOT = frozenset({AccountType.HOUSE_REVENUE, AccountType.GATEWAY_CLEARING,
+                 AccountType.HOUSE_PROMOTIONS})
 
 HOUSE = "house"
 
@@ -57,6 +66,22 @@ class AccountRef:
     @staticmethod
     def house_revenue(currency: str) -> AccountRef:
         return AccountRef(HOUSE, AccountType.HOUSE_REVENUE, currency)
+
+    @staticmethod
+    def free_bet(player_id: str, currency: str) -> AccountRef:
+        return AccountRef(f"player:{player_id}", AccountType.PLAYER_FREE_BET, currency)
+
+    @staticmethod
+    def free_bets_in_play(player_id: str, currency: str) -> AccountRef:
+        return AccountRef(f"player:{player_id}", AccountType.FREE_BETS_IN_PLAY, currency)
+
+    @staticmethod
+    def bonus(player_id: str, currency: str) -> AccountRef:
+        return AccountRef(f"player:{player_id}", AccountType.PLAYER_BONUS, currency)
+
+    @staticmethod
+    def house_promotions(currency: str) -> AccountRef:
+        return AccountRef(HOUSE, AccountType.HOUSE_PROMOTIONS, currency)
 
     @staticmethod
     def gateway_clearing(provider: str, currency: str) -> AccountRef:

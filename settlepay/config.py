@@ -73,6 +73,20 @@ class Settings(BaseSettings):
     # all win to more than this is refused at intake (422 payout_above_maximum).
     bet_payout_max_minor: int = 10_000_000_000
 
+    # --- sportsbook products: cash-out, free bets, bonus funds (issue 15) -------------------
+    # Which funds a cash stake takes first: "cash_first" (player cash, then bonus funds) or
+    # "bonus_first" (bonus funds, then player cash). Free bets are staked explicitly.
+    bonus_stake_order: str = "cash_first"
+    # A withdrawal requested before a bonus's wagering requirement is met forfeits the bonus.
+    bonus_forfeit_on_withdrawal: bool = True
+    # Terms of a bonus an operator credits without naming them: wagering requirement as a
+    # multiple of the bonus, the lowest price a bet counts at, and how long the bonus lasts.
+    bonus_wagering_multiplier: int = 10
+    bonus_min_odds: str = "1.50"
+    bonus_valid_days: int = 30
+    # Operators may reverse a cash-out made on a palpable error.
+    cash_out_reversal_enabled: bool = False
+
     # --- HTTP API (api/) -----------------------------------------------------------------
     # Database connections of one API process (routes run in a thread pool and each holds one).
     api_db_pool_size: int = 8
@@ -113,6 +127,14 @@ class Settings(BaseSettings):
     otlp_endpoint: str = "http://127.0.0.1:4318"
     # The worker serves Prometheus /metrics here (0: not served); the API serves it on its port.
     worker_metrics_port: int = 9464
+
+    # --- Temporal payload encryption (settlepay/codec.py, settlepay/codec_server.py) ----------
+    # Key id -> base64 AES key (16, 24 or 32 bytes): the last one listed encrypts, all decrypt.
+    # The default is for development only.
+    payload_codec_keys: dict[str, str] = {
+        "dev-1": "c2V0dGxlcGF5LWRldi1wYXlsb2FkLWNvZGVjLWtleTA="}
+    # `settlepay codec-server`: the Temporal UI decrypts payloads for an operator through it.
+    codec_server_port: int = 8234
 
     # --- geolocation (compliance/geolocation.py) --------------------------------------------
     # ISO 3166-2 codes of the jurisdictions the operator is licensed in.

@@ -8,8 +8,12 @@ market_settlements, bet_settlements and the settlement columns of bets. Nothing 
     run_row, upsert_run, finish_run     the market_settlements row of a settlement run
     round_end                           where the next round of bets (after the cursor) ends
     bets_in_range                       the bets of one batch, locked, in id order
+    bet_for_update                      one bet as settlement reads it, locked (cash-out)
     insert_records, update_bets         a batch's history rows and bet updates, set-based
+    mark_wagered                        bets counted towards their bonus's wagering
     summary                             what GET /v1/markets/{id}/settlement shows
+    cancellation, insert_cancellation, cancellation_done, mark_cancellation_rolled_back,
+    bets_for_cancellation, bets_of_cancellation     market cancellations (BetCancel)
 
 The rules (versions, windows, what each bet's step is) live in commands/settlement.py and
 domain/settlement/plan.py. Must never: write audit or outbox records, post to the ledger, or
@@ -27,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from domain.settlement import SelectionResult
-from domain.settlement.plan import BetStatus, BetUpdate, SettlementRecord, StoredBet
+from domain.settlement.plan import BetStatus, BetUpdate, Funding, SettlementRecord, StoredBet
 from store.pagination import Listing
 from workflows.contracts.settlement import MarketState, ResultStatus
 
@@ -212,34 +216,89 @@ def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
     """The bets on the market with lo < id <= hi whose player falls in partition `part` of
     `parts`, locked (FOR UPDATE) in id order; rejected bets and bets flagged for review are
     left out."""
-    rows = conn.execute(text("""
-        SELECT b.id, b.player_id, p.partner_id, b.currency, b.stake, b.bet_type,
-               b.place_fraction, b.place_count, b.status, b.paid, b.payout, b.version,
-               b.settlement_key, b.rollbacks,
-               (SELECT array_agg(ARRAY[l.market_id, l.selection_id, l.price_num::text,
-                                       l.price_den::text] ORDER BY l.leg_no)
-                  FROM bet_legs l WHERE l.bet_id = b.id) AS legs
+    rows = conn.execute(text(f"""
+        SELECT {BET_COLUMNS}
           FROM bets b JOIN players p ON p.id = b.player_id
          WHERE b.id IN (SELECT bet_id FROM bet_legs
                          WHERE market_id = :m AND bet_id > :lo AND bet_id <= :hi)
-           AND b.status <> 'rejected' AND b.needs_review IS NULL
+           AND b.status NOT IN ('rejected', 'cashed_out') AND b.needs_review IS NULL
            AND (:parts = 1 OR mod(abs(hashtext(b.player_id)::bigint), :parts) = :part)
          ORDER BY b.id
            FOR UPDATE OF b"""),
         {"m": market_id, "lo": lo, "hi": hi, "part": part, "parts": parts}).all()
-    return [_stored_bet(row) for row in rows]
+    return [stored_bet(row) for row in rows]
 
 
-def _stored_bet(row: Any) -> StoredBet:
+# A bet as settlement reads it (store rows -> StoredBet); `stake` is what is still in play.
+BET_COLUMNS = """b.id, b.player_id, p.partner_id, b.currency, b.stake, b.bet_type,
+               b.place_fraction, b.place_count, b.status, b.paid, b.payout, b.version,
+               b.settlement_key, b.rollbacks, b.funding, b.stake_bonus, b.paid_bonus,
+               b.returned_free_bet, b.cashed_out_stake, b.cashed_out_bonus, b.bonus_id,
+               b.bonus_wagered, b.cancellation_id,
+               (SELECT array_agg(ARRAY[l.market_id, l.selection_id, l.price_num::text,
+                                       l.price_den::text] ORDER BY l.leg_no)
+                  FROM bet_legs l WHERE l.bet_id = b.id) AS legs"""
+
+
+def stored_bet(row: Any) -> StoredBet:
     return StoredBet(
         id=row.id, player_id=row.player_id, partner_id=row.partner_id,
-        currency=row.currency.strip(), stake=int(row.stake), bet_type=row.bet_type,
-        place_fraction=row.place_fraction, place_count=row.place_count,
-        status=BetStatus(row.status), paid=int(row.paid),
+        currency=row.currency.strip(), stake=int(row.stake) - int(row.cashed_out_stake),
+        bet_type=row.bet_type, place_fraction=row.place_fraction,
+        place_count=row.place_count, status=BetStatus(row.status), paid=int(row.paid),
         payout=None if row.payout is None else int(row.payout), version=row.version,
         settlement_key=row.settlement_key,
         legs=tuple((m, s, int(num), int(den)) for m, s, num, den in row.legs),
-        rollbacks=row.rollbacks)
+        rollbacks=row.rollbacks, funding=Funding(row.funding),
+        stake_bonus=int(row.stake_bonus) - int(row.cashed_out_bonus),
+        paid_bonus=int(row.paid_bonus), returned_free_bet=int(row.returned_free_bet),
+        bonus_id=row.bonus_id, bonus_wagered=row.bonus_wagered,
+        cancellation_id=row.cancellation_id)
+
+
+def bet_for_update(conn: Connection, bet_id: str) -> StoredBet | None:
+    """One bet (internal id) as settlement reads it, locked (FOR UPDATE); None if unknown."""
+    row = conn.execute(text(f"""
+        SELECT {BET_COLUMNS}
+          FROM bets b JOIN players p ON p.id = b.player_id
+         WHERE b.id = :id
+           FOR UPDATE OF b"""), {"id": bet_id}).one_or_none()
+    return stored_bet(row) if row is not None else None
+
+
+def bets_for_cancellation(conn: Connection, market_id: str, placed_from: datetime | None,
+                          placed_until: datetime | None) -> list[StoredBet]:
+    """The open and settled bets on the market placed within [from, until) (an open end: no
+    bound), locked (FOR UPDATE) in id order."""
+    rows = conn.execute(text(f"""
+        SELECT {BET_COLUMNS}
+          FROM bets b JOIN players p ON p.id = b.player_id
+         WHERE b.id IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)
+           AND b.status IN ('open', 'settled')
+           AND (CAST(:from AS timestamptz) IS NULL OR b.placed_at >= :from)
+           AND (CAST(:until AS timestamptz) IS NULL OR b.placed_at < :until)
+         ORDER BY b.id
+           FOR UPDATE OF b"""), {"m": market_id, "from": placed_from, "until": placed_until}).all()
+    return [stored_bet(row) for row in rows]
+
+
+def bets_of_cancellation(conn: Connection, cancellation_id: int) -> list[StoredBet]:
+    """The bets cancellation `cancellation_id` refunded and that are still cancelled by it,
+    locked (FOR UPDATE) in id order."""
+    rows = conn.execute(text(f"""
+        SELECT {BET_COLUMNS}
+          FROM bets b JOIN players p ON p.id = b.player_id
+         WHERE b.cancellation_id = :c AND b.status = 'cancelled'
+         ORDER BY b.id
+           FOR UPDATE OF b"""), {"c": cancellation_id}).all()
+    return [stored_bet(row) for row in rows]
+
+
+def mark_wagered(conn: Connection, bet_ids: list[str]) -> None:
+    """These bets have counted towards their bonus's wagering requirement."""
+    if bet_ids:
+        conn.execute(text("UPDATE bets SET bonus_wagered = true WHERE id = ANY(:ids)"),
+                     {"ids": bet_ids})
 
 
 def insert_records(conn: Connection, market_id: str, records: list[SettlementRecord],
@@ -272,17 +331,23 @@ def update_bets(conn: Connection, updates: list[BetUpdate]) -> None:
         return
     rows = [{"bet_id": u.bet_id, "status": str(u.status), "paid": u.paid, "payout": u.payout,
              "version": u.version, "settlement_key": u.settlement_key, "rollbacks": u.rollbacks,
-             "needs_review": u.needs_review, "settled": u.status == BetStatus.SETTLED}
+             "needs_review": u.needs_review,
+             "settled": u.status in (BetStatus.SETTLED, BetStatus.CANCELLED),
+             "paid_bonus": u.paid_bonus, "returned_free_bet": u.returned_free_bet,
+             "cancellation_id": u.cancellation_id}
             for u in updates]
     conn.execute(text("""
         UPDATE bets b
            SET status = u.status, paid = u.paid, payout = u.payout, version = u.version,
                settlement_key = u.settlement_key, rollbacks = u.rollbacks,
-               needs_review = u.needs_review, updated_at = now(),
+               needs_review = u.needs_review, paid_bonus = u.paid_bonus,
+               returned_free_bet = u.returned_free_bet, cancellation_id = u.cancellation_id,
+               updated_at = now(),
                settled_at = CASE WHEN u.settled THEN coalesce(b.settled_at, now()) END
           FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u(bet_id text, status text,
                paid bigint, payout bigint, version bigint, settlement_key text,
-               rollbacks int, needs_review text, settled boolean)
+               rollbacks int, needs_review text, settled boolean, paid_bonus bigint,
+               returned_free_bet bigint, cancellation_id bigint)
          WHERE b.id = u.bet_id"""), {"rows": json.dumps(rows)})
 
 
@@ -300,6 +365,8 @@ def summary(conn: Connection, market_id: str, *,
         SELECT count(*) AS total,
                count(*) FILTER (WHERE b.status = 'open') AS open,
                count(*) FILTER (WHERE b.status = 'settled') AS settled,
+               count(*) FILTER (WHERE b.status = 'cashed_out') AS cashed_out,
+               count(*) FILTER (WHERE b.status = 'cancelled') AS cancelled,
                coalesce(sum(b.stake) FILTER (WHERE b.status = 'settled'), 0) AS stake,
                coalesce(sum(b.paid) FILTER (WHERE b.status = 'settled'), 0) AS paid,
                count(*) FILTER (WHERE b.needs_review IS NOT NULL) AS needs_review,
@@ -312,7 +379,7 @@ def summary(conn: Connection, market_id: str, *,
     versions = conn.execute(text("""SELECT version, status, received_at FROM market_results
                                      WHERE market_id = :m ORDER BY version"""),
                             {"m": market_id}).mappings().all()
-    bets = {"total": 0, "open": 0, "settled": 0}
+    bets = {"total": 0, "open": 0, "settled": 0, "cashed_out": 0, "cancelled": 0}
     needs_review = 0
     totals: dict[str, dict[str, int]] = defaultdict(dict)
     for c in counts:
@@ -339,3 +406,47 @@ def summary(conn: Connection, market_id: str, *,
         "betting": market_betting(conn, market_id) or "open",
         "result_versions": [dict(v) for v in versions],
     }
+
+
+# --- market cancellations (BetCancel / RollbackBetCancel) -----------------------------------
+
+_CANCELLATION = """id, market_id, external_id, reason_code, reason, placed_from, placed_until,
+                   status, bets_cancelled, request_hash, created_by, created_at,
+                   rolled_back_by, rolled_back_at"""
+
+
+def cancellation(conn: Connection, market_id: str, external_id: str, *,
+                 for_update: bool = False) -> dict[str, Any] | None:
+    """The market's cancellation with this id (the feed's), or None."""
+    lock = " FOR UPDATE" if for_update else ""
+    row = conn.execute(text(f"""SELECT {_CANCELLATION} FROM market_cancellations
+                                 WHERE market_id = :m AND external_id = :x{lock}"""),
+                       {"m": market_id, "x": external_id}).mappings().one_or_none()
+    return dict(row) if row is not None else None
+
+
+def insert_cancellation(conn: Connection, *, market_id: str, external_id: str,
+                        reason_code: str, reason: str | None, placed_from: datetime | None,
+                        placed_until: datetime | None, request_hash: bytes,
+                        created_by: str) -> int:
+    """A new cancellation; returns its id (part of the refunds' ledger keys)."""
+    return conn.execute(text("""
+        INSERT INTO market_cancellations (market_id, external_id, reason_code, reason,
+                                          placed_from, placed_until, request_hash, created_by)
+        VALUES (:m, :x, :code, :reason, :from, :until, :hash, :by)
+        RETURNING id"""),
+        {"m": market_id, "x": external_id, "code": reason_code, "reason": reason,
+         "from": placed_from, "until": placed_until, "hash": request_hash,
+         "by": created_by}).scalar_one()
+
+
+def cancellation_done(conn: Connection, cancellation_id: int, bets_cancelled: int) -> None:
+    conn.execute(text("UPDATE market_cancellations SET bets_cancelled = :n WHERE id = :c"),
+                 {"n": bets_cancelled, "c": cancellation_id})
+
+
+def mark_cancellation_rolled_back(conn: Connection, cancellation_id: int, by: str) -> None:
+    conn.execute(text("""UPDATE market_cancellations
+                            SET status = 'rolled_back', rolled_back_by = :by,
+                                rolled_back_at = now()
+                          WHERE id = :c"""), {"c": cancellation_id, "by": by})

@@ -90,6 +90,9 @@ class SettlementRefusal(StrEnum):
     MARKET_SETTLED = "market_settled"                    # a bet on a market with a result
     MARKET_CLOSED = "market_closed"                      # a bet on a market closed after one
     OPERATOR_ONLY = "operator_only"                      # markets are the house's
+    INVALID_CANCELLATION = "invalid_cancellation"        # a window that ends before it starts
+    CANCELLATION_CONFLICT = "cancellation_conflict"      # same cancellation id, other details
+    CANCELLATION_NOT_FOUND = "cancellation_not_found"
 
 
 # Refusals no retry can fix (the workflow's retry policy stops at once on these).
