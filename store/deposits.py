@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from store.pagination import Listing
 from workflows.contracts.deposit import DepositStatus, workflow_id
 from workflows.contracts.deposit import deposit_id_for as deposit_id_for  # callers' old name
 
@@ -23,6 +24,8 @@ COLUMNS = ("id, workflow_id, player_id, partner_id, amount, currency, payment_me
            "failure_code, failure_reason, review_code, review_reason, gateway, "
            "gateway_payment_intent, gateway_charge, next_action, ledger_transaction_id, "
            "created_by, created_at, updated_at, succeeded_at, failed_at")
+# GET /v1/deposits pages (store/pagination.py) on the deposits_list* indexes (migration 0015).
+LISTING = Listing("deposits", COLUMNS)
 
 
 def insert(conn: Connection, *, deposit_id: str, player_id: str, partner_id: str, amount: int,

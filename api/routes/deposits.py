@@ -1,4 +1,5 @@
-"""/v1/deposits: start a deposit (202, the workflow does the rest) and read one.
+"""/v1/deposits: start a deposit (202, the workflow does the rest), read one, list them
+(api/pagination.py: newest first; filters player, status, created[...], partner for operators).
 
 POST requires an Idempotency-Key: the deposit id is derived from (API key, Idempotency-Key), so
 every retry, even one after a crash between the insert and the workflow start, lands on the same
@@ -12,15 +13,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import Connection, RowMapping
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import DepositsWriter, visible_player
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.idempotency import IdempotencyKey, required_idempotency_key
+from api.pagination import ListParams, PartnerFilter, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, refused
-from api.schemas.deposits import Deposit, DepositCreate
+from api.schemas.deposits import Deposit, DepositCreate, DepositList
 from api.workflow_start import start_money_workflow
 from commands import deposits as commands
 from settlepay import search_attributes as sa
@@ -71,6 +73,24 @@ async def create(body: DepositCreate, response: Response, principal: DepositsWri
                                    state=DepositStatus.PENDING.search_value)
     response.headers["Location"] = f"/v1/deposits/{deposit_id}"
     return Deposit.model_validate(commands.deposit_payload(row))
+
+
+@router.get("", response_model=DepositList, summary="List deposits",
+            description="The deposits this key can see, newest first.")
+def list_deposits(
+    query: ListParams, principal: DepositsWriter, engine: EngineDep,
+    partner: PartnerFilter = None,
+    player: Annotated[str | None, Query(min_length=1, max_length=64,
+                                        description="Only this player's deposits.")] = None,
+    status: Annotated[DepositStatus | None, Query(
+        description="Only deposits in this status.")] = None,
+) -> DepositList:
+    with engine.connect() as conn:
+        page = read_page(conn, store.LISTING, query, tenancy(principal, partner),
+                         filters={"player_id": player, "status": status})
+    return DepositList(url=router.prefix, has_more=page.has_more,
+                       data=[Deposit.model_validate(commands.deposit_payload(row))
+                             for row in page.rows])
 
 
 @router.get("/{deposit_id}", response_model=Deposit, summary="Retrieve a deposit")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from api.schemas.lists import ListPage
 from workflows.contracts.deposit import DepositStatus, ReviewReason
 
 
@@ -57,3 +58,7 @@ class Deposit(BaseModel):
     updated_at: datetime
     succeeded_at: datetime | None
     failed_at: datetime | None
+
+
+class DepositList(ListPage[Deposit]):
+    """A page of deposits, newest first."""

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, text
 
 from store import bets as bet_store
+from store import deposits as deposit_store
 from store import players
 from store import withdrawals as withdrawal_store
 from tests.support.api import Key, assert_problem, make_key
@@ -140,6 +141,9 @@ async def test_bets_list_pages_by_the_partners_own_bet_ids(client, engine, keys)
     assert [b["id"] for b in page.json()["data"]] == ids[::-1][:2]
     assert page.json()["data"][0]["object"] == "bet"
     assert page.json()["data"][0]["legs"][0]["selection_id"] == "home"
+    # Each item is the bet resource, exactly as GET /v1/bets/{id} shows it.
+    one = await client.get(f"/v1/bets/{ids[3]}", headers=mine.headers)
+    assert page.json()["data"][0] == one.json()
     assert await listed(client, path, mine.headers, starting_after=ids[2]) == [ids[1], ids[0]]
     assert await listed(client, path, mine.headers, ending_before=ids[0],
                         limit=2) == [ids[2], ids[1]]
@@ -203,3 +207,53 @@ async def test_markets_list_shows_a_partner_the_markets_its_players_bet_on(clien
                         **window) == [ids[3]]
     assert_problem(await client.get(path, params={"betting": "maybe"}, headers=mine.headers),
                    422, "validation_error")
+
+
+# --- deposits --------------------------------------------------------------------------------
+
+def deposits(engine: Engine, owner: Partner, failed: list[bool]) -> list[str]:
+    """One deposit each, a minute apart from START, alternating players (pending, or failed);
+    ids oldest first."""
+    ids = []
+    with engine.begin() as conn:
+        for n, has_failed in enumerate(failed):
+            deposit_id = f"dep_l_{uuid.uuid4().hex[:12]}"
+            deposit_store.insert(conn, deposit_id=deposit_id,
+                                 player_id=owner.players[n % len(owner.players)],
+                                 partner_id=owner.key.partner_id, amount=500 + n,
+                                 currency="USD", payment_method="pm_card_visa",
+                                 created_by="test")
+            conn.execute(text("""
+                UPDATE deposits SET created_at = :at,
+                       status = CASE WHEN :failed THEN 'failed' ELSE status END,
+                       failed_at = CASE WHEN :failed THEN now() END,
+                       failure_code = CASE WHEN :failed THEN 'card_declined' END
+                 WHERE id = :id"""),
+                {"at": START + timedelta(minutes=n), "failed": has_failed, "id": deposit_id})
+            ids.append(deposit_id)
+    return ids
+
+
+async def test_deposits_list_pages_filters_and_stays_within_the_partner(client, engine, keys):
+    mine, theirs = partner(engine), partner(engine)
+    ids = deposits(engine, mine, [False, True, False, True])
+    other = deposits(engine, theirs, [False])
+    path = "/v1/deposits"
+
+    page = await client.get(path, params={"limit": 3}, headers=mine.headers)
+    assert [d["id"] for d in page.json()["data"]] == ids[::-1][:3]
+    assert page.json()["has_more"] is True
+    one = await client.get(f"/v1/deposits/{ids[3]}", headers=mine.headers)
+    assert page.json()["data"][0] == one.json()
+    assert await listed(client, path, mine.headers, starting_after=ids[1]) == [ids[0]]
+    assert await listed(client, path, mine.headers, status="failed") == [ids[3], ids[1]]
+    assert await listed(client, path, mine.headers, player=mine.players[0]) == [ids[2], ids[0]]
+    assert await listed(client, path, mine.headers,
+                        **{"created[gt]": START.isoformat()}) == ids[1:][::-1]
+    assert_problem(await client.get(path, params={"ending_before": other[0]},
+                                    headers=mine.headers), 400, "invalid_cursor")
+    assert_problem(await client.get(path, params={"status": "lost"}, headers=mine.headers),
+                   422, "validation_error")
+    assert await listed(client, path, theirs.headers) == other
+    assert await listed(client, path, keys.operator.headers,
+                        partner=mine.key.partner_id) == ids[::-1]
