@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test install bench clean
+.PHONY: dev test install bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/deposits.py
 	$(BIN)/python bench/settlement.py
+
+# A seeded chaos run of the whole stack (not part of `make test`): SEED replays a schedule.
+SEED    ?= 1
+MINUTES ?= 5
+chaos: $(STAMP)
+	$(BIN)/python -m chaos --seed $(SEED) --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
