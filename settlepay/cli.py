@@ -9,6 +9,7 @@
     settlepay settlement verify MARKET  recompute a market's payouts against the ledger
     settlepay api-keys create NAME      make an API key (the first operator key of production)
     settlepay webhooks dispatch|endpoints|attempts|resend|recover   partner webhooks
+    settlepay codec-server              Temporal UI's codec: decrypted payloads
 
 Each command lives in its own module and is imported only when it runs: the CLI's commands are
 settlepay/cli_commands.py and settlepay/cli_settlement.py (doors into the packages); business
@@ -44,6 +45,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                               "resend what failed to an endpoint since a time"),
     ("api-keys", "create"): ("settlepay.cli_commands", "api_keys_create",
                              "make an API key and print its secret once"),
+    ("codec-server",): ("settlepay.codec_server", "main",
+                        "serve Temporal's remote codec: the UI shows decrypted payloads"),
 }
 
 # Extra arguments per command.
@@ -58,6 +61,8 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
     ("webhooks", "resend"): [(("event_id",), {}), (("endpoint_id",), {})],
     ("webhooks", "recover"): [(("endpoint_id",), {}), (("since",), {"help": "ISO 8601"})],
     ("api",): [(("--host",), {"default": None}), (("--port",), {"type": int, "default": None})],
+    ("codec-server",): [(("--host",), {"default": None}),
+                        (("--port",), {"type": int, "default": None})],
     ("api-keys", "create"): [
         (("name",), {"help": "what the key is for, e.g. 'ops bootstrap'"}),
         (("--role",), {"choices": ["operator", "partner"], "default": "operator"}),

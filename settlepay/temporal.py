@@ -1,8 +1,9 @@
 """The one Temporal client factory: every process connects through here so that the data
-converter (pydantic), the namespace and the tracing interceptor (OpenTelemetry context in
-Temporal headers: API span -> workflow -> activities) are the same everywhere. Workers made
-from a client inherit its interceptor. `metrics_runtime` is the worker's runtime whose SDK
-metrics (Prometheus) the worker's /metrics includes."""
+converter (pydantic, then payload encryption: settlepay/codec.py), the namespace and the
+tracing interceptor (OpenTelemetry context in Temporal headers: API span -> workflow ->
+activities) are the same everywhere. Workers made from a client inherit its interceptor.
+`metrics_runtime` is the worker's runtime whose SDK metrics (Prometheus) the worker's /metrics
+includes."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from settlepay import search_attributes
+from settlepay import codec, search_attributes
 from settlepay.config import Settings, get_settings
 from settlepay.observability import tracing
 
@@ -26,7 +26,7 @@ async def connect(settings: Settings | None = None, *, address: str | None = Non
     return await Client.connect(
         address or settings.temporal_address,
         namespace=namespace or settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=codec.data_converter(settings),
         interceptors=tracing.interceptors(settings),
         runtime=runtime,
     )

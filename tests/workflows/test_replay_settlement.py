@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from settlepay import codec
+from settlepay.config import Settings
 from workflows.settlement import MarketSettlementWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -46,6 +47,6 @@ def test_a_continued_run_ends_in_continue_as_new_and_the_next_starts_from_it():
 @pytest.mark.parametrize("path", RECORDED, ids=[path.stem for path in RECORDED])
 async def test_a_stored_settlement_history_replays(path: Path):
     replayer = Replayer(workflows=[MarketSettlementWorkflow],
-                        data_converter=pydantic_data_converter)
+                        data_converter=codec.data_converter(Settings()))
     result = await replayer.replay_workflow(_load(path))
     assert result.replay_failure is None

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from settlepay import codec
+from settlepay.config import Settings
 from workflows.contracts.withdrawal import Patch
 from workflows.withdrawal import WithdrawalWorkflow
 
@@ -48,7 +49,8 @@ def test_the_histories_of_each_scenario_are_stored():
 @pytest.mark.parametrize("path", RECORDED, ids=[path.stem for path in RECORDED])
 async def test_a_stored_withdrawal_history_replays(path: Path):
     result = await Replayer(workflows=[WithdrawalWorkflow],
-                            data_converter=pydantic_data_converter).replay_workflow(_load(path))
+                            data_converter=codec.data_converter(Settings())
+                            ).replay_workflow(_load(path))
     assert result.replay_failure is None
 
 

@@ -8,10 +8,11 @@ import json
 import uuid
 from datetime import UTC, date, datetime
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from adapters.kyc import sign_webhook
+from settlepay import codec
+from settlepay.config import Settings
 from tests.support.factories import audit_actions, events, make_player, wait_until
 from tests.support.kyc import FINAL, kyc_of, submit, wait_kyc
 from tests.support.stack import Stack
@@ -85,7 +86,7 @@ async def test_sanctions_hit_goes_to_review_and_an_operator_approves(stack: Stac
     assert late.status_code == 409
     history = await stack.client.get_workflow_handle(f"kyc-{player.id}").fetch_history()
     await Replayer(workflows=[KycWorkflow],
-                   data_converter=pydantic_data_converter).replay_workflow(history)
+                   data_converter=codec.data_converter(Settings())).replay_workflow(history)
 
 
 async def test_sanctions_hit_rejected_by_the_operator(stack: Stack, worker, http):

@@ -11,11 +11,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pyotp
 from sqlalchemy import text
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 import ledger
 from ledger import AccountRef, Leg, Transfer
+from settlepay import codec
+from settlepay.config import Settings
 from tests.support.factories import (
     audit_actions,
     balance,
@@ -77,7 +78,7 @@ async def test_closed_loop_refunds_deposits_first_then_pays_out_the_rest(stack, 
     # The history replays deterministically against the current workflow code.
     history = await stack.client.get_workflow_handle(f"withdrawal-{withdrawal_id}").fetch_history()
     await Replayer(workflows=[WithdrawalWorkflow],
-                   data_converter=pydantic_data_converter).replay_workflow(history)
+                   data_converter=codec.data_converter(Settings())).replay_workflow(history)
 
     # The same deposit is not refunded twice: a second withdrawal goes out as a payout.
     second = await start(http, player, 1_000)
