@@ -39,7 +39,11 @@ WITHDRAWAL_FINAL = ("paid", "cancelled", "rejected", "failed")
 
 def reconcile(gateway: Iterable[GatewayRecord], ours: Iterable[OurRecord],
               ledger: Iterable[LedgerRecord], *, window: Window, as_of: int,
-              grace_seconds: int = 900, hold_max_seconds: int = 3 * 86400) -> Outcome:
+              grace_seconds: int = 900, hold_max_seconds: int = 3 * 86400,
+              book_fees: bool = False) -> Outcome:
+    """`book_fees`: a matched payment whose fee the ledger has not booked yet is matched and
+    its fee listed in `Outcome.fees_due` (the run books it); otherwise it is a FEE_MISMATCH
+    break, safe to repair by booking it."""
     idx = _Index(gateway, ours, ledger)
     out = Outcome(window=window, as_of=as_of)
     fresh = as_of - grace_seconds
@@ -49,7 +53,8 @@ def reconcile(gateway: Iterable[GatewayRecord], ours: Iterable[OurRecord],
         payments = idx.payments.get(key, [])
         anchor = deposit.created if deposit else min(p.created for p in payments)
         if window.holds(anchor):
-            _deposit(out, idx, key, deposit, payments, fresh, as_of - hold_max_seconds)
+            _deposit(out, idx, key, deposit, payments, fresh, as_of - hold_max_seconds,
+                     book_fees)
 
     for wid in sorted(idx.withdrawal_ids()):
         withdrawal = idx.withdrawals.get(wid)
@@ -129,7 +134,7 @@ class _Index:
 
 
 def _deposit(out: Outcome, idx: _Index, key: str, deposit: OurRecord | None,
-             attempts: list[GatewayRecord], fresh: int, stale: int) -> None:
+             attempts: list[GatewayRecord], fresh: int, stale: int, book_fees: bool) -> None:
     out.items += 1
     paid = [p for p in attempts if p.effective]
     credits = idx.credits.get(key, [])
@@ -216,7 +221,12 @@ def _deposit(out: Outcome, idx: _Index, key: str, deposit: OurRecord | None,
                         delta=-refunded))
     fees = idx.fees.get(payment.charge or "", [])
     booked = sum(f.amount for f in fees)
-    if booked != payment.fee:
+    if not fees and payment.fee > 0 and book_fees:
+        out.fees_due.append(Break(BreakClass.FEE_MISMATCH, key, currency, payment.fee,
+                                  gateway=[payment.evidence()], ours=evidence["ours"],
+                                  detail=f"gateway fee {payment.fee}, none booked",
+                                  delta=-payment.fee, repair=Repair.BOOK_FEE))
+    elif booked != payment.fee:
         _add(out, Break(BreakClass.FEE_MISMATCH, key, currency, abs(payment.fee - booked),
                         gateway=[payment.evidence()], ours=evidence["ours"],
                         ledger=[f.evidence() for f in fees],

@@ -112,12 +112,13 @@ class OurRecord:
     parent: str | None = None           # a leg's withdrawal id
     parent_status: str | None = None    # a leg's withdrawal state
     updated: int | None = None
+    partner_id: str | None = None
 
     def evidence(self) -> dict[str, Any]:
         return {"kind": str(self.kind), "key": self.key, "status": self.status,
                 "amount": self.amount, "currency": self.currency, "created": self.created,
                 "gateway_ref": self.gateway_ref, "parent": self.parent,
-                "parent_status": self.parent_status}
+                "parent_status": self.parent_status, "partner_id": self.partner_id}
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class Outcome:
     total_amount: int = 0
     pending: list[str] = field(default_factory=list)
     breaks: list[Break] = field(default_factory=list)
+    fees_due: list[Break] = field(default_factory=list)   # fees to book (book_fees=True)
 
     def residual(self, repaired: set[int] | None = None) -> dict[str, int]:
         """Per currency, what the gateway moved that the ledger does not explain (open breaks
