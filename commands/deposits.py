@@ -18,6 +18,9 @@ and, where money moves, its ledger posting, in the caller's transaction.
 and every outbox payload. `payment_of` / `payment_from_event_object` translate the gateway's
 answers and webhook snapshots into the contract's `Payment`.
 Refusals are raised as `DepositRefused` (a `Refusal` inside).
+Metrics: a deposit reaching `succeeded`, `failed` or `review` is counted when the caller's
+transaction commits (settlepay_deposits_total{outcome}, settlepay_deposit_seconds{outcome}:
+creation to outcome).
 Must never: open its own transaction, call the gateway, or start a workflow.
 """
 
@@ -36,6 +39,7 @@ from commands.limits import gate_deposit, release_deposit_amount
 from compliance.request import GateRequest, Operation
 from ledger import AccountRef, Leg, Transfer
 from settlepay.config import Settings
+from settlepay.observability import metrics
 from store import deposits as store
 from workflows.contracts.deposit import (
     Credit,
@@ -97,6 +101,18 @@ def deposit_payload(row: RowMapping) -> dict[str, Any]:
         "created_at": ts(row["created_at"]), "updated_at": ts(row["updated_at"]),
         "succeeded_at": ts(row["succeeded_at"]), "failed_at": ts(row["failed_at"]),
     }
+
+
+def _count_outcome(conn: Connection, row: RowMapping, outcome: DepositStatus) -> None:
+    """The deposit reached `outcome`: counted with its time since creation (both database
+    timestamps) once the transaction commits. A deposit credited after it failed or went to
+    review counts again, under `succeeded`."""
+    seconds = (row["updated_at"] - row["created_at"]).total_seconds()
+
+    def record() -> None:
+        metrics.count(metrics.DEPOSITS, str(outcome))
+        metrics.observe(metrics.DEPOSIT_SECONDS, seconds, str(outcome))
+    metrics.on_commit(conn, record)
 
 
 def _announce(conn: Connection, row: RowMapping, event: str, *, actor: str,
@@ -223,6 +239,7 @@ def credit(conn: Connection, entry: Credit, *, actor: str | None = None,
     _announce(conn, after, "succeeded", actor=actor,
               before={"status": before["status"], "failure_code": before["failure_code"],
                       "review_code": before["review_code"]}, after=record)
+    _count_outcome(conn, after, DepositStatus.SUCCEEDED)
     return result.transaction_id
 
 
@@ -240,6 +257,7 @@ def fail(conn: Connection, failure: Failure, *, actor: str | None = None) -> boo
     _announce(conn, after, "failed", actor=actor, before={"status": before["status"]},
               after={"status": "failed", "failure_code": failure.code,
                      "failure_reason": failure.reason})
+    _count_outcome(conn, after, DepositStatus.FAILED)
     return True
 
 
@@ -268,6 +286,7 @@ def review(conn: Connection, request: Review, *, actor: str | None = None) -> De
     _announce(conn, after, "review", actor=actor, before={"status": before["status"]},
               after={"status": "review", "review_code": str(request.code),
                      "review_reason": request.reason})
+    _count_outcome(conn, after, DepositStatus.REVIEW)
     return DepositStatus.REVIEW
 
 

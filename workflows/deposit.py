@@ -20,6 +20,9 @@ is settled by the webhook route through commands/deposits.py (`settle_after_clos
 
 Workflow id: `deposit-<deposit id>` (workflows/contracts/deposit.py). PaymentState (search
 attribute) is upserted at the step that changes it: `DepositStatus.search_value`.
+Logs: each step (activity) and each state is one `workflow.logger` line ("deposit step" with
+`deposit_step`, "deposit state" with `deposit_state`; the workflow id comes with the record);
+Temporal drops them while replaying, and a log line is no command of the history.
 Changing running deposits: a change of the commands a deposit under way issues is behind
 `workflow.patched(Patch.X)` (workflows/PATCHING.md); tests/workflows/test_replay_deposit.py
 replays histories recorded before each patch.
@@ -269,6 +272,7 @@ class DepositWorkflow:
                     deadline: timedelta | None = None) -> T:
         """Run one activity by name: one attempt within STEP_TIMEOUT, retried per RETRY, up to
         `deadline` in all (None: until it succeeds or refuses)."""
+        workflow.logger.info("deposit step", extra={"deposit_step": str(activity)})
         return await workflow.execute_activity(
             activity, args=list(args), result_type=result_type,
             start_to_close_timeout=STEP_TIMEOUT, schedule_to_close_timeout=deadline,
@@ -276,6 +280,7 @@ class DepositWorkflow:
 
     def _set_state(self, state: DepositStatus, req: DepositRequest | None = None) -> None:
         self._state = state
+        workflow.logger.info("deposit state", extra={"deposit_state": str(state)})
         updates = [sa.PAYMENT_STATE.value_set(state.search_value)]
         if req is not None:
             updates += [sa.PLAYER_ID.value_set(req.player_id), sa.AMOUNT.value_set(req.amount),
