@@ -13,6 +13,10 @@ Workflow id `settle-<market>-v<version>` (rollback: `rollback-<market>-v<version
               `rounds_per_run` rounds or when Temporal suggests it (bounded history)
     finish    mark the market settled / rolled back, announce it
 
+Logs: one `workflow.logger` line "settlement step" at each boundary (begin, refused, round,
+continue_as_new, finish) with the counts so far; the workflow id comes with the record, and
+Temporal drops the lines while replaying (a log line is no command of the history).
+
 Must never: do I/O or payout maths (the activities, commands/settlement.py and
 domain/settlement do). A batch that is retried (worker killed, timeout) re-reads the bets and
 posts only what is still missing.
@@ -68,6 +72,7 @@ class MarketSettlementWorkflow:
             self.refusal = await self.begin(run)
             if self.refusal is not None:
                 self.state = RunState.REFUSED
+                self._log("refused", refusal_code=self.refusal.code)
                 return self.progress()
         else:   # continued as new: begin ran in an earlier run
             self.state = RunState.ROLLING_BACK if run.mode == Mode.ROLLBACK else RunState.SETTLING
@@ -80,6 +85,7 @@ class MarketSettlementWorkflow:
                 break
         # The history is bounded: the next run starts from the cursor with a fresh one.
         self.state = RunState.CONTINUING
+        self._log("continue_as_new", runs=run.runs)
         workflow.continue_as_new(run.model_copy(update={"runs": run.runs + 1}))
 
     @workflow.query
@@ -115,6 +121,7 @@ class MarketSettlementWorkflow:
             return refusal
         self.state = RunState(str(state))
         run.started = True
+        self._log("begin")
         return None
 
     async def plan_next_round(self, run: SettlementRun) -> str | None:
@@ -147,6 +154,7 @@ class MarketSettlementWorkflow:
         run.cursor = hi
         workflow.upsert_search_attributes([
             search_attributes.SETTLEMENT_PROGRESS.value_set(run.processed)])
+        self._log("round", bets_processed=run.processed, bets_posted=run.posted)
 
     async def finish(self, run: SettlementRun) -> SettlementProgress:
         """Mark the market settled / rolled back and announce it."""
@@ -155,4 +163,11 @@ class MarketSettlementWorkflow:
             FinishRequest(run=self.ref(run), processed=run.processed, posted=run.posted),
             result_type=FinishResult, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY)
         self.state = RunState.ROLLED_BACK if run.mode == Mode.ROLLBACK else RunState.SETTLED
+        self._log("finish", bets_processed=run.processed, bets_posted=run.posted,
+                  bets_needing_review=run.needs_review)
         return self.progress()
+
+    def _log(self, step: str, **fields: object) -> None:
+        """One line at a step boundary (replay-safe: workflow.logger)."""
+        workflow.logger.info("settlement step", extra={
+            "settlement_step": step, "settlement_state": str(self.state), **fields})
