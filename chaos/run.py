@@ -59,6 +59,7 @@ class Injector:
     stack: ChaosStack
     faults: list[Fault]
     t0: float
+    wall_t0: float = field(default_factory=time.time)
     applied: list[Applied] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -227,14 +228,30 @@ def cli_checks(stack: ChaosStack, markets: set[str]) -> list[Check]:
     return checks
 
 
-def reconciliation(stack: ChaosStack) -> Check:
-    if not (ROOT / "reconciliation").is_dir():
-        return Check("reconciliation reconciled (or only pending items)", True,
-                     "SKIPPED: reconciliation/ is not built yet")
-    code, output = stack.cli("reconciliation", "run")
-    verdict = output.splitlines()[-1] if output else str(code)
-    ok = code == 0 and ("reconciled" in verdict or "pending" in verdict)
-    return Check("reconciliation reconciled (or only pending items)", ok, verdict)
+async def reconciliation(stack: ChaosStack, since: float) -> Check:
+    """A reconciliation run over the chaos run's window (reconciliation.runner, as its command
+    would), its verdict after the safe repairs."""
+    name = "reconciliation reconciled (or only pending items)"
+    if not (ROOT / "reconciliation" / "runner.py").exists():
+        return Check(name, True, "SKIPPED: reconciliation/ is not built yet")
+    from adapters import gateway
+    from reconciliation.model import Window
+    from reconciliation.runner import RunOptions, run
+    from settlepay.config import Settings
+    from settlepay.db import make_engine
+
+    settings = Settings(database_url=stack.database_url, stripe_api_base=stack.stripe_url)
+    engine = make_engine(settings.sqlalchemy_url, pool_size=2)
+    try:
+        window = Window(int(since) - 60, int(time.time()) + 1)
+        result = await run(engine, settings, gateway.from_settings(settings),
+                           RunOptions(window=window), client=await stack.temporal_client())
+    finally:
+        engine.dispose()
+    verdict = str(result.run["verdict"])
+    breaks = len(result.outcome.breaks) if result.outcome is not None else "?"
+    return Check(name, verdict in ("reconciled", "reconciled_with_pending"),
+                 f"verdict {verdict}; {breaks} break(s), {len(result.repaired)} repaired")
 
 
 async def webhooks_delivered(stack: ChaosStack, workload: Workload, timeout: float) -> Check:
@@ -360,7 +377,7 @@ async def exercise(stack: ChaosStack, workload: Workload, injector: Injector,
         checks = [workload_check(workload), await workflows_settle(stack, converge)]
         checks += await effects(workload, engine)
         checks += await asyncio.to_thread(cli_checks, stack, workload.model.markets)
-        checks.append(await asyncio.to_thread(reconciliation, stack))
+        checks.append(await reconciliation(stack, injector.wall_t0))
         checks.append(await webhooks_delivered(stack, workload, 120))
         checks.append(await balances(workload))
     finally:

@@ -87,6 +87,9 @@ class ChaosStack(DevStack):
     def child_env(self) -> dict[str, str]:
         """The processes reach PostgreSQL, Temporal and the gateway through the proxies."""
         env = super().child_env()
+        # The KYC sandbox addresses its verdicts to api_host:api_port (no URL setting to move).
+        env[f"{ENV_PREFIX}API_HOST"] = self.settings.api_host
+        env[f"{ENV_PREFIX}API_PORT"] = str(self.settings.api_port)
         if self.proxies:
             env[f"{ENV_PREFIX}DATABASE_URL"] = self.proxied_database_url
             env[f"{ENV_PREFIX}TEMPORAL_ADDRESS"] = (
