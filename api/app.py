@@ -35,6 +35,7 @@ from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, payout_destinations, second_factor, withdrawals
 from api.routes import api_keys, statements
 from api.routes import webhooks
+from api.routes import reconciliation
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
 
@@ -55,6 +56,7 @@ ROUTERS: list[APIRouter] = [
     payout_destinations.router,
     withdrawals.router,
     webhooks.router,
+    reconciliation.router,
 ]
 
 DESCRIPTION = """Payments and settlement back office of a regulated sportsbook.

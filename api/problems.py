@@ -172,6 +172,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "webhook_endpoint_not_found": 404,
     "event_not_found": 404,
     "webhook_endpoint_disabled": 409,
+    # payment reconciliation (commands/reconciliation.py; reconciliation_window_*: 422)
+    "reconciliation_break_not_open": 409,
 }
 DEFAULT_REFUSAL_STATUS = 422
 

@@ -309,7 +309,7 @@ def _withdrawal(out: Outcome, idx: _Index, wid: str, withdrawal: OurRecord | Non
                                    "is open past the limit"))
         else:
             pending = True
-    elif len(out.breaks) == before and cleared != gateway_moved:
+    elif len(out.breaks) == before and not pending and cleared != gateway_moved:
         _add(out, Break(BreakClass.AMOUNT_MISMATCH, wid, currency, abs(cleared - gateway_moved),
                         ours=[withdrawal.evidence()] if withdrawal else [],
                         gateway=[g.evidence() for k in keys for g in idx.gateway_legs.get(k, [])],

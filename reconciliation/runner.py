@@ -38,6 +38,7 @@ from settlepay import task_queues
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction
 from store import deposits as deposit_store
+from store import reconciliation as store
 from workflows.contracts.deposit import WORKFLOW as DEPOSIT_WORKFLOW
 from workflows.contracts.deposit import DepositRequest, DepositStatus
 
@@ -55,6 +56,27 @@ class RunOptions:
     repair: bool = True
     run_id: str = field(default_factory=lambda: f"recon_{uuid.uuid4().hex[:20]}")
     actor: str = "reconciliation"
+
+
+def options_from(settings: Settings, window: Window, *, repair: bool = True,
+                 run_id: str | None = None, actor: str = "reconciliation") -> RunOptions:
+    options = RunOptions(window=window, provider=settings.withdrawal_gateway_provider,
+                         grace_seconds=settings.reconciliation_grace_seconds,
+                         hold_max_seconds=settings.reconciliation_hold_max_seconds,
+                         repair=repair, actor=actor)
+    if run_id:
+        options.run_id = run_id
+    return options
+
+
+def default_since(engine: Engine, provider: str, until: int) -> int:
+    """Where the last complete run's window ended (windows follow each other), else a day
+    before `until`."""
+    with engine.connect() as conn:
+        last = store.last_run(conn, provider)
+    if last is not None and int(last["window_end"].timestamp()) < until:
+        return int(last["window_end"].timestamp())
+    return until - 86_400
 
 
 @dataclass

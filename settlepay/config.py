@@ -184,6 +184,15 @@ class Settings(BaseSettings):
     # First wait before asking the gateway again about a pending refund/payout (then doubling).
     withdrawal_payout_poll_seconds: float = 5.0
 
+    # --- payment reconciliation (reconciliation/, commands/reconciliation.py) ----------------
+    # An item whose latest activity is younger than this is pending, not a break.
+    reconciliation_grace_seconds: int = 900
+    # A withdrawal still open (its hold on the player's cash) this long is a break.
+    reconciliation_hold_max_seconds: int = 259_200
+    # The daily run: a Temporal Schedule the worker creates (idempotently) at start; cron in UTC.
+    reconciliation_schedule_enabled: bool = True
+    reconciliation_schedule_cron: str = "30 2 * * *"
+
     # --- partner webhooks (webhooks/, commands/webhooks.py) --------------------------------
     # Waits before the 2nd, 3rd, ... attempt of a delivery (the first is immediate): a message
     # gets 1 + len(schedule) attempts. Each wait is jittered by +- webhooks_retry_jitter_ratio.

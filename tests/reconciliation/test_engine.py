@@ -131,8 +131,8 @@ def test_a_credit_without_a_payment_is_credited_not_charged():
 
 
 def leg(wid: str, n: int, amount: int, status: str = "confirmed",
-        ref: str | None = None) -> OurRecord:
-    return OurRecord(OurKind.REFUND, f"{wid}:{n}", status, amount, "EUR", T0 + 50,
+        ref: str | None = None, at: int = T0 + 50) -> OurRecord:
+    return OurRecord(OurKind.REFUND, f"{wid}:{n}", status, amount, "EUR", at,
                      gateway_ref=ref, parent=wid)
 
 
@@ -189,3 +189,9 @@ def test_repaired_breaks_no_longer_count_toward_the_verdict_or_residual():
     outcome = run(g, o, [credit("d1")])
     assert outcome.verdict() is Verdict.BREAKS and outcome.residual() == {"EUR": -320}
     assert outcome.verdict({0}) is Verdict.RECONCILED and outcome.residual({0}) == {}
+
+
+def test_a_leg_in_its_grace_period_is_pending_not_an_amount_mismatch():
+    outcome = run([], [withdrawal("w1", 500), leg("w1", 1, 500, ref="po_1", at=AS_OF - 5)],
+                  [clear("w1", 500)], grace_seconds=60)
+    assert outcome.breaks == [] and outcome.pending == ["w1"]

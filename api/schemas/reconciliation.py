@@ -1,0 +1,92 @@
+"""Request and response bodies of /v1/reconciliation (operator scope).
+
+The resources are built by `commands.reconciliation` (`run_payload`, `break_payload`), the same
+builders the outbox events and the CLI use.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+BreakStatusFilter = Literal["open", "repaired", "resolved"]
+
+
+class ReconciliationRun(BaseModel):
+    id: str
+    provider: str
+    verdict: Literal["reconciled", "reconciled_with_pending", "breaks", "incomplete"]
+    window_start: datetime
+    window_end: datetime
+    as_of: datetime
+    items: int = Field(description="Business operations examined (deposits, withdrawals, "
+                                   "gateway records none of ours claims).")
+    matched: int = Field(description="Matched automatically, auto-repairs included.")
+    pending: int = Field(description="In flight within the grace period: not breaks.")
+    repaired: int
+    fees_booked: int
+    gateway_rows: int
+    match_rate_by_count: float
+    matched_amount: int
+    total_amount: int
+    match_rate_by_amount: float
+    counts: dict[str, int] = Field(description="Breaks found by class.")
+    residual: dict[str, int] = Field(description="Per currency, what the gateway moved that "
+                                                 "the ledger does not explain (minor units).")
+    error: str | None
+    created_by: str
+    created_at: datetime
+
+
+class ReconciliationRunList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ReconciliationRun]
+    has_more: bool
+
+
+class ReconciliationRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime | None = Field(
+        None, description="Window start (default: where the last run's window ended, else 24 "
+                          "hours ago).")
+    until: AwareDatetime | None = Field(None, description="Window end (default: now).")
+    repair: bool = Field(True, description="Auto-repair the safe break classes.")
+    grace_seconds: int | None = Field(None, ge=0, le=7 * 86_400, description=(
+        "Items younger than this are pending (default: SETTLEPAY_RECONCILIATION_GRACE_SECONDS)."))
+
+
+class ReconciliationBreak(BaseModel):
+    id: int
+    run_id: str
+    last_run_id: str
+    class_: str = Field(alias="class", serialization_alias="class")
+    business_key: str
+    partner_id: str | None
+    currency: str
+    amount: int
+    delta: int
+    evidence: dict[str, Any] = Field(description="What each side says: gateway, ours, ledger.")
+    repair: str | None
+    status: BreakStatusFilter
+    resolution: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ReconciliationBreakList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ReconciliationBreak]
+    has_more: bool
+
+
+class BreakResolve(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=3, max_length=2000,
+                        description="Why the break is closed; kept in the audit trail.")
