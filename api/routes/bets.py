@@ -77,9 +77,9 @@ def list_bets(
         except Problem as problem:   # name the cursor as the client sent it
             name = "ending_before" if query.ending_before else "starting_after"
             raise invalid_cursor(name, getattr(query, name)) from problem
-        found = [bet_store.get(conn, row["id"]) for row in page.rows]
+        found = bet_store.get_many(conn, [row["id"] for row in page.rows])
     return BetList(url=router.prefix, has_more=page.has_more,
-                   data=[Bet.model_validate(bets.bet_resource(bet)) for bet in found if bet])
+                   data=[Bet.model_validate(bets.bet_resource(bet)) for bet in found])
 
 
 def _internal_cursor(conn: Connection, parameter: str, cursor: str | None,
