@@ -30,7 +30,7 @@ from sqlalchemy import Connection, RowMapping
 import audit
 import ledger
 import outbox
-from commands import second_factor
+from commands import promotions, second_factor
 from compliance import gates
 from compliance.debt import debt_gate
 from ledger import AccountRef, Leg, ResultCode, Transfer
@@ -192,6 +192,9 @@ def check(conn: Connection, settings: Settings, req: WithdrawalRequest) -> Refus
         return Refusal(WithdrawalRefusal.INSUFFICIENT_FUNDS,
                        f"available cash is {cash.available} {req.currency} minor units, "
                        f"{req.amount} requested")
+    # A withdrawal before a bonus's wagering requirement is met forfeits it (as configured).
+    promotions.forfeit_on_withdrawal(conn, settings, req.player_id, req.currency,
+                                     req.withdrawal_id)
     store.add_step(conn, req.withdrawal_id, "checks", "passed")
     return None
 

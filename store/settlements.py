@@ -304,7 +304,9 @@ def mark_wagered(conn: Connection, bet_ids: list[str]) -> None:
 def insert_records(conn: Connection, market_id: str, records: list[SettlementRecord],
                    postings: dict[str, tuple[int | None, int]]) -> None:
     """A batch's settlement history rows, one statement; `postings` maps a ledger key to
-    (transaction id, shortfall) of its posting."""
+    (transaction id, shortfall) of its posting. `created_at` is the clock's, not the
+    transaction's start: a bet's history reads in the order its rows were written, also when
+    one transaction writes two (a cancellation rolled back, then the bet settled)."""
     if not records:
         return
     rows = []
@@ -316,9 +318,10 @@ def insert_records(conn: Connection, market_id: str, records: list[SettlementRec
                      "transaction_id": transaction_id, "shortfall": shortfall})
     conn.execute(text("""
         INSERT INTO bet_settlements (bet_id, kind, version, market_id, payout, delta, applied,
-                                     outcome, ledger_key, transaction_id, shortfall, results)
+                                     outcome, ledger_key, transaction_id, shortfall, results,
+                                     created_at)
         SELECT r.bet_id, r.kind, r.version, :m, r.payout, r.delta, r.applied, r.outcome,
-               r.ledger_key, r.transaction_id, r.shortfall, r.results
+               r.ledger_key, r.transaction_id, r.shortfall, r.results, clock_timestamp()
           FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(bet_id text, kind text,
                version bigint, payout bigint, delta bigint, applied boolean, outcome text,
                ledger_key text, transaction_id bigint, shortfall bigint, results jsonb)

@@ -12,7 +12,9 @@ tables say who granted what, on which terms, and which bet a posting belongs to.
   `cashed_out_value`, `cash_outs`), and the market cancellation that refunded it. Two more
   statuses: `cashed_out` (final) and `cancelled`.
 - bet_settlements: the history keeps cash-outs, their reversals, cancellations and their
-  rollbacks beside settlements (`version` is then the cash-out's number or the cancellation id).
+  rollbacks beside settlements (`version` is then the cash-out's number or the cancellation id);
+  one row per (bet, kind, version, ledger key), since a bet whose cancellation was rolled back
+  is settled again on the same version under a new key.
 - bet_cash_outs: each cash-out with the betting engine's quote (id, value, expiry); a quote id
   is used once per bet (a retried request replays).
 - free_bet_grants, bonuses (one active bonus per player and currency), deposit_match_offers
@@ -127,6 +129,11 @@ ALTER TABLE bet_settlements DROP CONSTRAINT bet_settlements_kind_check;
 ALTER TABLE bet_settlements ADD CONSTRAINT bet_settlements_kind_check
     CHECK (kind IN ('settlement', 'resettlement', 'rollback', 'cash_out', 'cash_out_reversal',
                     'cancellation', 'cancellation_rollback'));
+-- A bet whose cancellation is rolled back is settled again on the same result version under a
+-- new ledger key (its next rollback generation): the history keeps one row per posting.
+ALTER TABLE bet_settlements DROP CONSTRAINT bet_settlements_pkey;
+CREATE UNIQUE INDEX bet_settlements_one_per_posting
+    ON bet_settlements (bet_id, kind, version, coalesce(ledger_key, ''));
 
 CREATE TABLE bet_cash_outs (
     bet_id            text NOT NULL REFERENCES bets (id),
@@ -152,6 +159,8 @@ CREATE TABLE bet_cash_outs (
 
 DOWNGRADE = """
 DROP TABLE bet_cash_outs;
+DROP INDEX bet_settlements_one_per_posting;
+ALTER TABLE bet_settlements ADD PRIMARY KEY (bet_id, kind, version);
 ALTER TABLE bet_settlements DROP CONSTRAINT bet_settlements_kind_check;
 ALTER TABLE bet_settlements ADD CONSTRAINT bet_settlements_kind_check
     CHECK (kind IN ('settlement', 'resettlement', 'rollback'));
