@@ -10,6 +10,7 @@
     settlepay api-keys create NAME      make an API key (the first operator key of production)
     settlepay webhooks dispatch|endpoints|attempts|resend|recover   partner webhooks
     settlepay codec-server              Temporal UI's codec: decrypted payloads
+    settlepay reconcile [--since T]     reconcile the gateway, our records and the ledger
 
 Each command lives in its own module and is imported only when it runs: the CLI's commands are
 settlepay/cli_commands.py and settlepay/cli_settlement.py (doors into the packages); business
@@ -47,6 +48,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                              "make an API key and print its secret once"),
     ("codec-server",): ("settlepay.codec_server", "main",
                         "serve Temporal's remote codec: the UI shows decrypted payloads"),
+    ("reconcile",): ("settlepay.cli_reconciliation", "reconcile",
+                     "reconcile the gateway, our records and the ledger over a window"),
 }
 
 # Extra arguments per command.
@@ -63,6 +66,17 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
     ("api",): [(("--host",), {"default": None}), (("--port",), {"type": int, "default": None})],
     ("codec-server",): [(("--host",), {"default": None}),
                         (("--port",), {"type": int, "default": None})],
+    ("reconcile",): [
+        (("--since",), {"help": "window start, ISO 8601 (default: the last run's end)",
+                        "default": None}),
+        (("--until",), {"help": "window end, ISO 8601 (default: now)", "default": None}),
+        (("--no-repair",), {"action": "store_true", "help": "find breaks, repair nothing"}),
+        (("--grace",), {"type": int, "default": None,
+                        "help": "seconds an item stays pending (default: the setting)"}),
+        (("--json",), {"default": None, "help": "the run as JSON (default: "
+                                                "reconciliation-<run id>.json)"}),
+        (("--html",), {"default": None, "help": "also an HTML report with charts"}),
+    ],
     ("api-keys", "create"): [
         (("name",), {"help": "what the key is for, e.g. 'ops bootstrap'"}),
         (("--role",), {"choices": ["operator", "partner"], "default": "operator"}),
