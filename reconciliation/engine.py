@@ -98,6 +98,9 @@ class _Index:
             else:
                 loose.append(g)
         self.intent_key = {p.id: key for key, ps in self.payments.items() for p in ps}
+        self.leg_keys: dict[str, list[str]] = defaultdict(list)    # withdrawal id -> leg keys
+        for key in self.gateway_legs:
+            self.leg_keys[key.rpartition(":")[0]].append(key)
         for g in loose:   # a refund nobody of ours sent, on one of our payments: claimed there
             if g.kind is GatewayKind.REFUND and g.payment_intent in self.intent_key:
                 self.refunds_by_intent[g.payment_intent].append(g)
@@ -126,11 +129,10 @@ class _Index:
         return set(self.deposits) | set(self.payments)
 
     def withdrawal_ids(self) -> set[str]:
-        return (set(self.withdrawals) | set(self.legs)
-                | {key.rpartition(":")[0] for key in self.gateway_legs})
+        return set(self.withdrawals) | set(self.legs) | set(self.leg_keys)
 
     def gateway_legs_of(self, wid: str) -> list[str]:
-        return [k for k in self.gateway_legs if k.rpartition(":")[0] == wid]
+        return self.leg_keys.get(wid, [])
 
 
 def _deposit(out: Outcome, idx: _Index, key: str, deposit: OurRecord | None,
