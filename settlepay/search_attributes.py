@@ -15,9 +15,10 @@ SETTLEMENT_PROGRESS = SearchAttributeKey.for_int("SettlementProgress")  # bets s
 KYC_STATE = SearchAttributeKey.for_keyword("KycState")
 REVIEW_PENDING = SearchAttributeKey.for_keyword("ReviewPending")  # what waits for an operator
 WITHDRAWAL_STATE = SearchAttributeKey.for_keyword("WithdrawalState")
+RECONCILIATION_VERDICT = SearchAttributeKey.for_keyword("ReconciliationVerdict")
 
 ALL = (PLAYER_ID, AMOUNT, CURRENCY, PAYMENT_STATE, MARKET_ID, SETTLEMENT_PROGRESS, KYC_STATE,
-       REVIEW_PENDING, WITHDRAWAL_STATE)
+       REVIEW_PENDING, WITHDRAWAL_STATE, RECONCILIATION_VERDICT)
 
 
 def cli_flags() -> list[str]:

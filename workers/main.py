@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from reconciliation.schedule import ensure_schedule  # the daily run (issue 11)
 from settlepay import task_queues, temporal
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
@@ -111,6 +112,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         added = await temporal.register_search_attributes(client)
         if added:
             log.info("registered search attributes: %s", ", ".join(added))
+        log.info("reconciliation schedule: %s", await ensure_schedule(client, settings))
         workers, executors = build_workers(client, engine, settings,
                                            Providers.from_settings(settings))
         if not workers:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from activities.deposit import DepositActivities
 from activities.kyc import KycActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.settlement import SettlementActivities
 from activities.withdrawal import WithdrawalActivities
 from settlepay import task_queues
@@ -22,6 +23,7 @@ from settlepay.config import Settings
 from workers.providers import Providers
 from workflows.deposit import DepositWorkflow
 from workflows.kyc import KycWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.settlement import MarketSettlementWorkflow
 from workflows.withdrawal import WithdrawalWorkflow
 
@@ -29,11 +31,12 @@ Registration = tuple[list[type], list[Callable[..., Any]]]
 
 
 def main_queue(engine: Engine, settings: Settings, providers: Providers) -> Registration:
-    """Deposits, KYC and withdrawals."""
-    return ([DepositWorkflow, KycWorkflow, WithdrawalWorkflow],
+    """Deposits, KYC, withdrawals and the daily payment reconciliation."""
+    return ([DepositWorkflow, KycWorkflow, WithdrawalWorkflow, ReconciliationWorkflow],
             DepositActivities(engine, settings, providers.gateway).all()
             + KycActivities(engine, settings, providers.kyc).all()
-            + WithdrawalActivities(engine, settings, providers.gateway, providers.notifier).all())
+            + WithdrawalActivities(engine, settings, providers.gateway, providers.notifier).all()
+            + ReconciliationActivities(engine, settings, providers.gateway).all())
 
 
 def settlement_queue(engine: Engine, settings: Settings) -> Registration:
