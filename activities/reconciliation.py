@@ -50,6 +50,8 @@ class ReconciliationActivities:
             options = runner.options_from(self.settings, Window(since, request.until),
                                           repair=request.repair, run_id=request.run_id,
                                           actor="workflow")
+            if request.grace_seconds is not None:
+                options.grace_seconds = request.grace_seconds
             recorded = (await runner.run(self.engine, self.settings, self.gateway, options,
                                          client=activity.client())).run
         run_id = recorded["id"]

@@ -39,10 +39,12 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class ReconciliationRequest:
-    """`since` / `until` in unix seconds; None: since the last run's end, until the start."""
+    """`since` / `until` in unix seconds; None: since the last run's end, until the start.
+    `grace_seconds` None: the setting."""
     since: int | None = None
     until: int | None = None
     repair: bool = True
+    grace_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class RunInput:
     until: int
     since: int | None = None
     repair: bool = True
+    grace_seconds: int | None = None
 
 
 @dataclass(frozen=True)
