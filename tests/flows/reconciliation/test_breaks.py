@@ -238,3 +238,35 @@ async def test_a_payment_that_succeeded_seconds_ago_is_pending_not_a_break(quiet
     result = await rec.run(stack, start, grace_seconds=600)
     assert result.run["verdict"] == "reconciled_with_pending" and result.run["pending"] == 1
     assert rec.breaks_of(stack.engine, result.run["id"]) == {}
+
+
+async def test_rerunning_a_closed_window_gives_the_same_verdict_and_queues_nothing_twice(
+        quiet_gateway: Stack):
+    stack = quiet_gateway
+    start = await rec.next_second()
+    player = make_player(stack.engine)
+    wid = rec.paid_withdrawal(stack, player, 1_300, gateway_ref="po_never")
+    rec.paid_deposit(stack, player, 1_000)
+    end = await rec.next_second()
+    first = await rec.run(stack, start, end=end)
+    again = await rec.run(stack, start, end=end)
+    keys = ("verdict", "items", "matched", "counts", "residual")
+    assert {k: first.run[k] for k in keys} == {k: again.run[k] for k in keys}
+    assert first.run["verdict"] == "breaks"
+    first_break = rec.breaks_of(stack.engine, first.run["id"])
+    assert first_break == {}         # the rerun saw it last: it is the same open break
+    [item] = rec.breaks_of(stack.engine, again.run["id"])[f"{wid}:1"]
+    assert (item["run_id"], item["last_run_id"], item["status"]) == (
+        first.run["id"], again.run["id"], "open")
+
+
+async def test_a_gateway_that_cannot_be_read_makes_the_run_incomplete(quiet_gateway: Stack):
+    stack = quiet_gateway
+    start = await rec.next_second()
+    stack.faults(error_rate=1.0, error_status=503, methods=["GET"],
+                 paths=["/v1/balance_transactions"])
+    result = await rec.run(stack, start)
+    stack.faults()
+    assert result.run["verdict"] == "incomplete" and result.outcome is None
+    assert "gateway could not be read" in result.run["error"]
+    assert rec.breaks_of(stack.engine, result.run["id"]) == {}
