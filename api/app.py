@@ -35,6 +35,7 @@ from api.routes import deposits, stripe_webhooks
 from api.routes import kyc, payout_destinations, second_factor, withdrawals
 from api.routes import api_keys, statements
 from api.routes import webhooks
+from api.routes import promotions
 from api.routes import reconciliation
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
@@ -47,6 +48,7 @@ ROUTERS: list[APIRouter] = [
     api_keys.router,
     bets.router,
     markets.router,
+    promotions.router,
     geolocation.router,
     limits.router,
     deposits.router,

@@ -158,6 +158,23 @@ STATUS_BY_CODE: dict[str, int] = {
     "result_not_found": 404,
     "result_rolled_back": 409,
     "operator_only": 403,
+    "cancellation_conflict": 409,
+    "cancellation_not_found": 404,
+    # cash-out (commands/bets.py BetRefusal; invalid_cash_out: 422)
+    "bet_settled": 409,
+    "bet_cashed_out": 409,
+    "bet_not_open": 409,
+    "cash_out_quote_expired": 409,
+    "cash_out_quote_conflict": 409,
+    "cash_out_not_found": 404,
+    "cash_out_reversal_disabled": 403,
+    # free bets and bonuses (commands/promotions.py PromotionRefusal; invalid_promotion: 422)
+    "insufficient_free_bet": 402,
+    "free_bet_conflict": 409,
+    "bonus_conflict": 409,
+    "bonus_active": 409,
+    "bonus_not_found": 404,
+    "bonus_not_active": 409,
     # api keys (commands/api_keys.py ApiKeyRefusal; api_key_invalid: 422, operator_only: above)
     "scope_not_held": 403,
     "partner_mismatch": 403,

@@ -382,12 +382,15 @@ def summary(conn: Connection, market_id: str, *,
     versions = conn.execute(text("""SELECT version, status, received_at FROM market_results
                                      WHERE market_id = :m ORDER BY version"""),
                             {"m": market_id}).mappings().all()
-    bets = {"total": 0, "open": 0, "settled": 0, "cashed_out": 0, "cancelled": 0}
+    bets = {"total": 0, "open": 0, "settled": 0}
+    final = {"cashed_out": 0, "cancelled": 0}
     needs_review = 0
     totals: dict[str, dict[str, int]] = defaultdict(dict)
     for c in counts:
         for k in bets:
             bets[k] += c[k]
+        for k in final:
+            final[k] += c[k]
         needs_review += c["needs_review"]
         totals[c["currency"].strip()] = {"stake": int(c["stake"]), "paid": int(c["paid"]),
                                          "house": int(c["stake"]) - int(c["paid"])}
@@ -405,6 +408,8 @@ def summary(conn: Connection, market_id: str, *,
         "first_settled_at": state["first_settled_at"] if state else None,
         "bets": bets,
         "bets_needing_review": needs_review,
+        "bets_cashed_out": final["cashed_out"],
+        "bets_cancelled": final["cancelled"],
         "totals": dict(totals),
         "betting": market_betting(conn, market_id) or "open",
         "result_versions": [dict(v) for v in versions],

@@ -5,7 +5,10 @@ for operator keys, partner; a cursor is a bet id as the partner knows it).
 The engine's bet id is the idempotency key, per partner: the same bet sent again gets the first
 answer (201 then 200 with the same body, or the same problem), another bet under a used id is a
 409, and another partner's bet with the same id is another bet (it is never seen: 404).
-HTTP only: taking a bet is commands/bets.py, the maths domain/settlement.
+`POST /v1/bets/{id}/cash_out` cashes a bet out (all of it or a share of its stake) at the betting
+engine's quote; `POST /v1/bets/{id}/cash_out/reversal` (operators, when
+SETTLEPAY_CASH_OUT_REVERSAL_ENABLED) reverses the latest cash-out on a palpable error.
+HTTP only: taking a bet and cashing it out is commands/bets.py, the maths domain/settlement.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import Connection
 
-from api.auth import BetsWriter, PlayersReader, visible_player
+from api.auth import BetsWriter, Operator, PlayersReader, Principal, visible_player
 from api.deps import EngineDep, SettingsDep
 from api.pagination import ListParams, PartnerFilter, invalid_cursor, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, Problem, not_found, refused
-from api.schemas.bets import Bet, BetCreate, BetList
+from api.schemas.bets import Bet, BetCreate, BetList, CashOutCreate, CashOutReversalCreate
 from commands import bets
 from settlepay.db import run_in_transaction
 from store import bets as bet_store
@@ -38,7 +41,8 @@ def place(body: BetCreate, response: Response, principal: BetsWriter, engine: En
         legs=tuple(bets.LegRequest(leg.market_id, leg.selection_id, leg.odds, leg.odds_format)
                    for leg in body.legs),
         place_fraction=body.each_way.place_fraction if body.each_way else None,
-        places=body.each_way.places if body.each_way else None, ip_address=body.ip_address)
+        places=body.each_way.places if body.each_way else None, ip_address=body.ip_address,
+        funding=body.funding)
 
     def work(conn: Connection) -> bets.Placed:
         visible_player(conn, principal, body.player_id)   # 404 for another partner's player
@@ -96,21 +100,67 @@ def _internal_cursor(conn: Connection, parameter: str, cursor: str | None,
     return found[0]
 
 
+PartnerOfBet = Annotated[str | None, Query(
+    max_length=64, description="Operators: the partner whose bet this is, when several partners "
+                               "use the id (partner keys always read their own).")]
+
+
+def _internal_id(conn: Connection, principal: Principal, bet_id: str,
+                 partner_id: str | None) -> str:
+    """The internal id of the bet this key means (404: none it can see; 409: ambiguous)."""
+    owner = partner_id if principal.is_operator else principal.partner_id
+    found = bet_store.ids_for(conn, bet_id, partner_id=owner)
+    if len(found) > 1:
+        raise refused(Refusal(bets.BetRefusal.BET_ID_AMBIGUOUS,
+                              f"{len(found)} partners use bet id {bet_id!r}; "
+                              "name one with ?partner_id="), "Which bet?")
+    if not found:
+        raise not_found("bet", bet_id)
+    return found[0]
+
+
 @router.get("/{bet_id}", response_model=Bet,
             summary="Retrieve a bet with every version of its settlement")
 def retrieve(bet_id: str, principal: PlayersReader, engine: EngineDep,
-             partner_id: Annotated[str | None, Query(
-                 max_length=64,
-                 description="Operators: the partner whose bet this is, when several partners "
-                             "use the id (partner keys always read their own).")] = None) -> Bet:
-    owner = partner_id if principal.is_operator else principal.partner_id
+             partner_id: PartnerOfBet = None) -> Bet:
     with engine.connect() as conn:
-        found = bet_store.ids_for(conn, bet_id, partner_id=owner)
-        if len(found) > 1:
-            raise refused(Refusal(bets.BetRefusal.BET_ID_AMBIGUOUS,
-                                  f"{len(found)} partners use bet id {bet_id!r}; "
-                                  "name one with ?partner_id="), "Which bet?")
-        bet = bet_store.get(conn, found[0]) if found else None
+        bet = bet_store.get(conn, _internal_id(conn, principal, bet_id, partner_id))
     if bet is None:
         raise not_found("bet", bet_id)
+    return Bet.model_validate(bets.bet_resource(bet))
+
+
+@router.post("/{bet_id}/cash_out", response_model=Bet,
+             summary="Cash a bet out at the betting engine's quote (all of it or a share)")
+def cash_out(bet_id: str, body: CashOutCreate, response: Response, principal: BetsWriter,
+             engine: EngineDep, settings: SettingsDep, partner_id: PartnerOfBet = None) -> Bet:
+    request = bets.CashOutRequest(quote_id=body.quote_id, value=body.value,
+                                  expires_at=body.expires_at, stake=body.stake)
+
+    def work(conn: Connection) -> tuple[dict[str, object], bool]:
+        internal = _internal_id(conn, principal, bet_id, partner_id)
+        return bets.cash_out(conn, settings, internal, request, actor=principal.actor)
+
+    try:
+        bet, replayed = run_in_transaction(engine, work)
+    except bets.BetRefused as error:
+        raise refused(error.refusal, "The bet cannot be cashed out") from error
+    response.status_code = 200 if replayed else 201
+    return Bet.model_validate(bets.bet_resource(bet))
+
+
+@router.post("/{bet_id}/cash_out/reversal", response_model=Bet,
+             summary="Reverse a bet's latest cash-out on a palpable error (operators)")
+def reverse_cash_out(bet_id: str, body: CashOutReversalCreate, principal: Operator,
+                     engine: EngineDep, settings: SettingsDep,
+                     partner_id: PartnerOfBet = None) -> Bet:
+    def work(conn: Connection) -> dict[str, object]:
+        internal = _internal_id(conn, principal, bet_id, partner_id)
+        return bets.reverse_cash_out(conn, settings, internal, reason=body.reason,
+                                     actor=principal.actor)
+
+    try:
+        bet = run_in_transaction(engine, work)
+    except bets.BetRefused as error:
+        raise refused(error.refusal, "The cash-out cannot be reversed") from error
     return Bet.model_validate(bets.bet_resource(bet))

@@ -6,6 +6,10 @@ result settles every partner's bets on it), so only the house changes it:
 - POST .../results    operator keys with `results:write`
 - POST .../rollback   operator keys with `operator:review`
 - POST .../reopen     operator keys with `operator:review` (audited: `market.reopened`)
+- POST .../cancellations               operator keys with `results:write`: a BetCancel of the
+                      feed, every bet on the market (or placed in its window) refunded in full,
+                      201 (200 for the same cancellation again)
+- POST .../cancellations/{id}/rollback operator keys with `results:write`: RollbackBetCancel
 - GET .../settlement  any key with `players:read`; a partner key sees the counts and totals of
                       its own players' bets only (404 when it has none on the market), an
                       operator key sees every partner's.
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -36,8 +40,10 @@ from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.pagination import ListParams, PartnerFilter, Tenancy, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, not_found, refused
 from api.schemas.markets import (
+    CancellationCreate,
     Market,
     MarketBetting,
+    MarketCancellation,
     MarketList,
     MarketResult,
     MarketRollback,
@@ -139,6 +145,40 @@ def reopen(market_id: str, principal: Operator, engine: EngineDep) -> MarketBett
     except commands.ResultRefused as error:
         raise refused(error.refusal, "The market cannot be reopened") from error
     return MarketBetting(market_id=market_id, betting="open", replayed=not changed)
+
+
+@router.post("/{market_id}/cancellations", status_code=201, response_model=MarketCancellation,
+             summary="Cancel a market's bets: BetCancel, refunds in full (operators)")
+def cancel(market_id: str, body: CancellationCreate, response: Response,
+           principal: ResultsWriter, engine: EngineDep,
+           settings: SettingsDep) -> MarketCancellation:
+    house_only(principal)
+    try:
+        resource, replayed = run_in_transaction(engine, lambda conn: commands.cancel_market(
+            conn, settings, market_id, cancellation_id=body.id,
+            reason_code=str(body.reason_code), reason=body.reason,
+            placed_from=body.placed_from, placed_until=body.placed_until,
+            actor=principal.actor))
+    except commands.ResultRefused as error:
+        raise refused(error.refusal, "The cancellation cannot be applied") from error
+    if replayed:
+        response.status_code = 200
+    return MarketCancellation(**resource, replayed=replayed)
+
+
+@router.post("/{market_id}/cancellations/{cancellation_id}/rollback",
+             response_model=MarketCancellation,
+             summary="Roll a cancellation back: RollbackBetCancel (operators)")
+def rollback_cancellation(market_id: str, cancellation_id: str, principal: ResultsWriter,
+                          engine: EngineDep, settings: SettingsDep) -> MarketCancellation:
+    house_only(principal)
+    try:
+        resource, replayed = run_in_transaction(
+            engine, lambda conn: commands.rollback_cancellation(
+                conn, settings, market_id, cancellation_id, actor=principal.actor))
+    except commands.ResultRefused as error:
+        raise refused(error.refusal, "The cancellation cannot be rolled back") from error
+    return MarketCancellation(**resource, replayed=replayed)
 
 
 @router.get("", response_model=MarketList, summary="List markets",

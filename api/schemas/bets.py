@@ -49,6 +49,30 @@ class BetCreate(BaseModel):
     each_way: EachWayTerms | None = None
     ip_address: str | None = Field(None, max_length=45,
                                    description="The player's IP, for the geolocation gate.")
+    funding: Literal["cash", "free_bet"] = Field(
+        "cash", description="cash: player cash and bonus funds (in the configured stake "
+                            "order); free_bet: the player's free-bet balance (pays winnings "
+                            "only; a void gives the free bet back).")
+
+
+class CashOutCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quote_id: str = Field(min_length=1, max_length=128, pattern=ID,
+                          description="The betting engine's quote; used once per bet (the same "
+                                      "quote again replays).")
+    value: StrictInt = Field(ge=0, le=10**15, description="The quoted value, minor units.")
+    expires_at: datetime = Field(description="The quote's expiry: refused after it.")
+    stake: StrictInt | None = Field(None, gt=0, le=10**12,
+                                    description="A partial cash-out: the share of the remaining "
+                                                "stake (minor units). Absent: all of it.")
+
+
+class CashOutReversalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500,
+                        description="Why the cash-out is reversed (a palpable error).")
 
 
 class BetLeg(BaseModel):
@@ -68,8 +92,10 @@ class EachWay(BaseModel):
 class BetSettlement(BaseModel):
     """One version of the bet's settlement (kept forever)."""
 
-    kind: Literal["settlement", "resettlement", "rollback"]
-    version: int
+    kind: Literal["settlement", "resettlement", "rollback", "cash_out", "cash_out_reversal",
+                  "cancellation", "cancellation_rollback"]
+    version: int = Field(description="The settlement version; a cash-out's number; a "
+                                     "cancellation's id.")
     market_id: str = Field(description="The market whose result (or rollback) triggered it.")
     payout: int = Field(description="What these results return, minor units (rollback: 0).")
     delta: int = Field(description="Moved to (+) or from (-) the player, minor units.")
@@ -81,6 +107,19 @@ class BetSettlement(BaseModel):
     created_at: datetime
 
 
+class CashOut(BaseModel):
+    seq: int = Field(description="1, 2, ... per bet; ledger key bet:<id>:cashout[:<seq>].")
+    quote_id: str
+    quote_expires_at: datetime
+    stake: int = Field(description="The share of the stake cashed out.")
+    value: int
+    ledger_key: str
+    state: Literal["done", "reversed"]
+    created_at: datetime
+    reversed_at: datetime | None
+    reversal_reason: str | None
+
+
 class Bet(BaseModel):
     object: Literal["bet"] = "bet"
     id: str = Field(description="The betting engine's bet id.")
@@ -90,10 +129,22 @@ class Bet(BaseModel):
     stake: int
     bet_type: Literal["single", "parlay", "each_way"]
     each_way: EachWay | None
-    status: Literal["open", "settled", "rejected"]
+    status: Literal["open", "settled", "rejected", "cashed_out", "cancelled"]
     reject_code: str | None
     reject_reason: str | None
-    paid: int = Field(description="Net returned to the player by settlements, minor units.")
+    funding: Literal["cash", "free_bet"] = "cash"
+    stake_bonus: int = Field(0, description="The part of the stake from bonus funds.")
+    bonus_id: str | None = Field(None, description="The bonus active when the bet was placed "
+                                                   "(its wagering counts this bet).")
+    paid: int = Field(description="Net returned to the player by settlements, minor units "
+                                  "(a free bet: its winnings).")
+    paid_bonus: int = Field(0, description="The part of `paid` returned as bonus funds.")
+    returned_free_bet: int = Field(0, description="The free bet given back (a void free bet, "
+                                                  "a cancellation).")
+    cashed_out_stake: int = Field(0, description="Stake cashed out so far.")
+    cashed_out_value: int = Field(0, description="Paid for it, minor units.")
+    cash_outs: list[CashOut] = Field(default_factory=list)
+    needs_review: str | None = Field(None, description="Why settlement could not post it.")
     payout: int | None = Field(description="The return under the current results.")
     version: int | None = Field(description="Settlement version of `paid`.")
     placed_at: datetime

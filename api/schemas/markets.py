@@ -74,6 +74,33 @@ class BetCounts(BaseModel):
     settled: int
 
 
+class CancellationCreate(BaseModel):
+    """A BetCancel of the Unified Odds Feed."""
+    model_config = ConfigDict(extra="forbid")
+    id: StrictStr = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+                          description="The feed's id of this cancellation (a retry replays).")
+    reason_code: StrictStr | StrictInt = Field(
+        description="The void reason (UOF `void_reason`), kept with every bet it refunds.")
+    reason: str | None = Field(None, max_length=500)
+    placed_from: datetime | None = Field(None, description="Only bets placed at or after this.")
+    placed_until: datetime | None = Field(None, description="Only bets placed before this.")
+
+
+class MarketCancellation(BaseModel):
+    object: Literal["market_cancellation"] = "market_cancellation"
+    id: str
+    market_id: str
+    reason_code: str
+    reason: str | None
+    placed_from: datetime | None
+    placed_until: datetime | None
+    status: Literal["active", "rolled_back"]
+    bets_cancelled: int = Field(description="Bets refunded in full by it.")
+    created_at: datetime
+    rolled_back_at: datetime | None
+    replayed: bool = False
+
+
 class CurrencyTotals(BaseModel):
     stake: int = Field(description="Stakes of the settled bets, minor units.")
     paid: int = Field(description="Paid to the players, minor units.")
@@ -100,6 +127,9 @@ class MarketSettlement(BaseModel):
     bets: BetCounts = Field(description="A partner key counts its own players' bets only.")
     bets_needing_review: int = Field(
         description="Bets settlement could not post (flagged, reported, left as they were).")
+    bets_cashed_out: int = Field(0, description="Bets cashed out in full: final, results "
+                                                "leave them alone.")
+    bets_cancelled: int = Field(0, description="Bets refunded by a market cancellation.")
     totals: dict[str, CurrencyTotals] = Field(
         description="Per currency; a partner key sees its own players' bets only.")
     result_versions: list[ResultVersion]
