@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -65,6 +66,10 @@ class ChaosStack(DevStack):
         self.recipes: dict[str, Recipe] = {}
         self.current: dict[str, Child] = {}
         self.restarts: dict[str, list[float]] = {}   # name -> seconds each restart took
+        # Children are forked from this one thread, alive for the whole run: the kernel sends
+        # a child its parent-death signal (settlepay.processes) when the THREAD that forked it
+        # ends, so a restart forked from the fault thread would be SIGTERMed when it finishes.
+        self.forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chaos-fork")
 
     # --- proxies ---------------------------------------------------------------------------
     def start_proxies(self) -> None:
@@ -101,8 +106,8 @@ class ChaosStack(DevStack):
     # --- children that can be killed and started again ---------------------------------------
     def launch(self, name: str, recipe: Recipe) -> Child:
         self.recipes[name] = recipe
-        child = self.spawn(name, recipe.argv, recipe.env,
-                           ready_marker=self._marker(name), cwd=ROOT)
+        child = self.forker.submit(self.spawn, name, recipe.argv, recipe.env,
+                                   ready_marker=self._marker(name), cwd=ROOT).result()
         self.current[name] = child
         self.wait(f"{name} to be ready", lambda: recipe.ready(child), recipe.timeout)
         return child
@@ -123,6 +128,7 @@ class ChaosStack(DevStack):
     def restart(self, name: str) -> float:
         """Start the child again from its recipe; returns how long until it was ready."""
         began = time.monotonic()
+        self.current[name].expected_exit = True   # a child that died by itself is replaced
         self.launch(name, self.recipes[name])
         took = time.monotonic() - began
         self.restarts.setdefault(name, []).append(took)
@@ -199,7 +205,12 @@ class ChaosStack(DevStack):
         self.start_api()
 
     def down(self) -> None:
+        """The clients of PostgreSQL first (its shutdown waits for them), then the rest."""
+        for name in ("api", "webhooks", "worker"):
+            if name in self.current:
+                self.stop(name)
         self.started.close()
+        self.forker.shutdown(wait=False)
 
     # --- for the workload and the checks ---------------------------------------------------
     @property
