@@ -27,8 +27,8 @@ from collections import Counter, defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from reconciliation.engine import reconcile  # noqa: E402
-from reconciliation.model import (  # noqa: E402
+from reconciliation.engine import reconcile
+from reconciliation.model import (
     BreakClass,
     GatewayKind,
     GatewayRecord,
