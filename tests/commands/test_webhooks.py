@@ -18,7 +18,8 @@ from webhooks.dispatcher import Dispatcher
 
 def audit_records(engine, subject_id: str) -> list[str]:
     with engine.connect() as conn:
-        return list(conn.execute(text("SELECT record FROM audit_log WHERE record LIKE :p"),
+        return list(conn.execute(text("SELECT record FROM audit_log WHERE record LIKE :p "
+                                      "ORDER BY seq"),
                                  {"p": f'%"subject_id":"{subject_id}"%'}).scalars())
 
 
