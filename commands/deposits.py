@@ -35,6 +35,7 @@ import audit
 import ledger
 import outbox
 from adapters.gateway import PaymentIntent
+from commands import promotions
 from commands.limits import gate_deposit, release_deposit_amount
 from compliance.request import GateRequest, Operation
 from ledger import AccountRef, Leg, Transfer
@@ -240,6 +241,7 @@ def credit(conn: Connection, entry: Credit, *, actor: str | None = None,
               before={"status": before["status"], "failure_code": before["failure_code"],
                       "review_code": before["review_code"]}, after=record)
     _count_outcome(conn, after, DepositStatus.SUCCEEDED)
+    promotions.match_deposit(conn, after)    # the partner's deposit match, if it offers one
     return result.transaction_id
 
 

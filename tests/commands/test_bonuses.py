@@ -6,15 +6,16 @@ check, audit verify and settlement verify are clean."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
-from commands import promotions
+from commands import deposits, promotions
 from settlepay.db import run_in_transaction
-from tests.support.factories import events
+from tests.support.factories import events, make_player
 from tests.support.products import (
     all_clean,
     balances,
@@ -32,6 +33,7 @@ from tests.support.settlement import (
     run_market,
     uid,
 )
+from workflows.contracts.deposit import Credit
 from workflows.contracts.settlement import Mode
 
 WIN = {"result": "won"}
@@ -230,3 +232,28 @@ def test_a_bonus_funded_bet_cashes_out_sharing_the_value(engine, settings, marke
     assert balances(engine, p) | {"cash": 600, "bonus": 900, "in_play": 0} == (
         balances(engine, p))
     all_clean(engine, settings, market)
+
+
+def test_a_deposit_credit_credits_the_partners_match_in_the_same_transaction(engine, settings):
+    player = make_player(engine)
+    run_in_transaction(engine, lambda c: promotions.set_deposit_match(
+        c, partner_id=player.partner_id, percent=50, max_amount=10_000, wagering_multiplier=3,
+        min_odds="1.50", valid_days=7, active=True, actor="operator:test"))
+    deposit_id = f"dep_{uuid.uuid4().hex[:24]}"
+
+    def credited(conn: Connection) -> int:
+        row, _ = deposits.create(conn, deposit_id=deposit_id,
+                                 player={"id": player.id, "partner_id": player.partner_id},
+                                 amount=3_000, currency="USD", payment_method="pm_card_visa",
+                                 actor="api_key:test")
+        return deposits.credit(conn, Credit(deposit_id, player.id, 3_000, "USD", "pi_x", None))
+
+    first = run_in_transaction(engine, credited)
+    assert run_in_transaction(engine, lambda c: deposits.credit(
+        c, Credit(deposit_id, player.id, 3_000, "USD", "pi_x", None))) == first   # a retry
+    row = bonus_row(engine, f"deposit-match:{deposit_id}")
+    assert (row["amount"], row["wagering_requirement"], row["source_ref"]) == (
+        1_500, 4_500, deposit_id)
+    assert balances(engine, player.id, "USD") | {"cash": 3_000, "bonus": 1_500} == (
+        balances(engine, player.id, "USD"))
+    all_clean(engine, settings)

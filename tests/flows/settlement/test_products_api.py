@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from tests.support.deposits import post_deposit, wait_for_status
 from tests.support.factories import Player, fund, make_player, mark_kyc_verified, wait_until
 from tests.support.products import all_clean, balances
 from tests.support.withdrawals import start, wait_state
@@ -214,3 +215,24 @@ async def test_a_cancelled_market_over_the_api_refunds_and_later_results_do_noth
                               headers=player.operator)
     assert missing.status_code == 404 and missing.json()["code"] == "cancellation_not_found"
     all_clean(stack.engine, stack.settings, market)
+
+
+async def test_a_succeeded_deposit_gets_the_partners_deposit_match_once(stack, worker, http):
+    player = make_player(stack.engine)
+    offer = {"percent": 100, "max_amount": 1_000, "wagering_multiplier": 5,
+             "min_odds": "2.00", "valid_days": 7}
+    assert (await http.put(f"/v1/promotions/deposit_match/{player.partner_id}",
+                           headers=player.operator, json=offer)).status_code == 200
+    first = (await post_deposit(http, player, amount=2_500)).json()
+    assert (await wait_for_status(http, player, first["id"]))["status"] == "succeeded"
+    bonus = await http.get(f"/v1/bonuses/deposit-match:{first['id']}", headers=player.headers)
+    assert bonus.status_code == 200, bonus.text
+    assert (bonus.json()["amount"], bonus.json()["source"], bonus.json()["status"],
+            bonus.json()["wagering_requirement"]) == (1_000, "deposit_match", "active", 5_000)
+    second = (await post_deposit(http, player, amount=2_500)).json()
+    assert (await wait_for_status(http, player, second["id"]))["status"] == "succeeded"
+    again = await http.get(f"/v1/bonuses/deposit-match:{second['id']}", headers=player.headers)
+    assert again.status_code == 404                             # once per player
+    assert balances(stack.engine, player.id, USD) | {"cash": 5_000, "bonus": 1_000} == (
+        balances(stack.engine, player.id, USD))
+    all_clean(stack.engine, stack.settings)
