@@ -93,3 +93,27 @@ def test_payouts_list_with_a_status_filter(sandbox: Server):
                                  max_network_retries=0)
     statuses = {p.status for p in client.v1.payouts.list({"status": "failed", "limit": 100})}
     assert statuses <= {"failed"}
+
+
+def test_the_sandbox_refuses_bad_list_parameters_like_stripe(sandbox: Server):
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    url = f"{sandbox.base_url}/v1/payment_intents"
+    for params, param in (({"limit": "101"}, "limit"),
+                          ({"starting_after": "pi_nope"}, "starting_after"),
+                          ({"created[between]": "1"}, "created"),
+                          ({"starting_after": "pi_a", "ending_before": "pi_b"},
+                           "starting_after")):
+        answer = httpx.get(url, params=params, headers=headers)
+        assert answer.status_code in (400, 404), answer.text
+        assert answer.json()["error"]["param"] == param
+
+
+def test_the_sandbox_pages_backwards_with_ending_before(sandbox: Server):
+    tag = uuid.uuid4().hex[:8]
+    for n in range(3):
+        _pay(sandbox, 4000 + n, f"{tag}-{n}")
+    client = stripe.StripeClient(API_KEY, base_addresses={"api": sandbox.base_url},
+                                 max_network_retries=0)
+    newest = client.v1.payment_intents.list({"limit": 3}).data
+    before = client.v1.payment_intents.list({"limit": 1, "ending_before": newest[2].id}).data
+    assert [pi.id for pi in before] == [newest[1].id]
