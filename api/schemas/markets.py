@@ -23,6 +23,8 @@ class SelectionResultIn(BaseModel):
     position: StrictInt | None = Field(None, ge=1)
     tied: StrictInt = Field(1, ge=1)
     rule4: Factor = 0
+    void_reason: StrictStr | StrictInt | None = Field(
+        None, description="Why the selection is void (UOF void_reason), with void_factor > 0.")
 
 
 class ResultCreate(BaseModel):

@@ -11,6 +11,7 @@ runners tie). Read together:
     half lost (Asian +0.25) result=lost, void_factor=1/2   half loses, half is refunded
     dead heat               result=won,  dead_heat_factor=1/k  stake/k wins at full odds
 
+A void (whole or half) may carry UOF's `void_reason` code, kept with every bet it settles.
 Racing adds two things UOF carries in separate messages: the finishing `position` (with how
 many runners `tied` on it) for each-way place terms, and a Rule 4 deduction (pence in the
 pound taken off the winnings when a runner is withdrawn late).
@@ -65,6 +66,7 @@ class SelectionResult:
     position: int | None = None        # finishing position (racing), for each-way places
     tied: int = 1                      # runners sharing that position (dead heat for a place)
     rule4: Fraction = Fraction(0)      # deduction per unit of winnings
+    void_reason: str | None = None     # why it is void (UOF void_reason), kept with the bets
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "result", Outcome(self.result))
@@ -80,6 +82,8 @@ class SelectionResult:
             raise InvalidResult("position starts at 1")
         if self.tied < 1:
             raise InvalidResult("tied counts runners: at least 1")
+        if self.void_reason is not None and self.void_factor == 0:
+            raise InvalidResult("a void_reason belongs to a void (void_factor above 0)")
 
     @property
     def won(self) -> bool:
@@ -94,6 +98,7 @@ class SelectionResult:
             position=data.get("position"),
             tied=int(data.get("tied", 1)),
             rule4=exact(data.get("rule4", 0), "rule4"),
+            void_reason=None if data.get("void_reason") is None else str(data["void_reason"]),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -106,4 +111,6 @@ class SelectionResult:
             data["tied"] = self.tied
         if self.rule4:
             data["rule4"] = str(self.rule4)
+        if self.void_reason is not None:
+            data["void_reason"] = self.void_reason
         return data

@@ -161,3 +161,19 @@ def test_rolling_back_a_cancellation_reverses_the_refunds_and_settles_on_known_r
         uncancel(engine, settings, market, "nope")
     assert unknown.value.code == "cancellation_not_found"
     all_clean(engine, settings, market, other)
+
+
+def test_a_void_result_carries_its_reason_code_into_the_bets_history(engine, settings, market):
+    p = funded_player(engine, 1_000)
+    voided = place(engine, settings, p, 1_000, [(market, "home", "2.00")])
+    post_result(engine, settings, market, 1, {"home": {"result": "lost", "void_factor": "1",
+                                                       "void_reason": 12}})
+    run_market(engine, settings, market, 1)
+    history = bet_store.get(engine.connect(), voided)["settlements"]
+    assert history[-1]["results"][f"{market}/home"]["void_reason"] == "12"
+    assert balances(engine, p)["cash"] == 1_000
+    with pytest.raises(settlements.ResultRefused) as refused:
+        post_result(engine, settings, market, 2, {"home": {"result": "won",
+                                                           "void_reason": "12"}})
+    assert refused.value.code == "invalid_result"          # a reason needs a void
+    all_clean(engine, settings, market)

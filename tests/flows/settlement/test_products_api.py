@@ -105,14 +105,27 @@ async def test_a_free_bet_over_the_api_pays_winnings_only(stack, http, market,
     placed = await http.post("/v1/bets", headers=player.headers,
                              json=bet(player, market, 2_500, "+100", funding="free_bet"))
     assert placed.status_code == 201 and placed.json()["funding"] == "free_bet"
+    other = f"{market}_b"
+    granted = await http.post("/v1/free_bets", headers=player.operator,
+                              json={**grant, "id": f"fb_{uuid.uuid4().hex[:8]}", "amount": 700})
+    assert granted.status_code == 201
+    voided = await http.post("/v1/bets", headers=player.headers,
+                             json=bet(player, other, 700, "3.00", funding="free_bet"))
+    assert voided.status_code == 201
 
     await settle(http, player, market, 1, {"home": {"result": "won"}})
-    # $25 free bet at +100 returns $25, not $50.
+    await settle(http, player, other, 1, {"home": {"result": "lost", "void_factor": "1",
+                                                   "void_reason": 5}})
+    # $25 free bet at +100 returns $25, not $50; the void one gives the free bet back.
     assert balances(stack.engine, player.id, USD) | {
-        "cash": 2_500, "free_bet": 0, "free_in_play": 0} == balances(stack.engine, player.id, USD)
+        "cash": 2_500, "free_bet": 700, "free_in_play": 0} == (
+        balances(stack.engine, player.id, USD))
     shown = (await http.get(f"/v1/bets/{placed.json()['id']}", headers=player.headers)).json()
     assert (shown["status"], shown["paid"]) == ("settled", 2_500)
-    all_clean(stack.engine, stack.settings, market)
+    void = (await http.get(f"/v1/bets/{voided.json()['id']}", headers=player.headers)).json()
+    assert (void["paid"], void["returned_free_bet"]) == (0, 700)
+    assert void["settlements"][-1]["results"][f"{other}/home"]["void_reason"] == "5"
+    all_clean(stack.engine, stack.settings, market, other)
 
 
 async def test_bonus_funds_over_the_api_wager_convert_and_stay_with_their_partner(
