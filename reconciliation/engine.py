@@ -184,9 +184,8 @@ def _deposit(out: Outcome, idx: _Index, key: str, deposit: OurRecord | None,
               amount=credited or (deposit.amount if deposit else 0))
         return
     if not paid:
-        assert deposit is not None
-        if deposit.status not in DEPOSIT_OPEN:
-            out.matched += 1                    # failed here, nothing moved there
+        if deposit is None or deposit.status not in DEPOSIT_OPEN:
+            out.matched += 1      # failed here (or not ours at all), nothing moved there
         elif recent:
             out.pending.append(key)
         elif not attempts and deposit.status == "pending":

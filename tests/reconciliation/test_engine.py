@@ -195,3 +195,8 @@ def test_a_leg_in_its_grace_period_is_pending_not_an_amount_mismatch():
     outcome = run([], [withdrawal("w1", 500), leg("w1", 1, 500, ref="po_1", at=AS_OF - 5)],
                   [clear("w1", 500)], grace_seconds=60)
     assert outcome.breaks == [] and outcome.pending == ["w1"]
+
+
+def test_a_failed_attempt_carrying_a_key_we_do_not_know_moved_nothing_and_matches():
+    outcome = run([payment("ghost", status="requires_payment_method")], [], [])
+    assert outcome.breaks == [] and outcome.matched == 1
