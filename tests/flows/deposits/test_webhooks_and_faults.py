@@ -135,6 +135,13 @@ async def test_worker_killed_mid_deposit_completes_once_on_a_new_worker(stack, p
 
 
 async def test_500_concurrent_identical_posts_make_one_deposit(stack, worker, player, http):
+    # The storm tests idempotency, not the rate limiter (tests/api/test_rate_limits.py): the
+    # partner's key gets a bucket as large as the storm, as an operator may grant one.
+    with stack.engine.begin() as conn:
+        conn.execute(text("""UPDATE api_keys SET rate_limits = CAST(:limits AS jsonb)
+                               WHERE partner_id = :partner"""),
+                     {"partner": player.partner_id,
+                      "limits": '{"*": {"requests": 1000, "window_seconds": 1}}'})
     key = f"storm-{player.id}"
     answers = await asyncio.gather(*(post_deposit(http, player, key=key,
                                                   amount=2_000) for _ in range(500)))
