@@ -100,15 +100,18 @@ def _paid_as_recomputed(facts: Facts) -> list[str]:
         if (b.status != BetStatus.SETTLED or not isinstance(b.recomputed, Settled)
                 or b.needs_review is not None or b.stored is None):
             continue
-        returns = returns_for(b.stored, b.recomputed)
-        payout = returns.paid
-        if payout != b.paid and not (facts.upgrade_only and b.paid > payout):
-            found.append(f"bet {b.id}: results give {payout}, paid {b.paid}")
-        elif payout == b.paid and returns.free_bet != b.stored.returned_free_bet:
-            found.append(f"bet {b.id}: results return a free bet of {returns.free_bet}, "
+        expected = returns_for(b.stored, b.recomputed)
+        if expected == b.stored.returned:
+            continue
+        if facts.upgrade_only and b.stored.returned.total > expected.total:
+            continue   # a downgrade kept out
+        if expected.paid != b.paid:
+            found.append(f"bet {b.id}: results give {expected.paid}, paid {b.paid}")
+        elif expected.free_bet != b.stored.returned_free_bet:
+            found.append(f"bet {b.id}: results return a free bet of {expected.free_bet}, "
                          f"{b.stored.returned_free_bet} was returned")
-        elif payout == b.paid and returns.bonus != b.stored.paid_bonus:
-            found.append(f"bet {b.id}: the bonus share of its return is {returns.bonus}, "
+        else:
+            found.append(f"bet {b.id}: the bonus share of its return is {expected.bonus}, "
                          f"{b.stored.paid_bonus} went to bonus funds")
     return found
 

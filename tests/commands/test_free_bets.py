@@ -139,3 +139,19 @@ def test_a_free_bet_cashes_out_for_cash(engine, settings, market):
     run_market(engine, settings, market, 1)
     assert balances(engine, p)["cash"] == 1_700
     all_clean(engine, settings, market)
+
+
+def test_upgrade_only_keeps_a_returned_free_bet_when_a_correction_would_take_it(
+        engine, settings, market):
+    policy = settings.model_copy(update={"resettlement_policy": "upgrade_only"})
+    p = funded_player(engine, 0)
+    grant_free_bet(engine, p, 1_000)
+    bet = place(engine, settings, p, 1_000, [(market, "home", "3.00")], funding="free_bet")
+    post_result(engine, policy, market, 1, {"home": VOID})
+    run_market(engine, policy, market, 1)
+    post_result(engine, policy, market, 2, {"home": LOSE})
+    out = run_market(engine, policy, market, 2)
+    assert out.skipped == 1
+    assert balances(engine, p) | {"cash": 0, "free_bet": 1_000} == balances(engine, p)
+    assert bet_row(engine, bet)["returned_free_bet"] == 1_000
+    all_clean(engine, policy, market)
