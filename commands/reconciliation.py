@@ -99,6 +99,11 @@ def record_run(conn: Connection, *, run: dict[str, Any], outcome: Outcome | None
         if index in repaired:
             store.close_break(conn, saved["id"], status=BreakStatus.REPAIRED,
                               resolution=repaired[index], actor=actor)
+            audit.record(conn, actor=actor, action="reconciliation.break.repaired",
+                         subject_type="reconciliation_break", subject_id=str(saved["id"]),
+                         before={"status": saved["status"]},
+                         after={"status": str(BreakStatus.REPAIRED), "class": str(item.cls),
+                                "business_key": item.key, "resolution": repaired[index]})
     payload = run_payload(row)
     audit.record(conn, actor=actor, action="reconciliation.run.recorded",
                  subject_type="reconciliation_run", subject_id=row["id"], before=None,

@@ -110,6 +110,7 @@ def test_a_repaired_break_is_recorded_repaired_and_the_verdict_counts_it_done(en
     assert (row["verdict"], row["repaired"], row["matched"], row["residual"]) == (
         "reconciled", 1, 1, {})
     assert (item["status"], item["resolution"]) == ("repaired", "fee booked")
+    assert audit_actions(engine, str(item["id"])) == ["reconciliation.break.repaired"]
 
 
 def test_a_fee_is_booked_once_under_its_charges_key(engine):
