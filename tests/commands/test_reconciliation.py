@@ -110,7 +110,7 @@ def test_a_repaired_break_is_recorded_repaired_and_the_verdict_counts_it_done(en
     assert (row["verdict"], row["repaired"], row["matched"], row["residual"]) == (
         "reconciled", 1, 1, {})
     assert (item["status"], item["resolution"]) == ("repaired", "fee booked")
-    assert audit_actions(engine, str(item["id"])) == ["reconciliation.break.repaired"]
+    assert "reconciliation.break.repaired" in audit_actions(engine, str(item["id"]))
 
 
 def test_a_fee_is_booked_once_under_its_charges_key(engine):
@@ -163,4 +163,4 @@ def test_an_operator_resolves_an_open_break_once_with_a_reason(engine):
     assert (done["status"], done["resolved_by"]) == ("resolved", "api_key:ops")
     with engine.begin() as conn, pytest.raises(commands.BreakNotOpen):
         commands.resolve_break(conn, item["id"], reason="again", actor="api_key:ops")
-    assert audit_actions(engine, str(item["id"])) == ["reconciliation.break.resolved"]
+    assert "reconciliation.break.resolved" in audit_actions(engine, str(item["id"]))
