@@ -72,7 +72,7 @@ def state(engine, players: list[str], placed: list[str]) -> tuple[Any, ...]:
             [tuple(bet_row(engine, b)[f] for f in fields) for b in placed])
 
 
-@hyp_settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@hyp_settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(specs=bet_specs, ops=operations, last=result_sets)
 def test_cash_outs_among_settlements_corrections_and_rollbacks_end_as_cash_outs_first(
         engine, settings, specs, ops, last):
