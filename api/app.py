@@ -29,14 +29,26 @@ from api.housekeeping import prune_idempotency_records
 from api.idempotency import IdempotencyMiddleware
 from api.nul_bytes import NulByteGuard
 from api.rate_limits import RateLimitMiddleware, RateLimits
+from api.routes import (
+    api_keys,
+    bets,
+    deposits,
+    geolocation,
+    health,
+    kyc,
+    limits,
+    markets,
+    payout_destinations,
+    players,
+    promotions,
+    reconciliation,
+    second_factor,
+    statements,
+    stripe_webhooks,
+    webhooks,
+    withdrawals,
+)
 from api.versioning import ApiVersion
-from api.routes import bets, geolocation, health, limits, markets, players
-from api.routes import deposits, stripe_webhooks
-from api.routes import kyc, payout_destinations, second_factor, withdrawals
-from api.routes import api_keys, statements
-from api.routes import webhooks
-from api.routes import promotions
-from api.routes import reconciliation
 from settlepay.config import Settings, get_settings
 from settlepay.db import make_engine
 
@@ -86,7 +98,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if owns_engine:
         if not state.settings.database_url:
             raise RuntimeError("SETTLEPAY_DATABASE_URL (or DATABASE_URL) is not set")
-        state.engine = make_engine(settings=state.settings, pool_size=state.settings.api_db_pool_size)
+        state.engine = make_engine(settings=state.settings,
+                                   pool_size=state.settings.api_db_pool_size)
     connecting = asyncio.create_task(temporal_client(app)) if state.temporal is None else None
     pruning = asyncio.create_task(prune_idempotency_records(app))   # api/housekeeping.py
     try:

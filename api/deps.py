@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -44,14 +43,16 @@ async def temporal_client(app: FastAPI) -> Client | None:
     if state.temporal is not None:
         return state.temporal
     async with state.temporal_lock:
-        if state.temporal is None and time.monotonic() - state.temporal_tried_at >= RECONNECT_INTERVAL:
+        if (state.temporal is None
+                and time.monotonic() - state.temporal_tried_at >= RECONNECT_INTERVAL):
             state.temporal_tried_at = time.monotonic()
             from settlepay.temporal import connect
 
             try:
                 state.temporal = await asyncio.wait_for(connect(state.settings), CONNECT_TIMEOUT)
             except Exception as error:  # unreachable, refused, timed out: readyz shows it
-                log.warning("Temporal at %s is not reachable: %s", state.settings.temporal_address, error)
+                log.warning("Temporal at %s is not reachable: %s",
+                            state.settings.temporal_address, error)
     return state.temporal
 
 

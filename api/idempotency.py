@@ -9,10 +9,11 @@ business idempotency keys from (a workflow id, a ledger key):
 
     from api.idempotency import IdempotencyKey, required_idempotency_key
 
+    IdempotencyKeyRequired = Annotated[IdempotencyKey, Depends(required_idempotency_key)]
+
     @router.post("/v1/deposits", status_code=201)
-    async def create_deposit(body: DepositCreate,
-                             principal: Principal = Depends(require(Scope.DEPOSITS_WRITE)),
-                             idem: IdempotencyKey = Depends(required_idempotency_key)):
+    async def create_deposit(body: DepositCreate, principal: DepositsWriter,
+                             idem: IdempotencyKeyRequired):
         workflow_id = f"deposit-{idem.operation_id}"   # same key, same workflow: one effect
         ...
 
@@ -57,8 +58,10 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
@@ -77,16 +80,19 @@ DEFAULT_STALE_AFTER = 60.0
 
 log = logging.getLogger("settlepay.api.idempotency")
 
+T = TypeVar("T")
+
 # The idempotency statements run on threads of their own rather than anyio's shared pool:
 # handing work to a plain executor costs a fraction of anyio's bookkeeping, which is a large
 # part of a replay, and a few threads are enough for statements that take well under a ms.
 _EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="idempotency")
 
 
-async def _db(function, *args):
+async def _db(function: Callable[..., T], *args: Any) -> T:
     """Run one statement on the executor. If the request is cancelled meanwhile, still wait
     for the statement to finish: a claim it made must be known so that it can be released."""
-    future = asyncio.get_running_loop().run_in_executor(_EXECUTOR, functools.partial(function, *args))
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(_EXECUTOR, functools.partial(function, *args))
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -111,6 +117,8 @@ _DESCRIBED = Header(None, alias=HEADER, description=(
     "A unique key per operation (e.g. a UUID), reused on every retry of it: the first answer is "
     "replayed. Required on requests that move money."))
 
+_Authenticated = Annotated[Principal, Depends(authenticate)]
+
 
 def _scoped(request: Request, principal: Principal, value: str | None) -> IdempotencyKey | None:
     context = request.scope.get(CONTEXT_SCOPE_KEY)
@@ -120,13 +128,15 @@ def _scoped(request: Request, principal: Principal, value: str | None) -> Idempo
     return None if value is None else IdempotencyKey(principal.api_key_id, _valid_key(value))
 
 
-async def optional_idempotency_key(request: Request, principal: Principal = Depends(authenticate),
-                                   idempotency_key: str | None = _DESCRIBED) -> IdempotencyKey | None:
+async def optional_idempotency_key(
+        request: Request, principal: _Authenticated,
+        idempotency_key: str | None = _DESCRIBED) -> IdempotencyKey | None:
     return _scoped(request, principal, idempotency_key)
 
 
-async def required_idempotency_key(request: Request, principal: Principal = Depends(authenticate),
-                                   idempotency_key: str | None = _DESCRIBED) -> IdempotencyKey:
+async def required_idempotency_key(
+        request: Request, principal: _Authenticated,
+        idempotency_key: str | None = _DESCRIBED) -> IdempotencyKey:
     # Declared optional on purpose: a missing header is our 400 problem, not a 422.
     key = _scoped(request, principal, idempotency_key)
     if key is None:
@@ -163,9 +173,9 @@ class IdempotencyMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._autocommit: tuple = (None, None)
+        self._autocommit: tuple[Engine | None, Engine | None] = (None, None)
 
-    def autocommit(self, engine):
+    def autocommit(self, engine: Engine) -> Engine:
         """The engine in autocommit mode: each statement here is its own transaction, with no
         BEGIN/ROLLBACK round trips. Made once per engine (making one costs half a millisecond)."""
         known, derived = self._autocommit
@@ -238,7 +248,7 @@ class IdempotencyMiddleware:
             await send(message)
 
 
-def _claim(engine, api_key_id: str, key: str, method: str, path: str, request_hash: bytes,
+def _claim(engine: Engine, api_key_id: str, key: str, method: str, path: str, request_hash: bytes,
            token: uuid.UUID, stale_after: float) -> idempotency.Record | None:
     """None when this request now holds the key; else the record of the one that does (or
     did). A record deleted between the two statements reads as "in use": the client retries."""
@@ -249,7 +259,7 @@ def _claim(engine, api_key_id: str, key: str, method: str, path: str, request_ha
             request_hash=request_hash, status=None, headers=None, body=None, stale=False)
 
 
-def _take_over(engine, api_key_id: str, key: str, request_hash: bytes, stale_after: float,
+def _take_over(engine: Engine, api_key_id: str, key: str, request_hash: bytes, stale_after: float,
                token: uuid.UUID) -> bool:
     with engine.connect() as conn:
         return idempotency.take_over(conn, api_key_id, key, request_hash, stale_after, token)
@@ -282,7 +292,8 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
 
 
 async def _replay(record: idempotency.Record, send: Send) -> None:
-    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in record.headers or []]
+    headers = [(name.encode("latin-1"), value.encode("latin-1"))
+               for name, value in record.headers or []]
     headers.append((b"content-length", str(len(record.body or b"")).encode()))
     headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
     await send({"type": "http.response.start", "status": record.status, "headers": headers})
@@ -319,14 +330,16 @@ def _forget(engine: Engine, api_key_id: str, key: str, token: uuid.UUID) -> None
         log.exception("could not forget idempotency key %r of %s", key, api_key_id)
 
 
-def _complete(engine, api_key_id: str, key: str, token, messages: list[Message]) -> None:
+def _complete(engine: Engine, api_key_id: str, key: str, token: uuid.UUID,
+              messages: list[Message]) -> None:
     start = next(m for m in messages if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
     headers = [[name.decode("latin-1"), value.decode("latin-1")]
                for name, value in start.get("headers", []) if name.lower() != b"content-length"]
     try:
         with engine.connect() as conn:
-            if not idempotency.complete(conn, api_key_id, key, token, start["status"], headers, body):
+            if not idempotency.complete(conn, api_key_id, key, token, start["status"],
+                                        headers, body):
                 log.warning("idempotency key %r of %s was taken over before its answer was stored",
                             key, api_key_id)
     except Exception:  # the client still gets its answer; a retry after the stale time re-runs

@@ -303,8 +303,8 @@ async def verify_one_effect(database_url: str, sandbox_url: str | None, client, 
     import httpx
     from sqlalchemy import text
 
-    from workflows.contracts.deposit import DepositResult
     from settlepay.db import make_engine
+    from workflows.contracts.deposit import DepositResult
     await client.get_workflow_handle(f"deposit-{deposit_id}", result_type=DepositResult).result()
     engine = make_engine(database_url, pool_size=1)
     with engine.connect() as conn:

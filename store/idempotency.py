@@ -15,6 +15,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, text
@@ -83,14 +84,15 @@ class Record:
         return self.status is not None
 
 
-def _record(row) -> Record:
+def _record(row: Any) -> Record:
     return Record(request_hash=bytes(row.request_hash), status=row.response_status,
                   headers=row.response_headers,
                   body=None if row.response_body is None else bytes(row.response_body),
                   stale=bool(row.stale))
 
 
-def lookup(engine: Engine, prefix: str, key: str, stale_after: float):
+def lookup(engine: Engine, prefix: str, key: str,
+           stale_after: float) -> tuple[Any, Record | None]:
     """(api key row, Record | None) for an API key prefix and an Idempotency-Key.
 
     The row is None when no key has that prefix; the caller still checks the key's hash.
@@ -104,7 +106,8 @@ def lookup(engine: Engine, prefix: str, key: str, stale_after: float):
         driver.autocommit = True
         try:
             with driver.cursor(row_factory=namedtuple_row) as cursor:
-                cursor.execute(_LOOKUP_SQL, {"prefix": prefix, "key": key, "stale_after": stale_after},
+                cursor.execute(_LOOKUP_SQL,
+                               {"prefix": prefix, "key": key, "stale_after": stale_after},
                                prepare=True)
                 row = cursor.fetchone()
         finally:
@@ -137,7 +140,8 @@ def take_over(conn: Connection, api_key_id: str, key: str, request_hash: bytes,
               stale_after: float, token: uuid.UUID) -> bool:
     """Claim a key whose first attempt has been unfinished for longer than `stale_after`."""
     return conn.execute(_TAKE_OVER, {"api_key_id": api_key_id, "key": key, "hash": request_hash,
-                                     "stale_after": stale_after, "token": token}).first() is not None
+                                     "stale_after": stale_after,
+                                     "token": token}).first() is not None
 
 
 def complete(conn: Connection, api_key_id: str, key: str, token: uuid.UUID, status: int,

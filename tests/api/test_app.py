@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import httpx
-from fastapi import Depends
-from temporalio.client import Client
 
 from api.app import create_app
-from api.deps import get_temporal
+from api.deps import TemporalDep
 from tests.support.api import assert_problem, player_body
 from tests.support.net import free_port, wait_http
 from tests.support.servers import serve_asgi
@@ -23,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _with_temporal_probe(app):
     @app.get("/v1/test-temporal")
-    async def probe(client: Client = Depends(get_temporal)) -> dict:
+    async def probe(client: TemporalDep) -> dict:
         return {"namespace": client.namespace}
     return app
 
@@ -33,9 +31,11 @@ async def test_app_makes_its_engine_and_runs_without_temporal(api_settings, keys
     with serve_asgi(app) as base_url:
         assert app.state.engine is not None
         async with httpx.AsyncClient(base_url=base_url) as http:
-            made = await http.post("/v1/players", json=player_body(), headers=keys.partner_a.headers)
+            made = await http.post("/v1/players", json=player_body(),
+                                   headers=keys.partner_a.headers)
             assert made.status_code == 201
-            seen = await http.get(f"/v1/players/{made.json()['id']}", headers=keys.partner_a.headers)
+            seen = await http.get(f"/v1/players/{made.json()['id']}",
+                                  headers=keys.partner_a.headers)
             assert seen.json()["id"] == made.json()["id"]
             assert_problem(await http.get("/v1/test-temporal"), 503, "temporal_unavailable")
             assert_problem(await http.get("/readyz"), 503, "not_ready")
@@ -50,7 +50,8 @@ async def test_app_connects_to_temporal_itself(api_settings, temporal_env):
         async with httpx.AsyncClient(base_url=base_url, timeout=20) as http:
             ready = await http.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert (await http.get("/v1/test-temporal")).json() == {"namespace": settings.temporal_namespace}
+            probed = await http.get("/v1/test-temporal")
+            assert probed.json() == {"namespace": settings.temporal_namespace}
 
 
 def test_python_m_api_serves(database_url):
@@ -63,7 +64,8 @@ def test_python_m_api_serves(database_url):
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
-        assert_problem(httpx.get(f"http://127.0.0.1:{port}/v1/players/ply_x"), 401, "api_key_missing")
+        assert_problem(httpx.get(f"http://127.0.0.1:{port}/v1/players/ply_x"), 401,
+                       "api_key_missing")
     finally:
         process.terminate()
         # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.

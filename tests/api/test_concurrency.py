@@ -46,7 +46,8 @@ async def test_concurrent_identical_posts_create_one_player(api_settings, engine
     originals = [a for a in created if "idempotent-replayed" not in a.headers]
     assert len(originals) == 1                      # the route ran once ...
     assert all(a.content == originals[0].content for a in created)   # ... and the rest replay it
-    assert all(a.json()["code"] == "idempotency_key_in_use" for a in answers if a.status_code == 409)
+    assert all(a.json()["code"] == "idempotency_key_in_use"
+               for a in answers if a.status_code == 409)
     assert originals[0].json()["id"] == made[0]
     assert settled.status_code == 201 and settled.headers["idempotent-replayed"] == "true"
     assert settled.content == originals[0].content

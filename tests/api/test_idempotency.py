@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from datetime import timedelta
+from typing import Annotated
 
 import httpx
 from fastapi import Depends
@@ -15,6 +16,8 @@ from api.app import create_app
 from api.idempotency import IdempotencyKey, fingerprint, required_idempotency_key
 from store import idempotency as records
 from tests.support.api import assert_problem, player_body
+
+RequiredIdempotencyKey = Annotated[IdempotencyKey, Depends(required_idempotency_key)]
 
 
 def players_named(engine, external_ref: str) -> int:
@@ -43,7 +46,8 @@ async def test_same_key_same_body_replays_the_first_answer(client, keys, engine)
 async def test_same_key_different_request_is_422(client, keys, engine):
     body, headers = player_body(), keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
     assert (await client.post("/v1/players", json=body, headers=headers)).status_code == 201
-    other_body = await client.post("/v1/players", json=body | {"first_name": "Grace"}, headers=headers)
+    other_body = await client.post("/v1/players", json=body | {"first_name": "Grace"},
+                                   headers=headers)
     assert_problem(other_body, 422, "idempotency_key_reused")
     other_path = await client.post("/v1/players?expand=balances", json=body, headers=headers)
     assert_problem(other_path, 422, "idempotency_key_reused")
@@ -52,8 +56,10 @@ async def test_same_key_different_request_is_422(client, keys, engine):
 
 async def test_keys_are_scoped_per_api_key(client, keys, engine):
     key = str(uuid.uuid4())
-    a = await client.post("/v1/players", json=player_body(), headers=keys.partner_a.headers | {"Idempotency-Key": key})
-    b = await client.post("/v1/players", json=player_body(), headers=keys.partner_b.headers | {"Idempotency-Key": key})
+    a = await client.post("/v1/players", json=player_body(),
+                          headers=keys.partner_a.headers | {"Idempotency-Key": key})
+    b = await client.post("/v1/players", json=player_body(),
+                          headers=keys.partner_b.headers | {"Idempotency-Key": key})
     assert a.status_code == b.status_code == 201
     assert "idempotent-replayed" not in b.headers
     assert a.json()["id"] != b.json()["id"] and b.json()["partner_id"] == keys.partner_b.partner_id
@@ -67,42 +73,53 @@ async def test_rejected_validation_is_not_kept(client, keys, engine):
     assert fixed.status_code == 201 and "idempotent-replayed" not in fixed.headers
     # The same holds for validation a route does itself (an operator must name the partner).
     headers = keys.operator.headers | {"Idempotency-Key": str(uuid.uuid4())}
-    assert_problem(await client.post("/v1/players", json=player_body(), headers=headers), 422, "validation_error")
-    named = await client.post("/v1/players", json=player_body(partner_id=keys.partner_b.partner_id), headers=headers)
+    assert_problem(await client.post("/v1/players", json=player_body(), headers=headers), 422,
+                   "validation_error")
+    named = await client.post("/v1/players",
+                              json=player_body(partner_id=keys.partner_b.partner_id),
+                              headers=headers)
     assert named.status_code == 201 and "idempotent-replayed" not in named.headers
 
 
 async def test_forbidden_request_is_not_kept(client, keys, engine):
     key = str(uuid.uuid4())
-    denied = await client.post("/v1/players", json=player_body(), headers=keys.read_only.headers | {"Idempotency-Key": key})
+    denied = await client.post("/v1/players", json=player_body(),
+                               headers=keys.read_only.headers | {"Idempotency-Key": key})
     assert_problem(denied, 403, "insufficient_scope")
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM idempotency_records WHERE idempotency_key = :k"),
-                            {"k": key}).scalar_one() == 0
+        assert conn.execute(
+            text("SELECT count(*) FROM idempotency_records WHERE idempotency_key = :k"),
+            {"k": key}).scalar_one() == 0
 
 
 async def test_conflicts_are_not_kept_but_final_answers_are(client, keys, engine):
     body = player_body()
-    assert (await client.post("/v1/players", json=body, headers=keys.partner_a.headers)).status_code == 201
+    created = await client.post("/v1/players", json=body, headers=keys.partner_a.headers)
+    assert created.status_code == 201
     headers = keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
     # A 409 (conflict) is transient by nature and not kept ...
-    assert_problem(await client.post("/v1/players", json=body, headers=headers), 409, "player_exists")
+    assert_problem(await client.post("/v1/players", json=body, headers=headers), 409,
+                   "player_exists")
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM idempotency_records WHERE idempotency_key = :k"),
-                            {"k": headers["Idempotency-Key"]}).scalar_one() == 0
+        assert conn.execute(
+            text("SELECT count(*) FROM idempotency_records WHERE idempotency_key = :k"),
+            {"k": headers["Idempotency-Key"]}).scalar_one() == 0
     # ... an answer that will not change with time is kept, error or not.
-    unknown = await client.post("/v1/players/ply_x", json={}, headers=headers | {"Idempotency-Key": "k-404"})
+    unknown = await client.post("/v1/players/ply_x", json={},
+                                headers=headers | {"Idempotency-Key": "k-404"})
     assert unknown.status_code == 405  # (players have no POST sub-resource: method not allowed)
-    replay = await client.post("/v1/players/ply_x", json={}, headers=headers | {"Idempotency-Key": "k-404"})
+    replay = await client.post("/v1/players/ply_x", json={},
+                               headers=headers | {"Idempotency-Key": "k-404"})
     assert replay.status_code == 405 and replay.headers["idempotent-replayed"] == "true"
 
 
-def _money_app(api_settings, engine, calls: list, gate: asyncio.Event | None = None, fail_first=False):
+def _money_app(api_settings, engine, calls: list, gate: asyncio.Event | None = None,
+               fail_first=False):
     """The app plus a route that requires an Idempotency-Key, as deposits and withdrawals do."""
     app = create_app(api_settings, engine=engine)
 
     @app.post("/v1/test-moves", status_code=201)
-    async def move(payload: dict, idem: IdempotencyKey = Depends(required_idempotency_key)):
+    async def move(payload: dict, idem: RequiredIdempotencyKey):
         calls.append(idem.operation_id)
         if gate is not None:
             await gate.wait()
@@ -121,7 +138,8 @@ def _client(app) -> httpx.AsyncClient:
 async def test_required_key_missing_is_400(api_settings, engine, keys):
     calls: list = []
     async with _client(_money_app(api_settings, engine, calls)) as http:
-        missing = await http.post("/v1/test-moves", json={"amount": 500}, headers=keys.partner_a.headers)
+        missing = await http.post("/v1/test-moves", json={"amount": 500},
+                                  headers=keys.partner_a.headers)
         assert_problem(missing, 400, "idempotency_key_required")
         too_long = await http.post("/v1/test-moves", json={"amount": 500},
                                    headers=keys.partner_a.headers | {"Idempotency-Key": "x" * 256})
@@ -139,7 +157,8 @@ async def test_failed_first_attempt_is_released_and_retried(api_settings, engine
     calls: list = []
     headers = keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
     async with _client(_money_app(api_settings, engine, calls, fail_first=True)) as http:
-        assert_problem(await http.post("/v1/test-moves", json={"amount": 1}, headers=headers), 500, "internal_error")
+        assert_problem(await http.post("/v1/test-moves", json={"amount": 1}, headers=headers),
+                       500, "internal_error")
         retried = await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)
         assert retried.status_code == 201 and retried.json()["calls"] == 2
         replayed = await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)
@@ -175,7 +194,8 @@ async def test_deposit_retried_with_another_amount_after_a_503_is_refused_as_reu
             "payment_method": "pm_card_visa"}
     assert_problem(await client.post("/v1/deposits", json=body, headers=headers), 503,
                    "temporal_unavailable")
-    assert_problem(await client.post("/v1/deposits", json=body | {"amount": 70_000}, headers=headers),
+    assert_problem(await client.post("/v1/deposits", json=body | {"amount": 70_000},
+                                     headers=headers),
                    422, "idempotency_key_reused")
     # The same deposit may be retried: it runs again (and meets the same outage).
     assert_problem(await client.post("/v1/deposits", json=body, headers=headers), 503,
@@ -188,7 +208,8 @@ async def test_prune_forgets_released_claims_of_failed_attempts_once_old(
     key = str(uuid.uuid4())
     headers = keys.partner_a.headers | {"Idempotency-Key": key}
     async with _client(_money_app(api_settings, engine, calls, fail_first=True)) as http:
-        assert (await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)).status_code == 500
+        failed = await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)
+        assert failed.status_code == 500
     with engine.begin() as conn:
         records.prune(conn, timedelta(hours=24))   # young: kept, it still binds the key
         conn.execute(text("UPDATE idempotency_records SET created_at = now() - interval '2 days' "
@@ -204,7 +225,8 @@ async def test_duplicate_while_running_is_409_then_replays(api_settings, engine,
     gate = asyncio.Event()
     headers = keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
     async with _client(_money_app(api_settings, engine, calls, gate=gate)) as http:
-        first = asyncio.create_task(http.post("/v1/test-moves", json={"amount": 7}, headers=headers))
+        first = asyncio.create_task(http.post("/v1/test-moves", json={"amount": 7},
+                                              headers=headers))
         while not calls:
             await asyncio.sleep(0.01)
         busy = await http.post("/v1/test-moves", json={"amount": 7}, headers=headers)
@@ -225,13 +247,15 @@ async def test_stale_claim_of_a_dead_attempt_is_taken_over(api_settings, engine,
     key, body = str(uuid.uuid4()), json.dumps({"amount": 9}).encode()
     request_hash = fingerprint("POST", "/v1/test-moves", b"", body)
     with engine.begin() as conn:   # an attempt that claimed the key, then its process died
-        assert records.claim(conn, keys.partner_a.id, key, "POST", "/v1/test-moves", request_hash, uuid.uuid4())
+        assert records.claim(conn, keys.partner_a.id, key, "POST", "/v1/test-moves",
+                             request_hash, uuid.uuid4())
     headers = keys.partner_a.headers | {"Idempotency-Key": key, "Content-Type": "application/json"}
     async with _client(_money_app(api_settings, engine, calls)) as http:
         assert_problem(await http.post("/v1/test-moves", content=body, headers=headers), 409,
                        "idempotency_key_in_use")
         with engine.begin() as conn:
-            conn.execute(text("UPDATE idempotency_records SET locked_at = now() - interval '1 hour' "
+            conn.execute(text("UPDATE idempotency_records "
+                              "SET locked_at = now() - interval '1 hour' "
                               "WHERE idempotency_key = :k"), {"k": key})
         taken = await http.post("/v1/test-moves", content=body, headers=headers)
         assert taken.status_code == 201 and "idempotent-replayed" not in taken.headers
@@ -240,13 +264,16 @@ async def test_stale_claim_of_a_dead_attempt_is_taken_over(api_settings, engine,
 
 async def test_prune_forgets_old_answers_only(client, keys, engine):
     done, running = str(uuid.uuid4()), str(uuid.uuid4())
-    assert (await client.post("/v1/players", json=player_body(),
-                              headers=keys.partner_a.headers | {"Idempotency-Key": done})).status_code == 201
+    finished = await client.post("/v1/players", json=player_body(),
+                                 headers=keys.partner_a.headers | {"Idempotency-Key": done})
+    assert finished.status_code == 201
     with engine.begin() as conn:
-        assert records.claim(conn, keys.partner_a.id, running, "POST", "/v1/players", b"h", uuid.uuid4())
+        assert records.claim(conn, keys.partner_a.id, running, "POST", "/v1/players", b"h",
+                             uuid.uuid4())
         conn.execute(text("UPDATE idempotency_records SET created_at = now() - interval '2 days' "
                           "WHERE idempotency_key IN (:a, :b)"), {"a": done, "b": running})
         records.prune(conn, timedelta(hours=24))
-        left = conn.execute(text("SELECT idempotency_key FROM idempotency_records WHERE idempotency_key IN (:a, :b)"),
+        left = conn.execute(text("SELECT idempotency_key FROM idempotency_records "
+                                 "WHERE idempotency_key IN (:a, :b)"),
                             {"a": done, "b": running}).scalars().all()
     assert left == [running]

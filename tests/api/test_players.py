@@ -49,7 +49,10 @@ async def test_partner_creates_a_player_with_audit_and_outbox(client, keys, engi
 async def test_player_view_shows_balances_per_currency(client, keys, engine):
     created = await client.post("/v1/players", json=player_body(), headers=keys.partner_a.headers)
     pid = created.json()["id"]
-    clearing = lambda cur: AccountRef.gateway_clearing("stripe", cur)  # noqa: E731
+
+    def clearing(cur: str) -> AccountRef:
+        return AccountRef.gateway_clearing("stripe", cur)
+
     with engine.begin() as conn:
         for key, cur, amount in ((f"dep-{pid}-1", "USD", 10_000), (f"dep-{pid}-2", "EUR", 2_500)):
             result = ledger.post(conn, Transfer(key=key, kind="deposit", legs=(

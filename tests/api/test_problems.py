@@ -11,13 +11,15 @@ from tests.support.net import free_port
 
 
 async def test_malformed_json_is_400(client, keys):
-    response = await client.post("/v1/players", content=b'{"first_name": ', headers=keys.partner_a.headers
+    response = await client.post("/v1/players", content=b'{"first_name": ',
+                                 headers=keys.partner_a.headers
                                  | {"Content-Type": "application/json"})
     assert_problem(response, 400, "malformed_json")
 
 
 async def test_unknown_path_and_wrong_method_are_problems(client, keys):
-    assert_problem(await client.get("/v1/nothing-here", headers=keys.operator.headers), 404, "not_found")
+    assert_problem(await client.get("/v1/nothing-here", headers=keys.operator.headers), 404,
+                   "not_found")
     assert_problem(await client.delete("/v1/players", headers=keys.operator.headers), 405,
                    "method_not_allowed")
 
@@ -43,7 +45,8 @@ async def test_healthz_and_docs(client):
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     spec = (await client.get("/openapi.json")).json()
     assert {"/v1/players", "/v1/players/{player_id}", "/healthz", "/readyz"} <= set(spec["paths"])
-    assert "application/problem+json" in spec["paths"]["/v1/players"]["post"]["responses"]["401"]["content"]
+    unauthorized = spec["paths"]["/v1/players"]["post"]["responses"]["401"]
+    assert "application/problem+json" in unauthorized["content"]
 
 
 async def test_readyz_is_503_without_temporal(client):
@@ -56,7 +59,8 @@ async def test_readyz_is_503_without_temporal(client):
 async def test_readyz_is_503_without_database(api_settings, temporal_env):
     dead = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", pool_size=1)
     app = create_app(api_settings, engine=dead, temporal_client=temporal_env.client)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
         response = await http.get("/readyz")
     body = assert_problem(response, 503, "not_ready")
     assert body["checks"]["temporal"] == "ok" and body["checks"]["database"] != "ok"
@@ -65,7 +69,8 @@ async def test_readyz_is_503_without_database(api_settings, temporal_env):
 
 async def test_readyz_is_200_with_database_and_temporal(api_settings, engine, temporal_env):
     app = create_app(api_settings, engine=engine, temporal_client=temporal_env.client)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
         response = await http.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
