@@ -53,7 +53,7 @@ import ledger
 import outbox
 from domain import odds as odds_mod
 from domain.settlement.plan import Account, Funding, StoredBet, bet_price
-from ledger import AccountRef, Leg, ResultCode, Transfer
+from ledger import AccountRef, AccountType, Leg, ResultCode, Transfer
 from settlepay.config import Settings
 from store import players
 from store import promotions as store
@@ -165,6 +165,27 @@ def deposit_match_resource(row: Mapping[str, Any]) -> dict[str, Any]:
             "min_odds": f"{row['min_odds_num']}/{row['min_odds_den']}",
             "valid_days": row["valid_days"], "active": row["active"],
             "updated_at": _iso(row["updated_at"])}
+
+
+def promotion_balances(conn: Connection, player_id: str) -> list[dict[str, Any]]:
+    """The player's free bets and bonus funds per currency (minor units), with the active
+    bonus's id: what GET /v1/players/{id}/promotions shows."""
+    by_currency: dict[str, dict[str, Any]] = {}
+    names = {AccountType.PLAYER_FREE_BET: "free_bet",
+             AccountType.FREE_BETS_IN_PLAY: "free_bets_in_play",
+             AccountType.PLAYER_BONUS: "bonus"}
+    for balance in ledger.balances(conn, f"player:{player_id}"):
+        name = names.get(balance.account.type)
+        if name is None:
+            continue
+        view = by_currency.setdefault(balance.account.currency, {
+            "currency": balance.account.currency, "free_bet": 0, "free_bets_in_play": 0,
+            "bonus": 0, "active_bonus_id": None})
+        view[name] = balance.posted
+    for currency, view in by_currency.items():
+        active = store.active_bonus(conn, player_id, currency)
+        view["active_bonus_id"] = active["id"] if active is not None else None
+    return [by_currency[currency] for currency in sorted(by_currency)]
 
 
 # --- free bets ------------------------------------------------------------------------------

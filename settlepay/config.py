@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,7 +77,7 @@ class Settings(BaseSettings):
     # --- sportsbook products: cash-out, free bets, bonus funds (issue 15) -------------------
     # Which funds a cash stake takes first: "cash_first" (player cash, then bonus funds) or
     # "bonus_first" (bonus funds, then player cash). Free bets are staked explicitly.
-    bonus_stake_order: str = "cash_first"
+    bonus_stake_order: Literal["cash_first", "bonus_first"] = "cash_first"
     # A withdrawal requested before a bonus's wagering requirement is met forfeits the bonus.
     bonus_forfeit_on_withdrawal: bool = True
     # Terms of a bonus an operator credits without naming them: wagering requirement as a

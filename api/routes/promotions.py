@@ -5,6 +5,7 @@
     POST /v1/bonuses                           an operator credits bonus funds with wagering
                                                terms (defaults from SETTLEPAY_BONUS_*)
     GET  /v1/bonuses/{id}                      where a bonus stands (a partner: its players')
+    GET  /v1/players/{id}/promotions           a player's free bets and bonus funds
     POST /v1/bonuses/{id}/forfeit              an operator forfeits an active bonus
     PUT  /v1/promotions/deposit_match/{partner}   an operator sets a partner's deposit match
     GET  /v1/promotions/deposit_match/{partner}   read it (a partner: its own)
@@ -32,6 +33,7 @@ from api.schemas.promotions import (
     DepositMatchSet,
     FreeBetGrant,
     FreeBetGrantCreate,
+    PromotionBalances,
 )
 from commands import promotions
 from settlepay.db import run_in_transaction
@@ -136,3 +138,13 @@ def deposit_match(partner_id: str, principal: PlayersReader, engine: EngineDep) 
     if offer is None or not principal.sees_partner(partner_id):
         raise not_found("deposit_match_offer", partner_id)
     return DepositMatch.model_validate(promotions.deposit_match_resource(offer))
+
+
+@router.get("/players/{player_id}/promotions", response_model=PromotionBalances,
+            summary="A player's free bets and bonus funds per currency")
+def player_promotions(player_id: str, principal: PlayersReader,
+                      engine: EngineDep) -> PromotionBalances:
+    with engine.connect() as conn:
+        visible_player(conn, principal, player_id)
+        balances = promotions.promotion_balances(conn, player_id)
+    return PromotionBalances.model_validate({"player_id": player_id, "balances": balances})

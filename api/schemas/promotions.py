@@ -102,3 +102,17 @@ class DepositMatch(BaseModel):
     valid_days: int
     active: bool
     updated_at: datetime
+
+
+class PromotionBalance(BaseModel):
+    currency: str
+    free_bet: int = Field(description="Free bets the player may stake, minor units.")
+    free_bets_in_play: int = Field(description="Free-bet stakes of open bets.")
+    bonus: int = Field(description="Bonus funds: stakeable, never withdrawable.")
+    active_bonus_id: str | None
+
+
+class PromotionBalances(BaseModel):
+    object: Literal["promotion_balances"] = "promotion_balances"
+    player_id: str
+    balances: list[PromotionBalance]

@@ -122,6 +122,12 @@ async def test_a_free_bet_over_the_api_pays_winnings_only(stack, http, market,
         balances(stack.engine, player.id, USD))
     shown = (await http.get(f"/v1/bets/{placed.json()['id']}", headers=player.headers)).json()
     assert (shown["status"], shown["paid"]) == ("settled", 2_500)
+    held = (await http.get(f"/v1/players/{player.id}/promotions", headers=player.headers))
+    assert held.json()["balances"] == [{"currency": USD, "free_bet": 700, "free_bets_in_play": 0,
+                                        "bonus": 0, "active_bonus_id": None}]
+    stranger = make_player(stack.engine)
+    assert (await http.get(f"/v1/players/{player.id}/promotions",
+                           headers=stranger.headers)).status_code == 404
     void = (await http.get(f"/v1/bets/{voided.json()['id']}", headers=player.headers)).json()
     assert (void["paid"], void["returned_free_bet"]) == (0, 700)
     assert void["settlements"][-1]["results"][f"{other}/home"]["void_reason"] == "5"
