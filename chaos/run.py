@@ -31,7 +31,7 @@ from sqlalchemy import Engine, text
 from chaos import schedule
 from chaos.schedule import Fault
 from chaos.stack import ROOT, ChaosStack
-from chaos.workload import FINAL_WITHDRAWAL, Workload, located
+from chaos.workload import Workload, located
 
 CONVERGE_SECONDS = 240.0
 TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "TERMINATED", "TIMED_OUT", "CONTINUED_AS_NEW"}
@@ -313,15 +313,10 @@ def workload_check(workload: Workload) -> Check:
                  + (f"; {len(failures)} failed: {failures[:2]}" if failures else ""))
 
 
-def still_waiting(workload: Workload) -> list[str]:
-    return [f"{w} {s}" for p in workload.model.players.values()
-            for w, (_, s) in p.withdrawals.items() if s not in FINAL_WITHDRAWAL]
-
-
 # --- the table ----------------------------------------------------------------------------
 def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    widths[-1] = min(widths[-1], 110)
+    widths[-1] = min(widths[-1], 150)
     line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
     cells = [h.ljust(w) for h, w in zip(header, widths, strict=True)]
     out = [title, line, "| " + " | ".join(cells) + " |", line]
@@ -345,12 +340,13 @@ def faults_table(injector: Injector, stack: ChaosStack) -> str:
         notes += [p for p in params if p]
         if errors:
             notes.append(f"ERROR {errors[0]}")
-        rows.append((name, str(len(done)), "; ".join(notes)))
+        at = ", ".join(f"t+{a.started_at:.0f}s" for a in done)
+        rows.append((name, str(len(done)), at, "; ".join(notes)))
     for proxy_name, proxy in stack.proxies.items():
         counts = dict(proxy.counts)
-        rows.append((f"proxy {proxy_name} totals", "-",
+        rows.append((f"proxy {proxy_name} totals", "-", "-",
                      ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))))
-    return table("Faults injected", ("fault", "times", "notes"), rows)
+    return table("Faults injected", ("fault", "times", "at", "notes"), rows)
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -429,7 +425,6 @@ def run_stack(args: argparse.Namespace, faults: list[Fault], folder: Path,
             api_url=stack.api_url, stripe_url=stack.stripe_url,
             receiver_url=stack.receiver_url if stack.sandbox_present("webhook_receiver")
             else None, operator_key=stack.settings.dev_api_key,
-            database_url=stack.database_url.replace("postgresql://", "postgresql+psycopg://"),
             seed=args.seed, players_per_round=args.players,
             locate=located(stack.database_url.replace("postgresql://",
                                                       "postgresql+psycopg://")))

@@ -169,7 +169,7 @@ class Client:
 
 class Workload:
     def __init__(self, *, api_url: str, stripe_url: str, receiver_url: str | None,
-                 operator_key: str, database_url: str, seed: int, players_per_round: int = 3,
+                 operator_key: str, seed: int, players_per_round: int = 3,
                  locate: Any = None) -> None:
         self.model = Model()
         self.client = Client(api_url, self.model)
