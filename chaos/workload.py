@@ -29,12 +29,23 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pyotp
 
-RETRY_STATUSES = {409, 425, 429, 500, 502, 503, 504}
+RETRY_STATUSES = {425, 429, 500, 502, 503, 504}
 CALL_DEADLINE_SECONDS = 120.0
 FINAL_DEPOSIT = ("succeeded", "failed")
 FINAL_WITHDRAWAL = ("paid", "cancelled", "rejected", "failed")
 PLACES = 3
 PLACE_FRACTION = Fraction(1, 5)
+
+
+def transient(answer: httpx.Response) -> bool:
+    """Worth sending again with the same key: a 5xx, a 429, or a 409 of the same key still in
+    progress (a 409 that refuses the operation is an answer)."""
+    if answer.status_code == 409:
+        try:
+            return bool(answer.json().get("code") == "idempotency_key_in_use")
+        except ValueError:
+            return False
+    return answer.status_code in RETRY_STATUSES
 
 
 class Unanswered(Exception):
@@ -138,9 +149,11 @@ class Client:
             try:
                 answer = await self.http.request(method, path, headers=headers, json=json,
                                                  params=params)
-                if answer.status_code not in RETRY_STATUSES:
+                if not transient(answer):
                     return answer
                 last = f"{answer.status_code} {answer.text[:200]}"
+                if answer.headers.get("retry-after", "").isdigit():
+                    pause = max(pause, float(answer.headers["retry-after"]))
             except httpx.TransportError as error:
                 last = f"{type(error).__name__}: {error}"
             self.model.retries += 1
