@@ -15,6 +15,7 @@ transaction.
     bonus_targets(conn, ...)      where the bonus share of each bet's returns goes now
     count_wagering(conn, ...)     settled qualifying bets count towards their bonus; a bonus
                                   whose requirement is met converts to cash
+    uncount_wagering(conn, ...)   a cancelled (refunded) bet counts no more
     forfeit / expire_if_due       bonus funds back to the house (`bonus:<id>:forfeit`)
 
 Stake order (settings.bonus_stake_order): a cash bet takes `cash_first` player cash and then
@@ -533,3 +534,20 @@ def count_wagering(conn: Connection, settled: Iterable[StoredBet],
         if wagered >= bonus["wagering_requirement"]:
             convert(conn, {**bonus, "wagered": wagered}, actor=actor)
     return counted
+
+
+def uncount_wagering(conn: Connection, cancelled: Iterable[StoredBet],
+                     bonuses: Mapping[str, dict[str, Any]]) -> list[str]:
+    """Cancelled bets that had counted towards a bonus still active count no more (a refunded
+    bet was never wagered); returns their ids. A converted bonus stays converted."""
+    taken: dict[str, int] = {}
+    ids: list[str] = []
+    for bet in cancelled:
+        bonus = bonuses.get(bet.bonus_id or "")
+        if bonus is None or not bet.bonus_wagered or bonus["status"] != BonusStatus.ACTIVE:
+            continue
+        ids.append(bet.id)
+        taken[bonus["id"]] = taken.get(bonus["id"], 0) + bet.stake
+    for bonus_id, amount in sorted(taken.items()):
+        store.add_wagered(conn, bonus_id, -amount)
+    return ids

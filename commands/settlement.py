@@ -539,6 +539,8 @@ def cancel_market(conn: Connection, settings: Settings, market_id: str, *, cance
     planned = [(bet, step) for bet in bets
                if (step := plan_cancel(bet, market_id, internal, detail)) is not None]
     planned, records, keys = _execute(conn, market_id, planned, bonuses, actor)
+    store.mark_wagered(conn, promotions.uncount_wagering(
+        conn, [bet for bet, step in planned if step.review is None], bonuses), counted=False)
     store.cancellation_done(conn, internal, len(records))
     if placed_from is None and placed_until is None:
         store.close_betting(conn, market_id)

@@ -294,11 +294,12 @@ def bets_of_cancellation(conn: Connection, cancellation_id: int) -> list[StoredB
     return [stored_bet(row) for row in rows]
 
 
-def mark_wagered(conn: Connection, bet_ids: list[str]) -> None:
-    """These bets have counted towards their bonus's wagering requirement."""
+def mark_wagered(conn: Connection, bet_ids: list[str], counted: bool = True) -> None:
+    """These bets have counted towards their bonus's wagering requirement (or, `counted`
+    False, no longer do)."""
     if bet_ids:
-        conn.execute(text("UPDATE bets SET bonus_wagered = true WHERE id = ANY(:ids)"),
-                     {"ids": bet_ids})
+        conn.execute(text("UPDATE bets SET bonus_wagered = :c WHERE id = ANY(:ids)"),
+                     {"ids": bet_ids, "c": counted})
 
 
 def insert_records(conn: Connection, market_id: str, records: list[SettlementRecord],

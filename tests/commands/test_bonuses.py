@@ -257,3 +257,17 @@ def test_a_deposit_credit_credits_the_partners_match_in_the_same_transaction(eng
     assert balances(engine, player.id, "USD") | {"cash": 3_000, "bonus": 1_500} == (
         balances(engine, player.id, "USD"))
     all_clean(engine, settings)
+
+
+def test_a_cancelled_bet_no_longer_counts_towards_the_wagering(engine, settings, market):
+    from tests.support.products import cancel
+    p = funded_player(engine, 5_000)
+    bonus = credit_bonus(engine, p, 100, multiplier=100)
+    bet = place(engine, settings, p, 1_000, [(market, "home", "2.00")])
+    post_result(engine, settings, market, 1, {"home": LOSE})
+    run_market(engine, settings, market, 1)
+    assert bonus_row(engine, bonus)["wagered"] == 1_000
+    cancel(engine, settings, market)
+    assert bonus_row(engine, bonus)["wagered"] == 0
+    assert bet_row(engine, bet)["bonus_wagered"] is False
+    all_clean(engine, settings, market)
