@@ -515,7 +515,11 @@ def cancel_market(conn: Connection, settings: Settings, market_id: str, *, cance
                   placed_until: datetime | None, actor: str) -> tuple[dict[str, Any], bool]:
     """BetCancel: refund in full every open or settled bet on the market (placed within the
     window, when one is given); returns (cancellation, replayed). Later results leave the
-    cancelled bets alone. Without a window the market closes for betting."""
+    cancelled bets alone. Without a window the market closes for betting.
+
+    A parlay with a leg on the market is refunded in full too (as the issue asks), not
+    re-priced with that leg at 1.00. A partly cashed-out bet gets its remaining stake back;
+    its cash-outs stand. One transaction for the whole market (set-based postings)."""
     if placed_from is not None and placed_until is not None and placed_from >= placed_until:
         raise ResultRefused(SettlementRefusal.INVALID_CANCELLATION,
                             "a cancellation window starts before it ends")
