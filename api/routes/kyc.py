@@ -23,7 +23,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.kyc import WebhookSignatureInvalid, verify_webhook
+from adapters.kyc import DocumentVerdict, WebhookSignatureInvalid, verify_webhook
 from api.auth import Operator, PlayersWriter, Principal, visible_player
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.problems import PROBLEM_RESPONSES, Problem, refused
@@ -109,7 +109,11 @@ async def kyc_webhook(request: Request, settings: SettingsDep,
     except WebhookSignatureInvalid:
         raise Problem(400, "webhook_signature_invalid", "Invalid webhook signature",
                       "The webhook signature is missing, wrong or too old.") from None
-    owner = reference_owner(verdict.reference)
+    signal = _verdict_signal(verdict)
+    if signal is None:
+        raise Problem(400, "webhook_payload_invalid", "Invalid webhook payload",
+                      "The signed verdict's fields are not ones the provider sends.")
+    owner = reference_owner(signal.reference)
     if owner is None:
         return WebhookReceipt(outcome="unknown_reference")
     # Addressed to the run that sent the document: a verdict for an earlier run's document (a
@@ -118,14 +122,31 @@ async def kyc_webhook(request: Request, settings: SettingsDep,
     # reference it did not send.
     handle = client.get_workflow_handle(owner.workflow_id, run_id=owner.run_id)
     try:
-        await handle.signal(Signal.DOCUMENT_RESULT, Verdict(
-            verdict.event_id, verdict.check_id, verdict.reference, DocumentResult(verdict.result),
-            None if verdict.next is None else NextStep(verdict.next), verdict.reason))
+        await handle.signal(Signal.DOCUMENT_RESULT, signal)
     except RPCError as error:
+        if error.status == RPCStatusCode.INVALID_ARGUMENT:
+            # An id Temporal cannot address (reference_owner already leaves out run ids that
+            # are not UUIDs): no run of ours sent it. Acknowledged, never a 500.
+            return WebhookReceipt(outcome="unknown_reference")
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
         return WebhookReceipt(outcome="workflow_closed")   # acknowledged: nothing to do
     return WebhookReceipt(outcome="signalled")
+
+
+def _verdict_signal(verdict: DocumentVerdict) -> Verdict | None:
+    """The verdict as the workflow's signal; None when a field is not what the provider sends
+    (a result or next step outside the contract's, a text field that is not text)."""
+    texts = (verdict.check_id, verdict.reference, verdict.result)
+    if not all(isinstance(value, str) for value in texts) or not all(
+            value is None or isinstance(value, str) for value in (verdict.next, verdict.reason)):
+        return None
+    try:
+        return Verdict(verdict.event_id, verdict.check_id, verdict.reference,
+                       DocumentResult(verdict.result),
+                       None if verdict.next is None else NextStep(verdict.next), verdict.reason)
+    except ValueError:
+        return None
 
 
 def _visible_case(engine: Engine, principal: Principal, player_id: str) -> RowMapping | None:

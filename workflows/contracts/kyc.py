@@ -13,6 +13,7 @@ reach that (closed) run. Must never: import anything with I/O (workflows import 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -168,14 +169,22 @@ class ReferenceOwner:
 
 
 def reference_owner(reference: str) -> ReferenceOwner | None:
-    """The run a document reference belongs to; None when it is not a KYC reference."""
+    """The run a document reference belongs to; None when it is not a KYC reference (a run id
+    that is not a run id Temporal makes, a canonical UUID, included: Temporal refuses it)."""
     head, separator, attempt = reference.rpartition(":doc:")
     if not separator or not attempt.isdigit() or not head.startswith(PREFIX):
         return None
     workflow, _, run_id = head.partition(":")
-    if len(workflow) <= len(PREFIX):
+    if len(workflow) <= len(PREFIX) or (run_id and not _is_run_id(run_id)):
         return None
     return ReferenceOwner(workflow, run_id or None)
+
+
+def _is_run_id(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 # --- what the API, the workflow and the activities exchange --------------------------------
