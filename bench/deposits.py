@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from bare_workflow import QUEUE as BARE_QUEUE
 from bare_workflow import BareDepositWorkflow
 
-from tests.support.net import wait_http
+from tests.support.net import free_port, wait_http
 
 WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed",
                   "payment_intent.canceled", "refund.failed", "payout.paid", "payout.failed")
@@ -106,13 +106,6 @@ class CpuMeter:
                  for name, cpu in used.items() if cpu > 0.0005 * items]
         total = sum(after.get(n, 0) - before.get(n, 0) for n in after) * 1000 / items
         return f"{total:.1f} ms CPU each (" + ", ".join(parts) + ")"
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalStack:

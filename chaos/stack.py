@@ -11,7 +11,6 @@ development key) and settlepay.processes.Supervisor (process groups, logs, kill/
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,17 +27,12 @@ from chaos.proxy import FaultProxy, Upstream
 from settlepay import migrate
 from settlepay.config import ENV_PREFIX, Settings
 from settlepay.devstack import ROOT, SANDBOXES, TIMEOUTS, DevStack, _http_ok
+from settlepay.ports import free_port
 from settlepay.processes import Child
 
 DATABASE = "settlepay"
 PORT_FIELDS = ["temporal_ui_port", "api_port", "codec_server_port", "worker_metrics_port",
                *[field for _, field in SANDBOXES]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def chaos_settings(data_dir: Path) -> Settings:
