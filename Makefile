@@ -19,13 +19,20 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/settlepay dev
 
+# Layering and style are checked first: a broken contract fails CI like a failing test.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/deposits.py
 	$(BIN)/python bench/settlement.py
+	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/lists.py
+	$(BIN)/python bench/rate_limit.py
+	$(BIN)/python bench/reconciliation.py
 
 # A seeded chaos run of the whole stack (not part of `make test`): SEED replays a schedule.
 SEED    ?= 1
