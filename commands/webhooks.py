@@ -28,6 +28,7 @@ from sqlalchemy import Connection, RowMapping
 import audit
 import outbox
 from settlepay.config import Settings
+from settlepay.observability import metrics
 from store import webhooks as store
 from webhooks import filters, signing
 from webhooks.schedule import After, MessageStatus, Outcome, Trigger
@@ -296,6 +297,7 @@ class Delivered:
     finished_at: datetime
     after: After
     next_attempt_at: datetime | None = field(default=None)
+    occurred_at: datetime | None = field(default=None)   # the event's commit (delivery lag)
 
 
 _MESSAGE_STATUS = {Outcome.SUCCEEDED: MessageStatus.SUCCEEDED, Outcome.RETRY: MessageStatus.PENDING,
@@ -319,6 +321,7 @@ def record_deliveries(conn: Connection, owner: int, delivered: Sequence[Delivere
         "duration_ms": d.duration_ms, "started_at": d.started_at,
         "next_attempt_at": d.next_attempt_at, "created_at": d.finished_at}
         for d in delivered])
+    _count_attempts(conn, delivered)
     store.finish_messages(conn, owner, [{
         "id": d.message_id, "status": str(_MESSAGE_STATUS[d.after.outcome]),
         "attempts": d.attempt_number, "next_attempt_at": d.next_attempt_at}
@@ -344,6 +347,22 @@ def record_deliveries(conn: Connection, owner: int, delivered: Sequence[Delivere
     for row in disabled:
         _disabled(conn, row, now)
     return disabled
+
+
+def _count_attempts(conn: Connection, delivered: Sequence[Delivered]) -> None:
+    """settlepay_webhook_attempts_total{status} (what the retry policy made of the attempt:
+    succeeded, retry, exhausted, failed) and, for each success, the time from the event's
+    commit to its delivery; recorded once the transaction commits."""
+    outcomes = [str(d.after.outcome) for d in delivered]
+    lags = [(d.finished_at - d.occurred_at).total_seconds() for d in delivered
+            if d.after.outcome == Outcome.SUCCEEDED and d.occurred_at is not None]
+
+    def record() -> None:
+        for outcome in outcomes:
+            metrics.count(metrics.WEBHOOK_ATTEMPTS, outcome)
+        for lag in lags:
+            metrics.observe(metrics.WEBHOOK_DELIVERY_LAG_SECONDS, lag)
+    metrics.on_commit(conn, record)
 
 
 def _exhausted(conn: Connection, d: Delivered) -> None:

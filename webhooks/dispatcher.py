@@ -278,7 +278,7 @@ class Dispatcher:
             trigger=Trigger(job["trigger"]), attempt_number=attempt_number,
             status_code=answer.status_code, response_body=answer.body, error=answer.error,
             duration_ms=answer.duration_ms, started_at=started, finished_at=finished,
-            after=after, next_attempt_at=next_at)
+            after=after, next_attempt_at=next_at, occurred_at=job["occurred_at"])
 
     # --- driven step by step (tests, the CLI) ----------------------------------------------------
     async def ingest(self) -> int:
