@@ -49,7 +49,7 @@ class ReconciliationActivities:
                     self.settings.withdrawal_gateway_provider, request.until)
             options = runner.options_from(self.settings, Window(since, request.until),
                                           repair=request.repair, run_id=request.run_id,
-                                          actor="workflow")
+                                          actor=request.actor)
             if request.grace_seconds is not None:
                 options.grace_seconds = request.grace_seconds
             recorded = (await runner.run(self.engine, self.settings, self.gateway, options,

@@ -9,12 +9,14 @@ outbox event and, where money moves, its ledger posting, in the caller's transac
                     the deposit's own `commands.deposits.credit` and its ledger key
     resolve_break   an operator closes an open break, with a reason
 
-`run_payload(row)` / `break_payload(row)` build the resources for the API and the outbox.
+`run_payload(row)` / `break_payload(row)` build the resources for the API and the outbox;
+`running_payload(...)` a run whose workflow has not recorded it yet.
 Must never: open its own transaction, call the gateway, or start a workflow.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping
@@ -25,9 +27,11 @@ import outbox
 from commands import deposits
 from ledger import AccountRef, Leg, Transfer
 from reconciliation.model import Break, BreakStatus, Outcome, Verdict
+from settlepay.observability import metrics
 from store import deposits as deposit_store
 from store import reconciliation as store
 from workflows.contracts.deposit import Credit, DepositStatus
+from workflows.contracts.reconciliation import RunStatus
 
 
 class RepairRefused(Exception):
@@ -46,10 +50,22 @@ def _ts(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def running_payload(run_id: str, *, provider: str, window_start: datetime,
+                    window_end: datetime, created_by: str) -> dict[str, Any]:
+    """A run its workflow is still working on: no row yet, only what the request fixed."""
+    unknown = ("verdict", "as_of", "items", "matched", "pending", "repaired", "fees_booked",
+               "gateway_rows", "match_rate_by_count", "matched_amount", "total_amount",
+               "match_rate_by_amount", "counts", "residual", "error", "created_at")
+    return {"id": run_id, "status": str(RunStatus.RUNNING), "provider": provider,
+            "window_start": window_start.isoformat(), "window_end": window_end.isoformat(),
+            "created_by": created_by, **dict.fromkeys(unknown)}
+
+
 def run_payload(row: RowMapping) -> dict[str, Any]:
     items, matched = row["items"], row["matched"]
     return {
-        "id": row["id"], "provider": row["provider"], "verdict": row["verdict"],
+        "id": row["id"], "status": str(RunStatus.COMPLETED), "provider": row["provider"],
+        "verdict": row["verdict"],
         "window_start": _ts(row["window_start"]), "window_end": _ts(row["window_end"]),
         "as_of": _ts(row["as_of"]), "items": items, "matched": matched,
         "pending": row["pending"], "repaired": row["repaired"],
@@ -92,6 +108,7 @@ def record_run(conn: Connection, *, run: dict[str, Any], outcome: Outcome | None
                       pending=len(outcome.pending), counts=outcome.counts(),
                       residual={c: v for c, v in outcome.residual(done).items() if v},
                       verdict=outcome.verdict(done))
+        _count_run(conn, outcome, items=fields["items"], matched=fields["matched"])
     row = store.insert_run(conn, {"error": None, "fees_booked": 0, **run, **fields,
                                   "created_by": actor})
     for index, item in enumerate(outcome.breaks if outcome is not None else []):
@@ -112,6 +129,20 @@ def record_run(conn: Connection, *, run: dict[str, Any], outcome: Outcome | None
     outbox.emit(conn, event_type="reconciliation.run.completed",
                 aggregate_type="reconciliation_run", aggregate_id=row["id"], payload=payload)
     return row
+
+
+def _count_run(conn: Connection, outcome: Outcome, *, items: int, matched: int) -> None:
+    """A complete run's match rate (settlepay_reconciliation_items_total{result=matched|
+    unmatched}, repaired items matched) and the breaks it found by class
+    (settlepay_reconciliation_breaks_total{class}), once the transaction commits."""
+    classes = [str(b.cls) for b in outcome.breaks]
+
+    def record() -> None:
+        metrics.count(metrics.RECONCILIATION_ITEMS, "matched", matched)
+        metrics.count(metrics.RECONCILIATION_ITEMS, "unmatched", max(items - matched, 0))
+        for cls in classes:
+            metrics.count(metrics.RECONCILIATION_BREAKS, cls)
+    metrics.on_commit(conn, record)
 
 
 def _break_row(run_id: str, item: Break) -> dict[str, Any]:

@@ -35,7 +35,8 @@ class ReconciliationWorkflow:
         until = request.until if request.until is not None else int(workflow.now().timestamp())
         summary = await workflow.execute_activity(
             Activity.RUN, RunInput(workflow.info().workflow_id, until, request.since,
-                                   request.repair, request.grace_seconds),
+                                   request.repair, request.grace_seconds,
+                                   request.actor or "workflow"),
             result_type=RunSummary, start_to_close_timeout=timedelta(hours=1),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=10),
                                      maximum_interval=timedelta(minutes=10),

@@ -15,29 +15,34 @@ BreakStatusFilter = Literal["open", "repaired", "resolved"]
 
 
 class ReconciliationRun(BaseModel):
+    """A run: `running` while its workflow works (only the id, window and who started it are
+    known; the rest is null), `completed` once recorded."""
+
     id: str
+    status: Literal["running", "completed"]
     provider: str
-    verdict: Literal["reconciled", "reconciled_with_pending", "breaks", "incomplete"]
+    verdict: Literal["reconciled", "reconciled_with_pending", "breaks", "incomplete"] | None
     window_start: datetime
     window_end: datetime
-    as_of: datetime
-    items: int = Field(description="Business operations examined (deposits, withdrawals, "
-                                   "gateway records none of ours claims).")
-    matched: int = Field(description="Matched automatically, auto-repairs included.")
-    pending: int = Field(description="In flight within the grace period: not breaks.")
-    repaired: int
-    fees_booked: int
-    gateway_rows: int
-    match_rate_by_count: float
-    matched_amount: int
-    total_amount: int
-    match_rate_by_amount: float
-    counts: dict[str, int] = Field(description="Breaks found by class.")
-    residual: dict[str, int] = Field(description="Per currency, what the gateway moved that "
-                                                 "the ledger does not explain (minor units).")
+    as_of: datetime | None
+    items: int | None = Field(description="Business operations examined (deposits, "
+                                          "withdrawals, gateway records none of ours claims).")
+    matched: int | None = Field(description="Matched automatically, auto-repairs included.")
+    pending: int | None = Field(description="In flight within the grace period: not breaks.")
+    repaired: int | None
+    fees_booked: int | None
+    gateway_rows: int | None
+    match_rate_by_count: float | None
+    matched_amount: int | None
+    total_amount: int | None
+    match_rate_by_amount: float | None
+    counts: dict[str, int] | None = Field(description="Breaks found by class.")
+    residual: dict[str, int] | None = Field(
+        description="Per currency, what the gateway moved that the ledger does not explain "
+                    "(minor units).")
     error: str | None
     created_by: str
-    created_at: datetime
+    created_at: datetime | None
 
 
 class ReconciliationRunList(BaseModel):

@@ -2,9 +2,10 @@
 id, the request, the activity's input and result, and the activity name.
 
 One run of `Reconciliation` = one reconciliation run (reconciliation.runner) over a window
-ending at the workflow's start time; the run id is the workflow id, so a retried activity
-records the same run once. The daily Temporal Schedule (`SCHEDULE_ID`) starts it; an operator
-can trigger the schedule in Temporal UI, or run `settlepay reconcile`.
+ending at the request's `until`, else the workflow's start time; the run id is the workflow
+id, so a retried activity records the same run once. The daily Temporal Schedule
+(`SCHEDULE_ID`) starts it; an operator starts one with `POST /v1/reconciliation/runs` (or
+triggers the schedule in Temporal UI), or runs `settlepay reconcile`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class Activity(StrEnum):
     RUN = "reconciliation.run"
 
 
+class RunStatus(StrEnum):
+    RUNNING = "running"        # its workflow is working; no row recorded yet
+    COMPLETED = "completed"    # recorded (reconciliation_runs)
+
+
 class Verdict(StrEnum):
     RECONCILED = "reconciled"
     RECONCILED_WITH_PENDING = "reconciled_with_pending"
@@ -40,11 +46,13 @@ class Verdict(StrEnum):
 @dataclass(frozen=True)
 class ReconciliationRequest:
     """`since` / `until` in unix seconds; None: since the last run's end, until the start.
-    `grace_seconds` None: the setting."""
+    `grace_seconds` None: the setting. `actor`: who asked (an operator through the API); None:
+    the schedule."""
     since: int | None = None
     until: int | None = None
     repair: bool = True
     grace_seconds: int | None = None
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class RunInput:
     since: int | None = None
     repair: bool = True
     grace_seconds: int | None = None
+    actor: str = "workflow"
 
 
 @dataclass(frozen=True)

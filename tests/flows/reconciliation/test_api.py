@@ -4,11 +4,12 @@ refused; bad input is a 4xx problem, never a 500."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
 from tests.support import reconciliation as rec
-from tests.support.factories import audit_actions, events, make_player
+from tests.support.factories import audit_actions, events, make_player, wait_until
 from tests.support.stack import Stack
 
 
@@ -16,8 +17,18 @@ def iso(t: int) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
 
+async def completed(http: httpx.AsyncClient, headers: dict[str, str],
+                    run_id: str) -> dict[str, Any]:
+    """The run once its workflow recorded it."""
+    async def probe() -> dict[str, Any] | None:
+        got = await http.get(f"/v1/reconciliation/runs/{run_id}", headers=headers)
+        assert got.status_code == 200, got.text
+        return got.json() if got.json()["status"] == "completed" else None
+    return await wait_until(probe, timeout=60)
+
+
 async def test_an_operator_runs_reads_and_resolves_a_break_with_a_reason(
-        stack: Stack, http: httpx.AsyncClient):
+        stack: Stack, worker, http: httpx.AsyncClient):
     start = await rec.next_second()
     player = make_player(stack.engine)
     wid = rec.paid_withdrawal(stack, player, 900, gateway_ref="po_lost")
@@ -25,8 +36,18 @@ async def test_an_operator_runs_reads_and_resolves_a_break_with_a_reason(
     operator = player.operator
     made = await http.post("/v1/reconciliation/runs", headers=operator,
                            json={"since": iso(start), "until": iso(until), "grace_seconds": 0})
-    assert made.status_code == 201, made.text
-    run = made.json()
+    assert made.status_code == 202, made.text
+    started = made.json()
+    assert made.headers["location"] == f"/v1/reconciliation/runs/{started['id']}"
+    assert started["id"].startswith("reconciliation-")
+    assert (started["status"], started["verdict"], started["items"]) == ("running", None, None)
+    assert [datetime.fromisoformat(started[k]) for k in ("window_start", "window_end")] == [
+        datetime.fromtimestamp(t, UTC) for t in (start, until)]
+    run = await completed(http, operator, started["id"])
+    assert (run["id"], run["window_start"], run["window_end"]) == (
+        started["id"], started["window_start"], started["window_end"])
+    assert run["status"] == "completed"
+    assert run["created_by"] == f"{started['created_by']}:{started['id']}"   # the operator
     assert run["verdict"] == "breaks" and run["counts"] == {"payout_missing": 1}
     assert (run["items"], run["match_rate_by_count"]) == (1, 0.0)
     assert run["residual"] == {"USD": 900}
@@ -57,6 +78,27 @@ async def test_an_operator_runs_reads_and_resolves_a_break_with_a_reason(
     still = await http.get("/v1/reconciliation/breaks", headers=operator,
                            params={"status": "open", "run_id": run["id"]})
     assert still.json()["data"] == []
+
+
+async def test_a_run_shows_as_running_until_its_workflow_records_it(stack: Stack,
+                                                                   http: httpx.AsyncClient):
+    operator = make_player(stack.engine).operator     # no worker: the workflow waits
+    start = await rec.next_second()
+    until = await rec.next_second()
+    made = await http.post("/v1/reconciliation/runs", headers=operator,
+                           json={"since": iso(start), "until": iso(until)})
+    assert made.status_code == 202, made.text
+    started = made.json()
+    got = await http.get(f"/v1/reconciliation/runs/{started['id']}", headers=operator)
+    assert got.status_code == 200 and got.json() == started
+    assert got.json()["status"] == "running"
+    handle = stack.client.get_workflow_handle(started["id"])
+    described = await handle.describe()
+    assert described.workflow_type == "Reconciliation"
+    await handle.terminate("test: never ran")       # ended without recording a run
+    gone = await http.get(f"/v1/reconciliation/runs/{started['id']}", headers=operator)
+    assert gone.status_code == 404
+    assert gone.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_partner_keys_cannot_see_or_touch_reconciliation(stack: Stack,
