@@ -134,6 +134,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "withdrawal_not_awaiting_approval": 409,
     "totp_already_enrolled": 409,
     "second_factor_not_pending": 409,
+    "second_factor_locked": 429,      # too many wrong codes of an enrolment (Retry-After)
     # kyc (workflows/contracts/kyc.py KycRefusal; player_not_found: above)
     "kyc_already_verified": 409,
     "kyc_rejected": 409,

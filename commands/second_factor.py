@@ -12,6 +12,16 @@ of that step or an earlier one is accepted again. Secrets are sealed (Fernet,
 `Settings.totp_encryption_key`) before they are stored; the clear secret leaves this module only
 as `begin_totp`'s answer, shown to the caller once. Each change writes its audit record and
 outbox event in the caller's transaction.
+
+Wrong codes are limited. Confirming an enrolment and the current factor's code that authorises a
+replacement count their wrong codes (an already used code included) per player: the
+FAILED_CODES_MAX-th wrong code within FAILED_CODES_WINDOW_SECONDS of the first one locks both
+checks for FAILED_CODES_WINDOW_SECONDS (`second_factor_locked`, with the seconds left; a code
+sent while locked is not checked, nor counted). An accepted code clears the count (a
+withdrawal's TOTP code included; its wrong codes are limited per withdrawal instead). A wrong
+code is counted, with its audit record (and the lock's outbox event), in the caller's connection
+BEFORE the refusal is raised: the caller commits after a SecondFactorRefused (the refusal is an
+answer, not a failure), or the count is lost.
 Must never: log, audit or emit a secret or a code; open its own transaction.
 """
 
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -36,6 +47,10 @@ from workflows.contracts.withdrawal import SecondFactorMethod
 
 # A pending enrolment nobody confirmed may be started again after this long.
 PENDING_VALID_SECONDS = 900.0
+# This many wrong codes within the window (from the first) lock the code checks of enrolment for
+# the window's length (see the module docstring).
+FAILED_CODES_MAX = 5
+FAILED_CODES_WINDOW_SECONDS = 900.0
 
 
 class SecondFactorRefusal(StrEnum):
@@ -44,17 +59,26 @@ class SecondFactorRefusal(StrEnum):
     ALREADY_ENROLLED = "totp_already_enrolled"
     NOT_PENDING = "second_factor_not_pending"
     INVALID = "second_factor_invalid"
+    LOCKED = "second_factor_locked"
 
 
 class Event(StrEnum):
     ENROLMENT_STARTED = "player.second_factor.enrolment_started"
     ENROLLED = "player.second_factor.enrolled"
+    LOCKED = "player.second_factor.locked"
 
 
 class SecondFactorRefused(Exception):
-    def __init__(self, code: SecondFactorRefusal, reason: str) -> None:
+    """A refusal; `attempts_left` with a wrong code (wrong codes left before the lock),
+    `retry_after_seconds` with `second_factor_locked`."""
+
+    def __init__(self, code: SecondFactorRefusal, reason: str, *,
+                 attempts_left: int | None = None,
+                 retry_after_seconds: int | None = None) -> None:
         super().__init__(reason)
         self.refusal = Refusal(str(code), reason)
+        self.attempts_left = attempts_left
+        self.retry_after_seconds = retry_after_seconds
 
 
 # --- sealing and codes -------------------------------------------------------------------------
@@ -100,7 +124,8 @@ def begin_totp(conn: Connection, settings: Settings, player_id: str, *, actor: s
     """Start a TOTP enrolment and return its new secret (pending until `confirm_totp`).
 
     Refused while another enrolment is pending (for PENDING_VALID_SECONDS), and, once a factor
-    is confirmed, unless `current_code` is a valid, unused code of that factor."""
+    is confirmed, unless `current_code` is a valid, unused code of that factor (a wrong one is
+    counted: commit it even when this raises)."""
     now = now or datetime.now(UTC)
     row = store.get(conn, player_id, for_update=True)
     replaces = row is not None and row["confirmed_at"] is not None
@@ -111,9 +136,10 @@ def begin_totp(conn: Connection, settings: Settings, player_id: str, *, actor: s
                 SecondFactorRefusal.ALREADY_ENROLLED,
                 "The player already has an authenticator; the secret is not shown again. "
                 "Send `code` from it to enrol a new one.")
+        _refuse_if_locked(row, now)
         if not _use(conn, settings, row, row["secret_encrypted"], current_code, now):
-            raise SecondFactorRefused(SecondFactorRefusal.INVALID,
-                                      "The code is not a valid code of the current authenticator.")
+            raise _wrong_code(conn, row, now, actor=actor, reason=(
+                "The code is not a valid code of the current authenticator."))
     elif row is not None and row["pending_since"] is not None and \
             now - row["pending_since"] < timedelta(seconds=PENDING_VALID_SECONDS):
         raise SecondFactorRefused(
@@ -132,17 +158,19 @@ def begin_totp(conn: Connection, settings: Settings, player_id: str, *, actor: s
 
 def confirm_totp(conn: Connection, settings: Settings, player_id: str, code: str, *,
                  actor: str, now: datetime | None = None) -> RowMapping:
-    """The pending secret's first code makes it the player's factor."""
+    """The pending secret's first code makes it the player's factor (a wrong code is counted:
+    commit it even when this raises)."""
     now = now or datetime.now(UTC)
     row = store.get(conn, player_id, for_update=True)
     if row is None or row["pending_secret_encrypted"] is None:
         raise SecondFactorRefused(SecondFactorRefusal.NOT_PENDING,
                                   "No TOTP enrolment is waiting for its first code.")
+    _refuse_if_locked(row, now)
     step = matching_step(unseal(settings.totp_encryption_key, row["pending_secret_encrypted"]),
                          code, now)
     if step is None:
-        raise SecondFactorRefused(SecondFactorRefusal.INVALID,
-                                  "The code is not a valid code of the new authenticator.")
+        raise _wrong_code(conn, row, now, actor=actor,
+                          reason="The code is not a valid code of the new authenticator.")
     confirmed = store.confirm(conn, player_id, step)
     assert confirmed is not None
     after = {"method": SecondFactorMethod.TOTP, "state": "confirmed",
@@ -173,6 +201,44 @@ def _use(conn: Connection, settings: Settings, row: RowMapping, sealed: str, cod
          now: datetime) -> bool:
     step = matching_step(unseal(settings.totp_encryption_key, sealed), code, now)
     return step is not None and store.use_step(conn, row["player_id"], step)
+
+
+def _refuse_if_locked(row: RowMapping, now: datetime) -> None:
+    locked_until = row["locked_until"]
+    if locked_until is not None and now < locked_until:
+        raise SecondFactorRefused(
+            SecondFactorRefusal.LOCKED,
+            f"Too many wrong codes: no code is checked before {locked_until.isoformat()}.",
+            retry_after_seconds=max(1, math.ceil((locked_until - now).total_seconds())))
+
+
+def _wrong_code(conn: Connection, row: RowMapping, now: datetime, *, actor: str,
+                reason: str) -> SecondFactorRefused:
+    """Count a wrong code (locking the checks at FAILED_CODES_MAX in the window) with its audit
+    record, and the lock's outbox event; the refusal to raise."""
+    player_id = row["player_id"]
+    window = timedelta(seconds=FAILED_CODES_WINDOW_SECONDS)
+    since = row["failed_codes_since"]
+    if since is None or now - since >= window:
+        failed, since = 1, now
+    else:
+        failed = row["failed_codes"] + 1
+    attempts_left = max(0, FAILED_CODES_MAX - failed)
+    locked_until = now + window if attempts_left == 0 else None
+    if locked_until is None:
+        store.set_failed_codes(conn, player_id, failed, since, None)
+    else:   # the lock starts a new window: the count starts again after it
+        store.set_failed_codes(conn, player_id, 0, None, locked_until)
+    after = {"failed_codes": failed, "attempts_left": attempts_left,
+             "locked_until": None if locked_until is None else locked_until.isoformat()}
+    audit.record(conn, actor=actor, action="player.second_factor.wrong_code",
+                 subject_type="player", subject_id=player_id, before=None, after=after)
+    if locked_until is not None:
+        outbox.emit(conn, event_type=Event.LOCKED, aggregate_type="player",
+                    aggregate_id=player_id,
+                    payload={"player_id": player_id, "locked_until": after["locked_until"]},
+                    player_id=player_id, partner_id=_partner_of(conn, player_id))
+    return SecondFactorRefused(SecondFactorRefusal.INVALID, reason, attempts_left=attempts_left)
 
 
 def _partner_of(conn: Connection, player_id: str) -> str | None:
