@@ -8,6 +8,10 @@ Safe repairs go through the normal paths and their own keys, so a repair is neve
                      REJECT_DUPLICATE: a workflow that ever ran is never started again
 A repair that no longer applies (the state moved on) leaves its break open for an operator.
 A gateway that cannot be read makes the run `incomplete` (recorded, with the error).
+
+The gateway is read up to the window's cut-off (`created <= window.end`, Stripe's
+`created[lte]`): what the gateway does after it cannot change a closed window's verdict, so
+re-running a closed window gives the same verdict.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ async def run(engine: Engine, settings: Settings, gateway: PaymentGateway,
     try:
         records, rows = await asyncio.to_thread(
             read_gateway, gateway, since=options.window.start - GATEWAY_MARGIN_SECONDS,
-            until=as_of + 1, progress=progress)
+            until=options.window.end + 1, progress=progress)     # created <= the cut-off
         meta["gateway_rows"] = rows
         ours, ledger = await asyncio.to_thread(read_ours_and_ledger, engine,
                                                provider=options.provider,

@@ -2,7 +2,8 @@
 
   - the gateway: payment intents (with their charge's fee from the balance transactions),
     refunds, payouts and disputes, every page through the adapter's list APIs, created from the
-    window's start (less a margin) up to now; our key read from the metadata we sent;
+    window's start (less a margin) up to the window's cut-off; our key read from the metadata
+    we sent;
   - ours: deposits and withdrawals inserted in the window, plus those the gateway records claim;
     a withdrawal's refund / payout legs;
   - the ledger: the postings on the provider's clearing account referencing those deposits,

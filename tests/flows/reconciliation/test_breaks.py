@@ -260,6 +260,35 @@ async def test_rerunning_a_closed_window_gives_the_same_verdict_and_queues_nothi
         first.run["id"], again.run["id"], "open")
 
 
+async def test_a_closed_window_keeps_its_verdict_when_the_gateway_moves_after_its_end(
+        quiet_gateway: Stack):
+    stack = quiet_gateway
+    start = await rec.next_second()
+    player = make_player(stack.engine)
+    _, refunded = rec.paid_deposit(stack, player, 2_000)
+    _, disputed = rec.paid_deposit(stack, player, 3_000)
+    wid = rec.paid_withdrawal(stack, player, 1_500, gateway_ref="po_sent_late")
+    until = await rec.next_second()
+    first = await rec.run(stack, start, end=until)
+    assert first.run["verdict"] == "breaks"
+    assert first.run["counts"] == {"payout_missing": 1}
+    await rec.next_second()        # what follows is created after the window's cut-off
+    gateway = stack.gateway()
+    late = [gateway.create_refund(payment_intent=refunded.id, amount=500,
+                                  idempotency_key=f"late-refund-{refunded.id}").created,
+            rec.dispute(stack, disputed)["created"],
+            gateway.create_payout(amount=1_500, currency="USD",
+                                  idempotency_key=f"withdrawal-{wid}:payout:late",
+                                  metadata={"withdrawal_id": wid, "leg": "1"}).created]
+    assert min(late) > until
+    again = await rec.run(stack, start, end=until)
+    keys = ("verdict", "items", "matched", "pending", "counts", "residual", "matched_amount",
+            "total_amount")
+    assert {k: again.run[k] for k in keys} == {k: first.run[k] for k in keys}
+    assert list(rec.breaks_of(stack.engine, again.run["id"])) == [f"{wid}:1"]
+    assert ledger_violations(stack.engine) == []
+
+
 async def test_a_gateway_that_cannot_be_read_makes_the_run_incomplete(quiet_gateway: Stack):
     stack = quiet_gateway
     start = await rec.next_second()
