@@ -148,6 +148,8 @@ def reopen(market_id: str, principal: Operator, engine: EngineDep) -> MarketBett
 
 
 @router.post("/{market_id}/cancellations", status_code=201, response_model=MarketCancellation,
+             responses={200: {"model": MarketCancellation,
+                              "description": "Already cancelled (same cancellation)"}},
              summary="Cancel a market's bets: BetCancel, refunds in full (operators)")
 def cancel(market_id: str, body: CancellationCreate, response: Response,
            principal: ResultsWriter, engine: EngineDep,

@@ -24,7 +24,9 @@ router = APIRouter(prefix="/v1/players", tags=["withdrawals"], responses=PROBLEM
 
 
 @router.post("/{player_id}/payout_destinations", status_code=201,
-             response_model=PayoutDestination, summary="Record a payout destination")
+             response_model=PayoutDestination, summary="Record a payout destination",
+             responses={200: {"model": PayoutDestination,
+                              "description": "Already recorded: the existing destination"}})
 async def add(player_id: str, body: PayoutDestinationIn, response: Response,
               principal: WithdrawalsWriter, engine: EngineDep) -> dict[str, Any]:
     def work(conn: Connection) -> tuple[RowMapping, bool]:

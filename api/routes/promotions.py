@@ -43,6 +43,7 @@ router = APIRouter(prefix="/v1", tags=["promotions"], responses=PROBLEM_RESPONSE
 
 
 @router.post("/free_bets", status_code=201, response_model=FreeBetGrant,
+             responses={200: {"model": FreeBetGrant, "description": "Already granted (same id)"}},
              summary="Grant a free bet (operators)")
 def grant_free_bet(body: FreeBetGrantCreate, response: Response, principal: Operator,
                    engine: EngineDep) -> FreeBetGrant:
@@ -62,6 +63,7 @@ def grant_free_bet(body: FreeBetGrantCreate, response: Response, principal: Oper
 
 
 @router.post("/bonuses", status_code=201, response_model=Bonus,
+             responses={200: {"model": Bonus, "description": "Already credited (same id)"}},
              summary="Credit bonus funds with a wagering requirement (operators)")
 def credit_bonus(body: BonusCreate, response: Response, principal: Operator, engine: EngineDep,
                  settings: SettingsDep) -> Bonus:

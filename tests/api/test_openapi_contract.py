@@ -1,0 +1,176 @@
+"""The OpenAPI contract, fuzzed: schemathesis over every /v1 operation of the real app.
+
+The app (api.app.create_app) is served over real HTTP on the session database, with a real
+Temporal dev server behind it (no worker: a started workflow just waits), and the schemathesis
+CLI runs all four phases (examples, coverage, fuzzing, stateful) against its /openapi.json:
+a fixed seed, deterministic generation, a bounded number of examples per operation, and the
+checks of issue 13. A positive POST gets a unique Idempotency-Key from
+tests/support/schemathesis_hooks.py.
+
+What does not pass yet is listed in EXCLUSIONS, one row per operation with the checks turned
+off for it and why; every other operation runs every check. Shrink that table, never grow it
+without a reason a reviewer can check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from settlepay.config import Settings
+from tests.support.api import make_key
+from tests.support.servers import serve_asgi
+
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance",
+    "ignored_auth",
+    "missing_required_header",
+    "use_after_free",
+    "ensure_resource_availability",
+)
+# schemathesis' other checks, not asked for by issue 13.
+OTHER_CHECKS = ("response_headers_conformance", "unsupported_method", "allow_header_conformance",
+                "object_level_authorization")
+SEED = 13
+MAX_EXAMPLES = 10
+RUN_SECONDS_MAX = 180
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    operation: str                  # "METHOD /path" as in the OpenAPI description
+    checks: tuple[str, ...]         # the checks turned off for this operation only
+    reason: str
+
+
+_ACCEPT = ("positive_data_acceptance",)
+_REJECT = ("negative_data_rejection",)
+_BOTH = _ACCEPT + _REJECT
+_CURSORS = ("starting_after with ending_before, or a cursor naming no item, is refused (400/422): "
+            "the schema cannot say either")
+_TIMESTAMPS = ("created[...] / `at` take a Unix timestamp too (pydantic's lax datetime), while "
+               "the schema says date-time")
+_FLOAT_INTS = "an integer sent as 134.0 (a JSON Schema integer) is refused: pydantic strict int"
+EXCLUSIONS: tuple[Exclusion, ...] = (
+    # Lists: cursor rules the schema cannot express, timestamps it does not admit.
+    *(Exclusion(op, _BOTH, f"{_CURSORS}; {_TIMESTAMPS}")
+      for op in ("GET /v1/api_keys", "GET /v1/bets", "GET /v1/deposits", "GET /v1/markets",
+                 "GET /v1/players", "GET /v1/players/{player_id}/transactions",
+                 "GET /v1/players/{player_id}/transactions.csv", "GET /v1/withdrawals",
+                 "GET /v1/reconciliation/runs", "GET /v1/reconciliation/breaks")),
+    *(Exclusion(op, _ACCEPT, _CURSORS)
+      for op in ("GET /v1/events", "GET /v1/events/{event_id}/attempts",
+                 "GET /v1/webhook_endpoints/{endpoint_id}/attempts")),
+    Exclusion("GET /v1/players/{player_id}/balances", _REJECT, _TIMESTAMPS),
+    # Bodies: rules the request models do not (yet) state in the schema.
+    Exclusion("PATCH /v1/webhook_endpoints/{endpoint_id}", _ACCEPT,
+              "`disabled: null` is refused; the schema allows null"),
+    Exclusion("POST /v1/api_keys", _ACCEPT,
+              "rate_limits keys must be known scopes; the schema allows any key"),
+    Exclusion("POST /v1/api_keys/{key_id}/roll", _ACCEPT, _FLOAT_INTS),
+    Exclusion("POST /v1/bets", _ACCEPT,
+              "odds must be decimal prices above 1.00 (sportsbook products, owned elsewhere)"),
+    Exclusion("POST /v1/bets/{bet_id}/cash_out", _ACCEPT, f"{_FLOAT_INTS} (bets, owned elsewhere)"),
+    Exclusion("POST /v1/bonuses", _ACCEPT,
+              "min_odds must be a decimal price (promotions, owned elsewhere)"),
+    Exclusion("POST /v1/free_bets", _ACCEPT,
+              "min_odds/amount business rules (promotions, owned elsewhere)"),
+    Exclusion("POST /v1/markets/{market_id}/cancellations", _BOTH,
+              f"cancellation rules (markets, owned elsewhere); placed_from: {_TIMESTAMPS}"),
+    Exclusion("POST /v1/markets/{market_id}/results", _ACCEPT,
+              "result rules (markets, owned elsewhere)"),
+    Exclusion("POST /v1/markets/{market_id}/rollback", _ACCEPT,
+              f"{_FLOAT_INTS} (markets, owned elsewhere)"),
+    Exclusion("POST /v1/players", _ACCEPT,
+              "date_of_birth must make an adult, jurisdiction must be served"),
+    Exclusion("POST /v1/players/{player_id}/2fa/totp/confirm", _ACCEPT,
+              "a code must be 6 digits; the schema allows any string"),
+    Exclusion("POST /v1/players/{player_id}/second_factor/totp/confirm", _ACCEPT,
+              "a code must be 6 digits; the schema allows any string"),
+    Exclusion("POST /v1/players/{player_id}/geolocation", _BOTH,
+              "the IP address must parse; a non-string one is coerced"),
+    Exclusion("POST /v1/players/{player_id}/self-exclusion", _ACCEPT,
+              "period rules the schema does not express"),
+    Exclusion("POST /v1/players/{player_id}/time-out", _ACCEPT,
+              "period rules the schema does not express"),
+    Exclusion("PUT /v1/players/{player_id}/limits", _ACCEPT,
+              "limit rules (currency, lower-before-cooling-off) the schema does not express"),
+    Exclusion("PUT /v1/promotions/deposit_match/{partner_id}", _ACCEPT,
+              "deposit-match rules (promotions, owned elsewhere)"),
+    Exclusion("POST /v1/deposits", _ACCEPT,
+              "currency/amount gates and an Idempotency-Key of 1-255 characters"),
+    Exclusion("POST /v1/withdrawals", _ACCEPT,
+              "currency/amount gates and an Idempotency-Key of 1-255 characters"),
+    Exclusion("POST /v1/webhook_endpoints", _ACCEPT,
+              "the URL must be https and public; the schema allows any string"),
+    Exclusion("POST /v1/reconciliation/runs", _BOTH,
+              f"`since` must be before `until`; since/until: {_TIMESTAMPS}"),
+    Exclusion("POST /v1/webhooks/kyc", _ACCEPT,
+              "a provider webhook: refused (400) without a valid signature"),
+    Exclusion("POST /v1/webhooks/stripe", _ACCEPT + ("status_code_conformance",),
+              "a provider webhook: without a valid Stripe-Signature it is 400, undocumented"),
+)
+
+
+def _config(exclusions: tuple[Exclusion, ...]) -> str:
+    """schemathesis.toml: the exclusions as per-operation check switches."""
+    # Not on the command line: `--checks` would override the per-operation switches.
+    lines = ['[checks]']
+    lines += [f"{check}.enabled = true" for check in CHECKS]
+    lines += [f"{check}.enabled = false" for check in OTHER_CHECKS]
+    for exclusion in exclusions:
+        lines += ["", "[[operations]]", f'include-name = "{exclusion.operation}"']
+        lines += [f"checks.{check}.enabled = false" for check in exclusion.checks]
+    return "\n".join(lines) + "\n"
+
+
+async def test_every_v1_operation_keeps_its_openapi_contract_under_fuzzing(
+        settings: Settings, engine: Engine, temporal_env: WorkflowEnvironment,
+        tmp_path: Path) -> None:
+    target = temporal_env.client.service_client.config.target_host
+    app_settings = settings.model_copy(update={"temporal_address": target,
+                                               "rate_limit_backend": "off"})
+    operator = make_key(engine, "operator", None, name="schemathesis operator")
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(_config(EXCLUSIONS))
+    st = Path(sys.executable).with_name("st")
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, SCHEMATHESIS_HOOKS="tests.support.schemathesis_hooks",
+               PYTHONPATH=str(root))
+    app = create_app(app_settings, engine=engine)
+    operations = sum(len(methods) for path, methods in app.openapi()["paths"].items()
+                     if path.startswith("/v1/"))
+    with serve_asgi(app) as base:
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            str(st), "--config-file", str(config), "run", f"{base}/openapi.json",
+            "--include-path-regex", "^/v1/",
+            "--phases", "examples,coverage,fuzzing,stateful",
+            "-H", f"Authorization: Bearer {operator.plaintext}",
+            "--seed", str(SEED), "--generation-deterministic",
+            "--max-examples", str(MAX_EXAMPLES), "--workers", "1",
+            # The API refuses NUL in any text by design (api/nul_bytes.py, 422 documented).
+            "--generation-allow-x00", "false",
+            "--no-color", "--suppress-health-check", "all",
+            cwd=str(root), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(process.communicate(), RUN_SECONDS_MAX + 60)
+        elapsed = time.monotonic() - started
+    report = out.decode(errors="replace")
+    print(report)
+    assert process.returncode == 0, report[-20000:]
+    assert f"Tested: {operations}" in report, report[-3000:]
+    assert elapsed < RUN_SECONDS_MAX, f"schemathesis took {elapsed:.0f} s"
