@@ -4,4 +4,5 @@
     engine.py   matching by our own keys and break classification (pure, deterministic)
     sources.py  reading each side: the gateway (SDK lists), our tables and the ledger
     runner.py   one run: read, reconcile, record (commands.reconciliation), auto-repair
+    report.py   the report: PNG charts of breaks by class and by day (matplotlib), HTML page
 """

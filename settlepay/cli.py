@@ -76,6 +76,8 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
         (("--json",), {"default": None, "help": "the run as JSON (default: "
                                                 "reconciliation-<run id>.json)"}),
         (("--html",), {"default": None, "help": "also an HTML report with charts"}),
+        (("--png",), {"action": "store_true",
+                      "help": "the report's charts as PNG files beside the HTML (or the JSON)"}),
     ],
     ("api-keys", "create"): [
         (("name",), {"help": "what the key is for, e.g. 'ops bootstrap'"}),

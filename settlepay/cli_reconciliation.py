@@ -1,22 +1,21 @@
-"""`settlepay reconcile [--since T] [--until T] [--no-repair] [--json F] [--html F]`: one
+"""`settlepay reconcile [--since T] [--until T] [--no-repair] [--json F] [--html F] [--png]`: one
 reconciliation run from the command line (also what a cron job runs where the worker's daily
 Temporal Schedule is not used).
 
 It shows a progress bar while it reads the gateway, prints a readable summary (verdict, match
 rates, breaks by class, residual per currency, the open breaks), writes the run and its breaks
-as JSON, and with --html a report a person would rather look at (bar charts of breaks by class
-and by day, inline SVG: no plotting library is installed in this deployment). Exit code: 0
-reconciled (with or without pending items), 1 breaks, 2 incomplete or no database.
+as JSON, and with --html a report a person would rather look at: PNG bar charts of breaks by
+class and by day (matplotlib, reconciliation/report.py) embedded in the page, or with --png
+written as files beside it (beside the JSON without --html). Exit code: 0 reconciled (with or
+without pending items), 1 breaks, 2 incomplete or no database.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import html
 import json
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,9 +88,10 @@ async def _reconcile(settings: Settings, since: int | None, until: int | None,
     target = Path(args.json or f"reconciliation-{run['id']}.json")
     target.write_text(json.dumps({"run": run, "breaks": breaks}, indent=2, default=str))
     console.print(f"run written to {target}")
-    if args.html:
-        Path(args.html).write_text(html_report(run, breaks))
-        console.print(f"report written to {args.html}")
+    if args.html or args.png:
+        for written in write_report(run, breaks, html_path=args.html, png=args.png,
+                                    beside=target):
+            console.print(f"report written to {written}")
     engine.dispose()
     return EXIT[run["verdict"]]
 
@@ -113,6 +113,30 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:   # no user name in a container
         return "unknown"
+
+
+def write_report(run: dict[str, Any], breaks: list[dict[str, Any]], *, html_path: str | None,
+                 png: bool, beside: Path) -> list[Path]:
+    """The charts (reconciliation.report): embedded in the HTML page, or with `png` written as
+    PNG files beside it (beside the JSON without a page), the page linking them. Returns the
+    files written."""
+    from reconciliation import report
+
+    images = report.charts(breaks)
+    written: list[Path] = []
+    links: dict[str, str] | None = None
+    if png:
+        where = Path(html_path) if html_path else beside
+        links = {}
+        for name, data in images.items():
+            path = where.with_name(f"{where.stem}-{name}")
+            path.write_bytes(data)
+            written.append(path)
+            links[name] = path.name
+    if html_path:
+        Path(html_path).write_text(report.html_report(run, breaks, images=images, links=links))
+        written.append(Path(html_path))
+    return written
 
 
 def _summary(console: Any, run: dict[str, Any], breaks: list[dict[str, Any]]) -> None:
@@ -142,52 +166,3 @@ def _summary(console: Any, run: dict[str, Any], breaks: list[dict[str, Any]]) ->
             table.add_row(str(b["id"]), b["class"], b["business_key"],
                           f"{b['amount']} {b['currency']}", b["evidence"].get("detail", ""))
         console.print(table)
-
-
-def _bars(title: str, counts: dict[str, int]) -> str:
-    width, row = 640, 22
-    top = max(counts.values(), default=1) or 1
-    label_width = 200
-    height = row * max(len(counts), 1) + 30
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="{html.escape(title)}">']
-    for i, (label, n) in enumerate(counts.items()):
-        y = 20 + i * row
-        w = int((width - label_width - 60) * n / top)
-        parts.append(f'<text x="0" y="{y + 14}" font-size="13">{html.escape(label)}</text>'
-                     f'<rect x="{label_width}" y="{y}" width="{w}" height="{row - 6}" '
-                     f'fill="#c0392b"/><text x="{label_width + w + 6}" y="{y + 14}" '
-                     f'font-size="13">{n}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def html_report(run: dict[str, Any], breaks: list[dict[str, Any]]) -> str:
-    by_class = Counter(b["class"] for b in breaks)
-    by_day: Counter[str] = Counter()
-    for b in breaks:
-        times = [e.get("created") for side in ("ours", "gateway")
-                 for e in b["evidence"].get(side, []) if e.get("created")]
-        day = (datetime.fromtimestamp(min(times), UTC).date().isoformat() if times
-               else str(b["created_at"])[:10])
-        by_day[day] += 1
-    rows = "".join(
-        f"<tr><td>{b['id']}</td><td>{html.escape(b['class'])}</td>"
-        f"<td>{html.escape(b['business_key'])}</td><td>{b['amount']} {b['currency']}</td>"
-        f"<td>{b['status']}</td><td>{html.escape(b['evidence'].get('detail', ''))}</td></tr>"
-        for b in breaks)
-    esc = {k: html.escape(str(v)) for k, v in run.items()}
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Reconciliation {esc['id']}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;text-align:left}}
-table{{border-collapse:collapse}}tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
-<h1>Reconciliation {esc['id']}: {esc['verdict']}</h1>
-<p>Window {esc['window_start']} &rarr; {esc['window_end']} ({esc['provider']}).
-Items {run['items']}, matched {run['matched']} ({run['match_rate_by_count']:.4%} by count,
-{run['match_rate_by_amount']:.4%} by amount), pending {run['pending']},
-auto-repaired {run['repaired']}, fees booked {run['fees_booked']}.
-Residual per currency: {html.escape(json.dumps(run['residual']))}.</p>
-<h2>Breaks by class</h2>{_bars('breaks by class', dict(sorted(by_class.items())))}
-<h2>Breaks by day</h2>{_bars('breaks by day', dict(sorted(by_day.items())))}
-<h2>Breaks</h2><table><tr><th>id</th><th>class</th><th>key</th><th>amount</th><th>status</th>
-<th>detail</th></tr>{rows}</table></body></html>"""

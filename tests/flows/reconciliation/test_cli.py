@@ -1,9 +1,12 @@
 """`settlepay reconcile` against the real stack: a summary, the run as JSON, an HTML report
-with its charts, the exit code of the verdict."""
+with its PNG charts (embedded, or beside it with --png), the exit code of the verdict."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import struct
 import time
 from datetime import UTC, datetime
 
@@ -18,6 +21,13 @@ from tests.support.stack import STRIPE_KEY, Stack
 
 def iso(t: int) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def assert_png(data: bytes) -> None:
+    """A real PNG chart: the signature, its header chunk first, a drawing of some size."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 300 and height >= 100 and len(data) > 2_000
 
 
 def whole_second() -> int:
@@ -58,7 +68,21 @@ def test_reconcile_prints_a_summary_writes_json_and_an_html_report(cli_env: Stac
     assert written["run"]["counts"] == {"payout_missing": 1}
     assert [b["business_key"] for b in written["breaks"]] == [f"{wid}:1"]
     report = out_html.read_text()
-    assert "<svg" in report and "breaks by class" in report and "payout_missing" in report
+    assert "breaks by class" in report and "payout_missing" in report
+    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', report)
+    assert len(embedded) == 2                        # by class, by day: matplotlib PNGs
+    for chart in embedded:
+        assert_png(base64.b64decode(chart, validate=True))
+    linked = cli.main(["reconcile", "--since", iso(start), "--until", iso(until), "--grace", "0",
+                       "--no-repair", "--json", str(tmp_path / "again.json"),
+                       "--html", str(tmp_path / "linked.html"), "--png"])
+    assert linked == 1
+    pngs = sorted(tmp_path.glob("linked-*.png"))
+    assert [p.name for p in pngs] == ["linked-breaks-by-class.png", "linked-breaks-by-day.png"]
+    for png in pngs:
+        assert_png(png.read_bytes())
+    assert re.findall(r'<img src="([^"]+)"', (tmp_path / "linked.html").read_text()) == [
+        "linked-breaks-by-class.png", "linked-breaks-by-day.png"]
     clean = cli.main(["reconcile", "--since", iso(until), "--until", iso(whole_second()),
                       "--json", str(tmp_path / "clean.json")])
     assert clean == 0
