@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import DepositsWriter, visible_player
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.idempotency import IdempotencyKey, required_idempotency_key
+from api.openapi_links import links, to
 from api.pagination import ListParams, PartnerFilter, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, refused
 from api.schemas.deposits import Deposit, DepositCreate, DepositList
@@ -42,7 +43,9 @@ router = APIRouter(prefix="/v1/deposits", tags=["deposits"], responses=PROBLEM_R
 IdempotencyKeyRequired = Annotated[IdempotencyKey, Depends(required_idempotency_key)]
 
 
-@router.post("", status_code=202, response_model=Deposit, summary="Start a deposit")
+@router.post("", status_code=202, response_model=Deposit, summary="Start a deposit",
+             responses=links(202, retrieve=to("GET", "/v1/deposits/{deposit_id}",
+                                              deposit_id="$response.body#/id")))
 async def create(body: DepositCreate, response: Response, principal: DepositsWriter,
                  idem: IdempotencyKeyRequired, engine: EngineDep, settings: SettingsDep,
                  client: TemporalDep) -> Deposit:

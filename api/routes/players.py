@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from api.auth import PlayersReader, PlayersWriter, Principal, visible_player
 from api.deps import EngineDep
 from api.idempotency import IdempotencyKey, optional_idempotency_key
+from api.openapi_links import links, to
 from api.pagination import ListParams, PartnerFilter, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, Problem, refused
 from api.schemas.players import Player, PlayerCreate, PlayerList, PlayerStatus
@@ -50,7 +51,11 @@ def partner_for(principal: Principal, requested: str | None) -> str:
     return principal.partner_id
 
 
-@router.post("", status_code=201, response_model=Player, summary="Create a player")
+@router.post("", status_code=201, response_model=Player, summary="Create a player",
+             responses=links(201, retrieve=to("GET", "/v1/players/{player_id}",
+                                              player_id="$response.body#/id"),
+                             deposit=to("POST", "/v1/deposits",
+                                        request_body={"player_id": "$response.body#/id"})))
 def create(body: PlayerCreate, response: Response, principal: PlayersWriter,
            idem: OptionalIdempotencyKey, engine: EngineDep) -> Player:
     partner_id = partner_for(principal, body.partner_id)

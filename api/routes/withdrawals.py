@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import Operator, Principal, WithdrawalsWriter, visible_player
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.idempotency import IdempotencyKey, required_idempotency_key
+from api.openapi_links import links, to
 from api.pagination import ListParams, PartnerFilter, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, Problem, not_found, refused
 from api.schemas.review import ReviewIn
@@ -71,7 +72,12 @@ AWAITING_REVIEW = (WithdrawalState.AWAITING_APPROVAL, WithdrawalState.PAYOUT_REV
 
 
 @router.post("", status_code=202, response_model=Withdrawal, response_model_exclude_unset=True,
-             summary="Start a withdrawal")
+             summary="Start a withdrawal",
+             responses=links(
+                 202, retrieve=to("GET", "/v1/withdrawals/{withdrawal_id}",
+                                  withdrawal_id="$response.body#/id"),
+                 second_factor=to("POST", "/v1/withdrawals/{withdrawal_id}/second_factor",
+                                  withdrawal_id="$response.body#/id")))
 async def create(body: WithdrawalCreate, response: Response, principal: WithdrawalsWriter,
                  idem: IdempotencyKeyRequired, engine: EngineDep, settings: SettingsDep,
                  client: TemporalDep) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ async def test_every_v1_operation_keeps_its_openapi_contract_under_fuzzing(
             # The API refuses NUL in any text by design (api/nul_bytes.py, 422 documented).
             "--generation-allow-x00", "false",
             "--no-color", "--suppress-health-check", "all",
-            cwd=str(root), env=env,
+            cwd=str(tmp_path), env=env,     # anything schemathesis writes stays there
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await asyncio.wait_for(process.communicate(), RUN_SECONDS_MAX + 60)
         elapsed = time.monotonic() - started
@@ -174,3 +175,6 @@ async def test_every_v1_operation_keeps_its_openapi_contract_under_fuzzing(
     assert process.returncode == 0, report[-20000:]
     assert f"Tested: {operations}" in report, report[-3000:]
     assert elapsed < RUN_SECONDS_MAX, f"schemathesis took {elapsed:.0f} s"
+    # The stateful phase followed the API's links (player -> retrieve, player -> deposit, ...).
+    covered = re.search(r"API Links:\s+(\d+) covered", report)
+    assert covered is not None and int(covered.group(1)) > 0, report[-3000:]
