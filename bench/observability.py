@@ -1,0 +1,398 @@
+"""What observability costs: tracing + metrics on versus off, in one run (issue 12's budget:
+at most 5 % slower).
+
+    .venv/bin/python bench/observability.py [--seconds 4] [--rounds 3] [--clients 16]
+                                            [--deposits 48] [--concurrency 24]
+
+(1) Ledger (b) of bench/ledger.py: single transfers touching the house account (post_now, each
+    its own database transaction), from `--clients` forked client processes. "On" processes
+    set up tracing as every settlepay process does (tracer provider, psycopg instrumentation:
+    a span per statement, shipped over OTLP) and record the ledger posting histogram; "off"
+    processes do neither (SETTLEPAY_TELEMETRY_ENABLED=false).
+(2) Deposits end to end at `--concurrency` (POST /v1/deposits until the workflow's result, as
+    bench/deposits.py (1)): two stacks side by side on one Temporal dev server (one namespace
+    each) and one database, each with its Stripe sandbox, `settlepay api` and `settlepay
+    worker`: one with SETTLEPAY_TELEMETRY_ENABLED=false, one with it on (FastAPI, Temporal
+    interceptor, psycopg / httpx / requests spans exported over OTLP, business metrics, the
+    worker's /metrics and SDK runtime metrics, both /metrics scraped once per round).
+Spans go to a local OTLP/HTTP sink (a process of its own, standing for the collector: it reads
+each request and answers 200), so the exporters serialize and send as in production.
+On and off run in interleaved rounds, so the machine's background load weighs on both alike;
+the load average is printed before and after. Runs on temporary databases it drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script: the repository root goes on sys.path before the project's imports.
+sys.path.insert(0, str(ROOT))
+
+BUDGET = 0.05            # at most 5 % slower
+PLAYERS = 2_000
+SHARDS = 16
+
+
+def _bench_module(name: str) -> ModuleType:
+    """bench/<name>.py under the name bench_<name> (bench/ledger.py would shadow the ledger
+    package if bench/ went on sys.path)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path      # bench/deposits.py puts bench/ first: take it off again
+    return module
+
+
+# --- the OTLP sink (the collector's stand-in) ----------------------------------------------------
+
+def serve_sink(port: int) -> None:
+    """Answer every OTLP/HTTP export with 200 after reading it; count requests and bytes."""
+    received = {"requests": 0, "bytes": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # the name http.server calls
+            size = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(size)
+            received["requests"] += 1
+            received["bytes"] += size
+            self._answer(b"", "application/x-protobuf")
+
+        def do_GET(self) -> None:  # the name http.server calls
+            body = f"{received['requests']} {received['bytes']}".encode()
+            self._answer(body, "text/plain")
+
+        def _answer(self, body: bytes, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            return   # a client process that exits mid-export resets its connection: not news
+
+    server = Server(("127.0.0.1", port), Handler)
+    server.serve_forever()
+
+
+class Sink:
+    def __init__(self) -> None:
+        from tests.support.net import free_port, wait_http
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, __file__, "--sink", str(self.port)],
+                                     cwd=ROOT)
+        wait_http(self.url + "/", timeout=30)
+
+    def received(self) -> tuple[int, int]:
+        import httpx
+
+        requests, size = httpx.get(self.url + "/", timeout=5).text.split()
+        return int(requests), int(size)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def verdict(off: float, on: float) -> str:
+    """Both rates, on / off, and the slowdown against the budget."""
+    slower = 1 - on / off
+    ok = "within" if slower <= BUDGET else "OVER"
+    return (f"off {off:8,.1f}/s   on {on:8,.1f}/s   on/off {on / off:.3f}   "
+            f"slower {100 * slower:+.1f} % ({ok} the {100 * BUDGET:.0f} % budget)")
+
+
+# --- (1) ledger (b) ------------------------------------------------------------------------------
+
+def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float, float]:
+    import ledger
+    from ledger import AccountRef, Leg, Transfer
+    from ledger.check import run as check
+    from settlepay.config import Settings
+    from settlepay.db import make_engine
+    from settlepay.observability import metrics, tracing
+    from tests.support.databases import sqlalchemy_url, temporary_database
+
+    bench_ledger = _bench_module("ledger")
+    # Imported before the forks, so that "on" clients start their clocks as soon as "off" ones.
+    for module in ("opentelemetry.instrumentation.psycopg", "opentelemetry.instrumentation.httpx",
+                   "opentelemetry.instrumentation.requests",
+                   "opentelemetry.exporter.otlp.proto.http.trace_exporter"):
+        importlib.import_module(module)
+    players = [f"b{i}" for i in range(PLAYERS)]
+    run = uuid.uuid4().hex[:6]
+    with temporary_database("sp_bench_obs_ledger") as url:
+        seed = make_engine(sqlalchemy_url(url), pool_size=1)
+        with seed.begin() as conn:
+            ledger.post_many(conn, [Transfer(f"seed-{p}", "deposit", (
+                Leg(AccountRef.gateway_clearing("stripe", "USD"), -10**9),
+                Leg(AccountRef.player_cash(p, "USD"), 10**9))) for p in players])
+            ledger.post(conn, Transfer("seed-house", "seed", (
+                Leg(AccountRef.house_revenue("USD"), 1),
+                Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
+        seed.dispose()
+
+        state: dict[str, Any] = {}
+
+        def set_up(on: bool) -> None:
+            """In each forked client process, before its clock starts: telemetry as
+            `settlepay` sets it up (tracer provider, psycopg instrumentation, OTLP export,
+            metrics recorded), or off; then its own connection pool."""
+            metrics.set_enabled(on)
+            # A client lives seconds, not hours: export every 0.5 s (instead of every 5 s) so
+            # its spans are shipped while it is measured, as a long-lived process's are.
+            os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "500"
+            tracing.configure(Settings(telemetry_enabled=on, traces_exporter="otlp",
+                                       otlp_endpoint=sink.url), "settlepay-bench-ledger")
+            state["engine"] = make_engine(sqlalchemy_url(url), pool_size=4)
+
+        def with_house(n: int, rng: Any) -> int:     # bench/ledger.py's (b)
+            ledger.post_now(state["engine"], Transfer(
+                f"b-{run}-{os.getpid()}-{n}-{rng.getrandbits(48)}", "settlement", (
+                    Leg(AccountRef.house_revenue("USD"), -1),
+                    Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))))
+            return 1
+
+        def measure(on: bool, seconds: float) -> float:
+            ctx = multiprocessing.get_context("fork")
+            results = ctx.Queue()
+
+            def child() -> None:
+                set_up(on)
+                results.put(bench_ledger.run_clients(1, seconds, with_house))
+
+            procs = [ctx.Process(target=child) for _ in range(args.clients)]
+            for proc in procs:
+                proc.start()
+            rates = [results.get() for _ in procs]
+            for proc in procs:
+                proc.join()
+            return sum(rates)
+
+        measure(True, 1.0)     # warm up
+        measure(False, 1.0)
+        done = {True: 0.0, False: 0.0}
+        for r in range(args.rounds):
+            for on in ((False, True) if r % 2 == 0 else (True, False)):
+                done[on] += measure(on, args.seconds) * args.seconds
+        check_engine = make_engine(sqlalchemy_url(url), pool_size=1)
+        with check_engine.begin() as conn:
+            violations = check(conn)
+        check_engine.dispose()
+    if violations:
+        raise SystemExit(f"ledger check failed: {violations[:3]}")
+    total = args.rounds * args.seconds
+    return done[False] / total, done[True] / total
+
+
+# --- (2) deposits ------------------------------------------------------------------------------
+
+class Side:
+    """One stack's processes (Stripe sandbox, API, worker) in its own Temporal namespace."""
+
+    def __init__(self, name: str, on: bool, base_env: dict[str, str], sink: Sink,
+                 logs: Path) -> None:
+        from tests.support.net import free_port
+
+        self.name, self.on, self.logs = name, on, logs
+        self.namespace = f"bench-{name}"
+        sandbox_port, api_port = free_port(), free_port()
+        self.metrics_port = free_port()
+        self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.env = {**base_env, "SETTLEPAY_TEMPORAL_NAMESPACE": self.namespace,
+                    "SETTLEPAY_STRIPE_API_BASE": self.sandbox_url,
+                    "SETTLEPAY_SANDBOX_STRIPE_WEBHOOK_URL": f"{self.api_url}/v1/webhooks/stripe",
+                    "SETTLEPAY_API_PORT": str(api_port),
+                    "SETTLEPAY_WORKER_METRICS_PORT": str(self.metrics_port),
+                    "SETTLEPAY_TELEMETRY_ENABLED": "true" if on else "false",
+                    "SETTLEPAY_TRACES_EXPORTER": "otlp" if on else "none",
+                    "SETTLEPAY_OTLP_ENDPOINT": sink.url}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.sandbox_port, self.api_port = sandbox_port, api_port
+
+    def start(self, events: str) -> None:
+        py = sys.executable
+        self._spawn("sandbox", [py, "-m", "sandboxes.stripe", "--port", str(self.sandbox_port),
+                                "--enabled-events", events])
+        self._spawn("api", [py, "-m", "settlepay.cli", "api", "--port", str(self.api_port)])
+        self._spawn("worker", [py, "-m", "settlepay.cli", "worker"])
+
+    def _spawn(self, what: str, argv: list[str]) -> None:
+        with open(self.logs / f"{self.name}-{what}.log", "wb") as log:
+            self.procs.append(subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=log,
+                                               stderr=subprocess.STDOUT))
+
+    def wait_ready(self) -> None:
+        from tests.support.net import wait_http
+
+        wait_http(f"{self.sandbox_url}/_sandbox/stats", timeout=60)
+        wait_http(f"{self.api_url}/healthz", timeout=60)
+        self.check_alive()
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise SystemExit(f"{' '.join(map(str, proc.args))} exited ({proc.returncode});"
+                                 f" logs in {self.logs}")
+
+    def scrape(self) -> str:
+        """Both /metrics, as Prometheus would; the API's text."""
+        import httpx
+
+        if not self.on:
+            return ""
+        api = httpx.get(f"{self.api_url}/metrics", timeout=10).text
+        httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
+        return api
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def deposits_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float, float, str]:
+    import tempfile
+
+    import httpx
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from settlepay import binaries, search_attributes
+    from settlepay.config import Settings
+    from settlepay.temporal import connect, register_search_attributes
+    from tests.support.databases import sqlalchemy_url, temporary_database
+
+    deposits = _bench_module("deposits")
+    logs = Path(tempfile.mkdtemp(prefix="settlepay-bench-obs-"))
+    with temporary_database("sp_bench_obs") as database_url:
+        env = await WorkflowEnvironment.start_local(
+            namespace="bench-off", dev_server_existing_path=binaries.temporal_cli(),
+            data_converter=pydantic_data_converter, search_attributes=search_attributes.ALL,
+            dev_server_log_level="error", dev_server_extra_args=["--namespace", "bench-on"])
+        temporal = env.client.service_client.config.target_host
+        base = {**os.environ, "PYTHONPATH": str(ROOT), "SETTLEPAY_DATABASE_URL": database_url,
+                "SETTLEPAY_TEMPORAL_ADDRESS": temporal, "SETTLEPAY_LOG_LEVEL": "WARNING",
+                "SETTLEPAY_API_DB_POOL_SIZE": "4", "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
+                "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(args.threads)}
+        sides = [Side("off", False, base, sink, logs), Side("on", True, base, sink, logs)]
+        try:
+            clients = {}
+            for side in sides:   # the bench's own client is not measured: no tracing in it
+                clients[side.name] = await connect(Settings(
+                    temporal_address=temporal, telemetry_enabled=False),
+                    namespace=side.namespace)
+                await register_search_attributes(clients[side.name])
+            for side in sides:
+                side.start(",".join(deposits.WEBHOOK_EVENTS))
+            for side in sides:
+                side.wait_ready()
+            key, players = deposits.make_players(sqlalchemy_url(database_url), 64,
+                                                 f"bench-{uuid.uuid4().hex[:8]}")
+            elapsed = {"off": 0.0, "on": 0.0}
+            async with httpx.AsyncClient(timeout=60.0) as http:
+                for side in sides:    # warm up
+                    http.base_url = httpx.URL(side.api_url)
+                    await deposits.deposits_per_second(http, clients[side.name], key, players,
+                                                       args.concurrency, args.concurrency)
+                api_text = ""
+                for r in range(args.rounds):
+                    for side in (sides if r % 2 == 0 else sides[::-1]):
+                        http.base_url = httpx.URL(side.api_url)
+                        rate, _, _ = await deposits.deposits_per_second(
+                            http, clients[side.name], key, players, args.deposits,
+                            args.concurrency)
+                        elapsed[side.name] += args.deposits / rate
+                        api_text = side.scrape() or api_text
+                        side.check_alive()
+            exported = [name for name in ("settlepay_deposits_total",
+                                          "settlepay_ledger_posting_seconds",
+                                          "settlepay_http_requests_total")
+                        if name in api_text or name.removesuffix("_total") in api_text]
+        finally:
+            for side in sides:
+                side.stop()
+            await env.shutdown()
+    total = args.rounds * args.deposits
+    return total / elapsed["off"], total / elapsed["on"], ", ".join(exported) or "none"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="ledger: per round and side")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved on/off rounds")
+    parser.add_argument("--clients", type=int, default=16, help="ledger client processes")
+    parser.add_argument("--deposits", type=int, default=48, help="per round and side")
+    parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=16, help="activity threads per worker")
+    parser.add_argument("--skip", choices=("ledger", "deposits"), default=None)
+    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        serve_sink(args.sink)
+        return
+
+    started = time.monotonic()
+    print(f"observability overhead: tracing + metrics on vs off, {args.rounds} interleaved "
+          f"rounds; {load()}", flush=True)
+    sink = Sink()
+    try:
+        if args.skip != "ledger":
+            off, on = ledger_overhead(args, sink)
+            print(f"ledger (b) single transfers touching the house, {args.clients} client "
+                  f"processes, {args.rounds} x {args.seconds:.0f} s each side:", flush=True)
+            print(f"  {verdict(off, on)}", flush=True)
+        if args.skip != "deposits":
+            off, on, exported = asyncio.run(deposits_overhead(args, sink))
+            print(f"deposits end to end, concurrency {args.concurrency}, "
+                  f"{args.rounds} x {args.deposits} each side:", flush=True)
+            print(f"  {verdict(off, on)}", flush=True)
+            print(f"  the on stack's API /metrics had: {exported}")
+        requests, size = sink.received()
+        print(f"spans exported over OTLP: {requests} requests, {size / 1e6:.1f} MB; "
+              f"{load()}; {time.monotonic() - started:.0f} s in all")
+    finally:
+        sink.stop()
+
+
+if __name__ == "__main__":
+    main()
