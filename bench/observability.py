@@ -176,7 +176,7 @@ def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float, float]
             # A client lives seconds, not hours: export every 0.5 s (instead of every 5 s) so
             # its spans are shipped while it is measured, as a long-lived process's are.
             os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "500"
-            tracing.configure(Settings(telemetry_enabled=on, traces_exporter="otlp",
+            tracing.configure(Settings(telemetry_enabled=on, traces_exporter=args.exporter,
                                        otlp_endpoint=sink.url), "settlepay-bench-ledger")
             state["engine"] = make_engine(sqlalchemy_url(url), pool_size=4)
 
@@ -225,7 +225,7 @@ class Side:
     """One stack's processes (Stripe sandbox, API, worker) in its own Temporal namespace."""
 
     def __init__(self, name: str, on: bool, base_env: dict[str, str], sink: Sink,
-                 logs: Path) -> None:
+                 logs: Path, exporter: str) -> None:
         from tests.support.net import free_port
 
         self.name, self.on, self.logs = name, on, logs
@@ -240,7 +240,7 @@ class Side:
                     "SETTLEPAY_API_PORT": str(api_port),
                     "SETTLEPAY_WORKER_METRICS_PORT": str(self.metrics_port),
                     "SETTLEPAY_TELEMETRY_ENABLED": "true" if on else "false",
-                    "SETTLEPAY_TRACES_EXPORTER": "otlp" if on else "none",
+                    "SETTLEPAY_TRACES_EXPORTER": exporter if on else "none",
                     "SETTLEPAY_OTLP_ENDPOINT": sink.url}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.sandbox_port, self.api_port = sandbox_port, api_port
@@ -314,7 +314,8 @@ async def deposits_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float
                 "SETTLEPAY_TEMPORAL_ADDRESS": temporal, "SETTLEPAY_LOG_LEVEL": "WARNING",
                 "SETTLEPAY_API_DB_POOL_SIZE": "4", "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
                 "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(args.threads)}
-        sides = [Side("off", False, base, sink, logs), Side("on", True, base, sink, logs)]
+        sides = [Side("off", False, base, sink, logs, args.exporter),
+                 Side("on", True, base, sink, logs, args.exporter)]
         try:
             clients = {}
             for side in sides:   # the bench's own client is not measured: no tracing in it
@@ -365,6 +366,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--threads", type=int, default=16, help="activity threads per worker")
     parser.add_argument("--skip", choices=("ledger", "deposits"), default=None)
+    parser.add_argument("--exporter", choices=("otlp", "none"), default="otlp",
+                        help="on side: ship spans over OTLP (default) or make them only")
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
@@ -372,8 +375,8 @@ def main() -> None:
         return
 
     started = time.monotonic()
-    print(f"observability overhead: tracing + metrics on vs off, {args.rounds} interleaved "
-          f"rounds; {load()}", flush=True)
+    print(f"observability overhead: tracing (exporter {args.exporter}) + metrics on vs off, "
+          f"{args.rounds} interleaved rounds; {load()}", flush=True)
     sink = Sink()
     try:
         if args.skip != "ledger":
