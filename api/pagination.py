@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 
 from api.auth import Principal
 from api.problems import Problem
+from api.schemas.moments import Moment
 from store import pagination
 from store.pagination import Condition, Listing, Page, PageQuery
 
@@ -53,10 +54,10 @@ def list_query(
     ending_before: Annotated[str | None, Query(
         min_length=1, max_length=128,
         description="An item id: the page of items that precede it (newer ones).")] = None,
-    created_gt: Annotated[datetime | None, _created("gt", "after")] = None,
-    created_gte: Annotated[datetime | None, _created("gte", "at or after")] = None,
-    created_lt: Annotated[datetime | None, _created("lt", "before")] = None,
-    created_lte: Annotated[datetime | None, _created("lte", "at or before")] = None,
+    created_gt: Annotated[Moment | None, _created("gt", "after")] = None,
+    created_gte: Annotated[Moment | None, _created("gte", "at or after")] = None,
+    created_lt: Annotated[Moment | None, _created("lt", "before")] = None,
+    created_lte: Annotated[Moment | None, _created("lte", "at or before")] = None,
 ) -> PageQuery:
     if starting_after is not None and ending_before is not None:
         raise Problem(422, "validation_error", "The request is not valid",

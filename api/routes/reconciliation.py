@@ -49,13 +49,16 @@ from workflows.contracts.refusal import Refusal
 router = APIRouter(prefix="/v1/reconciliation", tags=["reconciliation"],
                    responses=PROBLEM_RESPONSES)
 Limit = Annotated[int, Query(ge=1, le=100)]
+SEQ_MAX = 2**63 - 1          # run and break ids are PostgreSQL bigints: larger is a 422
+RunCursor = Annotated[int | None, Query(ge=1, le=SEQ_MAX)]
+BreakCursor = Annotated[int | None, Query(ge=0, le=SEQ_MAX)]
 MEMO_RUN = "reconciliation_run"      # the workflow's memo: the run while it is running
 MEMO_FIELDS = ("provider", "window_start", "window_end", "created_by")
 
 
 @router.get("/runs", response_model=ReconciliationRunList, summary="List reconciliation runs")
 def list_runs(principal: Operator, engine: EngineDep, limit: Limit = 20,
-              before: Annotated[int | None, Query(ge=1)] = None) -> ReconciliationRunList:
+              before: RunCursor = None) -> ReconciliationRunList:
     with engine.connect() as conn:
         rows = store.list_runs(conn, limit=limit + 1, before_seq=before)
     return ReconciliationRunList(
@@ -139,7 +142,7 @@ def list_breaks(principal: Operator, engine: EngineDep,
                 status: BreakStatusFilter | None = "open", run_id: str | None = None,
                 class_: Annotated[str | None, Query(alias="class")] = None,
                 limit: Limit = 50,
-                after: Annotated[int | None, Query(ge=0)] = None) -> ReconciliationBreakList:
+                after: BreakCursor = None) -> ReconciliationBreakList:
     with engine.connect() as conn:
         rows = store.list_breaks(conn, status=status, run_id=run_id, class_=class_,
                                  limit=limit + 1, after_id=after)

@@ -16,7 +16,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -27,6 +27,7 @@ from api.auth import PlayersReader, visible_player
 from api.deps import EngineDep
 from api.pagination import ListParams, aware, invalid_cursor
 from api.problems import PROBLEM_RESPONSES, Problem
+from api.schemas.moments import Moment
 from api.schemas.statements import (
     CSV_COLUMNS,
     PlayerBalances,
@@ -125,10 +126,10 @@ CSV_EXAMPLE = (",".join(CSV_COLUMNS) + "\n"
                              "content": {"text/csv": {"example": CSV_EXAMPLE}}}})
 def export_transactions(
     player_id: str, principal: PlayersReader, engine: EngineDep,
-    period_start: Annotated[datetime, Query(alias="created[gte]",
-                                            description="Start of the period (included).")],
-    period_end: Annotated[datetime, Query(alias="created[lt]",
-                                          description="End of the period (excluded).")],
+    period_start: Annotated[Moment, Query(alias="created[gte]",
+                                          description="Start of the period (included).")],
+    period_end: Annotated[Moment, Query(alias="created[lt]",
+                                        description="End of the period (excluded).")],
     currency: CurrencyFilter = None,
 ) -> StreamingResponse:
     start, end = aware(period_start), aware(period_end)
@@ -174,8 +175,8 @@ def export_transactions(
                         "reconstructed from the ledger's entries and holds.")
 def balances_at(
     player_id: str, principal: PlayersReader, engine: EngineDep,
-    at: Annotated[datetime | None, Query(description="A past moment (ISO 8601); default now.",
-                                         examples=["2026-11-01T00:00:00Z"])] = None,
+    at: Annotated[Moment | None, Query(description="A past moment (ISO 8601); default now.",
+                                       examples=["2026-11-01T00:00:00Z"])] = None,
 ) -> PlayerBalances:
     with _snapshot(engine) as conn, conn.begin():
         visible_player(conn, principal, player_id)

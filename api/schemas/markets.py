@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from api.schemas.lists import ListPage
+from api.schemas.moments import Moment
 from workflows.contracts.settlement import VERSION_MAX, MarketState, ResultStatus
 
 Factor = StrictStr | StrictInt   # "0.5", "1/3", 0 or 1: never a float
@@ -84,7 +85,7 @@ class CancellationCreate(BaseModel):
     reason_code: StrictStr | StrictInt = Field(
         description="The void reason (UOF `void_reason`), kept with every bet it refunds.")
     reason: str | None = Field(None, max_length=500)
-    placed_from: datetime | None = Field(None, description="Only bets placed at or after this.")
+    placed_from: Moment | None = Field(None, description="Only bets placed at or after this.")
     placed_until: datetime | None = Field(None, description="Only bets placed before this.")
 
 

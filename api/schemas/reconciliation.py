@@ -7,9 +7,11 @@ builders the outbox events and the CLI use.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from api.schemas.moments import NOT_A_NUMBER
 
 BreakStatusFilter = Literal["open", "repaired", "resolved"]
 
@@ -54,10 +56,11 @@ class ReconciliationRunList(BaseModel):
 class ReconciliationRunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: AwareDatetime | None = Field(
+    since: Annotated[AwareDatetime | None, NOT_A_NUMBER] = Field(
         None, description="Window start (default: where the last run's window ended, else 24 "
                           "hours ago).")
-    until: AwareDatetime | None = Field(None, description="Window end (default: now).")
+    until: Annotated[AwareDatetime | None, NOT_A_NUMBER] = Field(
+        None, description="Window end (default: now).")
     repair: bool = Field(True, description="Auto-repair the safe break classes.")
     grace_seconds: int | None = Field(None, ge=0, le=7 * 86_400, description=(
         "Items younger than this are pending (default: SETTLEPAY_RECONCILIATION_GRACE_SECONDS)."))
