@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.gateway import PaymentGateway, WebhookEvent, WebhookSignatureInvalid
 from api.deps import EngineDep, get_temporal
-from api.problems import Problem
+from api.problems import PROBLEM_RESPONSES, Problem
 from commands import deposits as commands
 from settlepay.db import run_in_transaction
 from store import deposits as store
@@ -59,7 +59,10 @@ def _verifier(request: Request) -> PaymentGateway:
     return verifier
 
 
-@router.post("/stripe", response_model=Received, summary="Receive a Stripe event")
+@router.post("/stripe", response_model=Received, summary="Receive a Stripe event",
+             responses={400: {**PROBLEM_RESPONSES[400], "description":
+                              "The Stripe-Signature is missing, wrong or too old"},
+                        **{code: PROBLEM_RESPONSES[code] for code in (413, 422)}})
 async def receive(request: Request, engine: EngineDep) -> Received:
     payload = await request.body()
     try:

@@ -35,13 +35,15 @@ class WebhookEndpointCreate(BaseModel):
 class WebhookEndpointUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    url: str | None = Field(None, min_length=1, max_length=2048)
-    description: str | None = Field(None, max_length=500)
-    event_types: list[EventTypeFilter] | None = Field(None, min_length=1, max_length=64)
+    # Omitted: unchanged. Only rate_limit_per_minute takes null; the others are not nullable
+    # (the default None only means "not sent"), so the OpenAPI description refuses null too.
+    url: str = Field(None, min_length=1, max_length=2048)
+    description: str = Field(None, max_length=500)
+    event_types: list[EventTypeFilter] = Field(None, min_length=1, max_length=64)
     rate_limit_per_minute: int | None = Field(None, ge=1, le=1_000_000,
                                               description="null removes the limit")
-    disabled: bool | None = Field(None, description="true stops deliveries (pending ones "
-                                                    "fail); false resumes them")
+    disabled: bool = Field(None, description="true stops deliveries (pending ones "
+                                             "fail); false resumes them")
 
 
 class WebhookEndpoint(BaseModel):
