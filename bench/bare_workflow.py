@@ -36,11 +36,14 @@ class BareDepositWorkflow:
 async def serve(address: str, threads: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
 
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    from settlepay.config import Settings
+    from settlepay.temporal import connect
+
+    # The worker's own client factory: the same payload codec and interceptors as
+    # `settlepay worker`, so the yardstick pays what the deposit pays for Temporal itself.
+    client = await connect(Settings(temporal_address=address))
     with ThreadPoolExecutor(max_workers=threads) as executor:
         await Worker(client, task_queue=QUEUE, workflows=[BareDepositWorkflow],
                      activities=[bare_step], activity_executor=executor,
