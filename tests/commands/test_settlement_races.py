@@ -5,14 +5,10 @@ reproduced against the real commands, ledger and database; after each, `ledger c
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from audit.verify import verify as audit_verify
 from commands import bets
@@ -21,6 +17,7 @@ from ledger import AccountRef
 from settlepay.config import Settings
 from settlepay.db import run_in_transaction
 from tests.support.factories import audit_actions, ledger_violations, wait_until
+from tests.support.races import in_thread, named_connection, waiting_on_a_lock
 from tests.support.settlement import (
     account,
     bet_row,
@@ -128,42 +125,6 @@ def _bet_request(player_id: str, market: str) -> bets.BetRequest:
                            bet_type="single", legs=(bets.LegRequest(market, "home", "2.00"),))
 
 
-@contextmanager
-def named_connection(engine: Engine, name: str) -> Iterator[Connection]:
-    """A connection that pg_stat_activity shows under `name` (reset before it goes back)."""
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"SET application_name = '{name}'")
-        conn.commit()
-        try:
-            yield conn
-        finally:
-            conn.rollback()
-            conn.exec_driver_sql("RESET application_name")
-            conn.commit()
-
-
-def _waiting_on_a_lock(engine: Engine, application_name: str) -> bool:
-    with engine.connect() as conn:
-        return bool(conn.execute(text("""SELECT count(*) FROM pg_stat_activity
-                                          WHERE application_name = :a
-                                            AND wait_event_type = 'Lock'"""),
-                                 {"a": application_name}).scalar())
-
-
-def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as error:   # reported by the test
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
 async def test_a_bet_that_checked_then_waited_while_the_result_came_is_settled(engine, settings,
                                                                                market):
     p = funded_player(engine, 1_000)
@@ -188,12 +149,12 @@ async def test_a_bet_that_checked_then_waited_while_the_result_came_is_settled(e
                                           actor="system:test")
             return run_market(engine, settings, market, 1)
 
-        bet_thread, bet_outcome = _in_thread(place_bet)
-        await wait_until(lambda: _waiting_on_a_lock(engine, bet_name), timeout=10)
-        result_thread, result_outcome = _in_thread(record_and_settle)
+        bet_thread, bet_outcome = in_thread(place_bet)
+        await wait_until(lambda: waiting_on_a_lock(engine, bet_name), timeout=10)
+        result_thread, result_outcome = in_thread(record_and_settle)
         # The result waits for the bet (per-market lock), or, without it, is recorded and the
         # market settles while the bet is still waiting.
-        await wait_until(lambda: _waiting_on_a_lock(engine, result_name)
+        await wait_until(lambda: waiting_on_a_lock(engine, result_name)
                          or not result_thread.is_alive(), timeout=10)
         blocker_tx.rollback()
     bet_thread.join(timeout=30)
@@ -225,8 +186,8 @@ async def test_a_bet_placed_while_the_result_is_being_recorded_is_refused(engine
                 return bets.place(conn, settings, _bet_request(p, market),
                                   actor="system:test")
 
-        thread, outcome = _in_thread(place_bet)
-        await wait_until(lambda: _waiting_on_a_lock(engine, name) or not thread.is_alive(),
+        thread, outcome = in_thread(place_bet)
+        await wait_until(lambda: waiting_on_a_lock(engine, name) or not thread.is_alive(),
                          timeout=10)
         result_tx.commit()
     thread.join(timeout=30)

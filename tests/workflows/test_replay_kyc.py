@@ -7,15 +7,11 @@ references, the review recorded by the workflow): they replay through the old br
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
 
-from settlepay import codec
-from settlepay.config import Settings
+from tests.support.replay import markers, replay
 from workflows.contracts.kyc import Patch
 from workflows.kyc import KycWorkflow
 
@@ -25,36 +21,20 @@ REQUIRED = {"verified", "sanctions_review_approved", "expired", "retry_then_veri
             "sanctions_review_approved_before_patch"}
 
 
-def _load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, path.read_text())
-
-
-def _markers(path: Path) -> set[str]:
-    """The patch ids the history recorded (`workflow.patched` markers)."""
-    found = set()
-    for event in _load(path).events:
-        marker = event.marker_recorded_event_attributes
-        if event.HasField("marker_recorded_event_attributes") and "patch-data" in marker.details:
-            found.add(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
-    return found
-
-
 def test_the_histories_of_each_scenario_are_stored():
     assert REQUIRED <= {path.stem.removeprefix("kyc_") for path in RECORDED}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[path.stem for path in RECORDED])
 async def test_a_stored_kyc_history_replays(path: Path):
-    result = await Replayer(workflows=[KycWorkflow],
-                            data_converter=codec.data_converter(Settings())
-                            ).replay_workflow(_load(path))
+    result = await replay(KycWorkflow, path)
     assert result.replay_failure is None
 
 
 def test_histories_before_the_patches_carry_no_marker_and_new_ones_do():
     for path in RECORDED:
         if path.stem.endswith("_before_patch"):
-            assert _markers(path) == set(), path.name
-    assert Patch.REFERENCE_PER_RUN in _markers(HISTORIES / "kyc_verified.json")
-    assert Patch.REVIEW_RECORDED_BY_WORKFLOW in _markers(
+            assert markers(path) == set(), path.name
+    assert Patch.REFERENCE_PER_RUN in markers(HISTORIES / "kyc_verified.json")
+    assert Patch.REVIEW_RECORDED_BY_WORKFLOW in markers(
         HISTORIES / "kyc_sanctions_review_approved.json")

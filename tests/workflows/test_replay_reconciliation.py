@@ -7,11 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
 
-from settlepay import codec
-from settlepay.config import Settings
+from tests.support.replay import replay
 from workflows.reconciliation import ReconciliationWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -25,8 +22,5 @@ def test_the_histories_of_each_scenario_are_stored():
 
 @pytest.mark.parametrize("path", RECORDED, ids=[path.stem for path in RECORDED])
 async def test_a_stored_reconciliation_history_replays(path: Path):
-    replayer = Replayer(workflows=[ReconciliationWorkflow],
-                        data_converter=codec.data_converter(Settings()))
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
-    result = await replayer.replay_workflow(history)
+    result = await replay(ReconciliationWorkflow, path)
     assert result.replay_failure is None

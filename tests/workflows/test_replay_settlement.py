@@ -13,11 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
 
-from settlepay import codec
-from settlepay.config import Settings
+from tests.support.replay import load, replay
 from workflows.settlement import MarketSettlementWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -27,18 +24,14 @@ REQUIRED = {"settled", "resettled", "rolled_back", "refused", "continued_as_new_
             "continued_as_new_before_rooms_run2", "rolled_back_before_rooms"}
 
 
-def _load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, path.read_text())
-
-
 def test_the_histories_of_each_scenario_are_stored():
     assert REQUIRED <= {path.stem.removeprefix("settlement_") for path in RECORDED}
 
 
 def test_a_continued_run_ends_in_continue_as_new_and_the_next_starts_from_it():
     for prefix in ("continued_as_new", "continued_as_new_before_rooms"):
-        first = _load(HISTORIES / f"settlement_{prefix}_run1.json").events
-        second = _load(HISTORIES / f"settlement_{prefix}_run2.json").events
+        first = load(HISTORIES / f"settlement_{prefix}_run1.json").events
+        second = load(HISTORIES / f"settlement_{prefix}_run2.json").events
         assert first[-1].HasField("workflow_execution_continued_as_new_event_attributes")
         started = second[0].workflow_execution_started_event_attributes
         assert started.continued_execution_run_id
@@ -46,7 +39,5 @@ def test_a_continued_run_ends_in_continue_as_new_and_the_next_starts_from_it():
 
 @pytest.mark.parametrize("path", RECORDED, ids=[path.stem for path in RECORDED])
 async def test_a_stored_settlement_history_replays(path: Path):
-    replayer = Replayer(workflows=[MarketSettlementWorkflow],
-                        data_converter=codec.data_converter(Settings()))
-    result = await replayer.replay_workflow(_load(path))
+    result = await replay(MarketSettlementWorkflow, path)
     assert result.replay_failure is None
