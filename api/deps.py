@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -68,3 +69,16 @@ async def get_temporal(request: Request) -> Client:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+# How long a route waits for a workflow to take an Update (a second-factor code, a cancel, a
+# review). An Update needs a worker; when none polls, Temporal would hold the request until the
+# client gives up. The route answers 503 instead, and the client may retry the same request.
+UPDATE_WAIT = timedelta(seconds=5)
+
+
+def workflow_unavailable() -> Problem:
+    """The answer when a workflow did not take an Update within UPDATE_WAIT."""
+    return Problem(503, "workflow_unavailable", "The workflow is not answering right now",
+                   "No worker took the request in time; retry later with the same request.",
+                   headers={"Retry-After": str(int(RECONNECT_INTERVAL))})

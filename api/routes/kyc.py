@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.kyc import DocumentVerdict, WebhookSignatureInvalid, verify_webhook
 from api.auth import Operator, PlayersWriter, Principal, visible_player
-from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.deps import UPDATE_WAIT, EngineDep, SettingsDep, TemporalDep, workflow_unavailable
 from api.problems import PROBLEM_RESPONSES, Problem, refused
 from api.schemas.kyc import KycCase, KycStart, WebhookReceipt
 from api.schemas.review import ReviewIn
@@ -89,10 +89,12 @@ async def review_kyc(player_id: str, body: ReviewIn, principal: Operator, engine
     # it with the audit record; a decision it refuses leaves nothing behind.
     try:
         await client.get_workflow_handle(workflow_id(player_id)).execute_update(
-            Update.REVIEW, decision)
+            Update.REVIEW, decision, rpc_timeout=UPDATE_WAIT)
     except WorkflowUpdateFailedError as error:
         raise refused(Refusal.of(error) or _not_in_review(case), "No review pending") from None
     except RPCError as error:
+        if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            raise workflow_unavailable() from None
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
         raise refused(_not_in_review(case), "No review pending") from None

@@ -47,8 +47,8 @@ router = APIRouter(tags=["webhooks"], responses=PROBLEM_RESPONSES)
 WebhooksWriter = Annotated[Principal, Depends(require(Scope.WEBHOOKS_WRITE))]
 OptionalIdempotencyKey = Annotated[IdempotencyKey | None, Depends(optional_idempotency_key)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=64, description="`next_cursor` of the page "
-                                                                "before")]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=64,
+                                     description="`next_cursor` of the page before")]
 ENDPOINTS = "/v1/webhook_endpoints"
 
 

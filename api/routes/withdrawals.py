@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Operator, Principal, WithdrawalsWriter, visible_player
-from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.deps import UPDATE_WAIT, EngineDep, SettingsDep, TemporalDep, workflow_unavailable
 from api.idempotency import IdempotencyKey, required_idempotency_key
 from api.openapi_links import links, to
 from api.pagination import ListParams, PartnerFilter, read_page, tenancy
@@ -158,7 +158,8 @@ async def submit_second_factor(withdrawal_id: str, body: SecondFactorCodeIn,
     try:
         answer = await handle.execute_update(Update.SUBMIT_SECOND_FACTOR,
                                              SecondFactorCode(body.code),
-                                             result_type=SecondFactorAnswer)
+                                             result_type=SecondFactorAnswer,
+                                             rpc_timeout=UPDATE_WAIT)
     except WorkflowUpdateFailedError as error:
         raise _update_problem(error) from None
     except RPCError as error:
@@ -176,7 +177,7 @@ async def cancel(withdrawal_id: str, principal: WithdrawalsWriter, engine: Engin
     try:
         await handle.execute_update(Update.CANCEL,
                                     CancelRequest(principal.actor, body.reason if body else None),
-                                    result_type=str)
+                                    result_type=str, rpc_timeout=UPDATE_WAIT)
     except WorkflowUpdateFailedError as error:
         raise _update_problem(error) from None
     except RPCError as error:
@@ -241,6 +242,8 @@ def _update_problem(error: WorkflowUpdateFailedError) -> Problem:
 
 
 def _closed_problem(error: RPCError) -> Problem:
+    if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        return workflow_unavailable()
     if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
         return refused(Refusal(WithdrawalRefusal.FINISHED,
                                "The withdrawal has finished; it takes no more requests."),
