@@ -130,8 +130,13 @@ class RedisError(Exception):
 class RedisBuckets:
     """Buckets in Redis, over a few pooled connections speaking RESP (no client library)."""
 
-    def __init__(self, url: str, connections: int = 8, timeout_seconds: float = 1.0) -> None:
+    KEY_PREFIX = "settlepay:rate:"
+
+    def __init__(self, url: str, connections: int = 8, timeout_seconds: float = 1.0, *,
+                 key_prefix: str = KEY_PREFIX) -> None:
         parsed = urlparse(url)
+        # Every bucket's Redis key starts with it (tests on a shared server use their own).
+        self.key_prefix = key_prefix
         if parsed.scheme != "redis":
             raise ValueError(f"a Redis URL is redis://[:password@]host[:port][/db], not {url!r}")
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 6379
@@ -209,7 +214,7 @@ class RedisBuckets:
             return answer
 
     async def take(self, engine: Engine, bucket: str, limit: RateLimit) -> Decision:
-        arguments = ("1", f"settlepay:rate:{bucket}", str(limit.requests),
+        arguments = ("1", f"{self.key_prefix}{bucket}", str(limit.requests),
                      repr(limit.per_second))
         try:
             allowed, tokens = await self.command("EVALSHA", REDIS_TAKE_SHA, *arguments)
