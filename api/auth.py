@@ -25,6 +25,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import Connection, RowMapping
 from starlette.concurrency import run_in_threadpool
 
+from api import versioning
 from api.problems import Problem, not_found
 from domain.scopes import Role, Scope
 from store import api_keys, players
@@ -40,6 +41,8 @@ class Principal:
     scopes: frozenset[str]
     # The key's own rate limits (domain/rate_limits.py), {"*" | scope: {requests, window}}.
     rate_limits: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # The API version the key is pinned to (domain/api_versions.py); None when not looked up.
+    api_version: str | None = field(default=None, compare=False)
 
     @property
     def actor(self) -> str:
@@ -56,7 +59,7 @@ class Principal:
     @classmethod
     def of(cls, key: api_keys.ApiKey) -> Principal:
         return cls(api_key_id=key.id, role=key.role, partner_id=key.partner_id, scopes=key.scopes,
-                   rate_limits=key.rate_limits)
+                   rate_limits=key.rate_limits, api_version=key.api_version)
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -106,6 +109,7 @@ async def authenticate(request: Request,
         raise _unauthorized("The API key is unknown or revoked.", "api_key_invalid")
     principal = Principal.of(key)
     request.scope[PRINCIPAL_SCOPE_KEY] = principal
+    versioning.settle(request.scope, principal.api_version)
     return principal
 
 

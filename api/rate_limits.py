@@ -50,6 +50,7 @@ from urllib.parse import unquote, urlparse
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import versioning
 from api.auth import PRINCIPAL_SCOPE_KEY, Principal, presented_key
 from api.problems import Problem
 from domain.rate_limits import Decision, RateLimit, key_limit, parse, scope_limit
@@ -341,6 +342,7 @@ class RateLimitMiddleware:
         if principal is None:
             return await self.app(scope, receive, send)   # the route answers 401
         scope[PRINCIPAL_SCOPE_KEY] = principal
+        versioning.settle(scope, principal.api_version)    # the key's pinned API version
         if decision is None:
             return await self.app(scope, receive, send)
         if not decision.allowed:

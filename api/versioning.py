@@ -4,10 +4,14 @@
 
 The policy
 ----------
-* A version is a date. `VERSIONS` lists those the API serves, oldest first; the newest is the
-  current one. Every answer says which version it was made under, in `Settlepay-Version`.
-* A request without the header is served under the current version. Integrations should send
-  the header on every request, so that they keep their behaviour when a new version appears.
+* A version is a date. `domain.api_versions.VERSIONS` lists those the API serves, oldest
+  first; the newest is the current one. Every answer says which version it was made under, in
+  `Settlepay-Version`.
+* Every API key is pinned to a version: the current one when it is made, or the one its
+  create request asks for (`api_version`); a rolled key keeps its predecessor's unless the roll
+  asks for another. A request without the header is served under its key's pinned version (no
+  key: the current one). A request with the header is served under that version, for that
+  request only: that is how a partner tries a new version before moving its key to it.
 * A request naming a version that is not served gets 400 problem+json `api_version_unknown`
   (its `supported` member lists the served versions); nothing runs.
 * Backwards-compatible changes come without a new version: new resources and routes, new
@@ -17,33 +21,54 @@ The policy
 * Anything else (removing or renaming a member, changing a type or a meaning, a new required
   parameter, a different status code for the same case) is released under a new dated
   version; the older versions keep their behaviour and stay served for at least 12 months after
-  their successor appears, announced in the changelog. A route that answers differently per
-  version reads `request.scope[VERSION_SCOPE_KEY]` (always one of VERSIONS).
+  their successor appears, announced in the changelog. A key pinned to a version that is no
+  longer served is served under the oldest version after it (domain.api_versions.for_pin).
+  A route that answers differently per version reads `request.scope[VERSION_SCOPE_KEY]`
+  (always a served version).
+* Upgrading: send the new version's header on some requests (or on a test key's), then roll
+  the key with `{"api_version": "<new>"}` (POST /v1/api_keys/{id}/roll): the new key is pinned
+  to it while the old one keeps its version until it expires. Going back is rolling again.
 Must never: serve a request under a version it did not ask for when it named one.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import Problem
+from domain import api_versions
 
 HEADER = "Settlepay-Version"
-VERSIONS: tuple[str, ...] = ("2026-12-01",)
-CURRENT = VERSIONS[-1]
+# The served versions at import (read domain.api_versions for the live list).
+VERSIONS: tuple[str, ...] = api_versions.VERSIONS
+CURRENT = api_versions.current()
 VERSION_SCOPE_KEY = "settlepay.api_version"
+# The version the request's header named (None: no header), set before the key is known.
+ASKED_SCOPE_KEY = "settlepay.api_version_asked"
 
 
 def unknown_version() -> Problem:
     # The version asked for is not repeated: a response never echoes what was submitted.
+    served = api_versions.VERSIONS
     return Problem(400, "api_version_unknown", "Unknown API version",
-                   f"This {HEADER} is not served; send one of {', '.join(VERSIONS)} "
-                   "(or no header for the current one).",
-                   extensions={"supported": list(VERSIONS)}, headers={HEADER: CURRENT})
+                   f"This {HEADER} is not served; send one of {', '.join(served)} "
+                   "(or no header for your API key's pinned version).",
+                   extensions={"supported": list(served)},
+                   headers={HEADER: api_versions.current()})
+
+
+def settle(scope: dict[str, Any], pinned: str | None) -> None:
+    """Once the request's key is known: without a header, serve it under the key's pinned
+    version (`pinned`; None: the key's pin was not read, nothing changes)."""
+    if pinned is not None and scope.get(ASKED_SCOPE_KEY) is None:
+        scope[VERSION_SCOPE_KEY] = api_versions.for_pin(pinned)
 
 
 class ApiVersion:
-    """Pure ASGI: pick the request's version (or refuse it) and name it in the answer."""
+    """Pure ASGI: refuse an unknown version, and name the version used in the answer (the
+    header's, else the key's pinned one once authentication has read it, else the current)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -53,14 +78,14 @@ class ApiVersion:
             return await self.app(scope, receive, send)
         asked = next((value.decode("latin-1").strip() for name, value in scope["headers"]
                       if name.lower() == HEADER.lower().encode()), None)
-        version = CURRENT if asked is None else asked
-        if version not in VERSIONS:
+        if asked is not None and not api_versions.served(asked):
             return await unknown_version().response()(scope, receive, send)
-        header = (HEADER.lower().encode(), version.encode())
-        scope[VERSION_SCOPE_KEY] = version
+        scope[ASKED_SCOPE_KEY] = asked
+        scope[VERSION_SCOPE_KEY] = asked if asked is not None else api_versions.current()
 
         async def named(message: Message) -> None:
             if message["type"] == "http.response.start":
+                header = (HEADER.lower().encode(), scope[VERSION_SCOPE_KEY].encode())
                 message = {**message, "headers": [*message.get("headers", []), header]}
             await send(message)
 

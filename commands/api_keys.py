@@ -13,6 +13,9 @@ Who may grant what (`Grantor`, the key asking, or the CLI / system):
   holds itself. Rolling makes a new key with the old one's definition and gives the old one an
   expiry (immediate or up to a week later), so clients can switch over.
 * a partner key never holds an operator-only scope (domain.scopes.OPERATOR_ONLY).
+* every key is pinned to an API version (domain/api_versions.py): the one asked for, which must
+  be served, else the current one; a rolled key keeps its predecessor's unless the roll names
+  another (how a partner moves to a new version).
 Must never: log or audit a plaintext key; open its own transaction.
 """
 
@@ -29,6 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping
 
 import audit
+from domain import api_versions
 from domain.rate_limits import InvalidRateLimit, parse
 from domain.scopes import ALL_SCOPES, OPERATOR_ONLY, Role, default_scopes, unknown
 from store import api_keys as store
@@ -101,48 +105,65 @@ def _limits(rate_limits: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ApiKeyRefused(ApiKeyRefusal.INVALID, str(error)) from error
 
 
+def _version(api_version: str | None) -> str:
+    """The version a new key is pinned to: the one asked for (served), else the current one."""
+    if api_version is None:
+        return api_versions.current()
+    if not api_versions.served(api_version):
+        raise ApiKeyRefused(ApiKeyRefusal.INVALID,
+                            f"api_version must be one of {', '.join(api_versions.VERSIONS)}")
+    return api_version
+
+
 def _insert(conn: Connection, plaintext: str, role: str, partner_id: str | None,
             scopes: frozenset[str], name: str, actor: str, *,
             rate_limits: Mapping[str, Any] | None = None,
-            rolled_from: str | None = None) -> str | None:
+            rolled_from: str | None = None, api_version: str | None = None) -> str | None:
     """Insert and audit the key unless its prefix exists; returns the new id or None."""
     key_id = "key_" + uuid.uuid4().hex[:20]
+    version = api_version or api_versions.current()
     if not store.insert(conn, key_id=key_id, plaintext=plaintext, role=role,
                         partner_id=partner_id, scopes=scopes, name=name,
-                        rate_limits=rate_limits, created_by=actor, rolled_from=rolled_from):
+                        rate_limits=rate_limits, api_version=version, created_by=actor,
+                        rolled_from=rolled_from):
         return None
     audit.record(conn, actor=actor, action="api_key.created", subject_type="api_key",
                  subject_id=key_id, before=None,
                  after={"id": key_id, "prefix": key_prefix(plaintext), "role": role,
                         "partner_id": partner_id, "scopes": sorted(scopes), "name": name,
-                        "rate_limits": dict(rate_limits or {}), "rolled_from": rolled_from})
+                        "rate_limits": dict(rate_limits or {}), "rolled_from": rolled_from,
+                        "api_version": version})
     return key_id
 
 
 def _new(conn: Connection, role: str, partner_id: str | None, scopes: frozenset[str],
          name: str, actor: str, *, rate_limits: Mapping[str, Any] | None = None,
-         rolled_from: str | None = None) -> tuple[str, str]:
+         rolled_from: str | None = None, api_version: str | None = None) -> tuple[str, str]:
     while True:  # a prefix collision (78 random bits) is all but impossible; draw again if so
         # The public prefix has randomness of its own, so the secret after it keeps 256 bits.
         plaintext = ("sp_" + secrets.token_urlsafe(12)[:PREFIX_LENGTH - 3]
                      + secrets.token_urlsafe(32))
         key_id = _insert(conn, plaintext, role, partner_id, scopes, name, actor,
-                         rate_limits=rate_limits, rolled_from=rolled_from)
+                         rate_limits=rate_limits, rolled_from=rolled_from,
+                         api_version=api_version)
         if key_id is not None:
             return key_id, plaintext
 
 
 def create_api_key(conn: Connection, role: str, partner_id: str | None,
                    scopes: Iterable[str] | None, name: str, *, actor: str = SYSTEM_ACTOR,
-                   rate_limits: Mapping[str, Any] | None = None) -> tuple[str, str]:
+                   rate_limits: Mapping[str, Any] | None = None,
+                   api_version: str | None = None) -> tuple[str, str]:
     """Make a new key; returns (id, plaintext). The plaintext cannot be recovered later."""
     chosen = _definition(role, partner_id, scopes, name)
-    return _new(conn, role, partner_id, chosen, name, actor, rate_limits=_limits(rate_limits))
+    return _new(conn, role, partner_id, chosen, name, actor, rate_limits=_limits(rate_limits),
+                api_version=_version(api_version))
 
 
 def grant(conn: Connection, grantor: Grantor, *, role: str | None, partner_id: str | None,
           scopes: Iterable[str] | None, name: str,
-          rate_limits: Mapping[str, Any] | None) -> tuple[RowMapping, str]:
+          rate_limits: Mapping[str, Any] | None,
+          api_version: str | None = None) -> tuple[RowMapping, str]:
     """A key made by `grantor` (see the module docstring); returns (row, plaintext)."""
     if grantor.is_operator:
         role = role or (Role.PARTNER if partner_id else Role.OPERATOR)
@@ -158,7 +179,7 @@ def grant(conn: Connection, grantor: Grantor, *, role: str | None, partner_id: s
         _holds(grantor, frozenset(str(s) for s in scopes))
     chosen = _definition(role, partner_id, scopes, name)
     key_id, plaintext = _new(conn, role, partner_id, chosen, name, grantor.actor,
-                             rate_limits=_limits(rate_limits))
+                             rate_limits=_limits(rate_limits), api_version=_version(api_version))
     row = store.get(conn, key_id)
     assert row is not None
     return row, plaintext
@@ -180,10 +201,11 @@ def visible(conn: Connection, grantor: Grantor, key_id: str, *,
     return row
 
 
-def roll(conn: Connection, grantor: Grantor, key_id: str,
-         expires_in: timedelta) -> tuple[RowMapping, RowMapping, str]:
-    """A new key with the old one's definition; the old one expires after `expires_in` (0: at
-    once, at most ROLL_EXPIRY_MAX). Returns (old row after, new row, new plaintext)."""
+def roll(conn: Connection, grantor: Grantor, key_id: str, expires_in: timedelta, *,
+         api_version: str | None = None) -> tuple[RowMapping, RowMapping, str]:
+    """A new key with the old one's definition, pinned to `api_version` (default: the old
+    key's); the old one expires after `expires_in` (0: at once, at most ROLL_EXPIRY_MAX).
+    Returns (old row after, new row, new plaintext)."""
     if not timedelta(0) <= expires_in <= ROLL_EXPIRY_MAX:
         raise ApiKeyRefused(ApiKeyRefusal.INVALID,
                             f"the old key may live on for 0 to {ROLL_EXPIRY_MAX} only")
@@ -194,7 +216,9 @@ def roll(conn: Connection, grantor: Grantor, key_id: str,
                             f"API key {key_id!r} is revoked or expired: make a new one instead")
     new_id, plaintext = _new(conn, old["role"], old["partner_id"], frozenset(old["scopes"]),
                              old["name"], grantor.actor, rate_limits=old["rate_limits"],
-                             rolled_from=key_id)
+                             rolled_from=key_id,
+                             api_version=(old["api_version"] if api_version is None
+                                          else _version(api_version)))
     after = store.expire(conn, key_id, expires_in.total_seconds())
     assert after is not None
     audit.record(conn, actor=grantor.actor, action="api_key.rolled", subject_type="api_key",
@@ -262,7 +286,8 @@ def api_key_payload(row: RowMapping) -> dict[str, Any]:
     return {"object": "api_key", "id": row["id"], "prefix": row["prefix"], "name": row["name"],
             "role": row["role"], "partner_id": row["partner_id"],
             "scopes": sorted(row["scopes"]), "status": status_of(row),
-            "rate_limits": dict(row["rate_limits"] or {}), "created_at": row["created_at"],
+            "rate_limits": dict(row["rate_limits"] or {}), "api_version": row["api_version"],
+            "created_at": row["created_at"],
             "created_by": row["created_by"], "expires_at": row["expires_at"],
             "revoked_at": row["revoked_at"], "last_used_at": row["last_used_at"],
             "rolled_from": row["rolled_from"]}

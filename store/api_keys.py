@@ -32,7 +32,7 @@ PREFIX_LENGTH = 16
 MIN_KEY_LENGTH = 32
 
 COLUMNS = ("id, prefix, role, partner_id, scopes, name, created_at, revoked_at, expires_at, "
-           "last_used_at, rate_limits, created_by, rolled_from, "
+           "last_used_at, rate_limits, created_by, rolled_from, api_version, "
            "(expires_at IS NOT NULL AND expires_at <= now()) AS expired")
 # GET /v1/api_keys pages (store/pagination.py), newest first, on the api_keys_list* indexes.
 LISTING = Listing("api_keys", COLUMNS)
@@ -50,6 +50,8 @@ class ApiKey:
     expired: bool = False
     # {"*" | scope: {"requests": n, "window_seconds": s}} (domain/rate_limits.py)
     rate_limits: Mapping[str, Any] = field(default_factory=dict)
+    # The API version its requests are served under without a Settlepay-Version header.
+    api_version: str | None = None
 
     @property
     def live(self) -> bool:
@@ -71,19 +73,22 @@ def matches(stored_hash: bytes, plaintext: str) -> bool:
 
 def insert(conn: Connection, *, key_id: str, plaintext: str, role: str, partner_id: str | None,
            scopes: frozenset[str], name: str, rate_limits: Mapping[str, Any] | None = None,
-           created_by: str | None = None, rolled_from: str | None = None,
+           api_version: str, created_by: str | None = None, rolled_from: str | None = None,
            expires_at: datetime | None = None) -> bool:
     """Insert the key unless its prefix exists; True when inserted."""
     inserted = conn.execute(
         text("""INSERT INTO api_keys (id, prefix, key_hash, role, partner_id, scopes, name,
-                                      rate_limits, created_by, rolled_from, expires_at)
+                                      rate_limits, api_version, created_by, rolled_from,
+                                      expires_at)
                 VALUES (:id, :prefix, :hash, :role, :partner_id, :scopes, :name,
-                        CAST(:rate_limits AS jsonb), :created_by, :rolled_from, :expires_at)
+                        CAST(:rate_limits AS jsonb), :api_version, :created_by, :rolled_from,
+                        :expires_at)
                 ON CONFLICT (prefix) DO NOTHING RETURNING id"""),
         {"id": key_id, "prefix": key_prefix(plaintext), "hash": key_hash(plaintext), "role": role,
          "partner_id": partner_id, "scopes": sorted(scopes), "name": name,
          "rate_limits": json.dumps(dict(rate_limits or {}), sort_keys=True),
-         "created_by": created_by, "rolled_from": rolled_from, "expires_at": expires_at},
+         "api_version": api_version, "created_by": created_by, "rolled_from": rolled_from,
+         "expires_at": expires_at},
     ).scalar_one_or_none()
     return inserted is not None
 
@@ -105,7 +110,8 @@ def from_row(row: Row | RowMapping) -> ApiKey:
     return ApiKey(id=values["id"], prefix=values["prefix"], role=values["role"],
                   partner_id=values["partner_id"], scopes=frozenset(values["scopes"]),
                   name=values["name"], revoked=values["revoked_at"] is not None,
-                  expired=bool(values["expired"]), rate_limits=dict(values["rate_limits"] or {}))
+                  expired=bool(values["expired"]), rate_limits=dict(values["rate_limits"] or {}),
+                  api_version=values.get("api_version"))
 
 
 def authenticate(conn: Connection, plaintext: str) -> ApiKey | None:

@@ -53,7 +53,7 @@ def create(body: ApiKeyCreate, request: Request, response: Response, principal: 
     def work(conn: Connection) -> tuple[RowMapping, str]:
         return commands.grant(conn, grantor(principal), role=body.role,
                               partner_id=body.partner_id, scopes=body.scopes, name=body.name,
-                              rate_limits=limits)
+                              rate_limits=limits, api_version=body.api_version)
 
     try:
         row, plaintext = run_in_transaction(engine, work)
@@ -100,13 +100,16 @@ def revoke(key_id: str, principal: ApiKeysWriter, engine: EngineDep) -> ApiKey:
 @router.post("/{key_id}/roll", status_code=201, response_model=ApiKeyWithSecret,
              summary="Roll an API key",
              description="A new key with the same definition (its secret shown this once); the "
-                         "old key keeps working for `expires_in_seconds`, then stops.")
+                         "old key keeps working for `expires_in_seconds`, then stops. With "
+                         "`api_version`, the new key is pinned to that API version.")
 def roll(key_id: str, request: Request, response: Response, principal: ApiKeysWriter,
          engine: EngineDep, body: ApiKeyRoll | None = None) -> ApiKeyWithSecret:
-    expires_in = timedelta(seconds=(body or ApiKeyRoll()).expires_in_seconds)
+    asked = body or ApiKeyRoll()
+    expires_in = timedelta(seconds=asked.expires_in_seconds)
 
     def work(conn: Connection) -> tuple[RowMapping, str]:
-        _, new, plaintext = commands.roll(conn, grantor(principal), key_id, expires_in)
+        _, new, plaintext = commands.roll(conn, grantor(principal), key_id, expires_in,
+                                          api_version=asked.api_version)
         return new, plaintext
 
     try:

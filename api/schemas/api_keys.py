@@ -8,12 +8,13 @@ shown (the database keeps its hash).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
 from commands.api_keys import ROLL_EXPIRY_MAX
+from domain import api_versions
 from domain.rate_limits import MAX_REQUESTS, MAX_WINDOW_SECONDS
 from domain.scopes import Scope
 
@@ -26,6 +27,10 @@ class RateLimitIn(BaseModel):
     window_seconds: StrictInt = Field(ge=1, le=MAX_WINDOW_SECONDS,
                                       description="Seconds in which an empty bucket refills.")
 
+
+# A served API version (domain/api_versions.py); the command refuses one no longer served (422).
+ApiVersionName = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                                      json_schema_extra={"enum": list(api_versions.VERSIONS)})]
 
 RATE_LIMITS = ('Operator keys only. Per bucket: "*" for the key as a whole, or a scope name '
                "for the requests needing that scope; unset buckets use the configured limits.")
@@ -49,6 +54,9 @@ class ApiKeyCreate(BaseModel):
     rate_limits: dict[str, RateLimitIn] | None = Field(
         None, max_length=32, description=RATE_LIMITS,
         examples=[{"*": {"requests": 50, "window_seconds": 1}}])
+    api_version: ApiVersionName | None = Field(
+        None, description="The API version the key's requests are served under when they send "
+                          "no Settlepay-Version header. Default: the current version.")
 
 
 class ApiKeyRoll(BaseModel):
@@ -57,6 +65,9 @@ class ApiKeyRoll(BaseModel):
     expires_in_seconds: StrictInt = Field(
         86_400, ge=0, le=int(ROLL_EXPIRY_MAX.total_seconds()),
         description="How long the old key keeps working (0: it stops at once; at most a week).")
+    api_version: ApiVersionName | None = Field(
+        None, description="The API version the new key is pinned to (how a partner moves to a "
+                          "new version). Default: the old key's.")
 
 
 class RateLimitOut(BaseModel):
@@ -74,6 +85,8 @@ class ApiKey(BaseModel):
     scopes: list[str]
     status: Literal["active", "expired", "revoked"]
     rate_limits: dict[str, RateLimitOut]
+    api_version: str = Field(description="The API version its requests are served under when "
+                                         "they send no Settlepay-Version header.")
     created_at: datetime
     created_by: str | None = Field(description="The actor that made it (api_key:<id>, cli:...).")
     expires_at: datetime | None = Field(description="Set when the key was rolled.")
