@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import versioning
 from api.problems import Problem, not_found
-from domain.scopes import Role, Scope
+from domain.scopes import OPERATOR_ONLY, Role, Scope
 from store import api_keys, players
 
 PRINCIPAL_SCOPE_KEY = "settlepay.principal"
@@ -122,6 +122,11 @@ def require(scope: Scope | str) -> Callable[[Request], Awaitable[Principal]]:
         if needed not in principal.scopes:
             raise Problem(403, "insufficient_scope", "The API key lacks a scope",
                           f"This request needs the scope {needed!r}.")
+        if needed in OPERATOR_ONLY and not principal.is_operator:
+            # Never issued to a partner (commands/api_keys.py); a row that holds one anyway
+            # (forged, or from before the rule) still does not open the house's routes.
+            raise Problem(403, "operator_only", "Only an operator key may do this",
+                          f"The scope {needed!r} is an operator's; this is a partner key.")
         limits = getattr(request.app.state, "rate_limits", None)   # api/rate_limits.py
         if limits is not None:
             await limits.check_scope(request.app.state.engine, principal, needed)
