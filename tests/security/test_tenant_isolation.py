@@ -1,11 +1,13 @@
 """Tenant isolation on every resource, over the real API (tests/support/stack.py).
 
 Partner B owns a player with a deposit, a withdrawal waiting for its second factor, bets (one
-market only B's players bet on, one both partners' do), an API key, a webhook endpoint and an
-event. Partner A's key tries to read each of them (404, exactly as for an id that does not
-exist, or absent from A's lists; a list cursor naming B's row is refused) and to act on each of
-them (404, or 403 for the house's markets) -- and after every attempt B's rows, in every table
-that names a player or a partner, and B's ledger balances are exactly as they were.
+market only B's players bet on, one both partners' do, one still open for a cash-out), bonus
+funds and a deposit-match offer, an API key, a webhook endpoint and an event. Partner A's key
+tries to read each of them (404, exactly as for an id that does not exist, or absent from A's
+lists; a list cursor naming B's row is refused) and to act on each of them (404; 403 for the
+house's routes: markets and their cancellations, free bets and bonuses, cash-out reversal,
+reconciliation) -- and after every attempt B's rows, in every table that names a player or a
+partner, and B's ledger balances are exactly as they were.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class World:
     b_endpoint: str
     a_endpoint: str
     b_event: str
+    b_open_bet: str          # B's bet on a market with no result yet (cash-out)
+    b_bonus: str             # bonus funds an operator credited to B's player
 
 
 def uid(prefix: str) -> str:
@@ -80,8 +84,9 @@ async def world(stack: Stack) -> AsyncIterator[World]:
         assert deposit["status"] == "succeeded", deposit
         withdrawal = await start_withdrawal(http, b, 1_000)
         await wait_state(http, b, withdrawal["id"], ("awaiting_2fa",))
-        b_bet = bet(b, b_market)
-        for body, player in ((b_bet, b), (bet(b, shared), b), (bet(a, shared), a)):
+        b_bet, b_open_bet = bet(b, b_market), bet(b, uid("mkt_open"))
+        for body, player in ((b_bet, b), (bet(b, shared), b), (bet(a, shared), a),
+                             (b_open_bet, b)):
             placed = await http.post("/v1/bets", json=body, headers=player.headers)
             assert placed.status_code == 201, placed.text
         for market in (b_market, shared):
@@ -97,13 +102,25 @@ async def world(stack: Stack) -> AsyncIterator[World]:
                                       event_types=("withdrawal.*",))
         outbox_id = emit(engine, b.partner_id, player_id=b.id)
         assert Dispatcher(engine, hooks)._ingest(only=[outbox_id]) == 1
+        # Promotions: B's player holds bonus funds, B's partner a deposit-match offer.
+        b_bonus = uid("bon")
+        credited = await http.post("/v1/bonuses", headers=b.operator, json={
+            "id": b_bonus, "player_id": b.id, "amount": 1_000, "currency": CURRENCY})
+        offer = await http.put(f"/v1/promotions/deposit_match/{b.partner_id}",
+                               headers=b.operator, json={
+                                   "percent": 50, "max_amount": 10_000,
+                                   "wagering_multiplier": 5, "min_odds": "1.50",
+                                   "valid_days": 30})
+        assert (credited.status_code, offer.status_code) == (201, 200), (credited.text,
+                                                                         offer.text)
         events = await http.get("/v1/events", headers=b.headers)
         assert events.status_code == 200 and events.json()["data"], events.text
         with engine.connect() as conn:
             b_key_id = conn.execute(text("SELECT id FROM api_keys WHERE partner_id = :p"),
                                     {"p": b.partner_id}).scalar_one()
         yield World(a, b, b_key_id, deposit["id"], withdrawal["id"], b_bet["id"], b_market,
-                    shared, b_endpoint["id"], a_endpoint["id"], events.json()["data"][0]["id"])
+                    shared, b_endpoint["id"], a_endpoint["id"], events.json()["data"][0]["id"],
+                    b_open_bet["id"], b_bonus)
 
 
 def trail(engine: Engine, world: World) -> dict[str, str]:
@@ -162,6 +179,10 @@ READS: dict[str, Request] = {
     "event": lambda w: ("GET", f"/v1/events/{w.b_event}", None),
     "event_attempts": lambda w: ("GET", f"/v1/events/{w.b_event}/attempts", None),
     "api_key": lambda w: ("GET", f"/v1/api_keys/{w.b_key_id}", None),
+    "bonus": lambda w: ("GET", f"/v1/bonuses/{w.b_bonus}", None),
+    "player_promotions": lambda w: ("GET", f"/v1/players/{w.b.id}/promotions", None),
+    "deposit_match_offer": lambda w: (
+        "GET", f"/v1/promotions/deposit_match/{w.b.partner_id}", None),
 }
 
 ACTS: dict[str, Request] = {
@@ -204,6 +225,9 @@ ACTS: dict[str, Request] = {
         "POST", f"/v1/events/{w.b_event}/resend", {"endpoint_id": w.b_endpoint}),
     "api_key_revoke": lambda w: ("DELETE", f"/v1/api_keys/{w.b_key_id}", None),
     "api_key_roll": lambda w: ("POST", f"/v1/api_keys/{w.b_key_id}/roll", {}),
+    "bet_cash_out": lambda w: ("POST", f"/v1/bets/{w.b_open_bet}/cash_out", {
+        "quote_id": uid("quote"), "value": 400,
+        "expires_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}),
 }
 
 # The house's markets: a partner key is refused whatever market it names.
@@ -213,6 +237,33 @@ MARKET_ACTS: dict[str, Request] = {
     "market_rollback": lambda w: ("POST", f"/v1/markets/{w.b_market}/rollback",
                                   {"version": 1}),
     "market_reopen": lambda w: ("POST", f"/v1/markets/{w.b_market}/reopen", {}),
+    "market_cancellation": lambda w: ("POST", f"/v1/markets/{w.b_market}/cancellations",
+                                      {"id": uid("cxl"), "reason_code": "1"}),
+    "market_cancellation_rollback": lambda w: (
+        "POST", f"/v1/markets/{w.b_market}/cancellations/{uid('cxl')}/rollback", None),
+}
+
+# The house's other operator-only routes, aimed at B's resources: a partner key is refused
+# (403) before anything of B's is looked at; the role matrix itself is
+# tests/security/test_operator_only_routes.py.
+HOUSE_ACTS: dict[str, Request] = {
+    "free_bet_for_player": lambda w: ("POST", "/v1/free_bets", {
+        "id": uid("fb"), "player_id": w.b.id, "amount": 500, "currency": CURRENCY,
+        "reason": "tenant A"}),
+    "bonus_for_player": lambda w: ("POST", "/v1/bonuses", {
+        "id": uid("bon"), "player_id": w.b.id, "amount": 500, "currency": CURRENCY}),
+    "bonus_forfeit": lambda w: ("POST", f"/v1/bonuses/{w.b_bonus}/forfeit",
+                                {"reason": "tenant A"}),
+    "deposit_match_set": lambda w: ("PUT", f"/v1/promotions/deposit_match/{w.b.partner_id}", {
+        "percent": 1, "max_amount": 1, "wagering_multiplier": 0, "min_odds": "1.01",
+        "valid_days": 1, "active": False}),
+    "bet_cash_out_reversal": lambda w: ("POST", f"/v1/bets/{w.b_bet}/cash_out/reversal",
+                                        {"reason": "tenant A"}),
+    "reconciliation_runs": lambda w: ("GET", "/v1/reconciliation/runs", None),
+    "reconciliation_run_start": lambda w: ("POST", "/v1/reconciliation/runs", {}),
+    "reconciliation_breaks": lambda w: ("GET", "/v1/reconciliation/breaks", None),
+    "reconciliation_break_resolve": lambda w: (
+        "POST", "/v1/reconciliation/breaks/1/resolve", {"reason": "tenant A"}),
 }
 
 # Lists: (path, what B's item is called in it).
@@ -259,6 +310,16 @@ async def test_a_partner_cannot_change_a_market_its_partner_b_bets_on(
         action: str, world: World, stack: Stack, http: httpx.AsyncClient) -> None:
     before = trail(stack.engine, world)
     answer = await send(http, world.a, MARKET_ACTS[action], world)
+    assert answer.status_code == 403, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert trail(stack.engine, world) == before
+
+
+@pytest.mark.parametrize("action", HOUSE_ACTS)
+async def test_partner_a_cannot_use_the_houses_routes_on_partner_bs(
+        action: str, world: World, stack: Stack, http: httpx.AsyncClient) -> None:
+    before = trail(stack.engine, world)
+    answer = await send(http, world.a, HOUSE_ACTS[action], world)
     assert answer.status_code == 403, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert trail(stack.engine, world) == before
