@@ -87,8 +87,8 @@ class SettlementActivities:
         trace.get_current_span().set_attributes({
             "settlement.part": req.part, "settlement.parts": req.parts,
             "settlement.bets": out.processed, "settlement.postings": out.posted})
-        steps = Counter(str(item["kind"]) for item in out.items)
-        steps["unchanged"] = out.processed - len({item["bet_id"] for item in out.items})
+        steps = Counter(out.steps)
+        steps["unchanged"] = out.processed - out.changed
         for step, bets in steps.items():
             if bets > 0:
                 metrics.count(metrics.SETTLEMENT_BETS, step, bets)

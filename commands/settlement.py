@@ -47,6 +47,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection
@@ -61,6 +62,7 @@ from domain.settlement.plan import (
     PlannedPosting,
     RecordKind,
     SettlementRecord,
+    Settler,
     Step,
     StoredBet,
     applied,
@@ -293,7 +295,16 @@ class BatchOutcome:
     skipped: int = 0            # upgrade_only downgrades kept out
     payout_delta: int = 0       # net moved to players by this batch
     needs_review: int = 0       # bets that could not be posted (named in the audit record)
-    items: list[dict[str, Any]] = field(default_factory=list)
+    steps: dict[str, int] = field(default_factory=dict)  # history rows written, by kind
+    changed: int = 0            # bets that got a history row
+    pages: int = 0              # pages of bets read (PAGE_SIZE each, the last one fewer)
+
+
+# A batch reads, plans and writes its bets a page at a time (keyset on the bet id, in the
+# batch's one transaction): what a batch holds in memory is bounded by the page, not by the
+# batch or the market. Each page is one post_many, one insert of history rows, one update of
+# bets, one audit record and one event per partner.
+PAGE_SIZE = 5_000
 
 
 _ACCOUNTS = {
@@ -305,6 +316,9 @@ _ACCOUNTS = {
 }
 
 
+# Account references are immutable values: a batch asks for the same few per player and the
+# house's for every bet, so they are made once (bounded: the least recently used go first).
+@lru_cache(maxsize=65_536)
 def _account(kind: Account, player_id: str, currency: str) -> AccountRef:
     if kind in _ACCOUNTS:
         return _ACCOUNTS[kind](player_id, currency)
@@ -313,11 +327,16 @@ def _account(kind: Account, player_id: str, currency: str) -> AccountRef:
     return AccountRef.house_revenue(currency)
 
 
+@lru_cache(maxsize=16_384)
+def _debt(player_id: str, currency: str) -> AccountRef:
+    return AccountRef.player_debt(player_id, currency)
+
+
 def transfer_of(posting: PlannedPosting, player_id: str, currency: str) -> Transfer:
     """The ledger transfer of a planned posting."""
-    debt = AccountRef.player_debt(player_id, currency)
     legs = tuple(ledger.Leg(_account(leg.account, player_id, currency), leg.amount,
-                            shortfall_to=debt if leg.shortfall_to_debt else None)
+                            shortfall_to=_debt(player_id, currency)
+                            if leg.shortfall_to_debt else None)
                  for leg in posting.legs)
     return Transfer(key=posting.key, kind=str(posting.kind), reference=posting.bet_id,
                     corrects=posting.corrects, legs=legs,
@@ -379,45 +398,73 @@ def _execute(conn: Connection, market_id: str, planned: list[tuple[StoredBet, St
 
 def settle_range(conn: Connection, settings: Settings, market_id: str, version: int,
                  mode: Mode, lo: str, hi: str, *, part: int = 0, parts: int = 1, actor: str,
-                 fail_before_commit: bool = False) -> BatchOutcome:
+                 fail_before_commit: bool = False, page_size: int = PAGE_SIZE) -> BatchOutcome:
     """Settle (or roll back) the bets on `market_id` with lo < id <= hi whose player falls in
-    partition `part` of `parts`, in the caller's transaction.
+    partition `part` of `parts`, in the caller's transaction, `page_size` bets at a time.
 
     Partitioning a round by player lets its batches run at once without waiting on each
     other's locks: no two parts of a round touch the same player's accounts."""
-    bets = store.bets_in_range(conn, market_id, lo, hi, part, parts)
-    out = BatchOutcome(processed=len(bets))
-    if not bets:
-        return out
-    if mode == Mode.ROLLBACK and (store.latest_version(conn, market_id) or 0) > version:
-        # A newer version came after this rollback: its run settles every bet from what was
-        # paid (read after the bets are locked, so that run's batches are either done or wait).
-        return out
-    bets, bonuses = with_bonus_targets(conn, bets, actor=actor)
-    results, versions = store.current_results(conn, {leg[0] for bet in bets for leg in bet.legs})
+    out = BatchOutcome()
+    after = lo
     upgrade_only = settings.resettlement_policy == "upgrade_only"
-
-    planned: list[tuple[StoredBet, Step]] = []
-    for bet in bets:
-        used = used_by(bet, results)
-        step = (plan_rollback(bet, market_id, version, used) if mode == Mode.ROLLBACK
-                else plan_settle(bet, market_id, results, versions, used,
-                                 upgrade_only=upgrade_only))
-        if step is not None:
-            planned.append((bet, step))
-
-    planned, records, keys = _execute(conn, market_id, planned, bonuses, actor)
-    out.pending = sum(step.pending for _, step in planned)
-    out.skipped = sum(step.skipped for _, step in planned)
-    out.needs_review = sum(step.review is not None for _, step in planned)
-    out.posted = len(keys)
-    out.payout_delta = sum(r.delta for r in records if r.applied)
-    out.items = [_item(r) for r in records]
-    _announce(conn, market_id, version, mode, actor, lo, hi, part, parts, out, planned, keys)
+    while True:
+        bets = store.bets_in_range(conn, market_id, after, hi, part, parts, limit=page_size)
+        if not bets:
+            break
+        out.pages += 1
+        out.processed += len(bets)
+        if (out.pages == 1 and mode == Mode.ROLLBACK
+                and (store.latest_version(conn, market_id) or 0) > version):
+            # A newer version came after this rollback: its run settles every bet from what
+            # was paid (read after the bets are locked, so that run's batches are either done
+            # or wait).
+            return BatchOutcome(processed=out.processed, pages=out.pages)
+        _settle_page(conn, market_id, version, mode, actor, (after, bets[-1].id), part, parts,
+                     bets, upgrade_only, out)
+        if len(bets) < page_size:
+            break
+        after = bets[-1].id
     if fail_before_commit:
         # Test hook: a worker dying after the work but before COMMIT.
         raise RuntimeError("injected failure before commit")
     return out
+
+
+def _settle_page(conn: Connection, market_id: str, version: int, mode: Mode, actor: str,
+                 span: tuple[str, str], part: int, parts: int, bets: list[StoredBet],
+                 upgrade_only: bool, out: BatchOutcome) -> None:
+    """Plan and apply one page of a batch; add its counts to `out`."""
+    bets, bonuses = with_bonus_targets(conn, bets, actor=actor)
+    results, versions = store.current_results(conn, {leg[0] for bet in bets for leg in bet.legs})
+    settler = Settler(results)
+    planned: list[tuple[StoredBet, Step]] = []
+    for bet in bets:
+        step = (plan_rollback(bet, market_id, version, settler.used(bet)) if mode == Mode.ROLLBACK
+                else plan_settle(bet, market_id, results, versions, settler.used(bet),
+                                 upgrade_only=upgrade_only, settler=settler))
+        if step is not None:
+            planned.append((bet, step))
+
+    planned, records, keys = _execute(conn, market_id, planned, bonuses, actor)
+    page = BatchOutcome(
+        processed=len(bets), posted=len(keys),
+        pending=sum(step.pending for _, step in planned),
+        skipped=sum(step.skipped for _, step in planned),
+        needs_review=sum(step.review is not None for _, step in planned),
+        payout_delta=sum(r.delta for r in records if r.applied),
+        changed=len({r.bet_id for r in records}))
+    for r in records:
+        page.steps[str(r.kind)] = page.steps.get(str(r.kind), 0) + 1
+    _announce(conn, market_id, version, mode, actor, span, part, parts, page, planned,
+              records, keys)
+    out.posted += page.posted
+    out.pending += page.pending
+    out.skipped += page.skipped
+    out.needs_review += page.needs_review
+    out.payout_delta += page.payout_delta
+    out.changed += page.changed
+    for kind, n in page.steps.items():
+        out.steps[kind] = out.steps.get(kind, 0) + n
 
 
 def settle_now(conn: Connection, settings: Settings, bet_ids: list[str], market_id: str, *,
@@ -442,30 +489,33 @@ def _item(r: SettlementRecord) -> dict[str, Any]:
             "version": r.version, "payout": r.payout, "delta": r.delta, "applied": r.applied}
 
 
-def _announce(conn: Connection, market_id: str, version: int, mode: Mode, actor: str, lo: str,
-              hi: str, part: int, parts: int, out: BatchOutcome,
-              planned: list[tuple[StoredBet, Step]], keys: list[str]) -> None:
-    """The batch's audit records and its events: one `bets.settled` / `bets.rolled_back` per
-    partner (a partner hears about its own players' bets only)."""
+def _announce(conn: Connection, market_id: str, version: int, mode: Mode, actor: str,
+              span: tuple[str, str], part: int, parts: int, page: BatchOutcome,
+              planned: list[tuple[StoredBet, Step]], records: list[SettlementRecord],
+              keys: list[str]) -> None:
+    """A page's audit records and its events: one `bets.settled` / `bets.rolled_back` per
+    partner (a partner hears about its own players' bets only). `span`: the page's bet ids
+    (after, last]."""
+    lo, hi = span
     reviews = {bet.id: step.review for bet, step in planned if step.review is not None}
     if reviews:
         audit.record(conn, actor=actor, action="settlement.bets_need_review",
                      subject_type="market", subject_id=market_id, before=None,
                      after={"version": version, "range": [lo, hi], "part": [part, parts],
                             "bets": reviews})
-    if not out.items:
+    if not records:
         return
     action = "rolled_back" if mode == Mode.ROLLBACK else "posted"
     audit.record(conn, actor=actor, action=f"settlement.batch_{action}",
                  subject_type="market", subject_id=market_id, before=None,
                  after={"version": version, "range": [lo, hi], "part": [part, parts],
-                        "bets": len(out.items), "postings": out.posted,
-                        "skipped": out.skipped, "payout_delta": out.payout_delta,
+                        "bets": len(records), "postings": page.posted,
+                        "skipped": page.skipped, "payout_delta": page.payout_delta,
                         "ledger_keys": keys})
     partner_of = {bet.id: bet.partner_id for bet, _ in planned}
     by_partner: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for item in out.items:
-        by_partner[partner_of[item["bet_id"]]].append(item)
+    for record in records:
+        by_partner[partner_of[record.bet_id]].append(_item(record))
     for partner_id, items in sorted(by_partner.items()):
         outbox.emit(conn, event_type="bets.rolled_back" if mode == Mode.ROLLBACK
                     else "bets.settled", aggregate_type="market", aggregate_id=market_id,

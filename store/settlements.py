@@ -212,10 +212,10 @@ def round_end(conn: Connection, market_id: str, after: str, size: int) -> str | 
 # --- one batch --------------------------------------------------------------------------------
 
 def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
-                  parts: int) -> list[StoredBet]:
+                  parts: int, *, limit: int | None = None) -> list[StoredBet]:
     """The bets on the market with lo < id <= hi whose player falls in partition `part` of
     `parts`, locked (FOR UPDATE) in id order; rejected bets and bets flagged for review are
-    left out."""
+    left out. `limit`: the first so many (a page; the next page starts after the last id)."""
     rows = conn.execute(text(f"""
         SELECT {BET_COLUMNS}
           FROM bets b JOIN players p ON p.id = b.player_id
@@ -224,9 +224,12 @@ def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
            AND b.status NOT IN ('rejected', 'cashed_out') AND b.needs_review IS NULL
            AND (:parts = 1 OR mod(abs(hashtext(b.player_id)::bigint), :parts) = :part)
          ORDER BY b.id
+         LIMIT :limit
            FOR UPDATE OF b"""),
-        {"m": market_id, "lo": lo, "hi": hi, "part": part, "parts": parts}).all()
-    return [stored_bet(row) for row in rows]
+        {"m": market_id, "lo": lo, "hi": hi, "part": part, "parts": parts,
+         "limit": limit}).all()
+    legs_seen: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    return [stored_bet(row, legs_seen) for row in rows]
 
 
 # A bet as settlement reads it (store rows -> StoredBet); `stake` is what is still in play.
@@ -240,16 +243,30 @@ BET_COLUMNS = """b.id, b.player_id, p.partner_id, b.currency, b.stake, b.bet_typ
                   FROM bet_legs l WHERE l.bet_id = b.id) AS legs"""
 
 
-def stored_bet(row: Any) -> StoredBet:
+_STATUS = {str(status): status for status in BetStatus}
+_FUNDING = {str(funding): funding for funding in Funding}
+
+
+def _legs(legs: list[list[str]], seen: dict[tuple[str, ...], tuple[Any, ...]]) -> tuple[Any, ...]:
+    """A bet's legs as StoredLeg tuples; bets of a page with the same legs share one tuple."""
+    key = tuple(part for leg in legs for part in leg)
+    shared = seen.get(key)
+    if shared is None:
+        shared = seen[key] = tuple((m, s, int(num), int(den)) for m, s, num, den in legs)
+    return shared
+
+
+def stored_bet(row: Any, legs_seen: dict[tuple[str, ...], tuple[Any, ...]] | None = None,
+               ) -> StoredBet:
     return StoredBet(
         id=row.id, player_id=row.player_id, partner_id=row.partner_id,
         currency=row.currency.strip(), stake=int(row.stake) - int(row.cashed_out_stake),
         bet_type=row.bet_type, place_fraction=row.place_fraction,
-        place_count=row.place_count, status=BetStatus(row.status), paid=int(row.paid),
+        place_count=row.place_count, status=_STATUS[row.status], paid=int(row.paid),
         payout=None if row.payout is None else int(row.payout), version=row.version,
         settlement_key=row.settlement_key,
-        legs=tuple((m, s, int(num), int(den)) for m, s, num, den in row.legs),
-        rollbacks=row.rollbacks, funding=Funding(row.funding),
+        legs=_legs(row.legs, {} if legs_seen is None else legs_seen),
+        rollbacks=row.rollbacks, funding=_FUNDING[row.funding],
         stake_bonus=int(row.stake_bonus) - int(row.cashed_out_bonus),
         paid_bonus=int(row.paid_bonus), returned_free_bet=int(row.returned_free_bet),
         bonus_id=row.bonus_id, bonus_wagered=row.bonus_wagered,

@@ -21,15 +21,18 @@ from domain.settlement.payout import (
     LegOutcome,
     Pending,
     Settled,
+    UnitReturn,
+    check_stake,
     leg_factor,
     max_payout,
     max_return,
     settle,
+    unit_return,
 )
 from domain.settlement.results import Outcome, SelectionResult
 
 __all__ = [
     "Bet", "BetOutcome", "BetType", "Leg", "LegOutcome", "Outcome", "Pending", "PlaceTerms",
-    "SelectionResult", "Settled", "leg_factor", "max_payout", "max_return", "settle",
-    "standard_place_terms",
+    "SelectionResult", "Settled", "UnitReturn", "check_stake", "leg_factor", "max_payout",
+    "max_return", "settle", "standard_place_terms", "unit_return",
 ]

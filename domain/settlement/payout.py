@@ -65,6 +65,15 @@ class Leg:
     price: Fraction            # decimal price, exact (domain.odds)
 
 
+def check_stake(bet_type: BetType | str, stake: int) -> None:
+    """A stake is a positive integer of minor units; an each-way stake is even (two equal
+    parts). ValueError otherwise."""
+    if isinstance(stake, bool) or not isinstance(stake, int) or stake <= 0:
+        raise ValueError("stake must be a positive integer of minor units")
+    if bet_type == BetType.EACH_WAY and stake % 2:
+        raise ValueError("an each-way stake is two equal parts: it must be even")
+
+
 @dataclass(frozen=True)
 class Bet:
     bet_type: BetType
@@ -74,8 +83,7 @@ class Bet:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bet_type", BetType(self.bet_type))
-        if isinstance(self.stake, bool) or not isinstance(self.stake, int) or self.stake <= 0:
-            raise ValueError("stake must be a positive integer of minor units")
+        check_stake(self.bet_type, self.stake)
         if not self.legs:
             raise ValueError("a bet has at least one leg")
         if self.bet_type is BetType.PARLAY:
@@ -88,8 +96,6 @@ class Bet:
         if self.bet_type is BetType.EACH_WAY:
             if self.place_terms is None:
                 raise ValueError("an each-way bet needs place terms")
-            if self.stake % 2:
-                raise ValueError("an each-way stake is two equal parts: it must be even")
         elif self.place_terms is not None:
             raise ValueError("place terms belong to each-way bets only")
 
@@ -155,8 +161,25 @@ def classify(result: SelectionResult) -> LegOutcome:
     return LegOutcome.DEAD_HEAT if result.dead_heat_factor < 1 else LegOutcome.WON
 
 
-def settle(bet: Bet, results: Results) -> Settled | Pending:
-    """Settle `bet` against `results`, or say which markets it still waits for."""
+@dataclass(frozen=True)
+class UnitReturn:
+    """What one unit staked on a bet's legs returns under some results (exact), and how each
+    leg ended: every bet of the same type, legs, prices and place terms returns its stake
+    times `factor`."""
+    factor: Fraction
+    legs: tuple[LegOutcome, ...]
+
+    def at(self, stake: int) -> Settled:
+        """The settlement of `stake` staked: the exact return rounded down once."""
+        exact_return = self.factor * stake
+        payout = math.floor(exact_return)
+        return Settled(payout=payout, exact_return=exact_return,
+                       outcome=_outcome(payout, exact_return, stake), legs=self.legs)
+
+
+def unit_return(bet: Bet, results: Results) -> UnitReturn | Pending:
+    """What one unit staked on `bet`'s legs returns (its stake aside), or which markets it
+    still waits for. An each-way unit is half on the win part, half on the place part."""
     missing = tuple(sorted({leg.market_id for leg in bet.legs
                             if (leg.market_id, leg.selection_id) not in results}))
     if missing:
@@ -166,19 +189,19 @@ def settle(bet: Bet, results: Results) -> Settled | Pending:
     if bet.bet_type is BetType.EACH_WAY:
         leg, result = bet.legs[0], leg_results[0]
         assert bet.place_terms is not None
-        part = Fraction(bet.stake, 2)
-        exact_return = (part * leg_factor(leg.price, result)
-                        + part * place_factor(leg.price, result, bet.place_terms))
+        factor = (leg_factor(leg.price, result)
+                  + place_factor(leg.price, result, bet.place_terms)) / 2
     else:
         factor = Fraction(1)
         for leg, result in zip(bet.legs, leg_results, strict=True):
             factor *= leg_factor(leg.price, result)
-        exact_return = bet.stake * factor
+    return UnitReturn(factor, tuple(classify(r) for r in leg_results))
 
-    payout = math.floor(exact_return)
-    return Settled(payout=payout, exact_return=exact_return,
-                   outcome=_outcome(payout, exact_return, bet.stake),
-                   legs=tuple(classify(r) for r in leg_results))
+
+def settle(bet: Bet, results: Results) -> Settled | Pending:
+    """Settle `bet` against `results`, or say which markets it still waits for."""
+    unit = unit_return(bet, results)
+    return unit if isinstance(unit, Pending) else unit.at(bet.stake)
 
 
 def max_return(bet: Bet) -> Fraction:

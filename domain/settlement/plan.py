@@ -61,7 +61,18 @@ from fractions import Fraction
 from typing import Any
 
 from domain.settlement.each_way import PlaceTerms
-from domain.settlement.payout import Bet, BetType, Leg, LegOutcome, Pending, Settled, settle
+from domain.settlement.payout import (
+    Bet,
+    BetType,
+    Leg,
+    LegOutcome,
+    Pending,
+    Settled,
+    UnitReturn,
+    check_stake,
+    settle,
+    unit_return,
+)
 from domain.settlement.results import SelectionResult
 
 # (market id, selection id, price numerator, price denominator), in leg order
@@ -265,6 +276,38 @@ def results_used(bet: StoredBet, results: Results) -> dict[str, Any]:
             if (m, s) in results}
 
 
+class Settler:
+    """`settle` for the many bets of one batch against the same results. Each distinct bet
+    shape (type, legs with their prices, place terms) is worked out once, per unit staked, and
+    every bet of that shape scales it: a return is exactly the stake times its shape's
+    per-unit return, rounded down once, so the answer is `settle`'s to the minor unit. The
+    results a shape used (`used`) are kept once per shape too. Memory: one entry per shape."""
+
+    def __init__(self, results: Results) -> None:
+        self.results = results
+        self._units: dict[tuple[Any, ...], UnitReturn | Pending] = {}
+        self._used: dict[tuple[StoredLeg, ...], dict[str, Any]] = {}
+
+    def settle(self, bet: StoredBet) -> Settled | Pending:
+        shape = (bet.bet_type, bet.legs, bet.place_fraction, bet.place_count)
+        unit = self._units.get(shape)
+        if unit is None:
+            # The first bet of a shape is checked whole (legs, terms, stake) as `settle` does.
+            unit = self._units[shape] = unit_return(
+                domain_bet(bet.bet_type, bet.stake, bet.legs, bet.place_fraction,
+                           bet.place_count), self.results)
+        else:
+            check_stake(bet.bet_type, bet.stake)
+        return unit if isinstance(unit, Pending) else unit.at(bet.stake)
+
+    def used(self, bet: StoredBet) -> dict[str, Any]:
+        """`results_used(bet, results)`, shared by the bets of one set of legs (read only)."""
+        used = self._used.get(bet.legs)
+        if used is None:
+            used = self._used[bet.legs] = results_used(bet, self.results)
+        return used
+
+
 def settlement_version(bet: StoredBet, versions: Mapping[str, int]) -> int:
     """The sum of the current result versions of the bet's markets (each counted once)."""
     return sum(versions[m] for m in {leg[0] for leg in bet.legs})
@@ -439,13 +482,16 @@ def plan_rollback(bet: StoredBet, market_id: str, version: int,
 
 
 def plan_settle(bet: StoredBet, market_id: str, results: Results, versions: Mapping[str, int],
-                used: dict[str, Any], *, upgrade_only: bool) -> Step | None:
+                used: dict[str, Any], *, upgrade_only: bool,
+                settler: Settler | None = None) -> Step | None:
     """Settle an open bet, or post the delta of a settled one (None: nothing to do; a
-    cashed-out or cancelled bet is final and never touched)."""
+    cashed-out or cancelled bet is final and never touched). `settler`: a batch's Settler over
+    the same `results` (the same answer, each bet shape worked out once)."""
     if bet.status in FINAL:
         return None
-    settled = settle(domain_bet(bet.bet_type, bet.stake, bet.legs, bet.place_fraction,
-                                bet.place_count), results)
+    settled = (settler.settle(bet) if settler is not None
+               else settle(domain_bet(bet.bet_type, bet.stake, bet.legs, bet.place_fraction,
+                                      bet.place_count), results))
     if isinstance(settled, Pending):
         return Step(pending=True)
     version = settlement_version(bet, versions)

@@ -20,8 +20,10 @@ from tests.support.settlement import (
     place,
     player_debt,
     post_result,
+    roll_back,
     settle_inline,
     uid,
+    verify_differences,
 )
 from workflows.contracts.settlement import Mode
 
@@ -193,3 +195,76 @@ def test_results_replay_conflict_stale_and_window(engine, settings, market):
     with pytest.raises(settlements.ResultRefused) as late:
         post_result(engine, settings, market, 3, {"home": LOSE})
     assert late.value.code == "correction_window_closed"
+
+
+def _twin_markets(engine, settings) -> list[tuple[str, list[str], list[str]]]:
+    """Two markets with the same bets (stakes, prices, selections, players' bet order), each
+    with players of its own: (market, players, bets in placing order) of each."""
+    twins = []
+    for _ in range(2):
+        market = uid("mkt")
+        players = [funded_player(engine, 50_000) for _ in range(3)]
+        bets = [place(engine, settings, players[i % 3], 500 + 100 * i,
+                      [(market, ("home", "away", "draw")[i % 3], ("2.50", "3/1", "5.0")[i % 2])])
+                for i in range(11)]
+        twins.append((market, players, bets))
+    return twins
+
+
+def _state(engine, players, bets) -> list[object]:
+    """What a market's settlement left: each bet's row and each player's accounts."""
+    rows = [tuple(bet_row(engine, b)[k] for k in ("status", "paid", "payout", "version",
+                                                    "rollbacks")) for b in bets]
+    accounts = [(cash(engine, p), account(engine, AccountRef.bets_in_play(p, "GBP")),
+                 player_debt(engine, p)) for p in players]
+    return [rows, accounts]
+
+
+def test_a_batch_settled_page_by_page_leaves_the_ledger_as_one_page_does(
+        engine, settings, monkeypatch):
+    """Memory is bounded by the page: a batch never reads more than `page_size` bets at once,
+    and settling, resettling and rolling back a market a page of 2 at a time moves exactly
+    the money one page of everything moves (same payouts, balances, postings, verify)."""
+    (paged, paged_players, paged_bets), (whole, whole_players, whole_bets) = \
+        _twin_markets(engine, settings)
+    pages_read: list[int] = []
+    read = settlements.store.bets_in_range
+
+    def spy(*args, **kw):
+        found = read(*args, **kw)
+        pages_read.append(len(found))
+        return found
+
+    monkeypatch.setattr(settlements.store, "bets_in_range", spy)
+
+    def run(market, version, page_size, mode=Mode.SETTLE):
+        return run_in_transaction(engine, lambda c: settlements.settle_range(
+            c, settings, market, version, mode, "", "\uffff", actor="system:test",
+            page_size=page_size))
+
+    steps = [(1, {"home": WIN, "away": LOSE, "draw": LOSE}, Mode.SETTLE),
+             (2, {"home": LOSE, "away": WIN, "draw": {"result": "lost", "void_factor": "1"}},
+              Mode.SETTLE),
+             (2, None, Mode.ROLLBACK),
+             (3, {"home": WIN, "away": WIN, "draw": LOSE}, Mode.SETTLE)]
+    for version, selections, mode in steps:
+        for market in (paged, whole):
+            if selections is None:
+                roll_back(engine, settings, market, version)
+            else:
+                post_result(engine, settings, market, version, selections)
+        pages_read.clear()
+        small = run(paged, version, page_size=2, mode=mode)
+        assert max(pages_read) == 2 and len(pages_read) == 6    # 11 bets: 5 full pages + 1
+        big = run(whole, version, page_size=100, mode=mode)
+        assert (small.pages, big.pages) == (6, 1)
+        assert (small.processed, small.posted, small.payout_delta, small.changed,
+                small.steps) == (big.processed, big.posted, big.payout_delta, big.changed,
+                                 big.steps)
+        assert small.posted > 0
+        assert _state(engine, paged_players, paged_bets) == \
+            _state(engine, whole_players, whole_bets)
+        assert verify_differences(engine, settings, paged) == []
+        assert verify_differences(engine, settings, whole) == []
+    assert run(paged, 3, page_size=2).posted == 0          # a re-run posts nothing
+    assert ledger_violations(engine) == []

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.settlement import SelectionResult
+from domain.settlement import settle as settle_alone
 from domain.settlement.plan import (
     PAYOUT_MINOR_MAX,
     Account,
@@ -16,7 +18,9 @@ from domain.settlement.plan import (
     PlannedLeg,
     PostingKind,
     RecordKind,
+    Settler,
     StoredBet,
+    domain_bet,
     plan_rollback,
     plan_settle,
     results_used,
@@ -136,3 +140,57 @@ def test_a_payout_no_ledger_amount_can_hold_is_flagged_for_review_not_posted():
 def test_every_planned_posting_sums_to_zero(stake, paid):
     assert sum(leg.amount for leg in settlement_legs(stake, paid)) == 0
     assert sum(leg.amount for leg in reversal_legs(stake, paid)) == 0
+
+
+RESULTS = {("m", "home"): WON, ("m", "away"): LOST, ("m", "draw"): VOID,
+           ("m", "half"): SelectionResult("won", void_factor="0.5"),
+           ("m", "heat"): SelectionResult("won", dead_heat_factor="1/3", position=1, tied=3),
+           ("n", "home"): SelectionResult("won", rule4="0.15"),
+           ("n", "away"): SelectionResult("lost", position=2)}
+PRICES = st.tuples(st.integers(1, 40), st.integers(1, 7)).map(lambda p: (p[0] + p[1], p[1]))
+
+
+@st.composite
+def stored_bets(draw) -> StoredBet:
+    """Singles, parlays and each-way bets over RESULTS (and a market without a result)."""
+    kind = draw(st.sampled_from(["single", "parlay", "each_way"]))
+    selections = [("m", s) for s in ("home", "away", "draw", "half", "heat")] + [
+        ("n", "home"), ("n", "away"), ("o", "home")]
+    if kind == "parlay":
+        m_leg = draw(st.sampled_from(selections[:5]))
+        n_leg = draw(st.sampled_from(selections[5:]))
+        legs = (m_leg + draw(PRICES), n_leg + draw(PRICES))
+    else:
+        legs = (draw(st.sampled_from(selections)) + draw(PRICES),)
+    stake = draw(st.integers(1, 10**9)) * (2 if kind == "each_way" else 1)
+    return replace(single(stake=stake), bet_type=kind, legs=legs,
+                   place_fraction="1/4" if kind == "each_way" else None,
+                   place_count=3 if kind == "each_way" else None)
+
+
+@given(bets=st.lists(stored_bets(), min_size=1, max_size=40))
+def test_a_batch_settler_gives_each_bet_exactly_what_settling_it_alone_gives(bets):
+    """The Settler works out each bet shape once per unit staked and scales it by the stake:
+    payout, exact return, outcome and leg outcomes are settle()'s for every bet, to the
+    minor unit, whatever the order and repetition of shapes in the batch."""
+    settler = Settler(RESULTS)
+    for bet in bets + bets:       # every shape seen again: the cached path
+        alone = settle_alone(domain_bet(bet.bet_type, bet.stake, bet.legs, bet.place_fraction,
+                                        bet.place_count), RESULTS)
+        assert settler.settle(bet) == alone
+        assert settler.used(bet) == results_used(bet, RESULTS)
+        assert plan_settle(bet, "m", RESULTS, {"m": 1, "n": 1}, settler.used(bet),
+                           upgrade_only=False, settler=settler) == \
+            plan_settle(bet, "m", RESULTS, {"m": 1, "n": 1}, results_used(bet, RESULTS),
+                        upgrade_only=False)
+
+
+def test_a_batch_settler_still_refuses_a_bad_stake_of_a_shape_it_has_seen():
+    settler = Settler(RESULTS)
+    each_way = replace(single(stake=1_000), bet_type="each_way", place_fraction="1/4",
+                       place_count=3)
+    assert settler.settle(each_way).payout == 1_937     # 500 x 2.50 + 500 x 1.375
+    with pytest.raises(ValueError, match="even"):
+        settler.settle(replace(each_way, stake=1_001))
+    with pytest.raises(ValueError, match="positive"):
+        settler.settle(replace(each_way, stake=0))
