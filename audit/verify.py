@@ -1,4 +1,10 @@
-"""Checking the audit chain and exporting it."""
+"""Checking the audit chain and exporting it.
+
+audit_log is range-partitioned on `seq` (migration 0018): the chain is walked in global `seq`
+order across its partitions. Partitions detached for archive are listed in audit_archives, in
+chain order; the live chain must start where the last of them ends (its last seq and hash), and
+the archives must follow one another from the genesis.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from audit.canonical import GENESIS_HASH, canonical_json, chain_hash
 @dataclass
 class VerifyReport:
     records: int = 0
+    archived_records: int = 0  # in partitions detached for archive (audit_archives)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -31,10 +38,28 @@ def _rows(conn: Connection, since: datetime | None = None) -> Iterator:
     yield from conn.execution_options(yield_per=5000).execute(text(sql), {"since": since})
 
 
-def verify(conn: Connection) -> VerifyReport:
-    """Recompute every hash from the genesis: any edited, removed or inserted record shows."""
-    report = VerifyReport()
+def _archived(conn: Connection, report: VerifyReport) -> tuple[bytes, int]:
+    """Check the archive manifest links up from the genesis; where the live chain starts."""
     expected_prev, expected_seq = GENESIS_HASH, 1
+    archives = conn.execute(text("""SELECT partition, first_seq, last_seq, first_prev_hash,
+                                           last_hash, records
+                                      FROM audit_archives ORDER BY first_seq""")).all()
+    for name, first_seq, last_seq, first_prev, last_hash, records in archives:
+        if first_seq != expected_seq or records != last_seq - first_seq + 1:
+            report.problems.append(f"archive {name}: records {first_seq}..{last_seq} do not "
+                                   f"follow on from record {expected_seq - 1}")
+        if bytes(first_prev) != expected_prev:
+            report.problems.append(f"archive {name}: previous-hash link broken")
+        report.archived_records += records
+        expected_prev, expected_seq = bytes(last_hash), last_seq + 1
+    return expected_prev, expected_seq
+
+
+def verify(conn: Connection) -> VerifyReport:
+    """Recompute every hash from the genesis (or from the last archived partition's last
+    hash): any edited, removed or inserted record shows, in whichever partition it is."""
+    report = VerifyReport()
+    expected_prev, expected_seq = _archived(conn, report)
     for seq, prev_hash, stored_hash, record_json, _ in _rows(conn):
         report.records += 1
         if seq != expected_seq:
@@ -52,7 +77,7 @@ def verify(conn: Connection) -> VerifyReport:
     head = conn.execute(text("SELECT seq, hash FROM audit_head")).one_or_none()
     head_moved = head is not None and (
         head.seq != expected_seq - 1 or bytes(head.hash) != expected_prev)
-    if report.records and head_moved:
+    if (report.records or report.archived_records) and head_moved:
         report.problems.append(
             "chain head does not match the last record (records removed at the end?)")
     return report

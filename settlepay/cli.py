@@ -11,6 +11,7 @@
     settlepay webhooks dispatch|endpoints|attempts|resend|recover   partner webhooks
     settlepay codec-server              Temporal UI's codec: decrypted payloads
     settlepay reconcile [--since T]     reconcile the gateway, our records and the ledger
+    settlepay partitions ensure|archive partitions of the append-only tables: ahead, archived
 
 Each command lives in its own module and is imported only when it runs: the CLI's commands are
 settlepay/cli_commands.py and settlepay/cli_settlement.py (doors into the packages); business
@@ -50,6 +51,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                         "serve Temporal's remote codec: the UI shows decrypted payloads"),
     ("reconcile",): ("settlepay.cli_reconciliation", "reconcile",
                      "reconcile the gateway, our records and the ledger over a window"),
+    ("partitions", "ensure"): ("settlepay.cli_partitions", "ensure",
+                               "create the partitions of the append-only tables ahead of time"),
+    ("partitions", "archive"): ("settlepay.cli_partitions", "archive",
+                                "detach partitions past their retention, for archive"),
 }
 
 # Extra arguments per command.
@@ -78,6 +83,17 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
         (("--html",), {"default": None, "help": "also an HTML report with charts"}),
         (("--png",), {"action": "store_true",
                       "help": "the report's charts as PNG files beside the HTML (or the JSON)"}),
+    ],
+    ("partitions", "ensure"): [
+        (("--months-ahead",), {"type": int, "default": 3,
+                               "help": "monthly partitions after this month (outbox, attempts)"}),
+        (("--audit-records-per-partition",), {"type": int, "default": 10_000_000}),
+    ],
+    ("partitions", "archive"): [
+        (("--audit-keep-days",), {"type": int, "default": 400,
+                                  "help": "audit records kept in the live table"}),
+        (("--outbox-keep-days",), {"type": int, "default": 35}),
+        (("--attempts-keep-days",), {"type": int, "default": 95}),
     ],
     ("api-keys", "create"): [
         (("name",), {"help": "what the key is for, e.g. 'ops bootstrap'"}),

@@ -45,14 +45,15 @@ def sqlalchemy_url(url: str) -> str:
 
 
 @contextmanager
-def temporary_database(prefix: str = "sp_test") -> Iterator[str]:
-    """A new migrated database; yields its psycopg URL and drops it afterwards."""
+def temporary_database(prefix: str = "sp_test", revision: str = "head") -> Iterator[str]:
+    """A new database migrated up to `revision`; yields its psycopg URL and drops it
+    afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = _with_database(admin_url(), name)
     try:
-        migrate.upgrade(sqlalchemy_url(url))
+        migrate.upgrade(sqlalchemy_url(url), revision)
         yield url
     finally:
         with psycopg.connect(admin_url(), autocommit=True) as conn:
