@@ -3,8 +3,9 @@ results and compared with what the ledger moved. Each check is an invariant in w
 function that returns one line per bet breaking it; `run(conn, settings, market)` returns
 (bets checked, every line): an empty list means the market is consistent.
 
-Facts read once, in the caller's snapshot (one REPEATABLE READ transaction from the CLI):
-the market's bets (not rejected) with their legs, funding, cash-outs and cancellation; the sums
+Facts read a page of bets at a time (`PAGE_SIZE`, keyset on the bet id; memory is bounded by
+the page), in the caller's snapshot (one REPEATABLE READ transaction from the CLI): the
+market's bets (not rejected) with their legs, funding, cash-outs and cancellation; the sums
 the ledger's postings of each bet after its stake moved to the player (cash, debt, bonus funds,
 free bet) and in its in-play account, by family: settlement (settlement, resettlement,
 settlement_rollback), cash-out (cash_out, cash_out_reversal), cancellation (bet_cancel,
@@ -15,18 +16,18 @@ Must never: write.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, text
 
-from domain.settlement import Pending, Settled, settle
+from domain.settlement import Pending, Settled
 from domain.settlement.plan import (
     BetStatus,
     Funding,
+    Settler,
     StoredBet,
-    domain_bet,
     refund_for,
     returns_for,
 )
@@ -186,14 +187,12 @@ CHECKS: list[tuple[str, Callable[[Facts], list[str]]]] = [
 ]
 
 
-def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
-    rows = conn.execute(text(f"""
-        SELECT {_BET_COLUMNS}, b.needs_review, b.cashed_out_value
-          FROM bets b JOIN players p ON p.id = b.player_id
-         WHERE b.id IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)
-           AND b.status <> 'rejected'
-         ORDER BY b.id"""), {"m": market_id}).all()
-    moved_rows = conn.execute(text("""
+# The market's bets are read a page at a time (keyset on the bet id), with the ledger's
+# postings of that page's bets: what verify holds in memory is bounded by the page, whatever
+# the market's size. Every check is about one bet at a time, so pages add up.
+PAGE_SIZE = 10_000
+
+_MOVED = """
         SELECT t.reference, t.kind, b.funding,
                coalesce(sum(e.amount) FILTER (WHERE a.type IN ('player_cash', 'player_debt',
                         'player_bonus', 'player_free_bet')), 0) AS player,
@@ -205,11 +204,26 @@ def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
           JOIN bets b ON b.id = t.reference
           JOIN ledger_entries e ON e.transaction_id = t.id
           JOIN ledger_accounts a ON a.id = e.account_id
-         WHERE t.result = 'ok' AND t.kind = ANY(:kinds)
-           AND t.reference IN (SELECT bet_id FROM bet_legs WHERE market_id = :m)
-         GROUP BY t.reference, t.kind, b.funding"""),
-        {"m": market_id,
-         "kinds": list(SETTLE_KINDS + CASH_OUT_KINDS + CANCEL_KINDS)}).all()
+         WHERE t.result = 'ok' AND t.kind = ANY(:kinds) AND t.reference = ANY(:ids)
+         GROUP BY t.reference, t.kind, b.funding"""
+
+
+def _page(conn: Connection, market_id: str, after: str, limit: int | None) -> list[Any]:
+    """The market's bets (not rejected) after bet id `after`, in id order (`limit`: a page)."""
+    return conn.execute(text(f"""
+        SELECT {_BET_COLUMNS}, b.needs_review, b.cashed_out_value
+          FROM bets b JOIN players p ON p.id = b.player_id
+         WHERE b.id IN (SELECT bet_id FROM bet_legs WHERE market_id = :m AND bet_id > :after)
+           AND b.status <> 'rejected'
+         ORDER BY b.id
+         LIMIT :limit"""), {"m": market_id, "after": after, "limit": limit}).all()
+
+
+def _checked_bets(conn: Connection, rows: list[Any]) -> list[CheckedBet]:
+    """The page's bets with what the ledger moved for each and their recomputed settlement."""
+    moved_rows = conn.execute(text(_MOVED), {
+        "ids": [r.id for r in rows],
+        "kinds": list(SETTLE_KINDS + CASH_OUT_KINDS + CANCEL_KINDS)}).all()
     family_of = {**dict.fromkeys(SETTLE_KINDS, "settle"),
                  **dict.fromkeys(CASH_OUT_KINDS, "cash_out"),
                  **dict.fromkeys(CANCEL_KINDS, "cancel")}
@@ -224,14 +238,13 @@ def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
                                             before.in_play + int(r.in_play))
     results, _ = store.current_results(
         conn, {m for r in rows for m, _, _, _ in r.legs})
-    run = store.run_row(conn, market_id)
+    settler = Settler(results)
+    legs_seen: dict[tuple[str, ...], tuple[Any, ...]] = {}
 
     def checked(row: Any) -> CheckedBet:
-        stored = store.stored_bet(row)
+        stored = store.stored_bet(row, legs_seen)
         families = moved.get(row.id, {})
-        recomputed = (settle(domain_bet(stored.bet_type, stored.stake, stored.legs,
-                                        stored.place_fraction, stored.place_count), results)
-                      if stored.stake > 0 else None)
+        recomputed = settler.settle(stored) if stored.stake > 0 else None
         return CheckedBet(
             row.id, int(row.stake), row.status, int(row.paid),
             sum(m.player for m in families.values()),
@@ -239,14 +252,44 @@ def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
             stored=stored, cashed_out_stake=int(row.cashed_out_stake),
             cashed_out_value=int(row.cashed_out_value), by_family=families)
 
-    return Facts([checked(r) for r in rows], run.state if run is not None else None,
+    return [checked(r) for r in rows]
+
+
+def pages(conn: Connection, settings: Settings, market_id: str,
+          page_size: int | None = PAGE_SIZE) -> Iterator[Facts]:
+    """The market's facts a page of bets at a time (None: one page of every bet)."""
+    run = store.run_row(conn, market_id)
+    state = run.state if run is not None else None
+    upgrade_only = settings.resettlement_policy == "upgrade_only"
+    after = ""
+    while True:
+        rows = _page(conn, market_id, after, page_size)
+        if not rows:
+            return
+        yield Facts(_checked_bets(conn, rows), state, upgrade_only)
+        if page_size is None or len(rows) < page_size:
+            return
+        after = rows[-1].id
+
+
+def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
+    """Every bet of the market at once (small markets, tests); `run` reads page by page."""
+    found = list(pages(conn, settings, market_id, None))
+    run = store.run_row(conn, market_id)
+    return Facts([b for page in found for b in page.bets],
+                 run.state if run is not None else None,
                  settings.resettlement_policy == "upgrade_only")
 
 
-def run(conn: Connection, settings: Settings, market_id: str) -> tuple[int, list[str]]:
-    """(bets checked, one line per difference); an empty list means the market is consistent."""
-    found = facts(conn, settings, market_id)
-    return len(found.bets), [line for _, check in CHECKS for line in check(found)]
+def run(conn: Connection, settings: Settings, market_id: str,
+        page_size: int | None = PAGE_SIZE) -> tuple[int, list[str]]:
+    """(bets checked, one line per difference); an empty list means the market is consistent.
+    Reads `page_size` bets at a time; the lines come check by check within each page."""
+    checked, found = 0, []
+    for page in pages(conn, settings, market_id, page_size):
+        checked += len(page.bets)
+        found += [line for _, check in CHECKS for line in check(page)]
+    return checked, found
 
 
 # The name bench/settlement.py and older callers use.

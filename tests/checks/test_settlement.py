@@ -71,3 +71,28 @@ def test_verify_catches_a_bet_left_open(engine, settings, market, database_url, 
     code, out = verify(monkeypatch, database_url, market, capsys)
     assert code == 1
     assert f"bet {bet}: all results known and the market settled, but the bet is open" in out.out
+
+
+def test_verify_reads_page_by_page_and_finds_what_one_page_finds(engine, settings, market):
+    """Verify holds one page of bets at a time: pages of 2 over 7 bets check every bet and
+    report exactly the differences that reading them all at once reports."""
+    from checks import settlement as checks
+
+    p = funded_player(engine, 20_000)
+    bets = [place(engine, settings, p, 1_000, [(market, "ab"[i % 2], "2.00")]) for i in range(7)]
+    settle_market(engine, settings, market, 1, {"a": {"result": "won"}, "b": {"result": "lost"}})
+    with engine.connect() as conn:
+        assert checks.run(conn, settings, market, page_size=2) == (7, [])
+        assert [len(page.bets) for page in checks.pages(conn, settings, market, 2)] == \
+            [2, 2, 2, 1]
+    for stray in (bets[0], bets[5]):      # paid again outside settlement, in two pages
+        run_in_transaction(engine, lambda c, b=stray: ledger.post(c, Transfer(
+            key=f"stray:{b}", kind="resettlement", reference=b,
+            legs=(ledger.Leg(AccountRef.player_cash(p, "GBP"), 500),
+                  ledger.Leg(AccountRef.house_revenue("GBP"), -500)))))
+    with engine.connect() as conn:
+        paged = checks.run(conn, settings, market, page_size=2)
+        whole = checks.run(conn, settings, market, page_size=None)
+    assert paged[0] == whole[0] == 7
+    assert sorted(paged[1]) == sorted(whole[1]) and len(paged[1]) == 2
+    assert {line.split(":")[0] for line in paged[1]} == {f"bet {bets[0]}", f"bet {bets[5]}"}
