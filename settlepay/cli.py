@@ -24,6 +24,8 @@ import argparse
 import importlib
 import sys
 
+from settlepay import task_queues
+
 # command path -> (module, function, help). Functions take the parsed args and return an exit code.
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("dev",): ("settlepay.devstack", "main", "run the whole local stack"),
@@ -69,6 +71,8 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
     ("webhooks", "resend"): [(("event_id",), {}), (("endpoint_id",), {})],
     ("webhooks", "recover"): [(("endpoint_id",), {}), (("since",), {"help": "ISO 8601"})],
     ("api",): [(("--host",), {"default": None}), (("--port",), {"type": int, "default": None})],
+    ("worker",): [(("--task-queue",), {"action": "append", "choices": task_queues.ALL,
+                                       "help": "poll only this queue (repeatable; default: all)"})],
     ("codec-server",): [(("--host",), {"default": None}),
                         (("--port",), {"type": int, "default": None})],
     ("reconcile",): [

@@ -102,7 +102,7 @@ def api(args: argparse.Namespace) -> int:
 def worker(args: argparse.Namespace) -> int:
     from workers.main import main as worker_main
 
-    return worker_main(get_settings())
+    return worker_main(get_settings(), getattr(args, "task_queue", None))
 
 
 def ledger_check(args: argparse.Namespace) -> int:

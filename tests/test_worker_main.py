@@ -76,3 +76,26 @@ def test_providers_are_built_from_settings_with_the_configured_adapters(settings
     assert type(built.gateway).__name__ == "StripeGateway"
     assert type(built.kyc).__name__ == "HttpKycProvider"
     assert type(built.notifier).__name__ == "HttpNotifier"
+
+
+
+@pytest.mark.parametrize("polled", [(0,), (1,), None])
+async def test_a_worker_given_task_queues_polls_only_those(settings, temporal_env, monkeypatch,
+                                                           polled) -> None:
+    """`settlepay worker --task-queue Q`: docker-compose runs N workers per queue this way."""
+    from settlepay.db import make_engine
+
+    queues = (f"probe-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setattr(task_queues, "ALL", queues)
+    monkeypatch.setattr(wiring, "for_queue", lambda name, engine, settings, providers: (
+        [ProbeWorkflow], probe_capability.activities(engine)))
+    engine = make_engine(settings.sqlalchemy_url, pool_size=1, settings=settings)
+    try:
+        asked = None if polled is None else [queues[n] for n in polled]
+        workers, executors = worker_main.build_workers(
+            temporal_env.client, engine, settings, Providers.from_settings(settings), asked)
+        for executor in executors:
+            executor.shutdown()
+        assert [worker.task_queue for worker in workers] == list(asked or queues)
+    finally:
+        engine.dispose()

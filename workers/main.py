@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -44,12 +45,17 @@ def build_engine(settings: Settings) -> Engine:
 
 
 def build_workers(client: Client, engine: Engine, settings: Settings, providers: Providers,
+                  queues: Sequence[str] | None = None,
                   ) -> tuple[list[Worker], list[ThreadPoolExecutor]]:
-    """One Worker per task queue with registrations; queues with nothing registered are skipped."""
+    """One Worker per task queue with registrations; queues with nothing registered are skipped.
+    `queues` (`settlepay worker --task-queue`) polls only those: N processes per queue scale
+    each queue on its own (docker-compose.yml); None polls every queue."""
     workers: list[Worker] = []
     executors: list[ThreadPoolExecutor] = []
     threads = settings.worker_activity_threads
     for queue in task_queues.ALL:
+        if queues is not None and queue not in queues:
+            continue
         workflows, activities = wiring.for_queue(queue, engine, settings, providers)
         if not workflows and not activities:
             log.info("task queue %s: nothing registered, not polled", queue)
@@ -88,8 +94,10 @@ async def _connect(settings: Settings, runtime: Runtime | None = None,
             await asyncio.sleep(1.0)
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the workers until `stop` is set, then shut them down gracefully."""
+async def run(settings: Settings, stop: asyncio.Event,
+              queues: Sequence[str] | None = None) -> None:
+    """Run the workers (of `queues`, or of every queue) until `stop` is set, then shut them
+    down gracefully."""
     engine = build_engine(settings)
     executors: list[ThreadPoolExecutor] = []
     runtime, metrics_server, collector = None, None, None
@@ -114,7 +122,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             log.info("registered search attributes: %s", ", ".join(added))
         log.info("reconciliation schedule: %s", await ensure_schedule(client, settings))
         workers, executors = build_workers(client, engine, settings,
-                                           Providers.from_settings(settings))
+                                           Providers.from_settings(settings), queues)
         if not workers:
             log.warning("nothing registered in workers/wiring.py: idle until stopped")
         runs = [asyncio.create_task(worker.run(), name=f"worker-{worker.task_queue}")
@@ -147,7 +155,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def main(settings: Settings | None = None) -> int:
+def main(settings: Settings | None = None, queues: Sequence[str] | None = None) -> int:
     settings = settings or get_settings()
     setup(settings, "settlepay-worker")  # JSON logs, tracing, instrumentation
 
@@ -156,7 +164,7 @@ def main(settings: Settings | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
+        await run(settings, stop, queues)
 
     asyncio.run(_main())
     log.info("worker stopped")
