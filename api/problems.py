@@ -192,6 +192,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "webhook_endpoint_disabled": 409,
     # payment reconciliation (commands/reconciliation.py; reconciliation_window_*: 422)
     "reconciliation_break_not_open": 409,
+    # provider webhooks (api/routes/stripe_webhooks.py, api/routes/kyc.py): a missing, wrong or
+    # stale signature
+    "webhook_signature_invalid": 400,
 }
 DEFAULT_REFUSAL_STATUS = 422
 

@@ -53,6 +53,7 @@ class ApiKeyCreate(BaseModel):
         examples=[["players:read", "deposits:write"]])
     rate_limits: dict[str, RateLimitIn] | None = Field(
         None, max_length=32, description=RATE_LIMITS,
+        json_schema_extra={"propertyNames": {"enum": ["*", *sorted(map(str, Scope))]}},
         examples=[{"*": {"requests": 50, "window_seconds": 1}}])
     api_version: ApiVersionName | None = Field(
         None, description="The API version the key's requests are served under when they send "

@@ -20,7 +20,9 @@ LimitAmount = Annotated[StrictInt, Field(gt=0, le=10**15)]
 class DepositLimitsUpdate(BaseModel):
     """A period left out is unchanged; null removes its limit (after the cool-off)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # At least one period is named: the OpenAPI description says so too.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["day"]}, {"required": ["week"]}, {"required": ["month"]}]})
 
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     day: LimitAmount | None = None
@@ -39,7 +41,12 @@ class DepositLimitsUpdate(BaseModel):
 
 
 class SelfExclusionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Either a number of days or permanent: true, as the OpenAPI description says too.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["duration_days"],
+         "properties": {"duration_days": {"type": "integer"}, "permanent": {"const": False}}},
+        {"required": ["permanent"],
+         "properties": {"permanent": {"const": True}, "duration_days": {"type": "null"}}}]})
 
     duration_days: StrictInt | None = Field(default=None, gt=0, le=36500)
     permanent: StrictBool = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 PARTNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 EventTypeFilter = str
@@ -40,10 +40,10 @@ class WebhookEndpointUpdate(BaseModel):
     url: str = Field(None, min_length=1, max_length=2048)
     description: str = Field(None, max_length=500)
     event_types: list[EventTypeFilter] = Field(None, min_length=1, max_length=64)
-    rate_limit_per_minute: int | None = Field(None, ge=1, le=1_000_000,
-                                              description="null removes the limit")
-    disabled: bool = Field(None, description="true stops deliveries (pending ones "
-                                             "fail); false resumes them")
+    rate_limit_per_minute: StrictInt | None = Field(None, ge=1, le=1_000_000,
+                                                    description="null removes the limit")
+    disabled: StrictBool = Field(None, description="true stops deliveries (pending ones "
+                                                   "fail); false resumes them")
 
 
 class WebhookEndpoint(BaseModel):
