@@ -4,6 +4,9 @@ No engine runs on the development machines, so the file is checked by reading it
 names exist, the commands it runs are real `settlepay` commands or importable modules, the
 SETTLEPAY_* variables it sets are Settings fields (and documented in the README), ports agree
 with the Settings defaults, and the search attributes it creates are the ones the code upserts.
+Scale-out: the API runs in replicas behind the load balancer, whose configuration points at the
+API service; every task queue has workers of its own, in replicas; Temporal's history shard
+count is set, and the README's capacity plan states the same one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from settlepay import search_attributes
+from settlepay import search_attributes, task_queues
 from settlepay.cli import build_parser
 from settlepay.config import ENV_PREFIX, Settings
 
@@ -100,10 +103,10 @@ def test_the_stack_has_the_production_pieces(services):
     assert images["temporal-ui"].startswith("temporalio/ui:")
     assert services["temporal"]["environment"]["POSTGRES_SEEDS"] == "postgres"
     assert any(v.endswith(":/var/lib/postgresql/data") for v in services["postgres"]["volumes"])
-    for name in ("migrate", "api", "worker"):
+    for name in ("migrate", "api", "worker", "worker-settlement"):
         assert services[name]["build"] == ".", name
     assert is_one_shot(services["migrate"]) and services["migrate"]["command"] == ["migrate"]
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "worker-settlement", "partitions"):
         condition = services[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
@@ -135,7 +138,8 @@ def test_the_readme_configuration_table_lists_every_setting():
 def test_ports_match_the_settings_defaults(services):
     defaults = Settings()
     temporal_port = int(defaults.temporal_address.rsplit(":", 1)[1])
-    assert published(services["api"]) == {defaults.api_port: defaults.api_port}
+    assert published(services["api-lb"]) == {defaults.api_port: defaults.api_port}
+    assert published(services["api"]) == {}  # replicas: reached through the load balancer
     assert published(services["temporal"]) == {temporal_port: temporal_port}
     assert published(services["temporal-ui"]) == {8080: defaults.temporal_ui_port}
     env = env_of(services["api"])
@@ -151,11 +155,13 @@ def test_ports_match_the_settings_defaults(services):
         base = env[f"{ENV_PREFIX}{base_field.upper()}"]
         assert base.endswith(f"{sandbox}-sandbox:{port}}}"), (
             f"{base_field} does not point at the {sandbox} sandbox")
-    # The sandboxes call the API back (signed webhooks) by its service name, not 127.0.0.1.
+    # The sandboxes call the API back (signed webhooks) through the load balancer, by its
+    # service name, not 127.0.0.1.
     assert env["SETTLEPAY_SANDBOX_STRIPE_WEBHOOK_URL"] == (
-        f"http://api:{defaults.api_port}/v1/webhooks/stripe")
+        f"http://api-lb:{defaults.api_port}/v1/webhooks/stripe")
     kyc = services["kyc-sandbox"]["command"]
-    assert kyc[kyc.index("--webhook-url") + 1] == f"http://api:{defaults.api_port}/v1/webhooks/kyc"
+    assert kyc[kyc.index("--webhook-url") + 1] == (
+        f"http://api-lb:{defaults.api_port}/v1/webhooks/kyc")
 
 
 def test_dockerfile_and_commands_are_real(services):
@@ -193,5 +199,64 @@ def test_search_attributes_created_are_the_ones_the_code_upserts(services):
     expected = {key.name: kinds[key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_")]
                 for key in search_attributes.ALL}
     assert created == expected
-    condition = services["worker"]["depends_on"]["temporal-search-attributes"]["condition"]
-    assert condition == "service_completed_successfully"
+    for worker in ("worker", "worker-settlement"):
+        condition = services[worker]["depends_on"]["temporal-search-attributes"]["condition"]
+        assert condition == "service_completed_successfully", worker
+
+
+def replicas(service: dict) -> int:
+    return int(service.get("deploy", {}).get("replicas", 1))
+
+
+def test_the_api_runs_in_replicas_behind_a_load_balancer_pointing_at_it(services):
+    api_port = Settings().api_port
+    assert replicas(services["api"]) >= 2
+    lb = services["api-lb"]
+    assert lb["image"].startswith("nginx:")
+    assert lb["depends_on"]["api"]["condition"] == "service_healthy"
+    mounts = dict(volume.split(":")[:2] for volume in lb["volumes"])
+    source = mounts.pop("./deploy/nginx/nginx.conf")
+    assert source == "/etc/nginx/nginx.conf" and not mounts
+    conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    conf = re.sub(r"#.*", "", conf)
+    assert conf.count("{") == conf.count("}")
+    upstreams = dict(re.findall(r"upstream\s+(\S+)\s*\{([^}]*)\}", conf))
+    assert len(upstreams) == 1
+    (name, body), = upstreams.items()
+    # The API service's name (every replica, re-resolved), at the port the API listens on.
+    assert re.search(rf"^\s*server\s+api:{api_port}\s+resolve\b", body, flags=re.M), body
+    assert re.search(r"^\s*resolver\s+127\.0\.0\.11\b", conf, flags=re.M)
+    assert re.search(rf"proxy_pass\s+http://{re.escape(name)};", conf)
+    listen = int(re.search(r"^\s*listen\s+(\d+);", conf, flags=re.M).group(1))
+    assert published(lb) == {listen: api_port}
+    health = " ".join(lb["healthcheck"]["test"])
+    location = re.search(r"(/[\w-]+)$", health.split("http://127.0.0.1:")[1].split()[0])
+    assert f"location = {location.group(1)}" in conf
+
+
+def test_every_task_queue_has_workers_of_its_own_in_replicas(services):
+    parser = build_parser()
+    polled: dict[str, str] = {}
+    for name, service in services.items():
+        command = service.get("command") or []
+        if command[:1] != ["worker"]:
+            continue
+        queues = parser.parse_args(command).task_queue
+        assert queues is not None and len(queues) == 1, (
+            f"{name}: a worker service polls exactly one task queue (--task-queue)")
+        assert queues[0] not in polled, f"{name} and {polled.get(queues[0])} poll one queue"
+        polled[queues[0]] = name
+        assert replicas(service) >= 2, f"{name}: one replica"
+        # Its health check looks for pollers of the queue it polls.
+        assert service["healthcheck"]["test"][-2:] == ["workers.health", queues[0]], name
+    assert set(polled) == set(task_queues.ALL)
+
+
+def test_temporal_history_shards_are_set_explicitly_and_documented(services):
+    shards = services["temporal"]["environment"]["NUM_HISTORY_SHARDS"]
+    count = int(shards)
+    assert count >= 1 and count & (count - 1) == 0, "a power of two"
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Scale-out and capacity", 1)[1].split("\n## ", 1)[0]
+    assert f"NUM_HISTORY_SHARDS={count}" in section.replace("`", "")
+    assert readme.index("## Scale-out and capacity") < readme.index("## Configuration")

@@ -51,12 +51,16 @@ def test_compose_runs_the_collector_jaeger_prometheus_and_grafana_with_files_tha
 def test_prometheus_scrapes_the_api_and_the_worker_where_they_serve_metrics():
     defaults = Settings()
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    targets = {job["job_name"]: job["static_configs"][0]["targets"]
+    # Every replica of a service is a target: its name resolves to all of them (DNS A records).
+    targets = {job["job_name"]: [f"{name}:{sd['port']}" for sd in job["dns_sd_configs"]
+                                 for name in sd["names"]]
                for job in config["scrape_configs"]}
     assert targets["settlepay-api"] == [f"api:{defaults.api_port}"]
-    assert targets["settlepay-worker"] == [f"worker:{defaults.worker_metrics_port}"]
-    assert _compose()["services"]["worker"]["environment"]["SETTLEPAY_WORKER_METRICS_PORT"] \
-        == str(defaults.worker_metrics_port)
+    assert targets["settlepay-worker"] == [f"worker:{defaults.worker_metrics_port}",
+                                           f"worker-settlement:{defaults.worker_metrics_port}"]
+    for worker in ("worker", "worker-settlement"):
+        assert _compose()["services"][worker]["environment"]["SETTLEPAY_WORKER_METRICS_PORT"] \
+            == str(defaults.worker_metrics_port)
 
 
 def test_every_settlepay_metric_the_dashboard_and_the_rules_name_is_defined():
