@@ -23,6 +23,9 @@ attribute) is upserted at the step that changes it: `DepositStatus.search_value`
 Logs: each step (activity) and each state is one `workflow.logger` line ("deposit step" with
 `deposit_step`, "deposit state" with `deposit_state`; the workflow id comes with the record);
 Temporal drops them while replaying, and a log line is no command of the history.
+Database steps (gate, credit, fail, review) are local activities: short writes the worker runs
+within the workflow task, with no activity task through the server (Patch.LOCAL_DATABASE_STEPS;
+before it they were activities, as the gateway steps still are).
 Changing running deposits: a change of the commands a deposit under way issues is behind
 `workflow.patched(Patch.X)` (workflows/PATCHING.md); tests/workflows/test_replay_deposit.py
 replays histories recorded before each patch.
@@ -119,8 +122,8 @@ class DepositWorkflow:
     async def gate(self, req: DepositRequest) -> Refusal | None:
         """Player active, currency, amount bounds, geolocation, limits (compliance gates)."""
         try:
-            await self._step(Activity.CHECK_GATES, req)
-        except ActivityError as error:
+            await self._database_step(Activity.CHECK_GATES, req)
+        except (ActivityError, ApplicationError) as error:   # a local activity's: the latter
             return _refusal(error)[0]
         return None
 
@@ -196,14 +199,14 @@ class DepositWorkflow:
 
     async def credit_player(self, req: DepositRequest, payment: Payment) -> int:
         """One ledger transaction: gateway clearing -> player cash (key `deposit-<id>:credit`)."""
-        return await self._step(Activity.CREDIT_PLAYER, Credit(
+        return await self._database_step(Activity.CREDIT_PLAYER, Credit(
             deposit_id=req.deposit_id, player_id=req.player_id, amount=req.amount,
             currency=req.currency, payment_intent=payment.payment_intent, charge=payment.charge),
             result_type=int)
 
     async def fail(self, req: DepositRequest, failure: Failure) -> DepositResult:
         """`failed` with its reason; no ledger effect, the limit reservation released."""
-        await self._step(Activity.FAIL, failure)
+        await self._database_step(Activity.FAIL, failure)
         self._set_state(DepositStatus.FAILED)
         return DepositResult(req.deposit_id, DepositStatus.FAILED, failure_code=failure.code,
                              failure_reason=failure.reason,
@@ -212,7 +215,8 @@ class DepositWorkflow:
     async def review(self, req: DepositRequest, review: Review) -> DepositResult:
         """An operator looks at it (a success the gateway already reported is credited
         instead); a verdict arriving later is settled by the webhook route."""
-        status = DepositStatus(await self._step(Activity.REVIEW, review, result_type=str))
+        status = DepositStatus(await self._database_step(Activity.REVIEW, review,
+                                                         result_type=str))
         self._set_state(status)
         return DepositResult(req.deposit_id, status, payment_intent=review.payment_intent,
                              review_code=review.code, review_reason=review.reason)
@@ -278,6 +282,19 @@ class DepositWorkflow:
             start_to_close_timeout=STEP_TIMEOUT, schedule_to_close_timeout=deadline,
             retry_policy=RETRY)
 
+    async def _database_step(self, activity: Activity, *args: Any,
+                             result_type: type[T] | None = None) -> T:
+        """A short database write (a command in one transaction): a local activity, run by this
+        worker within the workflow task, retried per RETRY. Deposits started before
+        Patch.LOCAL_DATABASE_STEPS ran it as an activity, and still do (the first call decides
+        for the whole run: `workflow.patched` is memoized)."""
+        if not workflow.patched(Patch.LOCAL_DATABASE_STEPS):
+            return await self._step(activity, *args, result_type=result_type)
+        workflow.logger.info("deposit step", extra={"deposit_step": str(activity)})
+        return await workflow.execute_local_activity(
+            activity, args=list(args), result_type=result_type,
+            start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY)
+
     def _set_state(self, state: DepositStatus, req: DepositRequest | None = None) -> None:
         self._state = state
         workflow.logger.info("deposit state", extra={"deposit_state": str(state)})
@@ -292,7 +309,8 @@ def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
 
 
-def _refusal(error: ActivityError, *, loud: bool = True) -> tuple[Refusal | None, str | None]:
+def _refusal(error: ActivityError | ApplicationError, *,
+             loud: bool = True) -> tuple[Refusal | None, str | None]:
     """The business refusal an activity raised, and the payment intent it names (its first
     detail). Anything else (a bug, a deadline passed) is re-raised when `loud`, so it fails the
     workflow task instead of inventing a reason; otherwise (None, None)."""
@@ -301,7 +319,7 @@ def _refusal(error: ActivityError, *, loud: bool = True) -> tuple[Refusal | None
         if loud:
             raise error
         return None, None
-    cause = error.cause
+    cause = error if isinstance(error, ApplicationError) else error.cause
     details = cause.details if isinstance(cause, ApplicationError) else ()
     return refusal, (str(details[0]) if details and details[0] else None)
 

@@ -11,7 +11,8 @@ of a history that running workflows may have is a bug, or needs `workflow.patche
 
 `deposit_processing_at_timeout_before_patch.json` is NOT re-recorded here: it was recorded from the
 workflow before the "deposit-processing-stays-open" patch and stays, frozen, as the proof that
-a workflow started before that change still replays.
+a workflow started before that change still replays. Likewise `deposit_*_before_local_steps.json`
+(each scenario before the "deposit-local-database-steps" patch) and `deposit_*_before_rooms.json`.
 """
 
 from __future__ import annotations

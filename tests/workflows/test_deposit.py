@@ -106,18 +106,24 @@ class World:
                 await self.on_cancel(deposit_id)
             return _answer(self.cancelled)
 
+        # The database steps are local activities, which run at least once: again when the
+        # workflow task that ran one fails (e.g. a signal came meanwhile). Like the commands
+        # (ledger key, row state), the same request again is no second effect; another one is.
         @activity.defn(name=Activity.CREDIT_PLAYER)
         async def credit_player(credit: Credit) -> int:
-            self.credits.append(credit)
+            if credit not in self.credits:
+                self.credits.append(credit)
             return TRANSACTION
 
         @activity.defn(name=Activity.FAIL)
         async def fail(failure: Failure) -> None:
-            self.failures.append(failure)
+            if failure not in self.failures:
+                self.failures.append(failure)
 
         @activity.defn(name=Activity.REVIEW)
         async def review(review: Review) -> str:
-            self.reviews.append(review)
+            if review not in self.reviews:
+                self.reviews.append(review)
             return str(self.reviewed)
 
         return [check_gates, create_payment, retrieve_payment, cancel_payment, credit_player,

@@ -103,6 +103,9 @@ class Patch(StrEnum):
     # until the processing limit, then goes to review; before, the deposit failed `expired`
     # while the payment could still succeed (issue 9, item 5).
     PROCESSING_STAYS_OPEN = "deposit-processing-stays-open"
+    # The database steps (gate, credit, fail, review) are local activities: no activity task
+    # through the server for a short write (issue 16); before, they were activities.
+    LOCAL_DATABASE_STEPS = "deposit-local-database-steps"
 
 
 class GatewayStatus(StrEnum):
