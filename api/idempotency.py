@@ -25,8 +25,10 @@ The rules (per API key: two keys may use the same Idempotency-Key independently)
 * First request with a key: it is claimed in its own short transaction (a unique row), the
   route runs, and its answer (status, headers, body) is stored before it is sent.
 * Same key, same request (method, path, query and JSON body, key order ignored) after that:
-  the stored answer, byte for byte, with `Idempotent-Replayed: true`. The replay is one
-  indexed query (API key and record fetched together) and never reaches the router.
+  the stored answer, byte for byte, with `Idempotent-Replayed: true`. The replay is ONE
+  indexed query and never reaches the router: the record by its primary key when the rate
+  limiter has already authenticated the key (api/rate_limits.py, outside this middleware),
+  else the API key and the record fetched together.
 * Same key, different request → 422 `idempotency_key_reused`.
 * Same key while the first request is still running → 409 `idempotency_key_in_use` with
   `Retry-After: 1`, at once (no waiting: a waiting request would hold a worker and a
@@ -206,13 +208,18 @@ class IdempotencyMiddleware:
         method, path = scope["method"], scope["path"]
         request_hash = fingerprint(method, path, scope.get("query_string", b""), body)
 
-        row, record = await _db(idempotency.lookup, engine, api_keys.key_prefix(plaintext), key,
-                                stale_after)
-        found = None if row is None else api_keys.from_row(row)
-        if found is None or not found.live or not api_keys.matches(row.key_hash, plaintext):
-            return await self.app(scope, _replaying(body, receive), send)   # the route answers 401
-        principal = Principal.of(found)
-        scope[PRINCIPAL_SCOPE_KEY] = principal
+        principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
+        if principal is not None:
+            # The rate limiter authenticated this request's key: only the record is read.
+            record = await _db(idempotency.find, engine, principal.api_key_id, key, stale_after)
+        else:
+            row, record = await _db(idempotency.lookup, engine, api_keys.key_prefix(plaintext),
+                                    key, stale_after)
+            found = None if row is None else api_keys.from_row(row)
+            if found is None or not found.live or not api_keys.matches(row.key_hash, plaintext):
+                return await self.app(scope, _replaying(body, receive), send)   # 401 follows
+            principal = Principal.of(found)
+            scope[PRINCIPAL_SCOPE_KEY] = principal
         api_key_id, token = principal.api_key_id, uuid.uuid4()
         messages: list[Message] = []
 

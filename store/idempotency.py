@@ -6,7 +6,8 @@ concurrent duplicates at once, so it is never part of the business transaction.
 
 `lookup` answers the two questions of every request carrying an Idempotency-Key (who is the
 API key, and has this key been seen) in ONE indexed round trip, because that is the whole of
-the replay path.
+the replay path; `find` answers the second alone (the primary key) when the key is already
+authenticated (by the rate limiter, on the same request).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ _LOOKUP_SQL = """
     FROM api_keys k
     LEFT JOIN idempotency_records r ON r.api_key_id = k.id AND r.idempotency_key = %(key)s
     WHERE k.prefix = %(prefix)s"""
+
+_FIND_SQL = """
+    SELECT request_hash, response_status, response_headers, response_body,
+           locked_at < now() - make_interval(secs => %(stale_after)s) AS stale
+    FROM idempotency_records WHERE api_key_id = %(api_key_id)s AND idempotency_key = %(key)s"""
 
 _CLAIM = text("""
     INSERT INTO idempotency_records (api_key_id, idempotency_key, request_method, request_path,
@@ -100,23 +106,36 @@ def lookup(engine: Engine, prefix: str, key: str,
     connection (autocommit: no BEGIN/ROLLBACK): SQLAlchemy's layers would cost more CPU than
     the statement itself.
     """
+    row = _fetch_one(engine, _LOOKUP_SQL,
+                     {"prefix": prefix, "key": key, "stale_after": stale_after})
+    if row is None:
+        return None, None
+    return row, (_record(row) if row.seen else None)
+
+
+def find(engine: Engine, api_key_id: str, key: str, stale_after: float) -> Record | None:
+    """The record of (API key id, Idempotency-Key), or None: one primary-key lookup, run like
+    `lookup` (prepared, autocommit, on the driver's connection)."""
+    row = _fetch_one(engine, _FIND_SQL,
+                     {"api_key_id": api_key_id, "key": key, "stale_after": stale_after})
+    return None if row is None else _record(row)
+
+
+def _fetch_one(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
+    """One prepared statement in autocommit on a pooled connection's driver connection: the
+    replay path's whole database work, without SQLAlchemy's per-statement layers."""
     pooled = engine.raw_connection()
     try:
         driver = pooled.driver_connection
         driver.autocommit = True
         try:
             with driver.cursor(row_factory=namedtuple_row) as cursor:
-                cursor.execute(_LOOKUP_SQL,
-                               {"prefix": prefix, "key": key, "stale_after": stale_after},
-                               prepare=True)
-                row = cursor.fetchone()
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchone()
         finally:
             driver.autocommit = False
     finally:
         pooled.close()   # back to the pool
-    if row is None:
-        return None, None
-    return row, (_record(row) if row.seen else None)
 
 
 def read(conn: Connection, api_key_id: str, key: str, stale_after: float) -> Record | None:

@@ -277,3 +277,70 @@ async def test_prune_forgets_old_answers_only(client, keys, engine):
                                  "WHERE idempotency_key IN (:a, :b)"),
                             {"a": done, "b": running}).scalars().all()
     assert left == [running]
+
+
+def _counting(engine) -> list[str]:
+    """Every statement `engine` sends from now on (its psycopg cursors count them, whether
+    SQLAlchemy runs them or the store runs them on the driver's connection)."""
+    import psycopg
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    class Counting(psycopg.Cursor):
+        def execute(self, query, params=None, **options):
+            sent.append(" ".join(str(query).split()))
+            return super().execute(query, params, **options)
+
+    @event.listens_for(engine, "connect")
+    def count(dbapi_connection, _record) -> None:
+        dbapi_connection.cursor_factory = Counting
+
+    return sent
+
+
+async def test_a_replay_reads_one_idempotency_record_and_nothing_else(api_settings, keys):
+    from settlepay.db import make_engine
+
+    engine = make_engine(api_settings.sqlalchemy_url, pool_size=2, settings=api_settings)
+    sent = _counting(engine)
+    app = create_app(api_settings, engine=engine)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    body, headers = player_body(), keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            first = await http.post("/v1/players", json=body, headers=headers)
+            assert first.status_code == 201
+            sent.clear()
+            again = await http.post("/v1/players", json=body, headers=headers)
+    finally:
+        engine.dispose()
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    # The rate limiter's two (the key, its token: api/rate_limits.py), then the replay's ONE
+    # indexed lookup: the record by its primary key. No second read of the API key, no write.
+    assert len(sent) == 3, sent
+    assert "FROM api_keys" in sent[0] and "rate_limit_buckets" in sent[1]
+    assert "FROM idempotency_records WHERE api_key_id =" in sent[2]
+    assert "idempotency_key =" in sent[2] and "api_keys" not in sent[2]
+
+
+async def test_a_replay_with_no_key_authenticated_before_is_one_statement(api_settings, keys):
+    from settlepay.db import make_engine
+
+    settings = api_settings.model_copy(update={"rate_limit_backend": "off"})
+    engine = make_engine(settings.sqlalchemy_url, pool_size=2, settings=settings)
+    sent = _counting(engine)
+    app = create_app(settings, engine=engine)
+    app.state.rate_limits = None   # no limiter in front: the middleware authenticates itself
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    body, headers = player_body(), keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            first = await http.post("/v1/players", json=body, headers=headers)
+            assert first.status_code == 201
+            sent.clear()
+            again = await http.post("/v1/players", json=body, headers=headers)
+    finally:
+        engine.dispose()
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert len(sent) == 1 and "FROM api_keys" in sent[0] and "idempotency_records" in sent[0]
