@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     cash_out_reversal_enabled: bool = False
 
     # --- HTTP API (api/) -----------------------------------------------------------------
+    # Processes serving the API on one port (api/server.py): `settlepay api` and `make dev`.
+    # They share Idempotency-Key records and rate-limit buckets through the database.
+    api_processes: int = 2
     # Database connections of one API process (routes run in a thread pool and each holds one).
     api_db_pool_size: int = 8
     # An Idempotency-Key whose first request has run this long without storing its answer is

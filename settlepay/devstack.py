@@ -11,7 +11,8 @@ Start order (Ctrl-C stops it in the reverse order, then exits 0):
      <data>/postgres with a database `settlepay`; Alembic migrations applied;
   3. the development API key (operator, all scopes) from SETTLEPAY_DEV_API_KEY;
   4. the provider sandboxes that exist (`sandboxes/<name>/__main__.py`);
-  5. the worker (`settlepay worker`) and the API (`settlepay api`, uvicorn on :8000);
+  5. the worker (`settlepay worker`) and the API (`settlepay api`, uvicorn on :8000,
+     SETTLEPAY_API_PROCESSES processes);
      between them the webhook dispatcher (`settlepay webhooks dispatch`), partner `demo`
      delivering to the receiver sandbox (webhooks/dev.py).
 
@@ -310,9 +311,11 @@ class DevStack:
 
     def start_api(self) -> None:
         s = self.settings
+        # SETTLEPAY_API_PROCESSES processes on one port (api/server.py); they share the
+        # Idempotency-Key records and rate-limit buckets through the database.
+        env = {**self.child_env(), f"{ENV_PREFIX}API_PROCESSES": str(s.api_processes)}
         self.spawn("api", [sys.executable, "-m", "settlepay.cli", "api",
-                           "--host", s.api_host, "--port", str(s.api_port)],
-                   self.child_env(), cwd=ROOT)
+                           "--host", s.api_host, "--port", str(s.api_port)], env, cwd=ROOT)
         self.wait(f"the API on {self.api_url}/healthz", lambda: _http_ok(f"{self.api_url}/healthz"),
                   TIMEOUTS["api"])
 
@@ -328,7 +331,7 @@ class DevStack:
         lines = [
             "",
             "settlepay dev stack is up",
-            f"  API docs:            {self.api_url}/docs",
+            f"  API docs:            {self.api_url}/docs ({s.api_processes} API processes)",
             f"  Temporal UI:         http://{host}:{s.temporal_ui_port} (payloads decrypted by"
             f" the codec server {self.codec_url})",
             f"  Webhook deliveries:  http://127.0.0.1:{s.sandbox_webhook_receiver_port}"

@@ -1,0 +1,98 @@
+"""`settlepay api` with SETTLEPAY_API_PROCESSES=2 (api/server.py): two processes answer on one
+port, and they share the Idempotency-Key records (PostgreSQL), so a retry answered by the other
+process gets the first answer back, never a second effect.
+
+Which process answers is forced, not hoped for: the other one is stopped (SIGSTOP), so the
+listening socket's connections can only be accepted by the running one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tests.support.api import player_body
+from tests.support.net import free_port, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes uvicorn's supervisor spawned (multiprocessing's spawn_main)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+@contextmanager
+def _stopped(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="module")
+def two_processes(api_settings) -> Iterator[tuple[str, list[int]]]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "SETTLEPAY_DATABASE_URL": api_settings.database_url,
+           "SETTLEPAY_TEMPORAL_ADDRESS": api_settings.temporal_address,
+           "SETTLEPAY_API_PROCESSES": "2", "SETTLEPAY_API_DB_POOL_SIZE": "2",
+           "SETTLEPAY_LOG_LEVEL": "WARNING", "SETTLEPAY_TELEMETRY_ENABLED": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "settlepay.cli", "api", "--port", str(port)],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", timeout=60)
+        workers = _children(proc.pid)
+        for pid in workers:   # each one up (a stopped sibling forces the answer onto it)
+            with _stopped(next(other for other in workers if other != pid)):
+                wait_http(f"{url}/healthz", timeout=30)
+        yield url, workers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_api_runs_as_two_processes_under_one_supervisor(two_processes):
+    _, workers = two_processes
+    assert len(workers) == 2
+
+
+def test_a_retry_answered_by_the_other_process_replays_the_first_answer(two_processes, keys,
+                                                                         engine):
+    url, (first, second) = two_processes
+    headers = {**keys.operator.headers, "Idempotency-Key": uuid.uuid4().hex}
+    body = player_body(partner_id=keys.partner_a.partner_id)
+    with _stopped(second):   # only `first` can accept
+        created = httpx.post(f"{url}/v1/players", json=body, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    assert "idempotent-replayed" not in created.headers
+    with _stopped(first):    # only `second` can accept
+        again = httpx.post(f"{url}/v1/players", json=body, headers=headers, timeout=30)
+        reused = httpx.post(f"{url}/v1/players", json={**body, "first_name": "Grace"},
+                            headers=headers, timeout=30)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.content == created.content
+    assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT count(*) FROM players WHERE external_ref = :ref"),
+                            {"ref": body["external_ref"]}).scalar()
+    assert rows == 1
