@@ -1,18 +1,22 @@
 """Partition maintenance of outbox_events and webhook_attempts (store/partitions.py): months
 made ahead, idempotently; a row stranded in the DEFAULT partition moves into its month; old
-months are detached for archive, except an outbox month with an event still to publish. The
-audit chain's partitions are tests/audit/test_verify_partitions.py's."""
+months are detached for archive, except an outbox month with an event still to publish; the
+migration keeps every row both ways. The audit chain's partitions are
+tests/audit/test_verify_partitions.py's."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import Engine, text
 
-from settlepay import cli
+from settlepay import cli, migrate
 from settlepay.config import get_settings
 from store import partitions
+from tests.support.databases import sqlalchemy_url, temporary_database
 
 MAY_2030 = datetime(2030, 5, 15, 12, 0, tzinfo=UTC)
 
@@ -92,3 +96,39 @@ def test_settlepay_partitions_ensure_and_archive_run_against_the_database(
         assert cli.main(["partitions", "archive", "--outbox-keep-days", "0"]) == 0
     finally:
         get_settings.cache_clear()
+
+
+def test_migration_0018_keeps_every_row_partitions_and_downgrades() -> None:
+    before, after = "0017_second_factor_lockout", "0018_table_growth"
+    relkinds = ("SELECT relname, relkind FROM pg_class WHERE relname IN"
+                " ('audit_log', 'outbox_events', 'webhook_attempts') ORDER BY relname")
+    with temporary_database("sp_growth_migration", revision=before) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT audit_append('{\"n\":1}')")
+            old = conn.execute("""
+                INSERT INTO outbox_events (event_type, aggregate_type, aggregate_id, payload,
+                                           created_at)
+                VALUES ('player.updated', 'player', 'p1', '{}', now() - interval '200 days')
+                RETURNING id""").fetchone()[0]
+        migrate.upgrade(sqlalchemy_url(url), after)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert [kind for _, kind in conn.execute(relkinds)] == ["p", "p", "p"]
+            # The old event is in a month of its own, and ids go on from the same sequence.
+            assert conn.execute("SELECT tableoid::regclass::text FROM outbox_events"
+                                " WHERE id = %s", (old,)).fetchone()[0] != "outbox_events_default"
+            new = conn.execute("""
+                INSERT INTO outbox_events (event_type, aggregate_type, aggregate_id, payload)
+                VALUES ('player.updated', 'player', 'p1', '{}') RETURNING id""").fetchone()[0]
+            assert new > old
+            conn.execute("SELECT audit_append('{\"n\":2}')")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("TRUNCATE audit_log_s000000000001")
+        command.downgrade(migrate.alembic_config(sqlalchemy_url(url)), before)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert [kind for _, kind in conn.execute(relkinds)] == ["r", "r", "r"]
+            assert conn.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 2
+            assert conn.execute("SELECT array_agg(seq ORDER BY seq) FROM audit_log"
+                                ).fetchone()[0] == [1, 2]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM audit_log")
+        migrate.upgrade(sqlalchemy_url(url), after)        # and up again
