@@ -211,6 +211,9 @@ def replicas(service: dict) -> int:
 def test_the_api_runs_in_replicas_behind_a_load_balancer_pointing_at_it(services):
     api_port = Settings().api_port
     assert replicas(services["api"]) >= 2
+    # ... each serving with several processes (api/server.py).
+    assert int(env_of(services["api"])["SETTLEPAY_API_PROCESSES"]) >= 2
+    assert env_of(services["api"])["SETTLEPAY_DATABASE_URL"].endswith("@postgres:5432/settlepay")
     lb = services["api-lb"]
     assert lb["image"].startswith("nginx:")
     assert lb["depends_on"]["api"]["condition"] == "service_healthy"
