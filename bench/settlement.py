@@ -296,12 +296,16 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--per-bet", type=int, default=2_000)
+    parser.add_argument("--page", type=int, default=settlements.PAGE_SIZE,
+                        help="bets a batch reads, plans and writes at a time")
     parser.add_argument("--million", action="store_true",
                         help="1,000,000 bets (100,000 players) on one market: settle, RSS")
     args = parser.parse_args()
     if args.million:
         args.bets, args.players, args.per_bet = 1_000_000, 100_000, 0
-    print(f"load average before: {load()}")
+    settlements.PAGE_SIZE = args.page
+    print(f"load average before: {load()}; {args.bets:,} bets, batch {args.batch:,} x "
+          f"concurrency {args.concurrency}, pages of {args.page:,} bets")
 
     with temporary_database("sp_bench_settlement") as url:
         settings = Settings(database_url=url, settlement_batch_size=args.batch)

@@ -212,7 +212,7 @@ def _page(conn: Connection, market_id: str, after: str, limit: int | None) -> li
     """The market's bets (not rejected) after bet id `after`, in id order (`limit`: a page)."""
     return conn.execute(text(f"""
         SELECT {_BET_COLUMNS}, b.needs_review, b.cashed_out_value
-          FROM bets b JOIN players p ON p.id = b.player_id
+          FROM bets b
          WHERE b.id IN (SELECT bet_id FROM bet_legs WHERE market_id = :m AND bet_id > :after)
            AND b.status <> 'rejected'
          ORDER BY b.id

@@ -400,13 +400,16 @@ def _execute(conn: Connection, market_id: str, planned: list[tuple[StoredBet, St
 
 def settle_range(conn: Connection, settings: Settings, market_id: str, version: int,
                  mode: Mode, lo: str, hi: str, *, part: int = 0, parts: int = 1, actor: str,
-                 fail_before_commit: bool = False, page_size: int = PAGE_SIZE) -> BatchOutcome:
+                 fail_before_commit: bool = False, page_size: int | None = None,
+                 ) -> BatchOutcome:
     """Settle (or roll back) the bets on `market_id` with lo < id <= hi whose player falls in
-    partition `part` of `parts`, in the caller's transaction, `page_size` bets at a time.
+    partition `part` of `parts`, in the caller's transaction, `page_size` bets at a time
+    (None: PAGE_SIZE).
 
     Partitioning a round by player lets its batches run at once without waiting on each
     other's locks: no two parts of a round touch the same player's accounts."""
     out = BatchOutcome()
+    page_size = page_size or PAGE_SIZE
     after = lo
     upgrade_only = settings.resettlement_policy == "upgrade_only"
     while True:

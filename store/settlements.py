@@ -218,7 +218,7 @@ def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
     left out. `limit`: the first so many (a page; the next page starts after the last id)."""
     rows = conn.execute(text(f"""
         SELECT {BET_COLUMNS}
-          FROM bets b JOIN players p ON p.id = b.player_id
+          FROM bets b
          WHERE b.id IN (SELECT bet_id FROM bet_legs
                          WHERE market_id = :m AND bet_id > :lo AND bet_id <= :hi)
            AND b.status NOT IN ('rejected', 'cashed_out') AND b.needs_review IS NULL
@@ -233,7 +233,8 @@ def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
 
 
 # A bet as settlement reads it (store rows -> StoredBet); `stake` is what is still in play.
-BET_COLUMNS = """b.id, b.player_id, p.partner_id, b.currency, b.stake, b.bet_type,
+# A bet's partner is its player's (commands/bets.py takes it from the player at intake).
+BET_COLUMNS = """b.id, b.player_id, b.partner_id, b.currency, b.stake, b.bet_type,
                b.place_fraction, b.place_count, b.status, b.paid, b.payout, b.version,
                b.settlement_key, b.rollbacks, b.funding, b.stake_bonus, b.paid_bonus,
                b.returned_free_bet, b.cashed_out_stake, b.cashed_out_bonus, b.bonus_id,
