@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 from temporalio.client import Client
 
-from api import problems, telemetry
+from api import openapi_examples, problems, telemetry
 from api.body_limit import BodySizeLimit
 from api.deps import temporal_client
 from api.housekeeping import prune_idempotency_records
@@ -80,11 +80,12 @@ DESCRIPTION = """Payments and settlement back office of a regulated sportsbook.
 * POST requests take an `Idempotency-Key` header (required where money moves): retries with the
   same key and body get the first answer back, marked `Idempotent-Replayed: true`.
 * Amounts are integers in minor units of their currency.
-* Versions are dates: send `Settlepay-Version: 2026-12-01` on every request to keep your
-  behaviour when a new version appears (none: the current one; unknown: 400
+* Versions are dates. Each API key is pinned to one (the current one when it is made, or the
+  `api_version` it asks for); a request without `Settlepay-Version` is served under its key's,
+  `Settlepay-Version: 2026-12-01` overrides it for one request (unknown: 400
   `api_version_unknown`). Answers name their version. New members, routes, optional
   parameters, event types and problem codes are added without a new version: ignore what you
-  do not know.
+  do not know. Upgrade by rolling the key with the new `api_version`.
 * Lists page with `limit`, `starting_after` and `ending_before`, newest first.
 * Each API key has a rate limit: answers carry `RateLimit-*` headers; over it, 429 with
   `Retry-After`. Oversized request bodies get 413.
@@ -146,4 +147,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     telemetry.instrument(app, app.state.settings.telemetry_enabled)
     for router in ROUTERS:
         app.include_router(router)
+    openapi_examples.install(app)   # every operation's examples (api/openapi_examples.py)
     return app
