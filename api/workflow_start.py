@@ -7,7 +7,9 @@ error. A money workflow runs once: the id is never reused, not even after the fi
 finished must get the resource as it is, never a second run that would pay or credit again;
 issue 9, item 4). Callers also skip the start when the resource shows its workflow has already
 run, which still holds once Temporal has forgotten a closed run (its retention period).
-The search attributes operators filter on in Temporal UI are set at start.
+The search attributes operators filter on in Temporal UI are set at start, and the memo keeps
+the creating request's traceparent (the Stripe webhook and second-factor requests continue that
+trace: settlepay/observability/tracing.py `continuing`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from settlepay import search_attributes as sa
 from settlepay import task_queues
+from settlepay.observability import tracing
 
 
 async def start_money_workflow(client: Client, workflow: str, request: Any, *, workflow_id: str,
@@ -38,6 +41,7 @@ async def start_money_workflow(client: Client, workflow: str, request: Any, *, w
             workflow, request, id=workflow_id, task_queue=task_queues.MAIN,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo=tracing.memo(),   # the creating request's trace, continued by later requests
             search_attributes=TypedSearchAttributes([
                 SearchAttributePair(sa.PLAYER_ID, request.player_id),
                 SearchAttributePair(sa.AMOUNT, request.amount),

@@ -1,24 +1,37 @@
 """What observability costs: tracing + metrics on versus off, in one run (issue 12's budget:
 at most 5 % slower).
 
-    .venv/bin/python bench/observability.py [--seconds 4] [--rounds 3] [--clients 16]
+    .venv/bin/python bench/observability.py [--seconds 3] [--rounds 5] [--clients 16]
                                             [--deposits 48] [--concurrency 24]
+                                            [--sample-ratio R] [--exporter otlp|none]
+
+"On" is the configuration an operator runs in production: `Settings()`'s defaults, i.e.
+telemetry on, spans shipped over OTLP, head sampling at SETTLEPAY_TRACES_SAMPLE_RATIO (default
+0.01: 1 % of traces recorded, every span of a recorded trace; the others keep their trace ids
+for logs and headers and make no SQL spans), business metrics recorded. `--sample-ratio 1`
+measures recording every trace (what `make dev` and the tests do). "Off" is
+SETTLEPAY_TELEMETRY_ENABLED=false.
 
 (1) Ledger (b) of bench/ledger.py: single transfers touching the house account (post_now, each
-    its own database transaction), from `--clients` forked client processes. "On" processes
-    set up tracing as every settlepay process does (tracer provider, psycopg instrumentation:
-    a span per statement, shipped over OTLP) and record the ledger posting histogram; "off"
-    processes do neither (SETTLEPAY_TELEMETRY_ENABLED=false).
+    its own database transaction), from `--clients` forked client processes. An "on" client
+    sets up tracing as every settlepay process does (tracer provider and sampler, psycopg
+    instrumentation, OTLP export) and records the ledger posting histogram; an "off" client
+    does neither. What tracing costs the ledger is its statements' instrumentation: a
+    statement makes a span only inside a recorded trace (tracing.ChildSpansOnly), and the
+    operation's span around a posting is an activity's or a request's, which (2) measures.
 (2) Deposits end to end at `--concurrency` (POST /v1/deposits until the workflow's result, as
     bench/deposits.py (1)): two stacks side by side on one Temporal dev server (one namespace
     each) and one database, each with its Stripe sandbox, `settlepay api` and `settlepay
-    worker`: one with SETTLEPAY_TELEMETRY_ENABLED=false, one with it on (FastAPI, Temporal
-    interceptor, psycopg / httpx / requests spans exported over OTLP, business metrics, the
-    worker's /metrics and SDK runtime metrics, both /metrics scraped once per round).
+    worker`: one with SETTLEPAY_TELEMETRY_ENABLED=false, one with telemetry as in production
+    (FastAPI, Temporal interceptor, psycopg / httpx / requests spans of sampled traces
+    exported over OTLP, business metrics, the worker's /metrics and SDK runtime metrics, both
+    /metrics scraped once per round).
 Spans go to a local OTLP/HTTP sink (a process of its own, standing for the collector: it reads
 each request and answers 200), so the exporters serialize and send as in production.
-On and off run in interleaved rounds, so the machine's background load weighs on both alike;
-the load average is printed before and after. Runs on temporary databases it drops.
+On and off run in interleaved rounds (off-on, on-off, ...), so the machine's background load
+weighs on both alike; each side's figure is the MEDIAN of its rounds, and the ratio is also
+given per round pair (median of the pairs). The load average is printed before and after. Runs
+on temporary databases it drops.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import asyncio
 import importlib.util
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -128,27 +142,42 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
 
 
-def verdict(off: float, on: float) -> str:
-    """Both rates, on / off, and the slowdown against the budget."""
-    slower = 1 - on / off
+def verdict(off: list[float], on: list[float]) -> str:
+    """Median rates of both sides, on / off (of the medians and the median of the round
+    pairs), and the slowdown against the budget."""
+    off_median, on_median = statistics.median(off), statistics.median(on)
+    pairs = statistics.median(b / a for a, b in zip(off, on, strict=True))
+    slower = 1 - on_median / off_median
     ok = "within" if slower <= BUDGET else "OVER"
-    return (f"off {off:8,.1f}/s   on {on:8,.1f}/s   on/off {on / off:.3f}   "
-            f"slower {100 * slower:+.1f} % ({ok} the {100 * BUDGET:.0f} % budget)")
+    rounds = "  ".join(f"{b / a:.2f}" for a, b in zip(off, on, strict=True))
+    return (f"off {off_median:8,.1f}/s   on {on_median:8,.1f}/s   (medians of {len(off)} rounds)"
+            f"\n  on/off {on_median / off_median:.3f}   (median of round pairs {pairs:.3f};"
+            f" rounds: {rounds})\n  slower {100 * slower:+.1f} % ({ok} the "
+            f"{100 * BUDGET:.0f} % budget)")
+
+
+def production(args: argparse.Namespace, on: bool, sink: Sink) -> Any:
+    """The settings of a measured process: production's defaults (sampling included) with
+    spans shipped to the sink, or telemetry off."""
+    from settlepay.config import Settings
+
+    extra = {} if args.sample_ratio is None else {"traces_sample_ratio": args.sample_ratio}
+    return Settings(telemetry_enabled=on, traces_exporter=args.exporter, otlp_endpoint=sink.url,
+                    **extra)
 
 
 # --- (1) ledger (b) ------------------------------------------------------------------------------
 
-def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float, float]:
+def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[list[float], list[float]]:
     import ledger
     from ledger import AccountRef, Leg, Transfer
     from ledger.check import run as check
-    from settlepay.config import Settings
     from settlepay.db import make_engine
     from settlepay.observability import metrics, tracing
     from tests.support.databases import sqlalchemy_url, temporary_database
 
     bench_ledger = _bench_module("ledger")
-    # Imported before the forks, so that "on" clients start their clocks as soon as "off" ones.
+    # Imported before the forks (the clients' set-up is shorter; the clocks wait for it anyway).
     for module in ("opentelemetry.instrumentation.psycopg", "opentelemetry.instrumentation.httpx",
                    "opentelemetry.instrumentation.requests",
                    "opentelemetry.exporter.otlp.proto.http.trace_exporter"):
@@ -176,28 +205,35 @@ def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float, float]
             # A client lives seconds, not hours: export every 0.5 s (instead of every 5 s) so
             # its spans are shipped while it is measured, as a long-lived process's are.
             os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "500"
-            tracing.configure(Settings(telemetry_enabled=on, traces_exporter=args.exporter,
-                                       otlp_endpoint=sink.url), "settlepay-bench-ledger")
+            tracing.configure(production(args, on, sink), "settlepay-bench-ledger")
             state["engine"] = make_engine(sqlalchemy_url(url), pool_size=4)
 
         def with_house(n: int, rng: Any) -> int:     # bench/ledger.py's (b)
-            ledger.post_now(state["engine"], Transfer(
+            transfer = Transfer(
                 f"b-{run}-{os.getpid()}-{n}-{rng.getrandbits(48)}", "settlement", (
                     Leg(AccountRef.house_revenue("USD"), -1),
-                    Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1))))
+                    Leg(AccountRef.player_cash(rng.choice(players), "USD"), 1)))
+            ledger.post_now(state["engine"], transfer)
             return 1
 
         def measure(on: bool, seconds: float) -> float:
             ctx = multiprocessing.get_context("fork")
-            results = ctx.Queue()
+            results, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
 
             def child() -> None:
                 set_up(on)
+                ready.put(os.getpid())
+                go.wait()
                 results.put(bench_ledger.run_clients(1, seconds, with_house))
 
             procs = [ctx.Process(target=child) for _ in range(args.clients)]
             for proc in procs:
                 proc.start()
+            # Every client set up (the instrumentations' start-up is a process's, once) before
+            # any clock starts: the rounds measure the steady state of both sides.
+            for _ in procs:
+                ready.get()
+            go.set()
             rates = [results.get() for _ in procs]
             for proc in procs:
                 proc.join()
@@ -205,18 +241,17 @@ def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float, float]
 
         measure(True, 1.0)     # warm up
         measure(False, 1.0)
-        done = {True: 0.0, False: 0.0}
+        rates: dict[bool, list[float]] = {True: [], False: []}
         for r in range(args.rounds):
             for on in ((False, True) if r % 2 == 0 else (True, False)):
-                done[on] += measure(on, args.seconds) * args.seconds
+                rates[on].append(measure(on, args.seconds))
         check_engine = make_engine(sqlalchemy_url(url), pool_size=1)
         with check_engine.begin() as conn:
             violations = check(conn)
         check_engine.dispose()
     if violations:
         raise SystemExit(f"ledger check failed: {violations[:3]}")
-    total = args.rounds * args.seconds
-    return done[False] / total, done[True] / total
+    return rates[False], rates[True]
 
 
 # --- (2) deposits ------------------------------------------------------------------------------
@@ -225,7 +260,7 @@ class Side:
     """One stack's processes (Stripe sandbox, API, worker) in its own Temporal namespace."""
 
     def __init__(self, name: str, on: bool, base_env: dict[str, str], sink: Sink,
-                 logs: Path, exporter: str) -> None:
+                 logs: Path, exporter: str, sample_ratio: float | None) -> None:
         from tests.support.net import free_port
 
         self.name, self.on, self.logs = name, on, logs
@@ -242,6 +277,9 @@ class Side:
                     "SETTLEPAY_TELEMETRY_ENABLED": "true" if on else "false",
                     "SETTLEPAY_TRACES_EXPORTER": exporter if on else "none",
                     "SETTLEPAY_OTLP_ENDPOINT": sink.url}
+        self.env.pop("SETTLEPAY_TRACES_SAMPLE_RATIO", None)   # production's default...
+        if sample_ratio is not None:                            # ...unless asked otherwise
+            self.env["SETTLEPAY_TRACES_SAMPLE_RATIO"] = str(sample_ratio)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.sandbox_port, self.api_port = sandbox_port, api_port
 
@@ -290,7 +328,8 @@ class Side:
                 proc.kill()
 
 
-async def deposits_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float, float, str]:
+async def deposits_overhead(args: argparse.Namespace,
+                            sink: Sink) -> tuple[list[float], list[float], str]:
     import tempfile
 
     import httpx
@@ -314,8 +353,8 @@ async def deposits_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float
                 "SETTLEPAY_TEMPORAL_ADDRESS": temporal, "SETTLEPAY_LOG_LEVEL": "WARNING",
                 "SETTLEPAY_API_DB_POOL_SIZE": "4", "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
                 "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(args.threads)}
-        sides = [Side("off", False, base, sink, logs, args.exporter),
-                 Side("on", True, base, sink, logs, args.exporter)]
+        sides = [Side(name, on, base, sink, logs, args.exporter, args.sample_ratio)
+                 for name, on in (("off", False), ("on", True))]
         try:
             clients = {}
             for side in sides:   # the bench's own client is not measured: no tracing in it
@@ -329,7 +368,7 @@ async def deposits_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float
                 side.wait_ready()
             key, players = deposits.make_players(sqlalchemy_url(database_url), 64,
                                                  f"bench-{uuid.uuid4().hex[:8]}")
-            elapsed = {"off": 0.0, "on": 0.0}
+            rates: dict[str, list[float]] = {"off": [], "on": []}
             async with httpx.AsyncClient(timeout=60.0) as http:
                 for side in sides:    # warm up
                     http.base_url = httpx.URL(side.api_url)
@@ -342,7 +381,7 @@ async def deposits_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float
                         rate, _, _ = await deposits.deposits_per_second(
                             http, clients[side.name], key, players, args.deposits,
                             args.concurrency)
-                        elapsed[side.name] += args.deposits / rate
+                        rates[side.name].append(rate)
                         api_text = side.scrape() or api_text
                         side.check_alive()
             exported = [name for name in ("settlepay_deposits_total",
@@ -353,14 +392,13 @@ async def deposits_overhead(args: argparse.Namespace, sink: Sink) -> tuple[float
             for side in sides:
                 side.stop()
             await env.shutdown()
-    total = args.rounds * args.deposits
-    return total / elapsed["off"], total / elapsed["on"], ", ".join(exported) or "none"
+    return rates["off"], rates["on"], ", ".join(exported) or "none"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="ledger: per round and side")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved on/off rounds")
+    parser.add_argument("--seconds", type=float, default=3.0, help="ledger: per round and side")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved on/off rounds")
     parser.add_argument("--clients", type=int, default=16, help="ledger client processes")
     parser.add_argument("--deposits", type=int, default=48, help="per round and side")
     parser.add_argument("--concurrency", type=int, default=24)
@@ -368,6 +406,9 @@ def main() -> None:
     parser.add_argument("--skip", choices=("ledger", "deposits"), default=None)
     parser.add_argument("--exporter", choices=("otlp", "none"), default="otlp",
                         help="on side: ship spans over OTLP (default) or make them only")
+    parser.add_argument("--sample-ratio", type=float, default=None,
+                        help="on side: share of traces recorded (default: production's, "
+                             "Settings().traces_sample_ratio)")
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
@@ -375,14 +416,19 @@ def main() -> None:
         return
 
     started = time.monotonic()
-    print(f"observability overhead: tracing (exporter {args.exporter}) + metrics on vs off, "
-          f"{args.rounds} interleaved rounds; {load()}", flush=True)
+    from settlepay.config import Settings
+
+    ratio = Settings().traces_sample_ratio if args.sample_ratio is None else args.sample_ratio
+    which = "production's default" if args.sample_ratio is None else "asked"
+    print(f"observability overhead: tracing + metrics on vs off; on = traces sampled at "
+          f"{100 * ratio:g} % ({which}), exporter {args.exporter}; {args.rounds} interleaved "
+          f"rounds; {load()}", flush=True)
     sink = Sink()
     try:
         if args.skip != "ledger":
             off, on = ledger_overhead(args, sink)
             print(f"ledger (b) single transfers touching the house, {args.clients} client "
-                  f"processes, {args.rounds} x {args.seconds:.0f} s each side:", flush=True)
+                  f"processes, {args.rounds} x {args.seconds:g} s each side:", flush=True)
             print(f"  {verdict(off, on)}", flush=True)
         if args.skip != "deposits":
             off, on, exported = asyncio.run(deposits_overhead(args, sink))

@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     # collector at otlp_endpoint, OTLP over HTTP) or "console" (stdout, for debugging).
     traces_exporter: str = "none"
     otlp_endpoint: str = "http://127.0.0.1:4318"
+    # Head sampling: the share of new traces recorded (ParentBased(TraceIdRatioBased)): a trace
+    # started elsewhere keeps its caller's decision. Production default; `make dev` and the
+    # tests record every trace (1.0). Unsampled operations still log their trace id.
+    traces_sample_ratio: float = 0.01
     # The worker serves Prometheus /metrics here (0: not served); the API serves it on its port.
     worker_metrics_port: int = 9464
 

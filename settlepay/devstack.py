@@ -249,6 +249,8 @@ class DevStack:
         env.pop("DATABASE_URL", None)  # one source of truth for the children
         # Webhooks may reach loopback here (the receiver sandbox); never in production.
         env.setdefault(f"{ENV_PREFIX}WEBHOOKS_ALLOWED_NETWORKS", '["127.0.0.1/32"]')
+        # Development records every trace (production samples: Settings.traces_sample_ratio).
+        env.setdefault(f"{ENV_PREFIX}TRACES_SAMPLE_RATIO", "1.0")
         for name, url in self.local_urls().items():
             env.setdefault(name, url)
         return env

@@ -30,6 +30,7 @@ from api.deps import EngineDep, get_temporal
 from api.problems import PROBLEM_RESPONSES, Problem
 from commands import deposits as commands
 from settlepay.db import run_in_transaction
+from settlepay.observability import tracing
 from store import deposits as store
 from workflows.contracts.deposit import PAYMENT_EVENT_SIGNAL, DepositStatus, PaymentEvent
 
@@ -105,23 +106,26 @@ async def receive(request: Request, engine: EngineDep) -> Received:
     signal = PaymentEvent(event_id=event.id, event_type=event.type,
                           payment=commands.payment_from_event_object(event.object))
     closed = False
-    try:
-        await client.get_workflow_handle(deposit["workflow_id"]).signal(PAYMENT_EVENT_SIGNAL,
-                                                                        signal)
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        closed = True
+    handle = client.get_workflow_handle(deposit["workflow_id"])
+    # The signal and what follows it belong to the deposit's trace (linked to this request's).
+    with tracing.continuing("deposit payment event", await tracing.operation_traceparent(handle)):
+        try:
+            await handle.signal(PAYMENT_EVENT_SIGNAL, signal)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            closed = True
 
-    def finish(conn: Connection) -> str:
-        outcome = "signalled"
-        if closed:   # the run ended before the event came: settle it here
-            row = store.get(conn, deposit["id"])
-            outcome = "workflow_closed" if row is None else _settle_after_close(conn, event, row)
-        store.set_event_outcome(conn, event.id, outcome, deposit["id"])
-        return outcome
+        def finish(conn: Connection) -> str:
+            outcome = "signalled"
+            if closed:   # the run ended before the event came: settle it here
+                row = store.get(conn, deposit["id"])
+                outcome = ("workflow_closed" if row is None
+                           else _settle_after_close(conn, event, row))
+            store.set_event_outcome(conn, event.id, outcome, deposit["id"])
+            return outcome
 
-    outcome = await run_in_threadpool(run_in_transaction, engine, finish)
+        outcome = await run_in_threadpool(run_in_transaction, engine, finish)
     return Received(received=True, duplicate=not new, outcome=outcome)
 
 

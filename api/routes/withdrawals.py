@@ -48,6 +48,7 @@ from commands import withdrawals as commands
 from commands.withdrawals import WithdrawalRefused
 from settlepay import search_attributes as sa
 from settlepay.db import run_in_transaction
+from settlepay.observability import tracing
 from store import withdrawals as store
 from workflows.contracts.refusal import Refusal
 from workflows.contracts.withdrawal import (
@@ -149,21 +150,26 @@ def retrieve(withdrawal_id: str, principal: WithdrawalsWriter,
 @router.post("/{withdrawal_id}/2fa", response_model=WithdrawalAfterCode,
              summary="Submit the second-factor code")
 @router.post("/{withdrawal_id}/second_factor", response_model=WithdrawalAfterCode,
-             summary="Submit the second-factor code (same as /2fa)")
+             summary="Submit the second-factor code (same as /2fa)",
+             responses=links(200, retrieve=to("GET", "/v1/withdrawals/{withdrawal_id}",
+                                              withdrawal_id="$response.body#/id")))
 async def submit_second_factor(withdrawal_id: str, body: SecondFactorCodeIn,
                                principal: WithdrawalsWriter, engine: EngineDep,
                                client: TemporalDep) -> dict[str, Any]:
     row = await run_in_threadpool(_visible, engine, principal, withdrawal_id)
     handle = client.get_workflow_handle(row["workflow_id"])
-    try:
-        answer = await handle.execute_update(Update.SUBMIT_SECOND_FACTOR,
-                                             SecondFactorCode(body.code),
-                                             result_type=SecondFactorAnswer,
-                                             rpc_timeout=UPDATE_WAIT)
-    except WorkflowUpdateFailedError as error:
-        raise _update_problem(error) from None
-    except RPCError as error:
-        raise _closed_problem(error) from None
+    # The Update belongs to the withdrawal's trace (linked to this request's).
+    with tracing.continuing("withdrawal second factor",
+                            await tracing.operation_traceparent(handle)):
+        try:
+            answer = await handle.execute_update(Update.SUBMIT_SECOND_FACTOR,
+                                                 SecondFactorCode(body.code),
+                                                 result_type=SecondFactorAnswer,
+                                                 rpc_timeout=UPDATE_WAIT)
+        except WorkflowUpdateFailedError as error:
+            raise _update_problem(error) from None
+        except RPCError as error:
+            raise _closed_problem(error) from None
     view = await run_in_threadpool(_view, engine, principal, withdrawal_id)
     return {**view, "second_factor_verified": answer.verified}
 

@@ -17,7 +17,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -117,16 +116,33 @@ def enabled() -> bool:
     return _enabled
 
 
+# Label children by (metric, label values), bound once: `labels()` takes the metric's lock and
+# builds a tuple on every call; a hot path (a ledger posting, a request) asks a dict instead.
+# Bounded: every label is a bounded set (see the module's docstring).
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, bound once per label values (the metric itself without)."""
+    if not labels:
+        return metric
+    key = (id(metric), labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
 def count(counter: Counter, label: str, amount: float = 1.0) -> None:
     """Add to a one-label counter (an outcome, a status, a class)."""
     if _enabled:
-        counter.labels(label).inc(amount)
+        child(counter, label).inc(amount)
 
 
 def observe(histogram: Histogram, seconds: float, *labels: str) -> None:
     """Observe a duration measured elsewhere (e.g. between two database timestamps)."""
     if _enabled:
-        (histogram.labels(*labels) if labels else histogram).observe(max(seconds, 0.0))
+        child(histogram, *labels).observe(max(seconds, 0.0))
 
 
 def on_commit(conn: Connection, record: Callable[[], None]) -> None:
@@ -153,18 +169,29 @@ def on_commit(conn: Connection, record: Callable[[], None]) -> None:
     event.listen(conn, "rollback", rolled_back, once=True)
 
 
-@contextmanager
-def timed(histogram: Histogram, *labels: str) -> Iterator[None]:
-    """Observe the time the block takes (also when it raises)."""
-    if not _enabled:
-        yield
-        return
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        target = histogram.labels(*labels) if labels else histogram
-        target.observe(time.perf_counter() - start)
+class _Timer:
+    __slots__ = ("_target", "_start")
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._start = 0.0
+
+    def __enter__(self) -> None:
+        if self._target is not None:
+            self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._target is not None:
+            self._target.observe(time.perf_counter() - self._start)
+
+
+def timed(histogram: Histogram, *labels: str) -> _Timer:
+    """Observe the time the block takes (also when it raises):
+
+        with timed(LEDGER_POSTING_SECONDS, "post"): ...
+
+    A plain object, not a generator: it sits on every ledger posting."""
+    return _Timer(child(histogram, *labels) if _enabled else None)
 
 
 def status_class(status: int) -> str:

@@ -19,6 +19,10 @@ request bodies are never recorded on spans.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -29,7 +33,16 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import (
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.service import RPCError
 
 from settlepay.config import Settings
 
@@ -37,6 +50,30 @@ EXPORTERS = ("none", "otlp", "console")
 
 _lock = threading.Lock()
 _instrumented = False
+
+
+class HeadSampler(Sampler):
+    """ParentBased(TraceIdRatioBased(ratio)): a new trace is recorded with probability `ratio`
+    (decided from its trace id, so every process agrees), a span with a parent follows its
+    parent's decision (carried in traceparent / Temporal headers). An unsampled span is a
+    NonRecordingSpan: it has real ids (logs and headers carry them) and costs no attributes,
+    no processor and no export. The ratio is the process's: set by the first `configure`, or
+    by one given an in-memory exporter (tests record every trace)."""
+
+    def __init__(self, ratio: float) -> None:
+        self.set_ratio(ratio)
+
+    def set_ratio(self, ratio: float) -> None:
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"SETTLEPAY_TRACES_SAMPLE_RATIO must be within [0, 1], not {ratio}")
+        self.ratio = ratio
+        self._sampler = ParentBased(TraceIdRatioBased(ratio))
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return self._sampler.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return self._sampler.get_description()
 
 
 def span_processor(settings: Settings) -> SpanProcessor | None:
@@ -61,14 +98,19 @@ def configure(settings: Settings, service: str, *,
     """Install the process's tracer provider (once: OpenTelemetry refuses a second, so a later
     call adds its processors to the first) and the library instrumentations. `exporter`: an
     extra exporter, e.g. an in-memory one in tests.
-    Telemetry off: nothing is installed and spans stay no-ops."""
+    Telemetry off: nothing is installed and spans stay no-ops.
+    Sampling (`traces_sample_ratio`): the first call's, or the one given `exporter` (a test's
+    recorder pins the ratio it asks for, 1.0, whatever a later set-up of the process says)."""
     if not settings.telemetry_enabled:
         return None
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):   # set up before in this process: add to it
         provider = current
+        if exporter is not None and isinstance(provider.sampler, HeadSampler):
+            provider.sampler.set_ratio(settings.traces_sample_ratio)
     else:
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider = TracerProvider(resource=Resource.create({"service.name": service}),
+                                  sampler=HeadSampler(settings.traces_sample_ratio))
         trace.set_tracer_provider(provider)
     processor = span_processor(settings)
     if processor is not None:
@@ -79,8 +121,110 @@ def configure(settings: Settings, service: str, *,
     return provider
 
 
+class _NoSpan:
+    """What an SQL statement outside a recorded trace gets: the invalid span, no context
+    switch (the instrumentation then skips attributes, as for any non-recording span)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> trace.Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+
+
+class _ChildTracer(trace.Tracer):
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def start_span(self, name: str, context: Any = None, *args: Any,
+                   **kwargs: Any) -> trace.Span:
+        if not trace.get_current_span(context).is_recording():
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, context, *args, **kwargs)
+
+    def start_as_current_span(self, name: str, context: Any = None, *args: Any,
+                              **kwargs: Any) -> Any:
+        if not trace.get_current_span(context).is_recording():
+            return _NO_SPAN
+        return self._tracer.start_as_current_span(name, context, *args, **kwargs)
+
+
+class ChildSpansOnly(trace.TracerProvider):
+    """Tracers that make a span only inside a recorded span: SQL statements are spans of the
+    operation that runs them (an activity, a request, a CLI command) when that operation's
+    trace is sampled; a statement of a sampled-out trace, or of no operation at all (a pool's
+    ping, a scrape's query), costs one look at the current span instead of a root span, a
+    sampling decision and a context switch per statement."""
+
+    def __init__(self, provider: trace.TracerProvider) -> None:
+        self._provider = provider
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _ChildTracer(self._provider.get_tracer(*args, **kwargs))
+
+
+def _fast_path_outside_recorded_traces() -> None:
+    """The psycopg instrumentation's cursors run every statement through
+    `CursorTracer.traced_execution`, which names the operation (a regular expression), asks
+    for a span and times the statement before looking at the span. Outside a recorded trace
+    (most statements under sampling) that is ~8 us a statement for nothing: this subclass
+    runs the statement straight away there. The instrumentation makes each connection's
+    cursor class from its module's `CursorTracer`; if a later version stops doing so, the
+    statements keep the library's path (ChildSpansOnly still keeps them out of traces)."""
+    from opentelemetry.instrumentation import psycopg as instrumentation
+
+    library = instrumentation.CursorTracer
+    if getattr(library, "settlepay_fast_path", False):
+        return
+    current_span = trace.get_current_span
+
+    class CursorTracer(library):   # type: ignore[misc,valid-type]
+        settlepay_fast_path = True
+
+        def traced_execution(self, cursor: Any, query_method: Any, *args: Any,
+                             **kwargs: Any) -> Any:
+            if not current_span().is_recording():
+                return query_method(*args, **kwargs)
+            return super().traced_execution(cursor, query_method, *args, **kwargs)
+
+        async def traced_execution_async(self, cursor: Any, query_method: Any, *args: Any,
+                                         **kwargs: Any) -> Any:
+            if not current_span().is_recording():
+                return await query_method(*args, **kwargs)
+            return await super().traced_execution_async(cursor, query_method, *args, **kwargs)
+
+    instrumentation.CursorTracer = CursorTracer
+
+
+def _instrument_connections_opened_before(tracers: trace.TracerProvider) -> None:
+    """The instrumentation wraps `connect`, so a pooled connection opened before it (an engine
+    made before `setup`, e.g. a test's) would never make a span: instrument such a connection
+    at its first checkout (one look at the pool record's info on later ones)."""
+    import psycopg
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if "settlepay_traced" in record.info:
+            return
+        record.info["settlepay_traced"] = True
+        factory = getattr(dbapi_connection, "cursor_factory", None)
+        if isinstance(dbapi_connection, psycopg.Connection) and not getattr(
+                factory, "__name__", "").startswith("Traced"):
+            PsycopgInstrumentor.instrument_connection(dbapi_connection, tracer_provider=tracers)
+
+    event.listen(Pool, "checkout", checkout)
+
+
 def instrument_libraries() -> None:
-    """psycopg, httpx and requests spans, process-wide; idempotent."""
+    """psycopg (inside recorded traces only: ChildSpansOnly), httpx and requests spans,
+    process-wide; idempotent."""
     global _instrumented
     with _lock:
         if _instrumented:
@@ -89,10 +233,65 @@ def instrument_libraries() -> None:
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
         from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-        PsycopgInstrumentor().instrument(skip_dep_check=True)
+        _fast_path_outside_recorded_traces()
+        sql_tracers = ChildSpansOnly(trace.get_tracer_provider())
+        PsycopgInstrumentor().instrument(skip_dep_check=True, tracer_provider=sql_tracers)
+        _instrument_connections_opened_before(sql_tracers)
         HTTPXClientInstrumentor().instrument()
         RequestsInstrumentor().instrument()
         _instrumented = True
+
+
+# --- an operation's trace, continued by a later request --------------------------------------
+
+# The memo entry of a money workflow (deposit, withdrawal) holding the W3C traceparent of the
+# request that created it.
+TRACEPARENT = "traceparent"
+_propagator = TraceContextTextMapPropagator()
+_DESCRIBE_TIMEOUT = timedelta(seconds=5)
+_tracer = trace.get_tracer("settlepay.operations")
+
+
+def memo() -> dict[str, str] | None:
+    """The Temporal memo that carries the operation's trace: {"traceparent": ...} of the
+    current span (the creating request's), or None when there is no trace (telemetry off)."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return {TRACEPARENT: carrier[TRACEPARENT]} if TRACEPARENT in carrier else None
+
+
+async def operation_traceparent(handle: WorkflowHandle[Any, Any]) -> str | None:
+    """The traceparent stored in the memo of `handle`'s workflow (one Describe call), or None:
+    telemetry off, a workflow started without one, or Temporal not answering (the caller's own
+    call then says what is wrong)."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None
+    try:
+        described = await handle.describe(rpc_timeout=_DESCRIBE_TIMEOUT)
+        value = await described.memo_value(TRACEPARENT, None)
+    except (RPCError, TypeError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+@contextmanager
+def continuing(name: str, traceparent: str | None) -> Iterator[trace.Span]:
+    """A span in the business operation's trace: a child of the stored `traceparent` (the
+    request that created the deposit or withdrawal), linked to the current span (the incoming
+    request's own trace, e.g. Stripe's webhook or the second-factor POST). Without a stored
+    traceparent, a child of the current span. What runs inside (the Temporal signal or Update,
+    its SQL) joins the operation's trace; the operation's sampling decision holds."""
+    current = trace.get_current_span().get_span_context()
+    if traceparent is None:
+        with _tracer.start_as_current_span(name) as span:
+            yield span
+        return
+    parent = _propagator.extract({TRACEPARENT: traceparent})
+    links = [trace.Link(current)] if current.is_valid else None
+    with _tracer.start_as_current_span(name, context=parent, links=links) as span:
+        yield span
 
 
 def interceptors(settings: Settings) -> list[TracingInterceptor]:

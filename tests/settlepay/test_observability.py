@@ -149,25 +149,79 @@ async def test_a_withdrawal_second_factor_update_is_one_trace_down_to_its_activi
              and e.get("workflow_id") == f"withdrawal-{withdrawal_id}"]
     assert [e["withdrawal_state"] for e in steps][-1] == "paid", steps
 
-    # The request's trace: POST .../2fa -> StartWorkflowUpdate (the client's interceptor).
+    # The second-factor request is nested in the withdrawal's trace: its handling span is a
+    # child of the span of the request that created the withdrawal (POST /v1/withdrawals, its
+    # traceparent kept in the workflow's memo), linked to the POST .../2fa request's own trace.
     api = next(s for s in recorder.spans() if s.kind == SpanKind.SERVER
                and s.name == "POST /v1/withdrawals/{withdrawal_id}/2fa")
-    spans = recorder.trace_of(api)
-    update = [s for s in spans if s.name == "StartWorkflowUpdate:submit_second_factor"]
-    assert update and api in _ancestors(update[0], _by_id(spans)), _names(spans)
-    # The workflow handles the update in the withdrawal's own trace (started by POST
-    # /v1/withdrawals), linked to the update's span; the code is checked by an activity there.
-    handled = [s for s in recorder.spans() if s.name == "HandleUpdate:submit_second_factor"]
-    assert handled and any(link.context.span_id == update[0].context.span_id
-                           for link in handled[0].links), handled
-    workflow_trace = recorder.trace_of(handled[0])
+    handling = [s for s in recorder.spans() if s.name == "withdrawal second factor"]
+    assert len(handling) == 1, _names(recorder.spans())
+    workflow_trace = recorder.trace_of(handling[0])
     index = _by_id(workflow_trace)
     started = _server_span(workflow_trace, "POST /v1/withdrawals")
     assert started is not None, _names(workflow_trace)
+    assert handling[0].context.trace_id == started.context.trace_id != api.context.trace_id
+    assert started in _ancestors(handling[0], index)
+    assert [link.context.span_id for link in handling[0].links] == [api.context.span_id]
+    # Inside it: the client's StartWorkflowUpdate, then the workflow's HandleUpdate (linked to
+    # it) and the activity checking the code with its SQL, all in the one trace.
+    update = [s for s in workflow_trace if s.name == "StartWorkflowUpdate:submit_second_factor"]
+    assert update and handling[0] in _ancestors(update[0], index), _names(workflow_trace)
+    handled = [s for s in workflow_trace if s.name == "HandleUpdate:submit_second_factor"]
+    assert handled and started in _ancestors(handled[0], index), _names(workflow_trace)
+    assert any(link.context.span_id == update[0].context.span_id
+               for link in handled[0].links), handled
     verify = [s for s in workflow_trace
               if s.name == "RunActivity:withdrawal.verify_second_factor"]
     assert verify and started in _ancestors(verify[0], index), _names(workflow_trace)
     assert any(_is_sql(s) and verify[0] in _ancestors(s, index) for s in workflow_trace)
+    # The 2fa request's own trace keeps its server span and its SQL (who may see it).
+    assert any(_is_sql(s) and api in _ancestors(s, _by_id(recorder.trace_of(api)))
+               for s in recorder.trace_of(api))
+    assert ledger_violations(stack.engine) == []
+
+
+async def test_a_deposit_webhook_signal_is_nested_in_the_deposit_trace(stack, http, recorder):
+    player = make_player(stack.engine)
+    # The payment settles 50 ms after confirmation while the create call's answer takes 600 ms:
+    # Stripe's succeeded webhook is signalled to the running workflow.
+    stack.faults(async_settle_ms=50, response_delay_ms=600, paths=["/v1/payment_intents"],
+                 methods=["POST"])
+    try:
+        async with running_worker(stack.settings):
+            answer = await post_deposit(http, player, amount=1_700)
+            deposit_id = answer.json()["id"]
+            assert (await wait_for_status(http, player, deposit_id))["status"] == "succeeded"
+            await wait_until(lambda: [s for s in recorder.spans()
+                                      if s.name == "HandleSignal:payment_event"])
+    finally:
+        stack.faults()
+
+    created = _server_span(recorder.spans(), "POST /v1/deposits")
+    assert created is not None
+    handling = [s for s in recorder.spans() if s.name == "deposit payment event"]
+    assert len(handling) == 1, _names(recorder.spans())
+    spans = recorder.trace_of(created)
+    index = _by_id(spans)
+    # The webhook's handling span: in the deposit's trace, under the creating request's span,
+    # linked to the webhook request (a trace of its own, Stripe's request).
+    assert handling[0].context.trace_id == created.context.trace_id
+    assert created in _ancestors(handling[0], index)
+    webhooks = {s.context.span_id: s for s in recorder.spans()
+                if s.kind == SpanKind.SERVER and s.name == "POST /v1/webhooks/stripe"}
+    linked = [webhooks.get(link.context.span_id) for link in handling[0].links]
+    assert len(linked) == 1 and linked[0] is not None
+    assert linked[0].context.trace_id != created.context.trace_id
+    # Inside it: the client's SignalWorkflow, the workflow's HandleSignal, and the SQL that
+    # records the event's outcome; the workflow's activities in the same trace.
+    signal = [s for s in spans if s.name == "SignalWorkflow:payment_event"]
+    assert signal and handling[0] in _ancestors(signal[0], index), _names(spans)
+    handled = [s for s in spans if s.name == "HandleSignal:payment_event"]
+    assert handled and created in _ancestors(handled[0], index), _names(spans)
+    assert any(_is_sql(s) and handling[0] in _ancestors(s, index) for s in spans)
+    assert {"RunWorkflow:Deposit", "RunActivity:deposit.credit_player"} <= _names(spans)
+    roots = [s for s in spans if s.parent is None or s.parent.span_id not in index]
+    assert len(roots) == 1, [s.name for s in roots]
     assert ledger_violations(stack.engine) == []
 
 

@@ -76,8 +76,10 @@ def span_recorder(settings: Settings) -> SpanRecorder:
     global _recorder
     if _recorder is None:
         _recorder = SpanRecorder()
-        provider = tracing.configure(settings.model_copy(update={"traces_exporter": "none"}),
-                                     "settlepay-tests", exporter=_recorder)
+        # Every trace recorded (production samples 1 %): the tests assert whole span trees.
+        provider = tracing.configure(
+            settings.model_copy(update={"traces_exporter": "none", "traces_sample_ratio": 1.0}),
+            "settlepay-tests", exporter=_recorder)
         assert provider is not None and trace.get_tracer_provider() is provider, (
             "another tracer provider was installed first")
         assert isinstance(provider, TracerProvider)

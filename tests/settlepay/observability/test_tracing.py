@@ -1,10 +1,20 @@
-"""SQL spans from every kind of psycopg connection, psycopg_pool's included."""
+"""Tracing set-up: SQL spans from every kind of psycopg connection (psycopg_pool's, and a
+pooled one opened before the instrumentation), only inside a recorded trace; head sampling."""
 
 from __future__ import annotations
 
+import psycopg
+import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from psycopg_pool import ConnectionPool
 from sqlalchemy import text
+
+from settlepay.config import Settings
+from settlepay.db import make_engine
+from settlepay.observability import tracing
+from tests.support.databases import sqlalchemy_url
 
 
 def test_connections_from_psycopg_pool_and_sqlalchemy_make_sql_spans(database_url, engine,
@@ -27,3 +37,59 @@ def test_connections_from_psycopg_pool_and_sqlalchemy_make_sql_spans(database_ur
 
     assert any("SELECT 1 AS pooled" in statement for statement in children(parent))
     assert any("SELECT 2 AS through_sqlalchemy" in statement for statement in children(other))
+
+
+def _statements(recorder) -> list[str]:
+    return [str((s.attributes or {}).get("db.statement") or
+                (s.attributes or {}).get("db.query.text")) for s in recorder.spans()]
+
+
+def test_head_sampling_records_the_ratio_of_new_traces_and_follows_a_parent_decision():
+    provider = TracerProvider(sampler=tracing.HeadSampler(0.0))
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span("new trace, sampled out") as dropped:
+        # Real ids for logs and headers, nothing recorded.
+        assert dropped.get_span_context().is_valid and not dropped.is_recording()
+    sampled_parent = SpanContext(trace_id=0x1234, span_id=0x99, is_remote=True,
+                                 trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    with tracer.start_as_current_span("continued", context=set_span_in_context(
+            NonRecordingSpan(sampled_parent))) as continued:
+        assert continued.is_recording()     # the caller recorded its trace: so do we
+        assert continued.get_span_context().trace_id == 0x1234
+    provider.sampler.set_ratio(1.0)
+    with tracer.start_as_current_span("new trace, sampled in") as kept:
+        assert kept.is_recording()
+    with pytest.raises(ValueError):
+        tracing.HeadSampler(1.5)
+    assert Settings().traces_sample_ratio == 0.01       # production's default
+
+
+def test_sql_makes_spans_only_inside_a_recorded_trace(engine, recorder):
+    unsampled = SpanContext(trace_id=0x4321, span_id=0x77, is_remote=False,
+                            trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 3 AS outside_any_trace"))
+        with trace.use_span(NonRecordingSpan(unsampled)):
+            conn.execute(text("SELECT 4 AS in_a_sampled_out_trace"))
+        with trace.get_tracer("tests").start_as_current_span("recorded"):
+            conn.execute(text("SELECT 5 AS in_a_recorded_trace"))
+    statements = _statements(recorder)
+    assert not any("outside_any_trace" in s or "sampled_out" in s for s in statements)
+    assert any("SELECT 5 AS in_a_recorded_trace" in s for s in statements), statements
+
+
+def test_a_pooled_connection_opened_before_the_instrumentation_is_instrumented_at_checkout(
+        database_url, recorder):
+    engine = make_engine(sqlalchemy_url(database_url), pool_size=1)
+    try:
+        with engine.connect() as conn:      # as if opened before `setup`: a plain cursor
+            raw = conn.connection.dbapi_connection
+            raw.cursor_factory = psycopg.Cursor
+            conn.connection.info.pop("settlepay_traced", None)
+        with trace.get_tracer("tests").start_as_current_span("later"), \
+                engine.connect() as conn:
+            assert conn.connection.dbapi_connection is raw
+            conn.execute(text("SELECT 6 AS opened_before"))
+    finally:
+        engine.dispose()
+    assert any("SELECT 6 AS opened_before" in s for s in _statements(recorder))
