@@ -10,9 +10,12 @@ partitioned, migration 0018):
    settled through the real settlement commands (tests/support/settlement.run_market);
 2. DEPOSITS card deposits through the real commands (commands/deposits.py create + credit:
    the deposit row, its ledger transaction, audit records and outbox events);
-3. one webhook attempt per outbox event, as the dispatcher writes them (store/webhooks.py
+3. PLACED bets through the real bet command (commands/bets.py place: the bet, its stake
+   posting, an audit record and an outbox event each) by funded players;
+4. one webhook attempt per outbox event, as the dispatcher writes them (store/webhooks.py
    insert_attempts, a 200 with a short body).
-For each table: rows added per step, and bytes per row = the table's whole size (heap, TOAST
+For each step and table: rows added and bytes added per row; at the end, for each table: bytes
+per row = the table's whole size (heap, TOAST
 and every index, summed over its partitions: pg_total_relation_size) / its rows, beside the
 heap tuple alone (avg pg_column_size). The baseline named for the ratio is the heap tuple: the
 ratio says what indexes and page overhead add. Drops its database on exit.
@@ -37,7 +40,7 @@ from settlepay.config import Settings
 from settlepay.db import make_engine
 from store import webhooks as webhook_store
 from tests.support.databases import sqlalchemy_url, temporary_database
-from tests.support.settlement import run_market
+from tests.support.settlement import funded_player, place, run_market
 from workflows.contracts.deposit import Credit
 
 TABLES = ("ledger_transactions", "ledger_entries", "audit_log", "outbox_events",
@@ -111,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bets", type=int, default=20_000)
     parser.add_argument("--deposits", type=int, default=5_000)
+    parser.add_argument("--placed", type=int, default=2_000)
     args = parser.parse_args()
     with open("/proc/loadavg") as f:
         print(f"load average before: {f.read().split()[:3]}")
@@ -127,13 +131,21 @@ def main() -> None:
         steps.append((f"settle: {args.bets} bets", sizes(engine)))
         deposit_many(engine, args.deposits)
         steps.append((f"deposits: {args.deposits} through commands/deposits.py", sizes(engine)))
+        bettors = [funded_player(engine, 10_000_000) for _ in range(20)]
+        for n in range(args.placed):
+            place(engine, settings, bettors[n % len(bettors)], 500,
+                  [("mkt_growth_placed", f"s{n % 3}", "2.50")])
+        steps.append((f"bets placed: {args.placed} through commands/bets.py", sizes(engine)))
         attempt_every_event(engine)
         steps.append(("webhook attempts: one per outbox event", sizes(engine)))
         engine.dispose()
         print(f"({time.perf_counter() - started:.1f} s)")
     for (_, before), (name, after) in zip(steps, steps[1:], strict=False):
-        added = {t: after[t][0] - before[t][0] for t in TABLES if after[t][0] != before[t][0]}
-        print(f"{name}: rows added " + ", ".join(f"{t} {n:,}" for t, n in added.items()))
+        print(f"{name}: rows added (bytes added per row)")
+        for t in TABLES:
+            rows = after[t][0] - before[t][0]
+            if rows:
+                print(f"    {t:<20} {rows:>8,}   ({(after[t][1] - before[t][1]) / rows:.0f})")
     final = steps[-1][1]
     print("\ntable                 rows   bytes/row (all, incl. indexes)   heap tuple   ratio")
     for table in TABLES:
