@@ -10,13 +10,15 @@ serialization failures from the start.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, text
+import psycopg
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from ledger.types import (
@@ -92,33 +94,105 @@ def _result(row: Any, key: str) -> PostResult:
 _POST_SQL = "SELECT * FROM ledger_post(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)"
 
 
+def _post_args(transfer: Transfer) -> tuple[Any, ...]:
+    return (transfer.key, transfer.request_hash(), transfer.kind, transfer.reference,
+            transfer.corrects, json.dumps(transfer.metadata) if transfer.metadata else "{}",
+            json.dumps([_leg_json(leg) for leg in transfer.legs]))
+
+
+def _call(driver: psycopg.Connection, transfer: Transfer) -> PostResult:
+    """The one round trip of a posting, on the psycopg connection itself.
+
+    SQLAlchemy's statement machinery (execution context, cursor wrapper, result metadata, row
+    objects) cost the client more CPU than the call itself (bench/ledger.py, cProfile): the hot
+    path goes to the driver, as a prepared statement, and turns driver errors back into
+    SQLAlchemy's exceptions so that callers (settlepay.db retries, IntegrityError handlers)
+    see what they always saw.
+    """
+    args = _post_args(transfer)
+    with timed(LEDGER_POSTING_SECONDS, "post"):
+        try:
+            row = driver.execute(_POST_SQL, args, prepare=True).fetchone()
+        except psycopg.Error as error:
+            raise DBAPIError.instance(_POST_SQL, args, error, psycopg.Error) from error
+    if row is None:
+        raise AssertionError("ledger_post returned no row")
+    result, transaction_id, replayed, shortfall = row
+    if result == "conflict":
+        raise IdempotencyConflict(
+            f"idempotency key {transfer.key!r} was used for a different request")
+    return PostResult(ResultCode(result), transaction_id, replayed, shortfall)
+
+
 def post(conn: Connection, transfer: Transfer) -> PostResult:
     """Post one balanced transaction (or replay the stored outcome of its key)."""
     validate(transfer)
-    # exec_driver_sql: the hot path skips SQL compilation and bind processing (~40% of the
-    # client's CPU per posting, measured with bench/ledger.py).
-    with timed(LEDGER_POSTING_SECONDS, "post"):
-        row = conn.exec_driver_sql(_POST_SQL, (
-            transfer.key, transfer.request_hash(), transfer.kind, transfer.reference,
-            transfer.corrects, json.dumps(transfer.metadata),
-            json.dumps([_leg_json(leg) for leg in transfer.legs]),
-        )).one()
-    return _result(row, transfer.key)
+    if not conn.in_transaction():
+        conn.begin()  # what SQLAlchemy's autobegin does: the caller's commit() commits this
+    return _call(conn.connection.driver_connection, transfer)
 
 
-_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+class _Autocommit:
+    """Autocommit psycopg connections beside an engine's pool, for postings that are a
+    transaction of their own: the SQL function is the whole transaction (no BEGIN / COMMIT
+    exchange, no rollback on return), so a standalone posting costs one round trip.
+
+    Connections are made with the engine's own connect arguments, kept LIFO up to the engine's
+    pool size, dropped when broken or left inside a transaction, and never used across a fork
+    (a child process opens its own).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        self._args, self._kwargs = args, dict(kwargs, autocommit=True)
+        self._idle: list[psycopg.Connection] = []
+        self._keep = max(engine.pool.size(), 1)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._inherited: list[psycopg.Connection] = []
+
+    def get(self) -> psycopg.Connection:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
+                self._inherited, self._idle = self._inherited + self._idle, []
+                self._pid = os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        try:
+            return psycopg.connect(*self._args, **self._kwargs)
+        except psycopg.Error as error:
+            raise DBAPIError.instance(None, None, error, psycopg.Error) from error
+
+    def put(self, driver: psycopg.Connection) -> None:
+        healthy = (not driver.closed and driver.info.transaction_status
+                   == psycopg.pq.TransactionStatus.IDLE)
+        with self._lock:
+            if healthy and self._pid == os.getpid() and len(self._idle) < self._keep:
+                self._idle.append(driver)
+                return
+        if self._pid == os.getpid():
+            driver.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for driver in idle:
+            driver.close()
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, _Autocommit] = weakref.WeakKeyDictionary()
 _AUTOCOMMIT_LOCK = threading.Lock()
 
 
-def _autocommit_engine(engine: Engine) -> Engine:
-    """A pool of autocommit connections beside `engine`'s: no isolation switch per checkout and
-    no rollback on return, so a standalone posting costs one round trip."""
-    with _AUTOCOMMIT_LOCK:
-        if engine not in _AUTOCOMMIT:
-            _AUTOCOMMIT[engine] = create_engine(
-                engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                pool_size=engine.pool.size(), max_overflow=engine.pool.size(), pool_recycle=1800)
-        return _AUTOCOMMIT[engine]
+def _autocommit(engine: Engine) -> _Autocommit:
+    found = _AUTOCOMMIT.get(engine)
+    if found is None:
+        with _AUTOCOMMIT_LOCK:
+            found = _AUTOCOMMIT.get(engine)
+            if found is None:
+                found = _AUTOCOMMIT[engine] = _Autocommit(engine)
+                weakref.finalize(engine, found.close)
+    return found
 
 
 def post_now(engine: Engine, transfer: Transfer, attempts: int = 8) -> PostResult:
@@ -126,13 +200,16 @@ def post_now(engine: Engine, transfer: Transfer, attempts: int = 8) -> PostResul
     function is the whole transaction, no BEGIN/COMMIT exchange). For postings that have no
     other state to commit with them; retries deadlocks and serialization failures."""
     validate(transfer)
+    connections = _autocommit(engine)
     for attempt in range(1, attempts + 1):
+        driver = connections.get()
         try:
-            with _autocommit_engine(engine).connect() as conn:
-                return post(conn, transfer)
+            return _call(driver, transfer)
         except DBAPIError as error:
             if not is_retryable(error) or attempt == attempts:
                 raise
+        finally:
+            connections.put(driver)
     raise AssertionError("unreachable")
 
 
