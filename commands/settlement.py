@@ -5,9 +5,11 @@ audit record and outbox event, in the caller's transaction.
     record_rollback(conn, ...)  mark the current result rolled back (its bets will reopen)
     reopen_market(conn, ...)    an operator opens a market closed for betting again
     begin / finish              the market_settlements row of a settlement run
-    settle_range(conn, ...)     settle / resettle / roll back one part of a round, set-based:
-                                one ledger.post_many, one insert of history rows, one update
-                                of bets, one audit record, one outbox event
+    settle_range(conn, ...)     settle / resettle / roll back one part of a round, a page of
+                                bets at a time (PAGE_SIZE; memory bounded by the page), each
+                                page set-based: one ledger.post_many, one insert of history
+                                rows, one update of bets, one audit record, one outbox event
+                                per partner
     betting_refusal(conn, ...)  for bet placement: the markets' shared locks, and whether one
                                 of them is closed for betting
     cancel_market(conn, ...)    UOF BetCancel: every open or settled bet on the market (placed

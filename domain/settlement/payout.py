@@ -170,11 +170,19 @@ class UnitReturn:
     legs: tuple[LegOutcome, ...]
 
     def at(self, stake: int) -> Settled:
-        """The settlement of `stake` staked: the exact return rounded down once."""
-        exact_return = self.factor * stake
-        payout = math.floor(exact_return)
-        return Settled(payout=payout, exact_return=exact_return,
-                       outcome=_outcome(payout, exact_return, stake), legs=self.legs)
+        """The settlement of `stake` staked: the exact return rounded down once. In integers
+        (the hot path of a batch): return / stake = factor = num / den, so the outcome is
+        num against den."""
+        num, den = self.factor.numerator, self.factor.denominator
+        payout = stake * num // den
+        if num == 0:
+            outcome = BetOutcome.LOST
+        elif num == den:
+            outcome = BetOutcome.VOID
+        else:
+            outcome = BetOutcome.WON if num > den else BetOutcome.PARTIAL
+        return Settled(payout=payout, exact_return=Fraction(stake * num, den), outcome=outcome,
+                       legs=self.legs)
 
 
 def unit_return(bet: Bet, results: Results) -> UnitReturn | Pending:
