@@ -208,15 +208,21 @@ _MOVED = """
          GROUP BY t.reference, t.kind, b.funding"""
 
 
-def _page(conn: Connection, market_id: str, after: str, limit: int | None) -> list[Any]:
-    """The market's bets (not rejected) after bet id `after`, in id order (`limit`: a page)."""
-    return conn.execute(text(f"""
-        SELECT {_BET_COLUMNS}, b.needs_review, b.cashed_out_value
-          FROM bets b
-         WHERE b.id IN (SELECT bet_id FROM bet_legs WHERE market_id = :m AND bet_id > :after)
-           AND b.status <> 'rejected'
-         ORDER BY b.id
-         LIMIT :limit"""), {"m": market_id, "after": after, "limit": limit}).all()
+def _page(conn: Connection, market_id: str, after: str, limit: int | None,
+          ) -> tuple[list[Any], str | None]:
+    """The market's next `limit` bets after bet id `after` (None: all of them), in id order,
+    the rejected ones left out; and the last bet id of the page (None: no bet was left). One
+    ordered index scan of the market's legs per page, so a page costs the same at the end of
+    a big market as at its start."""
+    rows = conn.execute(text(f"""
+        SELECT {_BET_COLUMNS}, b.needs_review, b.cashed_out_value, b.status = 'rejected'
+                   AS rejected
+          FROM (SELECT bet_id FROM bet_legs WHERE market_id = :m AND bet_id > :after
+                 ORDER BY bet_id LIMIT :limit) page
+          JOIN bets b ON b.id = page.bet_id
+         ORDER BY b.id"""), {"m": market_id, "after": after, "limit": limit}).all()
+    last = rows[-1].id if rows else None
+    return [r for r in rows if not r.rejected], last
 
 
 def _checked_bets(conn: Connection, rows: list[Any]) -> list[CheckedBet]:
@@ -261,15 +267,12 @@ def pages(conn: Connection, settings: Settings, market_id: str,
     run = store.run_row(conn, market_id)
     state = run.state if run is not None else None
     upgrade_only = settings.resettlement_policy == "upgrade_only"
-    after = ""
-    while True:
-        rows = _page(conn, market_id, after, page_size)
-        if not rows:
-            return
-        yield Facts(_checked_bets(conn, rows), state, upgrade_only)
-        if page_size is None or len(rows) < page_size:
-            return
-        after = rows[-1].id
+    after: str | None = ""
+    while after is not None:
+        rows, last = _page(conn, market_id, after, page_size)
+        if rows:
+            yield Facts(_checked_bets(conn, rows), state, upgrade_only)
+        after = last if page_size is not None else None
 
 
 def facts(conn: Connection, settings: Settings, market_id: str) -> Facts:
