@@ -14,9 +14,14 @@ the Temporal dev server, the Stripe sandbox, `settlepay api` and `settlepay work
     the same thread pool, in rounds interleaved with (1). Ratio = (1) / (2); target >= 0.8.
     At concurrency 1 the ratio says what the deposit's work adds to each deposit's latency; at
     high concurrency, on a small machine, it says what that work costs in shared CPU.
-(3) Retry storm: `--storm` POSTs with ONE Idempotency-Key, `--storm-concurrency` at a time;
-    exactly one deposit, one workflow, one PaymentIntent, one ledger credit. Prints p50/p99 of
-    the replayed answers (target p99 <= 20 ms), and of replays sent one at a time.
+(3) Retry storm: `--storm` POSTs with ONE Idempotency-Key, `--storm-concurrency` at a time,
+    sent by `--storm-clients` load processes (a raw HTTP/1.1 keep-alive client each: one
+    Python process cannot make 200 concurrent requests fast enough to measure a server that
+    answers in a millisecond); exactly one deposit, one workflow, one PaymentIntent, one
+    ledger credit. Prints p50/p99 of the replayed answers (target p99 <= 20 ms), and of replays
+    sent one at a time. The API runs `--api-processes` processes (SETTLEPAY_API_PROCESSES).
+    The bench's API key has its own rate limit, high enough that the storm measures the replay
+    path and not the 429s of the default limit (100 requests/s per key).
 
 Must never: run against a production stack (it creates players and money on the database).
 """
@@ -69,16 +74,35 @@ def process_cpu(pid: int) -> float:
         return 0.0
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process under it (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 class CpuMeter:
     """Where the CPU goes, per process group of the stack (Linux /proc; local mode only)."""
 
-    def __init__(self, groups: dict[str, list[int]], database_url: str, temporal_port: str):
+    def __init__(self, groups: dict[str, list[int]], database_url: str, temporal_port: str,
+                 with_children: frozenset[str] = frozenset({"api"})):
         import psycopg
         self.groups, self.temporal_port = groups, temporal_port
+        self.with_children = with_children
         self.conn = psycopg.connect(database_url, autocommit=True)
 
     def _pids(self) -> dict[str, list[int]]:
-        found = {name: list(pids) for name, pids in self.groups.items()}
+        # The API's group is its processes and their children (uvicorn's worker processes).
+        found = {name: [p for pid in pids for p in (
+                    descendants(pid) if name in self.with_children else [pid])]
+                 for name, pids in self.groups.items()}
         # The database's backends (the server's own view: process titles may be off).
         found["postgres"] = [pid for (pid,) in self.conn.execute(
             "SELECT pid FROM pg_stat_activity"
@@ -111,8 +135,8 @@ class CpuMeter:
 class LocalStack:
     """Temporary database, Temporal dev server, sandbox, API and worker processes."""
 
-    def __init__(self, threads: int):
-        self.threads = threads
+    def __init__(self, threads: int, api_processes: int):
+        self.threads, self.api_processes = threads, api_processes
         self.procs: list[subprocess.Popen] = []
         import tempfile
         self.logs = Path(tempfile.mkdtemp(prefix="settlepay-bench-"))
@@ -140,7 +164,8 @@ class LocalStack:
                "SETTLEPAY_SANDBOX_STRIPE_WEBHOOK_URL": f"{self.api_url}/v1/webhooks/stripe",
                "SETTLEPAY_API_PORT": str(api_port), "SETTLEPAY_LOG_LEVEL": "WARNING",
                "SETTLEPAY_API_DB_POOL_SIZE": "4", "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
-               "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(self.threads)}
+               "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(self.threads),
+               "SETTLEPAY_API_PROCESSES": str(self.api_processes)}
         self.env_vars = env
         py = sys.executable
         # The endpoint subscribes to the events settlepay acts on, as a production Stripe
@@ -192,7 +217,9 @@ def make_players(database_url: str, count: int, partner_id: str) -> tuple[str, l
     now = datetime.now(UTC)
     ids = [f"ply_bench_{uuid.uuid4().hex[:12]}" for _ in range(count)]
     with engine.begin() as conn:
-        _, key = create_api_key(conn, "partner", partner_id, None, "bench")
+        # Its own rate limit: the storm measures the replay path, not the default limit's 429s.
+        _, key = create_api_key(conn, "partner", partner_id, None, "bench", rate_limits={
+            "*": {"requests": 1_000_000, "window_seconds": 1}})
         for pid in ids:
             players.insert(conn, player_id=pid, partner_id=partner_id, external_ref=None,
                            first_name="Bench", last_name="Player", email=None,
@@ -208,6 +235,19 @@ def make_players(database_url: str, count: int, partner_id: str) -> tuple[str, l
 
 
 # --- the measurements ------------------------------------------------------------------------
+
+async def post_retrying(http, headers: dict[str, str], body: dict, attempts: int = 3):
+    """POST /v1/deposits, sent again (same Idempotency-Key: same deposit) when the connection
+    broke, e.g. a keep-alive connection the server closed as the request went out."""
+    import httpx
+    for attempt in range(attempts):
+        try:
+            return await http.post("/v1/deposits", headers=headers, json=body)
+        except httpx.TransportError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
 
 async def deposits_per_second(http, client, key: str, players: list[str], n: int,
                               concurrency: int, amount: int = 1_000,
@@ -225,7 +265,7 @@ async def deposits_per_second(http, client, key: str, players: list[str], n: int
             headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex}
             body = {"player_id": players[i % len(players)], "amount": amount, "currency": "USD",
                     "payment_method": "pm_card_visa"}
-            answer = await http.post("/v1/deposits", headers=headers, json=body)
+            answer = await post_retrying(http, headers, body)
             if answer.status_code != 202:
                 failures.append(f"POST {answer.status_code}: {answer.text[:200]}")
                 return
@@ -260,26 +300,80 @@ async def bare_per_second(client, n: int, concurrency: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def retry_storm(http, key: str, player: str, n: int, concurrency: int) -> dict:
+Row = tuple[int, bool, float, str | None]   # status, replayed, seconds, deposit id (202)
+
+
+async def _storm_connection(host: str, port: int, request: bytes, count: int,
+                            rows: list[Row]) -> None:
+    """`count` requests one after the other on one keep-alive connection (raw HTTP/1.1: the
+    client's own CPU stays far below the server's)."""
+    import json
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            fields = {k.strip().lower(): v.strip()
+                      for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            body = await reader.readexactly(int(fields.get("content-length", "0")))
+            took = time.perf_counter() - started
+            deposit = json.loads(body)["id"] if status == 202 else None
+            rows.append((status, fields.get("idempotent-replayed") == "true", took, deposit))
+    finally:
+        writer.close()
+
+
+def storm_client(url: str, key: str, idem: str, body: bytes, n: int, concurrency: int,
+                 start_at: float) -> list[Row]:
+    """One load process: `n` POSTs over `concurrency` connections, from `start_at` (wall
+    clock, so that every load process starts together)."""
+    from urllib.parse import urlsplit
+    where = urlsplit(url)
+    request = (f"POST /v1/deposits HTTP/1.1\r\nHost: {where.netloc}\r\n"
+               f"Authorization: Bearer {key}\r\nIdempotency-Key: {idem}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+               ).encode() + body
+    rows: list[Row] = []
+    per = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
+
+    async def run() -> None:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        await asyncio.gather(*(_storm_connection(where.hostname, where.port, request, c, rows)
+                               for c in per if c))
+
+    asyncio.run(run())
+    return rows
+
+
+async def retry_storm(http, api_url: str, key: str, player: str, n: int, concurrency: int,
+                      clients: int) -> dict:
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     idem = f"storm-{uuid.uuid4().hex}"
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idem}
     body = {"player_id": player, "amount": 2_345, "currency": "USD",
             "payment_method": "pm_card_visa"}
-    gate = asyncio.Semaphore(concurrency)
-    rows: list[tuple[int, bool, float, str | None]] = []
-
-    async def one() -> None:
-        async with gate:
-            started = time.perf_counter()
-            answer = await http.post("/v1/deposits", headers=headers, json=body)
-            took = time.perf_counter() - started
-            deposit = answer.json().get("id") if answer.status_code == 202 else None
-            replayed = answer.headers.get("idempotent-replayed") == "true"
-            rows.append((answer.status_code, replayed, took, deposit))
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(n)))
-    elapsed = time.perf_counter() - started
+    raw = json.dumps(body).encode()
+    clients = max(1, min(clients, concurrency))
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(clients, mp_context=get_context("spawn")) as pool:
+        # The processes start (imports) first; the storm begins for all at one moment.
+        await asyncio.gather(*(loop.run_in_executor(pool, time.sleep, 0.1)
+                               for _ in range(clients)))
+        start_at = time.time() + 1.0
+        share = [(n // clients + (1 if i < n % clients else 0),
+                  concurrency // clients + (1 if i < concurrency % clients else 0))
+                 for i in range(clients)]
+        parts = await asyncio.gather(*(
+            loop.run_in_executor(pool, storm_client, api_url, key, idem, raw, count, conc,
+                                 start_at) for count, conc in share))
+    rows: list[Row] = [row for part in parts for row in part]
+    elapsed = time.time() - start_at
     # Clients retry their 409s; after the first answer is stored they all get it back.
     final = await http.post("/v1/deposits", headers=headers, json=body)
     quiet: list[float] = []
@@ -328,6 +422,10 @@ async def main() -> None:
                         help="deposit and bare batches, interleaved")
     parser.add_argument("--storm", type=int, default=10_000)
     parser.add_argument("--storm-concurrency", type=int, default=200)
+    parser.add_argument("--storm-clients", type=int, default=4,
+                        help="load processes sending the storm (default 4)")
+    parser.add_argument("--api-processes", type=int, default=2,
+                        help="API processes of the local stack (SETTLEPAY_API_PROCESSES)")
     parser.add_argument("--threads", type=int, default=16, help="activity threads per worker")
     parser.add_argument("--api"), parser.add_argument("--temporal")
     parser.add_argument("--database-url"), parser.add_argument("--sandbox")
@@ -346,7 +444,7 @@ async def main() -> None:
             raise SystemExit(
                 "--api needs --temporal and --database-url (players are set up in SQL)")
     else:
-        stack = await LocalStack(args.threads).__aenter__()
+        stack = await LocalStack(args.threads, args.api_processes).__aenter__()
         api_url, temporal = stack.api_url, stack.temporal
         database_url, sandbox_url = stack.database_url, stack.sandbox_url
     import tempfile
@@ -363,11 +461,15 @@ async def main() -> None:
         db = sqlalchemy_url(database_url) if "+psycopg" not in database_url else database_url
         key, players = make_players(db, 64, f"bench-{uuid.uuid4().hex[:8]}")
         client = await connect(Settings(temporal_address=temporal))
+        # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them.
         limits = httpx.Limits(max_connections=args.storm_concurrency + 10,
-                              max_keepalive_connections=args.storm_concurrency + 10)
+                              max_keepalive_connections=args.storm_concurrency + 10,
+                              keepalive_expiry=2.0)
         async with httpx.AsyncClient(base_url=api_url, timeout=60.0, limits=limits) as http:
-            print(f"stack: API {api_url}, Temporal {temporal}, "
-                  f"{args.threads} activity threads per worker")
+            print(f"stack: API {api_url}"
+                  f"{f' ({args.api_processes} processes)' if stack else ''}, "
+                  f"Temporal {temporal}, {args.threads} activity threads per worker; "
+                  f"load average {Path('/proc/loadavg').read_text().split(' ', 3)[:3]}")
             await deposits_per_second(http, client, key, players, 30, 10)   # warm up
             await bare_per_second(client, 30, 10)
             meter = None
@@ -408,7 +510,8 @@ async def main() -> None:
                     print(f"  deposit: {CpuMeter.per_item(zero, dep_cpu, total)}")
                     print(f"  bare:    {CpuMeter.per_item(zero, bare_cpu, total)}")
 
-            storm = await retry_storm(http, key, players[0], args.storm, args.storm_concurrency)
+            storm = await retry_storm(http, api_url, key, players[0], args.storm,
+                                      args.storm_concurrency, args.storm_clients)
             rows = storm["rows"]
             replayed = [t for code, rep, t, _ in rows if rep]
             codes: dict[int, int] = {}
@@ -416,7 +519,8 @@ async def main() -> None:
                 codes[code] = codes.get(code, 0) + 1
             ids = {d for *_, d in rows if d} | {storm["final"].json()["id"]}
             print(f"retry storm: {args.storm} POSTs, one Idempotency-Key, "
-                  f"concurrency {args.storm_concurrency}: "
+                  f"concurrency {args.storm_concurrency} from {args.storm_clients} "
+                  f"load processes: "
                   f"{args.storm / storm['elapsed']:.0f} req/s; "
                   f"answers {dict(sorted(codes.items()))}; "
                   f"deposit ids {len(ids)}")
