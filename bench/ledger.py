@@ -1,6 +1,6 @@
 """Ledger throughput: postings/s through the ledger API beside the raw-SQL ceiling.
 
-    .venv/bin/python bench/ledger.py [--seconds 5] [--clients 16]
+    .venv/bin/python bench/ledger.py [--seconds 5] [--clients 16] [--rounds 2]
 
 Clients are processes (as API and worker processes are), each with its own connection pool;
 threads inside one Python process would measure the GIL, not the ledger.
@@ -100,6 +100,29 @@ SELECT l.tx, l.account, l.shard, 'USD', l.amount,
 """
 
 
+def raw_single_posting(conn: psycopg.Connection, key: str, kind: str, debit: tuple[int, int],
+                       credit: int, amount: int = 1) -> None:
+    """The ceiling of one posting: `amount` from the balance row `debit` (account id, shard) to
+    `credit`'s row, one statement, its rows updated in (account id, shard) order."""
+    first, second = sorted([(debit[0], debit[1], -amount), (credit, 0, amount)])
+    conn.execute(RAW_SINGLE, {
+        "key": key, "hash": HASH, "kind": kind,
+        "first": first[0], "first_shard": first[1], "first_amount": first[2],
+        "second": second[0], "second_shard": second[1], "second_amount": second[2]})
+
+
+def raw_batch_posting(conn: psycopg.Connection, keys: list[str], credits: list[int], house: int,
+                      house_shard: int) -> None:
+    """The ceiling of one batch: 1 from the house row to each credited account, one database
+    transaction; the players' rows locked in account id order, then the house row."""
+    with conn.transaction():
+        conn.execute(RAW_BATCH_LOCK, {"credits": sorted(set(credits))})
+        conn.execute(RAW_BATCH_LOCK_HOUSE, {"house": house, "house_shard": house_shard})
+        conn.execute(RAW_BATCH, {"keys": keys, "hash": HASH, "credits": credits,
+                                 "amounts": [1] * len(keys), "house": house,
+                                 "house_shard": house_shard})
+
+
 def run_clients(clients: int, seconds: float, body) -> tuple[float, list[str]]:
     """Run `body(client_no, rng)` in a loop on `clients` threads; return operations per second
     and the errors met (a thread that fails stops, and its error is reported, never dropped)."""
@@ -194,6 +217,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved rounds per side (each side runs --seconds in all)")
     args = parser.parse_args()
 
     with (temporary_database("sp_bench_ledger") as url,
@@ -249,27 +274,16 @@ def main() -> None:
         def raw_single(label, kind, debit_of):
             def body(n, rng):
                 a, b = rng.sample(players, 2)
-                debit, shard = debit_of(a, rng)
-                first, second = sorted([(debit, shard, -1), (cash_id[b], 0, 1)])
                 # autocommit: one statement is the transaction, one round trip, like ledger.post_now
-                res.raw().execute(RAW_SINGLE, {
-                    "key": key("r" + label, n, rng), "hash": HASH, "kind": kind,
-                    "first": first[0], "first_shard": first[1], "first_amount": first[2],
-                    "second": second[0], "second_shard": second[1], "second_amount": second[2]})
+                raw_single_posting(res.raw(), key("r" + label, n, rng), kind, debit_of(a, rng),
+                                   cash_id[b])
                 return 1
             return body
 
         def raw_batched(n, rng):
-            credits = [cash_id[rng.choice(players)] for _ in range(BATCH)]
-            house_shard = os.getpid() % 16
-            with res.raw().transaction():
-                res.raw().execute(RAW_BATCH_LOCK, {"credits": sorted(set(credits))})
-                res.raw().execute(RAW_BATCH_LOCK_HOUSE, {"house": house_id,
-                                                         "house_shard": house_shard})
-                res.raw().execute(RAW_BATCH, {
-                    "keys": [key("rc", n, rng) for _ in range(BATCH)], "hash": HASH,
-                    "credits": credits, "amounts": [1] * BATCH, "house": house_id,
-                    "house_shard": house_shard})
+            raw_batch_posting(res.raw(), [key("rc", n, rng) for _ in range(BATCH)],
+                              [cash_id[rng.choice(players)] for _ in range(BATCH)],
+                              house_id, os.getpid() % 16)
             return BATCH
 
         c = args.clients
@@ -291,8 +305,14 @@ def main() -> None:
         ]
         failed = False
         for label, (procs, threads), body, raw_body, target, target_ratio in rows:
-            ours, our_errors = run_processes(procs, threads, args.seconds, body)
-            ceiling, ceiling_errors = run_processes(procs, threads, args.seconds, raw_body)
+            # Interleaved rounds (ledger, ceiling, ledger, ceiling, ...), each side args.seconds
+            # in all: a change of the machine's load during the run falls on both sides.
+            ours, ceiling, our_errors, ceiling_errors = 0.0, 0.0, [], []
+            for _ in range(args.rounds):
+                rate, errors = run_processes(procs, threads, args.seconds / args.rounds, body)
+                ours, our_errors = ours + rate / args.rounds, our_errors + errors
+                rate, errors = run_processes(procs, threads, args.seconds / args.rounds, raw_body)
+                ceiling, ceiling_errors = ceiling + rate / args.rounds, ceiling_errors + errors
             if our_errors or ceiling_errors or ceiling <= 0:
                 failed = True
                 print(f"{label:<42} FAILED: no figure, no ratio. ledger errors: "

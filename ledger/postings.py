@@ -100,8 +100,8 @@ def _post_args(transfer: Transfer) -> tuple[Any, ...]:
             json.dumps([_leg_json(leg) for leg in transfer.legs]))
 
 
-def _call(driver: psycopg.Connection, transfer: Transfer) -> PostResult:
-    """The one round trip of a posting, on the psycopg connection itself.
+def _call(cursor: psycopg.Cursor[Any], transfer: Transfer) -> PostResult:
+    """The one round trip of a posting, on a psycopg cursor of the connection itself.
 
     SQLAlchemy's statement machinery (execution context, cursor wrapper, result metadata, row
     objects) cost the client more CPU than the call itself (bench/ledger.py, cProfile): the hot
@@ -112,7 +112,7 @@ def _call(driver: psycopg.Connection, transfer: Transfer) -> PostResult:
     args = _post_args(transfer)
     with timed(LEDGER_POSTING_SECONDS, "post"):
         try:
-            row = driver.execute(_POST_SQL, args, prepare=True).fetchone()
+            row = cursor.execute(_POST_SQL, args, prepare=True).fetchone()
         except psycopg.Error as error:
             raise DBAPIError.instance(_POST_SQL, args, error, psycopg.Error) from error
     if row is None:
@@ -124,12 +124,25 @@ def _call(driver: psycopg.Connection, transfer: Transfer) -> PostResult:
     return PostResult(ResultCode(result), transaction_id, replayed, shortfall)
 
 
+def _cursor(driver: psycopg.Connection) -> psycopg.Cursor[Any]:
+    """The ledger's cursor of a connection, made once (a new psycopg cursor copies the
+    connection's adapters: a measurable part of a posting's client CPU)."""
+    cursor: psycopg.Cursor[Any] | None = getattr(driver, "_settlepay_ledger_cursor", None)
+    if cursor is None or cursor.closed:
+        cursor = driver.cursor()
+        driver._settlepay_ledger_cursor = cursor  # type: ignore[attr-defined]
+    return cursor
+
+
 def post(conn: Connection, transfer: Transfer) -> PostResult:
     """Post one balanced transaction (or replay the stored outcome of its key)."""
     validate(transfer)
     if not conn.in_transaction():
         conn.begin()  # what SQLAlchemy's autobegin does: the caller's commit() commits this
-    return _call(conn.connection.driver_connection, transfer)
+    return _call(_cursor(conn.connection.driver_connection), transfer)
+
+
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 class _Autocommit:
@@ -164,8 +177,7 @@ class _Autocommit:
             raise DBAPIError.instance(None, None, error, psycopg.Error) from error
 
     def put(self, driver: psycopg.Connection) -> None:
-        healthy = (not driver.closed and driver.info.transaction_status
-                   == psycopg.pq.TransactionStatus.IDLE)
+        healthy = not driver.closed and driver.pgconn.transaction_status == _IDLE
         with self._lock:
             if healthy and self._pid == os.getpid() and len(self._idle) < self._keep:
                 self._idle.append(driver)
@@ -204,7 +216,7 @@ def post_now(engine: Engine, transfer: Transfer, attempts: int = 8) -> PostResul
     for attempt in range(1, attempts + 1):
         driver = connections.get()
         try:
-            return _call(driver, transfer)
+            return _call(_cursor(driver), transfer)
         except DBAPIError as error:
             if not is_retryable(error) or attempt == attempts:
                 raise

@@ -3,14 +3,14 @@
 --
 -- Same arguments, same result columns, same rules as before (functions.sql: locking rule,
 -- idempotency rule, funds and shortfall, stored rejections). What changed is the work per call:
---   1. one statement reads the key's prior transaction AND resolves the legs' accounts (and
---      checks the transfer's shape);
---   2. one statement locks the single-row balance rows in ascending account id and reads their
---      available balances (skipped when the transfer has none);
---   3. per hot account, one statement tries the session's own balance row with SKIP LOCKED; only
+--   1. one statement reads the key's prior transaction, resolves the legs' accounts (and the
+--      transfer's shape) and, when the key is new, locks the single-row balance rows in
+--      ascending account id, reading their available balances;
+--   2. per hot account, one statement tries the session's own balance row with SKIP LOCKED; only
 --      when another session holds it does it search the others (then waits as before);
---   4. one statement inserts the transaction, moves the balance rows and writes the entries
+--   3. one statement inserts the transaction, moves the balance rows and writes the entries
 --      (a rejection: only the transaction row).
+-- A posting between single-row accounts is 2 statements, one touching a hot account 3.
 -- Legs live in parallel scalar arrays (no composite arrays to take apart in PL/pgSQL), and the
 -- result goes out through the OUT parameters (RETURN NEXT) instead of a query.
 CREATE OR REPLACE FUNCTION ledger_post(p_key text, p_hash bytea, p_kind text, p_reference text,
@@ -32,7 +32,6 @@ DECLARE
     v_no_negative  boolean[];
     v_amounts      bigint[];
     v_shortfall_to bigint[];
-    v_plain        bigint[];
     v_currency     char(3);
     v_row_shards   smallint[];
     v_locked       bigint[];
@@ -46,14 +45,16 @@ DECLARE
     v_shortfall    bigint := 0;
     v_tx           bigint;
 BEGIN
-    -- 1. The key's prior outcome and the legs' accounts; create missing accounts first time round.
+    -- 1. The key's prior outcome, the legs' accounts, and (no prior outcome) the lock on the
+    -- single-row accounts' balance rows (legs and shortfall accounts) in ascending account id,
+    -- with their available balances. Missing accounts are created first time round.
     FOR attempt IN 1 .. 2 LOOP
         SELECT p.id, p.request_hash, p.result, p.shortfall,
                r.n, r.total, r.one_currency, r.missing, r.ids, r.shards, r.no_negative,
-               r.amounts, r.shortfall_to, r.plain, r.currency
+               r.amounts, r.shortfall_to, r.currency, k.locked, k.available
           INTO v_prior_id, v_prior_hash, v_prior_result, v_prior_short,
                v_count, v_total, v_one_currency, v_missing, v_ids, v_shards, v_no_negative,
-               v_amounts, v_shortfall_to, v_plain, v_currency
+               v_amounts, v_shortfall_to, v_currency, v_locked, v_available_of
           FROM (SELECT count(a.id)::int AS n, sum(x.amount)::bigint AS total,
                        min(a.currency) = max(a.currency) AS one_currency,
                        count(*) FILTER (WHERE a.id IS NULL
@@ -70,7 +71,13 @@ BEGIN
                          ON a.owner = x.owner AND a.type = x.type AND a.currency = x.currency
                   LEFT JOIN ledger_accounts sf
                          ON sf.owner = x.sf_owner AND sf.type = x.sf_type AND sf.currency = x.currency) r
-          LEFT JOIN ledger_transactions p ON p.idempotency_key = p_key;
+          LEFT JOIN ledger_transactions p ON p.idempotency_key = p_key
+          LEFT JOIN LATERAL (
+                SELECT array_agg(l.account_id) AS locked, array_agg(l.available) AS available
+                  FROM (SELECT b.account_id, b.posted - b.pending_debits AS available
+                          FROM ledger_balances b
+                         WHERE p.id IS NULL AND b.shard = 0 AND b.account_id = ANY(r.plain)
+                         ORDER BY b.account_id FOR UPDATE OF b) l) k ON true;
         IF v_prior_id IS NOT NULL THEN
             result := CASE WHEN v_prior_hash = p_hash THEN v_prior_result ELSE 'conflict' END;
             transaction_id := v_prior_id; replayed := true; shortfall := v_prior_short;
@@ -88,17 +95,7 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
 
-    -- 2. Lock: single-row accounts (legs and shortfall accounts) in account id order, reading
-    -- their available balances on the way...
-    IF cardinality(v_plain) > 0 THEN
-        SELECT array_agg(l.account_id), array_agg(l.available)
-          INTO v_locked, v_available_of
-          FROM (SELECT b.account_id, b.posted - b.pending_debits AS available
-                  FROM ledger_balances b
-                 WHERE b.shard = 0 AND b.account_id = ANY(v_plain)
-                 ORDER BY b.account_id FOR UPDATE) l;
-    END IF;
-    -- 3. ...then a row of each hot account: the session's own row if it is free, else any free
+    -- 2. Then a row of each hot account: the session's own row if it is free, else any free
     -- row (searched from the session's offset), else wait for the session's own row.
     v_row_shards := array_fill(0::smallint, ARRAY[v_count]);
     FOR i IN 1 .. v_count LOOP
@@ -150,7 +147,7 @@ BEGIN
         v_shortfall := 0;
     END IF;
 
-    -- 4. The transaction row; when it is new and accepted, the balance rows and the entries.
+    -- 3. The transaction row; when it is new and accepted, the balance rows and the entries.
     -- A concurrent request that committed this key meanwhile leaves no row to insert: then
     -- nothing moves and its stored outcome is replayed below.
     WITH tx AS (

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+
+import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 import ledger
 from ledger import AccountRef, IdempotencyConflict, InvalidTransfer, Leg, ResultCode, Transfer
 from ledger.check import run as check
+from settlepay import migrate
+from settlepay.db import make_engine
+from tests.support.databases import admin_url, sqlalchemy_url
 from tests.support.ledger import deposit, house_pays, new_player, stake
 
 
@@ -233,3 +240,122 @@ def test_batch_shortfall_legs_stay_set_based_until_cash_runs_out(engine):
         assert cash(conn, p).posted == 0
         assert ledger.balance(conn, AccountRef.player_debt(p, "USD")).posted == -200
         assert check(conn) == []
+
+
+def test_post_now_replays_rejections_and_refuses_a_reused_key(engine):
+    p = new_player()
+    rejected = ledger.post_now(engine, stake(p, 1_000, key=f"stake-{p}"))
+    assert rejected.code is ResultCode.INSUFFICIENT_FUNDS and not rejected.replayed
+    ledger.post_now(engine, deposit(p, 5_000))
+    again = ledger.post_now(engine, stake(p, 1_000, key=f"stake-{p}"))
+    assert again.code is ResultCode.INSUFFICIENT_FUNDS and again.replayed
+    assert again.transaction_id == rejected.transaction_id
+    with pytest.raises(IdempotencyConflict):
+        ledger.post_now(engine, stake(p, 999, key=f"stake-{p}"))
+    with engine.begin() as conn:
+        assert cash(conn, p).posted == 5_000
+
+
+def test_post_commits_and_rolls_back_with_the_callers_connection(engine):
+    kept, dropped = new_player(), new_player()
+    with engine.connect() as conn:  # no transaction begun yet: the posting begins it
+        ledger.post(conn, deposit(kept, 100))
+        conn.commit()
+        ledger.post(conn, deposit(dropped, 100))
+        conn.rollback()
+    with engine.connect() as conn:
+        assert cash(conn, kept).posted == 100
+        assert cash(conn, dropped).posted == 0
+
+
+def test_driver_errors_reach_callers_as_sqlalchemy_errors(engine):
+    with engine.begin() as conn:
+        with pytest.raises(DBAPIError):
+            conn.exec_driver_sql("SELECT 1 / 0")
+        with pytest.raises(DBAPIError) as raised:   # the transaction is aborted
+            ledger.post(conn, deposit(new_player(), 100))
+        assert raised.value.orig.sqlstate == "25P02"
+
+
+def test_shortfall_onto_an_account_that_is_also_a_leg_makes_one_entry(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        ledger.post(conn, deposit(p, 300))
+        result = ledger.post(conn, Transfer(f"claw-{p}", "resettlement", (
+            Leg(AccountRef.player_cash(p, "USD"), -1_000,
+                shortfall_to=AccountRef.player_debt(p, "USD")),
+            Leg(AccountRef.player_debt(p, "USD"), 100),
+            Leg(AccountRef.house_revenue("USD"), 900))))
+        assert result.ok and result.shortfall == 700
+        entries = conn.execute(text("SELECT account_id, amount FROM ledger_entries"
+                                    " WHERE transaction_id = :t"),
+                               {"t": result.transaction_id}).all()
+        assert sorted(e.amount for e in entries) == [-600, -300, 900]
+        assert ledger.balance(conn, AccountRef.player_debt(p, "USD")).posted == -600
+        assert cash(conn, p).posted == 0
+        assert check(conn) == []
+
+
+def test_shortfall_of_an_empty_account_writes_no_zero_entry(engine):
+    p = new_player()
+    with engine.begin() as conn:
+        result = ledger.post(conn, Transfer(f"claw-{p}", "resettlement", (
+            Leg(AccountRef.player_cash(p, "USD"), -250,
+                shortfall_to=AccountRef.player_debt(p, "USD")),
+            Leg(AccountRef.house_revenue("USD"), 250))))
+        assert result.ok and result.shortfall == 250
+        amounts = conn.execute(text("SELECT amount FROM ledger_entries WHERE transaction_id = :t"
+                                    " ORDER BY amount"), {"t": result.transaction_id}).scalars()
+        assert list(amounts) == [-250, 250]
+        assert check(conn) == []
+
+
+def test_a_posting_takes_a_free_row_of_a_hot_account_rather_than_wait(fresh_engine):
+    """Another transaction holds every row of the house account but one (most likely the
+    posting session's own row among them): the posting takes the free row, it does not wait."""
+    first = house_pays(new_player(), 1, key="warm-up")
+    ledger.post_now(fresh_engine, first)          # creates the accounts
+    with fresh_engine.connect() as holder:
+        holder.exec_driver_sql("SELECT 1 FROM ledger_balances b JOIN ledger_accounts a"
+                               " ON a.id = b.account_id WHERE a.type = 'house_revenue'"
+                               " AND b.shard < 15 FOR UPDATE OF b")   # all rows but one
+        result = ledger.post_now(fresh_engine, house_pays(new_player(), 5, key="beside"))
+        assert result.ok
+        with fresh_engine.connect() as conn:
+            shard = conn.exec_driver_sql(
+                "SELECT shard FROM ledger_entries WHERE transaction_id = %s AND amount = -5",
+                (result.transaction_id,)).scalar()
+        assert shard == 15
+        holder.rollback()
+
+
+def test_migration_0019_downgrades_to_the_previous_ledger_post_and_back():
+    name = f"sp_ledger_0019_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = admin_url().rsplit("/", 1)[0] + f"/{name}"
+    definition = "SELECT pg_get_functiondef('ledger_post'::regproc)"
+    try:
+        migrate.upgrade(sqlalchemy_url(url), "0019_ledger_posting")
+        engine = make_engine(sqlalchemy_url(url), pool_size=1)
+        p = new_player()
+        for revision, marker in (("0018_table_growth", "ledger_replay(v_prior, p_hash)"),
+                                 ("0019_ledger_posting", "RETURN NEXT")):
+            if revision == "0018_table_growth":
+                command.downgrade(migrate.alembic_config(sqlalchemy_url(url)), revision)
+            else:
+                migrate.upgrade(sqlalchemy_url(url), revision)
+            engine.dispose()
+            with engine.begin() as conn:
+                assert marker in conn.exec_driver_sql(definition).scalar()
+                assert ledger.post(conn, deposit(p, 100, key=f"d-{revision}")).ok
+                assert ledger.post(conn, stake(p, 10**6, key=f"s-{revision}")).code \
+                    is ResultCode.INSUFFICIENT_FUNDS
+                with pytest.raises(IdempotencyConflict):
+                    ledger.post(conn, deposit(p, 101, key=f"d-{revision}"))
+            with engine.begin() as conn:
+                assert check(conn) == []
+        engine.dispose()
+    finally:
+        with psycopg.connect(admin_url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
