@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.lists import ListPage
 
+EMAIL = r"^[^@\s\u0085\ufeff]+@[^@\s\u0085\ufeff]+\.[^@\s\u0085\ufeff]+$"
+
 
 class PlayerCreate(BaseModel):
     # Unknown fields are refused (422), as Stripe refuses unknown parameters: a typo in an
@@ -28,7 +30,9 @@ class PlayerCreate(BaseModel):
                                                  "unique per partner.")
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    # \s differs between regex dialects (U+0085 is one to the API's, not to JSON Schema's
+    # ECMA-262; U+FEFF the other way round): both are named, so /docs and the API agree.
+    email: str | None = Field(None, max_length=254, pattern=EMAIL)
     date_of_birth: date | None = None
     jurisdiction: str | None = Field(None, pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$",
                                      description="ISO 3166-1/-2 code, e.g. US-NJ.")

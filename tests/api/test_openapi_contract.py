@@ -37,12 +37,15 @@ from api.app import create_app
 from api.schemas.api_keys import ApiKeyCreate
 from api.schemas.geolocation import GeolocationCheckCreate
 from api.schemas.limits import DepositLimitsUpdate, SelfExclusionCreate
+from api.schemas.players import PlayerCreate
 from api.schemas.reconciliation import ReconciliationRunCreate
 from api.schemas.webhooks import WebhookEndpointUpdate
 from settlepay.config import Settings
 from tests.support import schemathesis_hooks as hooks
 from tests.support.api import Keys, assert_problem, make_key, player_body
+from tests.support.factories import fund, make_player, mark_kyc_verified
 from tests.support.servers import serve_asgi
+from tests.support.stack import Stack
 
 CHECKS = (
     "not_a_server_error",
@@ -61,6 +64,7 @@ OTHER_CHECKS = ("response_headers_conformance", "unsupported_method", "allow_hea
                 "object_level_authorization")
 SEED = 13
 MAX_EXAMPLES = 10
+STATEFUL_EXAMPLES = 30
 RUN_SECONDS_MAX = 180
 
 
@@ -86,6 +90,11 @@ def _config(exclusions: tuple[Exclusion, ...]) -> str:
     lines = ['[checks]']
     lines += [f"{check}.enabled = true" for check in CHECKS + CUSTOM_CHECKS]
     lines += [f"{check}.enabled = false" for check in OTHER_CHECKS]
+    # The stateful phase follows the links the API declares (api/openapi_links.py: player ->
+    # retrieve / deposit -> retrieve, withdrawal -> retrieve / second factor -> retrieve), not
+    # hundreds of inferred ones it would sample a few of, with scenarios enough to reach each.
+    lines += ["", "[phases.stateful]", "inference.algorithms = []",
+              f"generation.max-examples = {STATEFUL_EXAMPLES}"]
     for operation, codes in sorted(hooks.REFUSALS.items()):
         statuses = sorted({str(hooks.refusal_status(code)) for code in codes} - set(ACCEPTED))
         expected = ", ".join(f'"{status}"' for status in (*ACCEPTED, *statuses))
@@ -99,7 +108,7 @@ def _config(exclusions: tuple[Exclusion, ...]) -> str:
 
 async def test_every_v1_operation_keeps_its_openapi_contract_under_fuzzing(
         settings: Settings, engine: Engine, temporal_env: WorkflowEnvironment,
-        worker: Worker, tmp_path: Path) -> None:
+        worker: Worker, stack: Stack, tmp_path: Path) -> None:
     # A real worker polls the main task queue (tests/support/stack.py), so the workflows the
     # fuzzer starts really run and answer their Updates (second factor, cancel, review), as in
     # production; without one, an Update would wait for a worker that never comes.
@@ -107,12 +116,17 @@ async def test_every_v1_operation_keeps_its_openapi_contract_under_fuzzing(
     app_settings = settings.model_copy(update={"temporal_address": target,
                                                "rate_limit_backend": "off"})
     operator = make_key(engine, "operator", None, name="schemathesis operator")
+    # A player a withdrawal can start for (any schema-valid amount is covered): the stateful
+    # links withdrawal -> second factor -> retrieve then reach a withdrawal awaiting its code.
+    ready = make_player(stack.engine, purpose="schemathesis withdrawals")
+    mark_kyc_verified(stack.engine, ready)
+    fund(stack.engine, ready, 10**14)
     config = tmp_path / "schemathesis.toml"
     config.write_text(_config(EXCLUSIONS))
     st = Path(sys.executable).with_name("st")
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, SCHEMATHESIS_HOOKS="tests.support.schemathesis_hooks",
-               PYTHONPATH=str(root))
+               PYTHONPATH=str(root), SETTLEPAY_ST_WITHDRAWAL_PLAYER=ready.id)
     app = create_app(app_settings, engine=engine)
     operations = sum(len(methods) for path, methods in app.openapi()["paths"].items()
                      if path.startswith("/v1/"))
@@ -134,6 +148,7 @@ async def test_every_v1_operation_keeps_its_openapi_contract_under_fuzzing(
         elapsed = time.monotonic() - started
     report = out.decode(errors="replace")
     print(report)
+    print(f"schemathesis ran {elapsed:.0f} s (limit {RUN_SECONDS_MAX} s)")
     assert process.returncode == 0, report[-20000:]
     assert f"Tested: {operations}" in report, report[-3000:]
     assert elapsed < RUN_SECONDS_MAX, f"schemathesis took {elapsed:.0f} s"
@@ -196,6 +211,9 @@ _RATE = {"requests": 5, "window_seconds": 1}
     (DepositLimitsUpdate, {"currency": "USD", "day": 100}),
     (DepositLimitsUpdate, {"currency": "USD", "week": None}),
     (DepositLimitsUpdate, {"currency": "USD"}),
+    (PlayerCreate, {"first_name": "A", "last_name": "B", "email": "ada@example.com"}),
+    (PlayerCreate, {"first_name": "A", "last_name": "B", "email": "a\x85b@example.com"}),
+    (PlayerCreate, {"first_name": "A", "last_name": "B", "email": "a\ufeff@example.com"}),
 ])
 def test_a_request_schema_states_what_its_model_accepts(model: type[BaseModel],
                                                         body: dict[str, object]) -> None:

@@ -12,7 +12,10 @@ real data sends; negative cases go out as generated, so malformed input is still
   reads JSON numbers literally and money never floats (StrictInt), by design;
 * an operator key names the partner a player or a webhook endpoint is made for (a partner key
   is its partner; the schema cannot make a field required for one role only);
-* a statement period ends after it starts.
+* a statement period ends after it starts;
+* a withdrawal is asked for the player the test made ready for one (KYC verified, located,
+  funded; SETTLEPAY_ST_WITHDRAWAL_PLAYER) in its currency, from its located IP address, so
+  the stateful links go on from a real withdrawal to its second factor.
 
 What the schema cannot promise -- business rules over schema-valid data -- is REFUSALS: per
 operation, the documented problem codes (api/problems.py STATUS_BY_CODE) a schema-valid request
@@ -25,6 +28,7 @@ list: the right code with its status, documented for the operation, and never
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -37,6 +41,7 @@ from api.problems import DEFAULT_REFUSAL_STATUS, STATUS_BY_CODE
 _RUN = uuid.uuid4().hex[:12]
 _COUNTER = itertools.count()
 PARTNER = "schemathesis-partner"
+WITHDRAWAL_PLAYER = os.environ.get("SETTLEPAY_ST_WITHDRAWAL_PLAYER")
 
 _GATES = ("currency_not_supported", "amount_below_minimum", "amount_above_maximum")
 _WINDOW = ("reconciliation_window_empty", "reconciliation_window_in_future")
@@ -56,9 +61,11 @@ REFUSALS: dict[str, tuple[str, ...]] = {
     "POST /v1/players/{player_id}/second_factor/totp/confirm": ("second_factor_invalid",
                                                                 "second_factor_malformed"),
     "POST /v1/withdrawals/{withdrawal_id}/2fa": ("second_factor_invalid",
-                                                 "second_factor_malformed"),
+                                                 "second_factor_malformed",
+                                                 "second_factor_failed"),
     "POST /v1/withdrawals/{withdrawal_id}/second_factor": ("second_factor_invalid",
-                                                           "second_factor_malformed"),
+                                                           "second_factor_malformed",
+                                                           "second_factor_failed"),
     "PUT /v1/players/{player_id}/limits": ("invalid_limit_amount", "currency_not_supported"),
     "POST /v1/players/{player_id}/self-exclusion": ("self_exclusion_too_short",),
     "POST /v1/players/{player_id}/time-out": ("time_out_out_of_bounds",),
@@ -166,6 +173,11 @@ def before_call(ctx: Any, case: Any, kwargs: Any) -> None:
     if label in ("POST /v1/players", "POST /v1/webhook_endpoints") and \
             isinstance(case.body, dict) and case.body.get("partner_id") is None:
         case.body["partner_id"] = PARTNER
+    if label == "POST /v1/withdrawals" and WITHDRAWAL_PLAYER and isinstance(case.body, dict):
+        case.body["player_id"] = WITHDRAWAL_PLAYER
+        case.body["currency"] = "USD"
+        case.body.pop("ip_address", None)     # another IP than the located one: ip_changed
+        case.body.pop("payout_destination", None)   # the account's default
     if method == "POST":
         if case.headers is None:
             case.headers = {}
