@@ -217,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--only", default="", help="run only these rows, e.g. 'c' or 'ab'")
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds per side (each side runs --seconds in all)")
     args = parser.parse_args()
@@ -305,6 +306,8 @@ def main() -> None:
         ]
         failed = False
         for label, (procs, threads), body, raw_body, target, target_ratio in rows:
+            if args.only and label[1] not in args.only:
+                continue
             # Interleaved rounds (ledger, ceiling, ledger, ceiling, ...), each side args.seconds
             # in all: a change of the machine's load during the run falls on both sides.
             ours, ceiling, our_errors, ceiling_errors = 0.0, 0.0, [], []

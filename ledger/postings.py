@@ -1,10 +1,14 @@
 """Posting money: validate in Python, then one call of a SQL function (one round trip).
 
-The SQL functions (ledger/sql/functions.sql) lock, check funds, store the idempotency key with
-the request hash, write entries with their running balances and update the balance rows, all
-inside the caller's transaction. This module never retries: a caller that posts outside a
-larger unit of work wraps it in `settlepay.db.run_in_transaction`, which retries deadlocks and
-serialization failures from the start.
+The SQL functions lock, check funds, store the idempotency key with the request hash, write
+entries with their running balances and update the balance rows, all inside the caller's
+transaction: ledger_post is ledger/sql/ledger_post_0019.sql (2 statements inside the function
+for a posting between single-row accounts, 3 when it touches a hot account), the others are
+ledger/sql/functions.sql. A single posting is one statement from the client, sent on the
+psycopg connection itself as a prepared statement (SQLAlchemy's statement machinery cost more
+client CPU than the call). This module never retries: a caller that posts outside a larger
+unit of work wraps it in `settlepay.db.run_in_transaction`, which retries deadlocks and
+serialization failures from the start (post_now retries them itself).
 """
 
 from __future__ import annotations
