@@ -224,7 +224,9 @@ def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[list[float], 
                 set_up(on)
                 ready.put(os.getpid())
                 go.wait()
-                results.put(bench_ledger.run_clients(1, seconds, with_house))
+                done = bench_ledger.run_clients(1, seconds, with_house)
+                rate, errors = done if isinstance(done, tuple) else (done, [])
+                results.put((rate, errors))
 
             procs = [ctx.Process(target=child) for _ in range(args.clients)]
             for proc in procs:
@@ -234,7 +236,11 @@ def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[list[float], 
             for _ in procs:
                 ready.get()
             go.set()
-            rates = [results.get() for _ in procs]
+            answers = [results.get() for _ in procs]
+            errors = [error for _, found in answers for error in found]
+            if errors:
+                raise SystemExit(f"ledger clients failed: {errors[:3]}")
+            rates = [rate for rate, _ in answers]
             for proc in procs:
                 proc.join()
             return sum(rates)
@@ -298,8 +304,9 @@ class Side:
     def wait_ready(self) -> None:
         from tests.support.net import wait_http
 
-        wait_http(f"{self.sandbox_url}/_sandbox/stats", timeout=60)
-        wait_http(f"{self.api_url}/healthz", timeout=60)
+        # Minutes, not seconds: on a loaded machine four processes start at once.
+        wait_http(f"{self.sandbox_url}/_sandbox/stats", timeout=240)
+        wait_http(f"{self.api_url}/healthz", timeout=240)
         self.check_alive()
 
     def check_alive(self) -> None:

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
 from sqlalchemy import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,6 +48,10 @@ from webhooks.sender import Sender
 from webhooks.ssrf import Guard, Resolver, system_resolver
 
 log = logging.getLogger("settlepay.webhooks")
+# Traces (settlepay/observability): a delivered batch is one trace (`deliver_due`: each message's
+# "webhook delivery" span with its HTTP POST, then the recording transaction); in `run`, each
+# delivery is a trace and the batch recording it links to them.
+tracer = trace.get_tracer("settlepay.webhooks")
 
 READY_MESSAGE = "webhook dispatcher ready"
 INGEST_BATCH = 200              # outbox rows per ingest transaction
@@ -80,6 +85,7 @@ class Dispatcher:
         self._owner_conn: Connection | None = None
         self._secrets: dict[str, str] = {}
         self._results: asyncio.Queue[commands.Delivered] = asyncio.Queue()
+        self._delivery_spans: dict[Any, trace.SpanContext] = {}   # message id -> its span
         self._wake = {lane: asyncio.Event() for lane in Lane}
         self._stopping = False
         self._poison: set[int] = set()      # outbox ids this process cannot ingest
@@ -198,8 +204,12 @@ class Dispatcher:
 
     def _record(self, delivered: Sequence[commands.Delivered]) -> None:
         now = self.clock.now()
-        disabled = run_in_transaction(self.engine, lambda conn: commands.record_deliveries(
-            conn, self.owner, delivered, now=now, failing_window=self.failing_window))
+        links = [trace.Link(context) for d in delivered
+                 if (context := self._delivery_spans.pop(d.message_id, None)) is not None]
+        with tracer.start_as_current_span("webhooks record", links=links, attributes={
+                "webhooks.attempts": len(delivered)}):
+            disabled = run_in_transaction(self.engine, lambda conn: commands.record_deliveries(
+                conn, self.owner, delivered, now=now, failing_window=self.failing_window))
         for row in disabled:
             log.warning("endpoint %s (%s) disabled: %s", row["id"], row["partner_id"],
                         row["disabled_reason"])
@@ -259,6 +269,20 @@ class Dispatcher:
 
     async def deliver(self, job: RowMapping) -> commands.Delivered:
         """Send one claimed message and decide what comes next (nothing is written here)."""
+        with tracer.start_as_current_span("webhook delivery", attributes={
+                "webhooks.event_type": job["event_type"], "webhooks.trigger": job["trigger"],
+                "webhooks.attempt": job["attempts"] + 1}) as span:
+            delivered = await self._deliver(job)
+            span.set_attribute("webhooks.outcome", str(delivered.after.outcome))
+            if delivered.status_code is not None:
+                span.set_attribute("http.response.status_code", delivered.status_code)
+            if span.is_recording():
+                if len(self._delivery_spans) > 10_000:   # never recorded (a crash): forget
+                    self._delivery_spans.clear()
+                self._delivery_spans[job["id"]] = span.get_span_context()
+        return delivered
+
+    async def _deliver(self, job: RowMapping) -> commands.Delivered:
         started = self.clock.now()
         body = signing.body_of(job["event_type"], job["occurred_at"], job["payload"])
         headers = signing.signed_headers(self._signing_secrets(job, started), job["event_id"],
@@ -292,8 +316,10 @@ class Dispatcher:
         """Claim one batch of due messages of the lane, send them, record them; how many."""
         jobs = await asyncio.to_thread(self.claim, lane, self.concurrency)
         if jobs:
-            delivered = await asyncio.gather(*(self.deliver(job) for job in jobs))
-            await asyncio.to_thread(self._record, delivered)
+            with tracer.start_as_current_span("webhooks deliver", attributes={
+                    "webhooks.lane": str(lane), "webhooks.messages": len(jobs)}):
+                delivered = await asyncio.gather(*(self.deliver(job) for job in jobs))
+                await asyncio.to_thread(self._record, delivered)
         return len(jobs)
 
     async def drain(self) -> int:
