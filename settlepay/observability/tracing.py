@@ -8,7 +8,18 @@ TracingInterceptor of settlepay/temporal.py, carried in Temporal headers) -> Run
 StartActivity -> RunActivity on the worker -> SQL spans (psycopg, every connection: SQLAlchemy's
 and psycopg_pool's both open through the patched `Connection.connect`) and outgoing HTTP spans
 (requests: the Stripe SDK's client; httpx: the KYC and notification adapters and partner
-webhooks).
+webhooks). A later request about the same operation (Stripe's webhook for a deposit, the
+withdrawal's second factor) continues that trace: the creating request's traceparent rides in
+the workflow's memo (`memo`, api/workflow_start.py) and the later request's handling span is
+its child, linked to the later request's own trace (`continuing`).
+
+Sampling (`SETTLEPAY_TRACES_SAMPLE_RATIO`, `HeadSampler`): production records 1 % of the new
+traces, whole (every span of a recorded trace, SQL included), and follows the caller's decision
+for a continued one; `make dev` and the tests record every trace. An unsampled operation keeps
+its trace id in its log lines and headers, and its problem answers are logged (with that id)
+and counted as every one is: what sampling drops is the span tree, not the error. Its SQL
+makes no span at all (`ChildSpansOnly`): a statement is traced only inside a recorded trace.
+bench/observability.py measures this default against telemetry off.
 
 The exporter is configuration (`SETTLEPAY_TRACES_EXPORTER`): "none" keeps real trace ids for
 logs and Temporal headers but ships nothing; "otlp" batches to the collector at
