@@ -53,7 +53,9 @@ class Stack:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_up(self, timeout: float = 60.0) -> str:
+    # The whole stack, the API's processes last (SETTLEPAY_API_PROCESSES, each importing the
+    # app): on a loaded 2-core machine that takes over a minute.
+    def wait_up(self, timeout: float = 120.0) -> str:
         deadline = time.monotonic() + timeout
         while UP not in self.text():
             if self.process.poll() is not None:
