@@ -413,22 +413,39 @@ class Workload:
         player.withdrawals[withdrawal_id] = (amount, body["state"])
 
 
+LOCATE_RETRY_SECONDS = 60.0
+
+
 def located(database_url: str) -> Any:
     """Setup, not traffic: an allowed location check on record for a player (this machine has
     no GeoIP database that places a test address in New Jersey), as the tests' factory does."""
+    from sqlalchemy import exc
+
     from settlepay.db import make_engine
     from store import geolocation
 
     engine = make_engine(database_url, pool_size=1)
 
     def locate(player_id: str) -> None:
+        # PostgreSQL is SIGKILLed in the run: like every client, this setup write is retried
+        # (same row id, so a commit whose answer was lost is found, not written twice).
         now = datetime.now(UTC)
-        with engine.begin() as conn:
-            geolocation.insert(conn, geolocation.GeolocationCheck(
-                id=geolocation.new_id(), player_id=player_id, checked_at=now, latitude=40.2206,
-                longitude=-74.7597, ip_address="203.0.113.7", provider="chaos",
-                jurisdiction="US-NJ", distance_to_border_miles=20.0, ip_country="US",
-                ip_subdivision="NJ", anonymous_flags=(), allowed=True, code="allowed",
-                reason="inside US-NJ", valid_until=now + timedelta(hours=6)))
+        check = geolocation.GeolocationCheck(
+            id=geolocation.new_id(), player_id=player_id, checked_at=now, latitude=40.2206,
+            longitude=-74.7597, ip_address="203.0.113.7", provider="chaos",
+            jurisdiction="US-NJ", distance_to_border_miles=20.0, ip_country="US",
+            ip_subdivision="NJ", anonymous_flags=(), allowed=True, code="allowed",
+            reason="inside US-NJ", valid_until=now + timedelta(hours=6))
+        deadline = time.monotonic() + LOCATE_RETRY_SECONDS
+        while True:
+            try:
+                with engine.begin() as conn:
+                    if geolocation.get(conn, check.id) is None:
+                        geolocation.insert(conn, check)
+                return
+            except exc.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     return locate
