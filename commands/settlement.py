@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -302,6 +303,13 @@ class BatchOutcome:
     pages: int = 0              # pages of bets read (PAGE_SIZE each, the last one fewer)
 
 
+# Pages are planned one at a time per process. Planning is pure Python, so the worker's
+# concurrent batches (threads) cannot plan in parallel anyway; taking turns, instead of
+# switching the interpreter between them every few milliseconds, lets one batch's page go
+# to the database while the next is planned, rather than all of them finishing planning at
+# once and the database waiting for them. Held only around pure computation (no I/O).
+_PLANNING = threading.Lock()
+
 # A batch reads, plans and writes its bets a page at a time (keyset on the bet id, in the
 # batch's one transaction): what a batch holds in memory is bounded by the page, not by the
 # batch or the market. Each page is one post_many, one insert of history rows, one update of
@@ -357,15 +365,22 @@ def with_bonus_targets(conn: Connection, bets: list[StoredBet], *, actor: str,
             if bet.bonus_id in bonuses else bet for bet in bets], bonuses
 
 
+def _transfers(planned: list[tuple[StoredBet, Step]]) -> list[Transfer | None]:
+    """The ledger transfer of each planned step (None: the step posts nothing)."""
+    return [transfer_of(step.posting, bet.player_id, bet.currency)
+            if step.posting is not None else None for bet, step in planned]
+
+
 def _execute(conn: Connection, market_id: str, planned: list[tuple[StoredBet, Step]],
              bonuses: dict[str, dict[str, Any]], actor: str,
+             transfers: list[Transfer | None] | None = None,
              ) -> tuple[list[tuple[StoredBet, Step]], list[SettlementRecord], list[str]]:
     """Post the steps' postings in order (one post_many), keep their history rows, update the
     bets (a bet's last step wins) and count first settlements towards their bonus. A posting
     the ledger refuses flags its bet for review instead. Returns (steps as applied, records
     kept, ledger keys posted)."""
-    transfers = [transfer_of(step.posting, bet.player_id, bet.currency)
-                 if step.posting is not None else None for bet, step in planned]
+    if transfers is None:
+        transfers = _transfers(planned)
     postings = [t for t in transfers if t is not None]
     results = iter(ledger.post_many(conn, postings))
     posted = [next(results) if t is not None else None for t in transfers]
@@ -445,14 +460,17 @@ def _settle_page(conn: Connection, market_id: str, version: int, mode: Mode, act
     results, versions = store.current_results(conn, {leg[0] for bet in bets for leg in bet.legs})
     settler = Settler(results)
     planned: list[tuple[StoredBet, Step]] = []
-    for bet in bets:
-        step = (plan_rollback(bet, market_id, version, settler.used(bet)) if mode == Mode.ROLLBACK
-                else plan_settle(bet, market_id, results, versions, settler.used(bet),
-                                 upgrade_only=upgrade_only, settler=settler))
-        if step is not None:
-            planned.append((bet, step))
+    with _PLANNING:
+        for bet in bets:
+            step = (plan_rollback(bet, market_id, version, settler.used(bet))
+                    if mode == Mode.ROLLBACK
+                    else plan_settle(bet, market_id, results, versions, settler.used(bet),
+                                     upgrade_only=upgrade_only, settler=settler))
+            if step is not None:
+                planned.append((bet, step))
+        transfers = _transfers(planned)
 
-    planned, records, keys = _execute(conn, market_id, planned, bonuses, actor)
+    planned, records, keys = _execute(conn, market_id, planned, bonuses, actor, transfers)
     page = BatchOutcome(
         processed=len(bets), posted=len(keys),
         pending=sum(step.pending for _, step in planned),
