@@ -9,7 +9,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY . /app
-RUN pip install . && useradd --system --uid 10001 --home-dir /app settlepay
+# Bytecode is compiled at build time (PYTHONDONTWRITEBYTECODE only stops writing it at run time):
+# Temporal's workflow sandbox imports the workflow modules afresh for every run, from the .pyc.
+RUN pip install . \
+    && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && useradd --system --uid 10001 --home-dir /app settlepay
 USER settlepay
 
 EXPOSE 8000
