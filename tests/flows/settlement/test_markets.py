@@ -10,6 +10,7 @@ import uuid
 import httpx
 
 from commands import api_keys
+from domain import api_versions
 from domain.scopes import ALL_SCOPES
 from settlepay.db import transaction
 from store import api_keys as api_key_rows
@@ -30,7 +31,8 @@ def partner_key_with_every_scope(engine, partner_id: str) -> dict[str, str]:
     with transaction(engine) as conn:
         assert api_key_rows.insert(conn, key_id=f"key_{uuid.uuid4().hex[:20]}",
                                    plaintext=plaintext, role="partner", partner_id=partner_id,
-                                   scopes=frozenset(ALL_SCOPES), name="every scope")
+                                   scopes=frozenset(ALL_SCOPES), name="every scope",
+                                   api_version=api_versions.current())
     return {"Authorization": f"Bearer {plaintext}"}
 
 
