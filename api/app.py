@@ -141,6 +141,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # an oversized body before anything reads it (413).
     app.add_middleware(ApiVersion)
     app.add_middleware(BodySizeLimit)
+    # A database that cannot be reached, wherever below it shows (rate limiter, Idempotency-Key,
+    # authentication, a route), is answered 503 `database_unavailable`, not 500.
+    app.add_middleware(problems.DatabaseUnavailableGuard)
     # Outermost of ours: request id, trace ids and HTTP metrics for every answer, a NUL's 422
     # included. The FastAPI instrumentation's server span wraps them all.
     app.add_middleware(telemetry.RequestContext)

@@ -37,6 +37,7 @@ from api.idempotency import _in_use, _reused, required_idempotency_key
 from api.problems import (
     PROBLEM_JSON,
     Problem,
+    database_unavailable,
     not_found,
     refused,
 )
@@ -111,6 +112,7 @@ _BUILDERS: dict[str, Callable[[], Problem]] = {
     "webhook_signature_invalid": lambda: Problem(
         400, "webhook_signature_invalid", "Invalid webhook signature",
         "The signature header does not match the payload."),
+    "database_unavailable": database_unavailable,
     "temporal_unavailable": lambda: Problem(
         503, "temporal_unavailable", "Workflow service unavailable",
         "The workflow service cannot be reached; retry shortly."),
@@ -126,7 +128,7 @@ PROBLEMS_BY_STATUS: dict[int, tuple[str, ...]] = {
     413: ("payload_too_large",),
     422: ("validation_error",),
     429: ("rate_limited",),
-    503: ("temporal_unavailable",),
+    503: ("database_unavailable", "temporal_unavailable"),
 }
 # Every POST may carry an Idempotency-Key (api/idempotency.py; other methods ignore it).
 POST_PROBLEMS: dict[int, tuple[str, ...]] = {

@@ -10,6 +10,13 @@ exception into `application/problem+json`:
 `code` is the stable, machine-readable name (clients switch on it, never on `title`). This
 module must never put internals (exception text, SQL, stack traces, submitted values) in a
 response: unexpected exceptions are logged and answered with a bare `internal_error`.
+
+A database that cannot be reached (PostgreSQL down, connections cut, the pool exhausted) is a
+condition the API can name: wherever it surfaces on the request path (a middleware such as the
+rate limiter or the Idempotency-Key, the key's authentication, a route), the answer is 503
+`database_unavailable` with `Retry-After`, never a 500 (`DatabaseUnavailableGuard` for the
+middlewares, the exception handler installed here for routes). Other database errors (a
+constraint, a bug in SQL) stay unexpected: 500 `internal_error`.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from settlepay.observability import logs
 from workflows.contracts.refusal import Refusal
@@ -96,6 +106,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _documented("Validation failed, or the Idempotency-Key was used for another request"),
     413: _documented("The request body is larger than the API accepts"),
     429: _documented("The API key's rate limit is reached: see Retry-After and RateLimit-*"),
+    503: _documented("A service the request needs (the database, the workflow service) cannot "
+                     "be reached just now: see Retry-After"),
 }
 
 
@@ -195,6 +207,8 @@ STATUS_BY_CODE: dict[str, int] = {
     # provider webhooks (api/routes/stripe_webhooks.py, api/routes/kyc.py): a missing, wrong or
     # stale signature
     "webhook_signature_invalid": 400,
+    # infrastructure (database_unavailable below): PostgreSQL cannot be reached just now
+    "database_unavailable": 503,
 }
 DEFAULT_REFUSAL_STATUS = 422
 
@@ -211,6 +225,68 @@ def refused(refusal: Refusal, title: str | None = None, *,
 def not_found(what: str, identifier: str) -> Problem:
     return Problem(404, f"{what}_not_found", f"No such {what.replace('_', ' ')}",
                    f"There is no {what.replace('_', ' ')} {identifier!r}.")
+
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+# SQLSTATEs of a database that is not there: class 08 (connection exception), the server
+# shutting down or starting (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03
+# cannot_connect_now) and no connection slot left (53300 too_many_connections).
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached (rather than refused a statement):
+    no connection could be made or kept, or the pool had none to give in time."""
+    if isinstance(error, sqlalchemy.exc.TimeoutError):    # QueuePool: no connection in time
+        return True
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig if error.orig is not None else error
+    if isinstance(error, psycopg.OperationalError):
+        sqlstate = error.sqlstate   # None: no server answer (refused, reset, closed)
+        return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+    return False
+
+
+def database_unavailable() -> Problem:
+    return Problem(503, "database_unavailable", "Service temporarily unavailable",
+                   "The database cannot be reached just now; nothing was done. Retry in "
+                   f"{DATABASE_RETRY_AFTER_SECONDS} s (with the same Idempotency-Key).",
+                   headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+
+
+def _database_problem(error: BaseException) -> Problem:
+    # The error's type only: its text names hosts and ports, never for the logs' readers.
+    log.warning("database unavailable: %s", type(error).__name__)
+    return database_unavailable()
+
+
+class DatabaseUnavailableGuard:
+    """Pure ASGI, just inside the request context (api/app.py): a database-unavailable error
+    raised by any middleware or route below it, before an answer started, is answered 503
+    problem+json. Anything else goes on up unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watching(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching)
+        except Exception as error:
+            if started or not is_database_unavailable(error):
+                raise
+            await _database_problem(error).response()(scope, receive, send)
 
 
 def _phrase(status: int) -> str | None:
@@ -265,8 +341,16 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
                    extensions={"trace_id": trace_id} if trace_id else None).response()
 
 
+async def _on_database_error(request: Request, exc: Exception) -> Response:
+    if not is_database_unavailable(exc):
+        raise exc   # unexpected after all: the 500 handler below logs and answers it
+    return _database_problem(exc).response()
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(sqlalchemy.exc.SQLAlchemyError, _on_database_error)
+    app.add_exception_handler(psycopg.Error, _on_database_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)

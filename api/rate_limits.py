@@ -17,7 +17,9 @@ the key's bucket for that scope. Answers carry the IETF draft's headers for the 
 A request over a limit is answered 429 problem+json `rate_limited` with `Retry-After` (seconds
 until a token is back) and the headers of the bucket that refused it; nothing runs, no
 Idempotency-Key is claimed. Requests without a valid key take no token (they are answered 401
-and cost one indexed lookup).
+and cost one indexed lookup). While PostgreSQL cannot be reached, the key cannot be
+authenticated nor a token taken: the request is answered 503 `database_unavailable` with
+Retry-After (api/problems.py DatabaseUnavailableGuard), never let through unlimited.
 
 Where the buckets live (Settings.rate_limit_backend)
 ----------------------------------------------------
