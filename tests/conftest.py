@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
@@ -22,6 +23,11 @@ from settlepay import binaries, codec, search_attributes
 from settlepay.config import Settings
 from settlepay.db import make_engine
 from tests.support.databases import sqlalchemy_url, temporary_database
+
+# Property tests share 2 cores with the whole suite: a per-example deadline would fail them on
+# timing alone, never on a property. Example counts stay set per test.
+hypothesis_settings.register_profile("settlepay", deadline=None)
+hypothesis_settings.load_profile("settlepay")
 
 # The whole stack (`stack`, `worker`, `http`) for end-to-end tests: tests/support/stack.py.
 pytest_plugins = ["tests.support.stack"]

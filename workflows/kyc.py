@@ -32,36 +32,39 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from settlepay import search_attributes as sa
-from workflows.contracts.kyc import (
-    FINAL_EVENT,
-    Activity,
-    AgeCheck,
-    Decision,
-    DocumentResult,
-    DocumentSubmission,
-    Event,
-    KycDocument,
-    KycRefusal,
-    KycRequest,
-    KycResult,
-    KycState,
-    NextStep,
-    Patch,
-    Query,
-    ReasonCode,
-    ReviewDecision,
-    ReviewPending,
-    Screening,
-    Signal,
-    Step,
-    Transition,
-    Update,
-    Verdict,
-    document_reference,
-    legacy_document_reference,
-)
-from workflows.contracts.refusal import Refusal
+# Passed through the sandbox, as in workflows/deposit.py: definitions only (no state, no I/O),
+# which a new run would otherwise execute again.
+with workflow.unsafe.imports_passed_through():
+    from settlepay import search_attributes as sa
+    from workflows.contracts.kyc import (
+        FINAL_EVENT,
+        Activity,
+        AgeCheck,
+        Decision,
+        DocumentResult,
+        DocumentSubmission,
+        Event,
+        KycDocument,
+        KycRefusal,
+        KycRequest,
+        KycResult,
+        KycState,
+        NextStep,
+        Patch,
+        Query,
+        ReasonCode,
+        ReviewDecision,
+        ReviewPending,
+        Screening,
+        Signal,
+        Step,
+        Transition,
+        Update,
+        Verdict,
+        document_reference,
+        legacy_document_reference,
+    )
+    from workflows.contracts.refusal import Refusal
 
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=30))

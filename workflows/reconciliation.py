@@ -17,15 +17,18 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from settlepay import search_attributes as sa
-from workflows.contracts.reconciliation import (
-    REVIEW_PENDING,
-    WORKFLOW,
-    Activity,
-    ReconciliationRequest,
-    RunInput,
-    RunSummary,
-)
+# Passed through the sandbox, as in workflows/deposit.py: definitions only (no state, no I/O),
+# which a new run would otherwise execute again.
+with workflow.unsafe.imports_passed_through():
+    from settlepay import search_attributes as sa
+    from workflows.contracts.reconciliation import (
+        REVIEW_PENDING,
+        WORKFLOW,
+        Activity,
+        ReconciliationRequest,
+        RunInput,
+        RunSummary,
+    )
 
 
 @workflow.defn(name=WORKFLOW)

@@ -43,34 +43,37 @@ from temporalio import exceptions, workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from settlepay import search_attributes as sa
-from workflows.contracts.refusal import Refusal
-from workflows.contracts.withdrawal import (
-    WORKFLOW,
-    Activity,
-    CancelRequest,
-    Challenge,
-    Decision,
-    Event,
-    LegState,
-    LegStatus,
-    Patch,
-    PayoutLeg,
-    Query,
-    Release,
-    ReviewDecision,
-    ReviewPending,
-    SecondFactorAnswer,
-    SecondFactorAttempt,
-    SecondFactorCode,
-    Signal,
-    Step,
-    Update,
-    WithdrawalRefusal,
-    WithdrawalRequest,
-    WithdrawalResult,
-    WithdrawalState,
-)
+# Passed through the sandbox, as in workflows/deposit.py: definitions only (no state, no I/O),
+# which a new run would otherwise execute again.
+with workflow.unsafe.imports_passed_through():
+    from settlepay import search_attributes as sa
+    from workflows.contracts.refusal import Refusal
+    from workflows.contracts.withdrawal import (
+        WORKFLOW,
+        Activity,
+        CancelRequest,
+        Challenge,
+        Decision,
+        Event,
+        LegState,
+        LegStatus,
+        Patch,
+        PayoutLeg,
+        Query,
+        Release,
+        ReviewDecision,
+        ReviewPending,
+        SecondFactorAnswer,
+        SecondFactorAttempt,
+        SecondFactorCode,
+        Signal,
+        Step,
+        Update,
+        WithdrawalRefusal,
+        WithdrawalRequest,
+        WithdrawalResult,
+        WithdrawalState,
+    )
 
 # Gateway 5xx, timeouts and database hiccups are retried with the same idempotency keys: a
 # payout that may have happened is never given up and voided by itself. A gateway step still
