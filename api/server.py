@@ -5,6 +5,9 @@ process runs the app in itself; more are uvicorn's supervisor and its worker pro
 with its own app, database pool and Temporal client. They share everything that matters through
 PostgreSQL (Idempotency-Key records, rate-limit buckets), so any process answers any request.
 A worker process reads its settings from the environment (it is a fresh interpreter).
+Their metrics are summed: the supervisor gives this run a fresh metrics directory
+(PROMETHEUS_MULTIPROC_DIR, removed at the end) and marks dead processes in it, so `/metrics`,
+whichever process answers it, counts the requests of all (settlepay/observability/metrics.py).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from settlepay.config import Settings, get_settings
-from settlepay.observability import setup
+from settlepay.observability import metrics, setup
 
 SERVICE = "settlepay-api"
 
@@ -42,6 +45,7 @@ def serve(settings: Settings | None = None, *, host: str | None = None,
                "log_level": settings.log_level.lower(), "log_config": None, "access_log": False}
     if processes == 1:
         uvicorn.run(create_app(settings), **options)
-    else:
-        uvicorn.run("api.server:app_from_environment", factory=True, workers=processes,
-                    **options)
+    else:   # the processes' metrics summed through a directory of this run (/metrics)
+        with metrics.multiprocess_directory():
+            uvicorn.run("api.server:app_from_environment", factory=True, workers=processes,
+                        **options)

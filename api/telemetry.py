@@ -4,9 +4,11 @@
   one), binds it and the request's trace ids for every log line of the request
   (settlepay/observability/logs.py), answers with `X-Request-Id` and `X-Trace-Id` (a partner
   quotes them in an incident), counts the request by route template and status class and
-  times it (settlepay_http_requests_total, settlepay_http_request_seconds), and writes one
+  times it (settlepay_http_requests_total, settlepay_http_request_seconds, and
+  settlepay_http_requests_in_flight while it runs), and writes one
   `request` log line.
-- `router`: `GET /metrics`, the process's Prometheus metrics (no personal data in them).
+- `router`: `GET /metrics`, the Prometheus metrics (no personal data in them): the process's,
+  or with several API processes on the port, the sum over all of them (whichever answers).
 - `instrument(app)`: OpenTelemetry's FastAPI instrumentation, the request's server span as the
   root of the business operation's trace (probes and /metrics excluded).
 
@@ -83,15 +85,20 @@ class RequestContext:
                     headers[TRACE_ID_HEADER] = trace_id
             await send(message)
 
+        recorded = metrics.enabled()
+        if recorded:
+            metrics.HTTP_REQUESTS_IN_FLIGHT.inc()
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_ids)
         finally:
             seconds = time.perf_counter() - start
             method, route = scope["method"], _route(scope)
-            if metrics.enabled():
+            if recorded:
                 metrics.HTTP_REQUESTS.labels(method, route, metrics.status_class(status)).inc()
                 metrics.HTTP_REQUEST_SECONDS.labels(method, route).observe(seconds)
+                # last: a scrape seeing no other request in flight sees every one counted
+                metrics.HTTP_REQUESTS_IN_FLIGHT.dec()
             if route not in QUIET_ROUTES:
                 log.info("request", extra={"method": method, "route": route, "status": status,
                                            "duration_ms": round(seconds * 1000, 2)})

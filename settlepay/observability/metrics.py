@@ -8,16 +8,31 @@ each scrape (`DatabaseCollector`: outbox lag, open holds by age).
 
 Labels are bounded sets (an outcome, an operation, a status class, a route template): never a
 player, bet, deposit or workflow id.
+
+Several API processes on one port (api/server.py): a scrape reaches one of them, so each
+process writes its counters, histograms and gauges to files in a directory private to this run
+of the supervisor (prometheus_client's multiprocess mode, `PROMETHEUS_MULTIPROC_DIR`, set by
+`multiprocess_directory` before the processes start), and `/metrics` answers their sum
+(`exposition`). Each Gauge names its `multiprocess_mode` (a sum of live processes, a max, ...):
+the default, one series per pid, is an unbounded label. A value computed at scrape time (the
+`DatabaseCollector`'s) is not stored per process: `register_live` it, and the process serving
+the scrape computes it once. Per-process collectors (process_*, python_gc_*) are left out of the
+sum: they would describe whichever process answered.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -25,8 +40,10 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -45,6 +62,9 @@ HTTP_REQUESTS = Counter(
 HTTP_REQUEST_SECONDS = Histogram(
     "settlepay_http_request_seconds", "Time to answer an HTTP request", ["method", "route"],
     buckets=LATENCY_BUCKETS)
+HTTP_REQUESTS_IN_FLIGHT = Gauge(
+    "settlepay_http_requests_in_flight", "HTTP requests being answered now",
+    multiprocess_mode="livesum")   # over the processes alive; a dead one's are dropped
 
 # --- deposits and withdrawals -------------------------------------------------------------------
 DEPOSITS = Counter(
@@ -235,13 +255,113 @@ class DatabaseCollector(Collector):
         yield from (lag, unpublished, holds)
 
 
-def exposition(registry: CollectorRegistry = REGISTRY,
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Collectors computed at scrape time (not stored per process): see `register_live`.
+_live: list[Collector] = []
+
+
+def register_live(collector: Collector) -> None:
+    """Register a collector whose values are computed at scrape time (e.g. from the database):
+    in the process's registry, and, in multiprocess mode, once in each summed scrape."""
+    REGISTRY.register(collector)
+    _live.append(collector)
+
+
+def unregister_live(collector: Collector) -> None:
+    REGISTRY.unregister(collector)
+    _live.remove(collector)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory the processes of this run write their metrics to, None for one process.
+    prometheus_client reads the variable when it is imported: set before a process starts."""
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
+
+
+def summed_registry(path: str) -> CollectorRegistry:
+    """The metrics of every process that wrote to `path`, summed, and the live collectors."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    for collector in _live:
+        registry.register(collector)
+    return registry
+
+
+def exposition(registry: CollectorRegistry | None = None,
                extra: Callable[[], bytes] | None = None) -> bytes:
-    """The Prometheus text of `registry`, followed by `extra()` (another endpoint's text)."""
+    """The Prometheus text of `registry`, followed by `extra()` (another endpoint's text).
+    Without a registry: the process's, or in multiprocess mode the sum over the processes."""
+    if registry is None:
+        path = multiprocess_dir()
+        registry = summed_registry(path) if path else REGISTRY
     body = generate_latest(registry)
     if extra is not None:
         body += extra()
     return body
+
+
+def _live_gauge_pids(path: Path) -> set[int]:
+    pids = set()
+    for file in path.glob("gauge_live*_*.db"):
+        pid = file.stem.rsplit("_", 1)[-1]
+        if pid.isdigit():
+            pids.add(int(pid))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:   # a zombie (exited, not yet joined by its parent) is dead
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def reap_dead_processes(path: str) -> list[int]:
+    """`mark_process_dead` for every process that wrote a live gauge to `path` and is gone
+    (died and restarted, or stopped): its in-flight requests are no longer summed."""
+    dead = sorted(pid for pid in _live_gauge_pids(Path(path)) if not _alive(pid))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)
+    return dead
+
+
+@contextmanager
+def multiprocess_directory(interval: float = 1.0) -> Iterator[str]:
+    """The supervisor of several processes, around their whole life: a fresh private
+    directory for their metrics (never a previous run's files: a stale count would be summed),
+    in `PROMETHEUS_MULTIPROC_DIR` for the processes it starts; dead processes marked every
+    `interval` seconds; the directory removed at the end."""
+    path = tempfile.mkdtemp(prefix="settlepay-metrics-")   # mode 0700: this user's only
+    previous = os.environ.get(MULTIPROC_DIR_ENV)
+    os.environ[MULTIPROC_DIR_ENV] = path
+    stop = threading.Event()
+
+    def reap() -> None:
+        while not stop.wait(interval):
+            try:
+                reap_dead_processes(path)
+            except Exception:   # never stops the supervisor
+                log.exception("dead processes' metrics not marked")
+
+    reaper = threading.Thread(target=reap, daemon=True, name="metrics-reaper")
+    reaper.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        reaper.join(timeout=5)
+        if previous is None:
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+        else:
+            os.environ[MULTIPROC_DIR_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def fetch_text(url: str, timeout: float = 2.0) -> Callable[[], bytes]:
