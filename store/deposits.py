@@ -138,6 +138,12 @@ def record_event(conn: Connection, *, event_id: str, type_: str, object_id: str 
                         {"id": event_id}).scalar_one(), False
 
 
+def event_outcome_for_update(conn: Connection, event_id: str) -> str | None:
+    """The event's stored outcome, its row locked until the transaction ends."""
+    return conn.execute(text("SELECT outcome FROM stripe_events WHERE id = :id FOR UPDATE"),
+                        {"id": event_id}).scalar_one_or_none()
+
+
 def set_event_outcome(conn: Connection, event_id: str, outcome: str,
                       deposit_id: str | None) -> None:
     conn.execute(text("""

@@ -5,9 +5,12 @@ adapter; a bad or old signature is a 400 problem and nothing is stored. Events t
 create call caused (Stripe names the request's idempotency key in the event) are recorded but
 not signalled: the workflow has that answer from the call itself. Each event id is
 processed once: it is stored first, and a redelivery of an event whose processing finished is
-acknowledged without doing anything. Events for objects we do not know (or types we do not
-use) are acknowledged and recorded, never errors, or Stripe would retry them for days. When
-Temporal is unreachable the answer is 503, so Stripe delivers the event again later.
+acknowledged without doing anything; a redelivery arriving while the first delivery is still
+being processed (the event stored, its outcome not yet) is processed again, and the event's
+outcome is `signalled` if either delivery's signal reached the deposit's run (a signal that
+found the run already closed never overwrites it). Events for objects we do not know (or types
+we do not use) are acknowledged and recorded, never errors, or Stripe would retry them for
+days. When Temporal is unreachable the answer is 503, so Stripe delivers the event again later.
 
 A verdict for a deposit whose workflow has closed (the deposit failed, went to operator review,
 or the run ended otherwise) is never dropped: `commands.deposits.settle_after_close` credits a
@@ -119,6 +122,12 @@ async def receive(request: Request, engine: EngineDep) -> Received:
         def finish(conn: Connection) -> str:
             outcome = "signalled"
             if closed:   # the run ended before the event came: settle it here
+                current = store.event_outcome_for_update(conn, event.id)
+                if current not in (None, "received"):
+                    # Another delivery of this event, processed at the same time, finished it
+                    # first (e.g. its signal reached the run, which then completed): its outcome
+                    # stands. A "signalled" written after this one overwrites it (below).
+                    return current
                 row = store.get(conn, deposit["id"])
                 outcome = ("workflow_closed" if row is None
                            else _settle_after_close(conn, event, row))
