@@ -251,8 +251,8 @@ def is_database_unavailable(error: BaseException) -> bool:
 
 def database_unavailable() -> Problem:
     return Problem(503, "database_unavailable", "Service temporarily unavailable",
-                   "The database cannot be reached just now; nothing was done. Retry in "
-                   f"{DATABASE_RETRY_AFTER_SECONDS} s (with the same Idempotency-Key).",
+                   "The database cannot be reached just now. Retry in "
+                   f"{DATABASE_RETRY_AFTER_SECONDS} s (a write with the same Idempotency-Key).",
                    headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
 

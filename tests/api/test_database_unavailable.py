@@ -16,11 +16,17 @@ import psycopg
 import pytest
 import pytest_asyncio
 import sqlalchemy.exc
+from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from api.problems import STATUS_BY_CODE, is_database_unavailable
+from api.problems import (
+    STATUS_BY_CODE,
+    DatabaseUnavailableGuard,
+    install,
+    is_database_unavailable,
+)
 from chaos.proxy import FaultProxy, Upstream
 from sandboxes.stripe.signing import signature_header
 from settlepay.db import make_engine
@@ -107,6 +113,25 @@ async def test_a_killed_database_is_a_503_through_the_rate_limiter_and_the_route
     proxy.clear()   # PostgreSQL is back: the same request is answered again, pool recovered
     after = await http.get(missing, headers=key)
     assert_problem(after, 404, "player_not_found")
+
+
+async def test_a_database_that_answered_with_an_error_is_still_a_500() -> None:
+    app = FastAPI()
+    install(app)
+    app.add_middleware(DatabaseUnavailableGuard)
+
+    @app.get("/duplicate")
+    def duplicate() -> None:
+        raise sqlalchemy.exc.IntegrityError("INSERT", {}, psycopg.errors.UniqueViolation())
+
+    @app.get("/gone")
+    def gone() -> None:
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("reset"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        assert_problem(await client.get("/duplicate"), 500, "internal_error")
+        _unavailable(await client.get("/gone"))
 
 
 def test_only_an_unreachable_database_is_named_unavailable() -> None:
