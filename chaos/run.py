@@ -52,6 +52,7 @@ class Check:
     name: str
     passed: bool
     detail: str
+    items: tuple[str, ...] = ()   # what failed, each in full (the table cuts the detail)
 
 
 @dataclass
@@ -302,7 +303,7 @@ async def balances(workload: Workload) -> Check:
             wrong.append(f"{player.id}: model {want} api {got}")
     return Check("client-side model of every balance equals the API's", not wrong,
                  f"{len(model.players) - len(wrong)}/{len(model.players)} players equal"
-                 + (f"; {wrong[:2]}" if wrong else ""))
+                 + (f"; {wrong[:2]}" if wrong else ""), tuple(wrong))
 
 
 def workload_check(workload: Workload) -> Check:
@@ -310,7 +311,18 @@ def workload_check(workload: Workload) -> Check:
     ops = sum(workload.model.operations.values())
     return Check("every client operation answered as expected", not failures,
                  f"{ops} operations in {workload.rounds} rounds"
-                 + (f"; {len(failures)} failed: {failures[:2]}" if failures else ""))
+                 + (f"; {len(failures)} failed: {failures[:2]}" if failures else ""),
+                 tuple(failures))
+
+
+def failed_items(checks: list[Check]) -> str:
+    """Below the table: every item of every failed check, in full, one a line."""
+    out = []
+    for check in checks:
+        if not check.passed and check.items:
+            out.append(f"{check.name}: FAIL, {len(check.items)} in full:")
+            out.extend(f"  - {item}" for item in check.items)
+    return "".join(f"{line}\n" for line in out)
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -403,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print(faults_table(injector, stack))
     print(table("Checks", ("check", "result", "detail"),
                 [(c.name, "pass" if c.passed else "FAIL", c.detail) for c in checks]))
+    print(failed_items(checks), end="")
     passed = bool(checks) and all(c.passed for c in checks)
     print(f"chaos run seed {args.seed}: {'PASSED' if passed else 'FAILED'} in "
           f"{time.monotonic() - began:.0f} s" + ("" if passed else f"; logs kept in {folder}"))

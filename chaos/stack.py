@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import httpx
 import psycopg
 from temporalio.client import Client
 
@@ -31,6 +32,10 @@ from settlepay.ports import free_port
 from settlepay.processes import Child
 
 DATABASE = "settlepay"
+# A real KYC provider retries a verdict webhook for hours; the sandbox, by default, 5 times in
+# about 6 s, shorter than the API's SIGKILL + restart in a run (~10 s): a verdict sent then was
+# lost and its case waited in `documents` until the 24 h document timeout (seed 1, 3 players).
+KYC_WEBHOOK_RETRY_SECONDS = 600.0
 PORT_FIELDS = ["temporal_ui_port", "api_port", "codec_server_port", "worker_metrics_port",
                *[field for _, field in SANDBOXES]]
 
@@ -163,6 +168,12 @@ class ChaosStack(DevStack):
             list(child.process.args), dict(os.environ),  # type: ignore[arg-type]
             lambda _: self.temporal_answers(), TIMEOUTS["temporal"])
 
+    def start_sandboxes(self) -> None:
+        """As `settlepay dev`; then the KYC sandbox retries verdicts like a real provider."""
+        super().start_sandboxes()
+        if self.sandbox_present("kyc"):
+            configure_kyc_sandbox(f"http://127.0.0.1:{self.settings.sandbox_kyc_port}")
+
     def start_worker(self) -> None:
         self.launch("worker", Recipe(
             [sys.executable, "-m", "settlepay.cli", "worker"], self.child_env(),
@@ -228,6 +239,12 @@ class ChaosStack(DevStack):
         from settlepay.temporal import connect
 
         return await connect(self.settings)
+
+
+def configure_kyc_sandbox(url: str) -> None:
+    """Retry a verdict webhook for KYC_WEBHOOK_RETRY_SECONDS, as a real provider does."""
+    httpx.post(f"{url}/_sandbox/config", json={
+        "webhook_retry_seconds": KYC_WEBHOOK_RETRY_SECONDS}, timeout=10).raise_for_status()
 
 
 def _initdb(pgdata: Path) -> None:

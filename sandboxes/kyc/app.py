@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +19,8 @@ from adapters.kyc.webhooks import sign_webhook
 
 DEFAULT_SECRET = "whsec_a3ljc2FuZGJveHNlY3JldGZvcmRldg=="
 Verdict = tuple[str, str | None, str | None]    # result, next, reason
+DEFAULT_ATTEMPTS = 5
+RETRY_PAUSE_CAP = 2.0   # seconds between attempts, at most, with webhook_retry_seconds
 
 
 def verdict_for(document_number: str) -> Verdict | None:
@@ -33,9 +36,13 @@ def verdict_for(document_number: str) -> Verdict | None:
 
 
 def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_SECRET,
-               delay_seconds: float = 2.0) -> Starlette:
+               delay_seconds: float = 2.0,
+               webhook_retry_seconds: float | None = None) -> Starlette:
+    """`webhook_retry_seconds`: keep retrying a failed delivery for that long (pauses growing
+    to RETRY_PAUSE_CAP), as real providers retry for hours; None: 5 attempts (about 6 s)."""
     config: dict[str, Any] = {"webhook_url": webhook_url, "webhook_secret": webhook_secret,
-                              "delay_seconds": delay_seconds}
+                              "delay_seconds": delay_seconds,
+                              "webhook_retry_seconds": webhook_retry_seconds}
     checks: dict[str, dict[str, Any]] = {}
     by_key: dict[str, dict[str, Any]] = {}
     deliveries: list[dict[str, Any]] = []
@@ -57,8 +64,14 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
             "next": next_, "reason": reason}}).encode()
         message_id = f"msg_{uuid.uuid4().hex}"
         attempts: list[dict[str, Any]] = []
-        # Like a real provider: retry a failed delivery a few times with growing pauses.
-        for attempt in range(1, 6):
+        # Like a real provider: retry a failed delivery with growing pauses, 5 times or (with
+        # webhook_retry_seconds) until that long has passed since the first attempt.
+        window = config["webhook_retry_seconds"]
+        until = None if window is None else time.monotonic() + window
+        for attempt in itertools.count(1):
+            if until is None and attempt > DEFAULT_ATTEMPTS or \
+                    until is not None and attempt > 1 and time.monotonic() > until:
+                break
             url = config["webhook_url"]
             record: dict[str, Any] = {"check_id": check["id"], "attempt": attempt}
             attempts.append(record)
@@ -75,7 +88,8 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
                     break
             except httpx.HTTPError as error:
                 record.update(status=None, error=type(error).__name__)
-            await asyncio.sleep(0.2 * 2 ** attempt)
+            pause = 0.2 * 2 ** min(attempt, 10)
+            await asyncio.sleep(pause if until is None else min(pause, RETRY_PAUSE_CAP))
         return attempts
 
     async def create_check(request: Request) -> Response:
@@ -109,9 +123,12 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
     async def configure(request: Request) -> Response:
         if request.method == "POST":
             body = await request.json()
-            for name in ("webhook_url", "webhook_secret", "delay_seconds"):
+            for name in ("webhook_url", "webhook_secret", "delay_seconds",
+                         "webhook_retry_seconds"):
                 if name in body:
-                    config[name] = float(body[name]) if name == "delay_seconds" else body[name]
+                    numeric = name in ("delay_seconds", "webhook_retry_seconds")
+                    config[name] = float(body[name]) if numeric and body[name] is not None \
+                        else body[name]
         return JSONResponse(config)
 
     async def list_checks(request: Request) -> Response:

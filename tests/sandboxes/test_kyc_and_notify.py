@@ -76,3 +76,29 @@ def test_a_silent_check_answers_when_told_signed_like_every_verdict():
         unknown = httpx.post(f"{kyc_url}/_sandbox/checks/chk_nope/verdict",
                              json={"result": "GREEN"})
         assert unknown.status_code == 404
+
+
+def test_a_verdict_is_retried_for_the_configured_window_past_an_outage_of_the_receiver():
+    """A real provider retries a verdict for hours: with `webhook_retry_seconds` the sandbox
+    retries past five failed attempts (the receiver down longer than ~6 s, as an API restart in
+    the chaos run), and the verdict arrives once (by default it gives up after five)."""
+    answers: list[int] = []
+
+    async def webhook(request: Request) -> JSONResponse:
+        verify_webhook(DEFAULT_SECRET, await request.body(), request.headers)
+        answers.append(503 if len(answers) < 5 else 200)
+        return JSONResponse({"received": answers[-1] == 200}, status_code=answers[-1])
+
+    receiver = Starlette(routes=[Route("/hook", webhook, methods=["POST"])])
+    with serve_asgi(receiver) as hook_url, \
+            serve_asgi(create_kyc_sandbox(webhook_url=f"{hook_url}/hook", delay_seconds=3600.0,
+                                          webhook_retry_seconds=30.0)) as kyc_url:
+        check = httpx.post(f"{kyc_url}/v1/checks", json={
+            "reference": "kyc-p:r1:doc:1", "person": {},
+            "document": {"type": "passport", "number": "SILENT-2"}}).json()
+        told = httpx.post(f"{kyc_url}/_sandbox/checks/{check['id']}/verdict",
+                          json={"result": "GREEN"}, timeout=60)
+        attempts = told.json()["attempts"]
+        assert [a["status"] for a in attempts] == [503] * 5 + [200]
+        assert answers == [503] * 5 + [200]
+
