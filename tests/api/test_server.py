@@ -9,13 +9,10 @@ listening socket's connections can only be accepted by the running one.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,47 +21,9 @@ from sqlalchemy import text
 
 from tests.support.api import player_body
 from tests.support.net import free_port, wait_http
+from tests.support.supervised import stopped, wait_each_answering, worker_processes
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _children(pid: int) -> list[int]:
-    """The worker processes uvicorn's supervisor spawned (multiprocessing's spawn_main)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"spawn_main" in cmdline:
-                found.append(int(child))
-    return found
-
-
-@contextmanager
-def _stopped(pid: int) -> Iterator[None]:
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:   # replaced by the supervisor meanwhile: nothing to resume
-            pass
-
-
-def _wait_answering_alone(url: str, stopping: int, timeout: float = 120.0) -> None:
-    """Wait until `url` answers while `stopping` is stopped, stopping it one second at a time:
-    uvicorn's supervisor replaces a worker that misses its health check for 5 s, so a sibling
-    must never stay stopped while the other one is still starting."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with _stopped(stopping):
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} never answered with process {stopping} stopped")
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +40,8 @@ def two_processes(api_settings) -> Iterator[tuple[str, list[int]]]:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", timeout=60)
-        workers = _children(proc.pid)
-        for pid in workers:   # each one up (a stopped sibling forces the answer onto it)
-            sibling = next(other for other in workers if other != pid)
-            _wait_answering_alone(f"{url}/healthz", stopping=sibling)
+        workers = worker_processes(proc.pid)
+        wait_each_answering(url, workers)
         yield url, workers
     finally:
         proc.terminate()
@@ -101,11 +58,11 @@ def test_a_retry_answered_by_the_other_process_replays_the_first_answer(two_proc
     url, (first, second) = two_processes
     headers = {**keys.operator.headers, "Idempotency-Key": uuid.uuid4().hex}
     body = player_body(partner_id=keys.partner_a.partner_id)
-    with _stopped(second):   # only `first` can accept
+    with stopped(second):   # only `first` can accept
         created = httpx.post(f"{url}/v1/players", json=body, headers=headers, timeout=30)
     assert created.status_code == 201, created.text
     assert "idempotent-replayed" not in created.headers
-    with _stopped(first):    # only `second` can accept
+    with stopped(first):    # only `second` can accept
         again = httpx.post(f"{url}/v1/players", json=body, headers=headers, timeout=30)
         reused = httpx.post(f"{url}/v1/players", json={**body, "first_name": "Grace"},
                             headers=headers, timeout=30)

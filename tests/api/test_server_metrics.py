@@ -15,7 +15,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,56 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from settlepay.observability import metrics
 from tests.support.net import free_port, wait_http
+from tests.support.supervised import stopped, wait_each_answering, worker_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = "settlepay_http_requests_total"
 SECONDS_COUNT = "settlepay_http_request_seconds_count"
 IN_FLIGHT = "settlepay_http_requests_in_flight"
 UNMATCHED = {"method": "GET", "route": "unmatched", "status": "4xx"}
-
-
-def _children(pid: int) -> list[int]:
-    """The worker processes uvicorn's supervisor spawned (multiprocessing's spawn_main)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:   # gone meanwhile
-                continue
-            if b"spawn_main" in cmdline:
-                found.append(int(child))
-    return found
-
-
-@contextmanager
-def _stopped(pid: int) -> Iterator[None]:
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
-def _each_up(url: str, workers: list[int]) -> None:
-    """Each process answering: the others stopped, one short probe at a time (uvicorn's
-    supervisor kills a worker that does not answer its health check in 5 s)."""
-    for pid in workers:
-        others = [other for other in workers if other != pid]
-        deadline = time.monotonic() + 30
-        while True:
-            for other in others:
-                os.kill(other, signal.SIGSTOP)
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            finally:
-                for other in others:
-                    os.kill(other, signal.SIGCONT)
-            assert time.monotonic() < deadline, f"process {pid} does not answer"
-            time.sleep(0.3)
 
 
 def _stale_directory(path: Path) -> Path:
@@ -104,8 +60,8 @@ def api(api_settings, tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen,
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", timeout=60)
-        workers = _children(proc.pid)
-        _each_up(url, workers)
+        workers = worker_processes(proc.pid)
+        wait_each_answering(url, workers)
         yield url, proc, workers, tmp
     finally:
         proc.terminate()
@@ -143,16 +99,16 @@ def _missing(url: str, count: int) -> None:
 def _scrapes_by_each(url: str, workers: list[int]) -> list[dict]:
     scrapes = []
     for pid in workers * 2:   # each process answers twice, the other one stopped
-        with _stopped(next(other for other in workers if other != pid)):
+        with stopped(next(other for other in workers if other != pid)):
             scrapes.append(_scrape(url))
     return scrapes + [_scrape(url) for _ in range(4)]   # and whichever accepts
 
 
 def test_a_scrape_answered_by_either_process_counts_the_requests_of_both(api):
     url, _, (first, second), _ = api
-    with _stopped(second):
+    with stopped(second):
         _missing(url, 3)      # answered by `first`
-    with _stopped(first):
+    with stopped(first):
         _missing(url, 5)      # answered by `second`
     _missing(url, 4)          # by either
     # 12, not 1012: the stale directory in PROMETHEUS_MULTIPROC_DIR is not this run's
@@ -171,18 +127,18 @@ def test_a_dead_process_is_marked_dead_and_its_counts_stay_summed(api):
     before = _value(_settled(url), REQUESTS, UNMATCHED)
     directory = next(tmp.glob("settlepay-metrics-*"))   # this run's, fresh
     victim, survivor = workers
-    with _stopped(survivor):
+    with stopped(survivor):
         _missing(url, 2)      # counted by the victim
     assert _value(_settled(url), REQUESTS, UNMATCHED) == before + 2
     assert (directory / f"gauge_livesum_{victim}.db").exists()
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 20
     while (directory / f"gauge_livesum_{victim}.db").exists() or len(
-            [pid for pid in _children(supervisor) if pid != victim]) < 2:
+            [pid for pid in worker_processes(supervisor) if pid != victim]) < 2:
         assert time.monotonic() < deadline, "the dead process was not marked dead / replaced"
         time.sleep(0.2)
-    replacement = next(pid for pid in _children(supervisor) if pid not in workers)
-    _each_up(url, [survivor, replacement])
+    replacement = next(pid for pid in worker_processes(supervisor) if pid not in workers)
+    wait_each_answering(url, [survivor, replacement])
     workers[:] = [survivor, replacement]   # the module's fixture goes on with the live ones
     # the victim's in-flight requests no longer summed (it was marked dead), its counts are
     assert _value(_settled(url), REQUESTS, UNMATCHED) == before + 2
