@@ -8,9 +8,6 @@ listening socket's connections can only be accepted by the running one.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,32 +17,15 @@ import pytest
 from sqlalchemy import text
 
 from tests.support.api import player_body
-from tests.support.net import free_port, wait_http
-from tests.support.supervised import stopped, wait_each_answering, worker_processes
+from tests.support.supervised import stopped, supervised_api
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def two_processes(api_settings) -> Iterator[tuple[str, list[int]]]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "SETTLEPAY_DATABASE_URL": api_settings.database_url,
-           "SETTLEPAY_TEMPORAL_ADDRESS": api_settings.temporal_address,
-           "SETTLEPAY_API_PROCESSES": "2", "SETTLEPAY_API_DB_POOL_SIZE": "2",
-           "SETTLEPAY_LOG_LEVEL": "WARNING", "SETTLEPAY_TELEMETRY_ENABLED": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "settlepay.cli", "api", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/healthz", timeout=60)
-        workers = worker_processes(proc.pid)
-        wait_each_answering(url, workers)
+    with supervised_api(api_settings, SETTLEPAY_TELEMETRY_ENABLED="false") as (url, _, workers):
         yield url, workers
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_the_api_runs_as_two_processes_under_one_supervisor(two_processes):

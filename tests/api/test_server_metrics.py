@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,8 +22,12 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from settlepay.observability import metrics
-from tests.support.net import free_port, wait_http
-from tests.support.supervised import stopped, wait_each_answering, worker_processes
+from tests.support.supervised import (
+    stopped,
+    supervised_api,
+    wait_each_answering,
+    worker_processes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = "settlepay_http_requests_total"
@@ -47,25 +50,10 @@ def _stale_directory(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def api(api_settings, tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen, list[int], Path]]:
     tmp = tmp_path_factory.mktemp("metrics")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp),
-           "PROMETHEUS_MULTIPROC_DIR": str(_stale_directory(tmp / "stale")),
-           "SETTLEPAY_DATABASE_URL": api_settings.database_url,
-           "SETTLEPAY_TEMPORAL_ADDRESS": api_settings.temporal_address,
-           "SETTLEPAY_API_PROCESSES": "2", "SETTLEPAY_API_DB_POOL_SIZE": "2",
-           "SETTLEPAY_LOG_LEVEL": "WARNING", "SETTLEPAY_TELEMETRY_ENABLED": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "settlepay.cli", "api", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/healthz", timeout=60)
-        workers = worker_processes(proc.pid)
-        wait_each_answering(url, workers)
+    stale = _stale_directory(tmp / "stale")
+    with supervised_api(api_settings, TMPDIR=str(tmp), PROMETHEUS_MULTIPROC_DIR=str(stale),
+                        SETTLEPAY_TELEMETRY_ENABLED="true") as (url, proc, workers):
         yield url, proc, workers, tmp
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _scrape(url: str) -> dict[tuple[str, frozenset], float]:

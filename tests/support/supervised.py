@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from settlepay.config import Settings
+from tests.support.net import free_port, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_processes(supervisor: int) -> list[int]:
@@ -60,3 +67,28 @@ def wait_each_answering(url: str, workers: list[int], timeout: float = 120.0) ->
             if time.monotonic() > deadline:
                 raise TimeoutError(f"process {pid} never answered {url} on its own")
             time.sleep(0.3)
+
+
+@contextmanager
+def supervised_api(settings: Settings, **environment: str) -> Iterator[tuple[str, subprocess.Popen,
+                                                                          list[int]]]:
+    """`settlepay api` with 2 processes on a free port against `settings`' database and Temporal,
+    `environment` added: (url, supervisor, workers) once each worker answers on its own."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "SETTLEPAY_DATABASE_URL": settings.database_url,
+           "SETTLEPAY_TEMPORAL_ADDRESS": settings.temporal_address,
+           "SETTLEPAY_API_PROCESSES": "2", "SETTLEPAY_API_DB_POOL_SIZE": "2",
+           "SETTLEPAY_LOG_LEVEL": "WARNING", **environment}
+    proc = subprocess.Popen([sys.executable, "-m", "settlepay.cli", "api", "--port", str(port)],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", timeout=60)
+        workers = worker_processes(proc.pid)
+        wait_each_answering(url, workers)
+        yield url, proc, workers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
