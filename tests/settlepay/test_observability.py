@@ -31,22 +31,10 @@ from tests.support.factories import (
     wait_until,
 )
 from tests.support.stack import KYC_SECRET, STRIPE_KEY, STRIPE_WEBHOOK_SECRET
-from tests.support.telemetry import captured_logs, running_worker
+from tests.support.telemetry import ancestors, captured_logs, running_worker, spans_by_id
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_CARD = "4242424242424242"
-
-
-def _by_id(spans: list[ReadableSpan]) -> dict[int, ReadableSpan]:
-    return {span.context.span_id: span for span in spans}
-
-
-def _ancestors(span: ReadableSpan, index: dict[int, ReadableSpan]) -> list[ReadableSpan]:
-    chain = []
-    while span.parent is not None and span.parent.span_id in index:
-        span = index[span.parent.span_id]
-        chain.append(span)
-    return chain
 
 
 def _server_span(spans: list[ReadableSpan], name: str) -> ReadableSpan | None:
@@ -89,33 +77,33 @@ async def test_a_deposit_is_one_trace_from_the_api_through_the_workflow_into_sql
     api = _server_span(recorder.spans(), "POST /v1/deposits")
     assert api is not None, sorted(_names(recorder.spans()))
     spans = recorder.trace_of(api)
-    index = _by_id(spans)
+    index = spans_by_id(spans)
     names = _names(spans)
     # One connected tree: every span's parent is in the trace, but the outermost one's.
     roots = [s for s in spans if s.parent is None or s.parent.span_id not in index]
     assert len(roots) == 1, [s.name for s in roots]
-    assert api in (roots[0], *[s for s in spans if roots[0] in _ancestors(api, index)])
+    assert api in (roots[0], *[s for s in spans if roots[0] in ancestors(api, index)])
 
     def below_api(span: ReadableSpan) -> bool:
-        return api in _ancestors(span, index)
+        return api in ancestors(span, index)
 
     # API -> StartWorkflow (the client's interceptor) -> the workflow's spans: RunWorkflow
     # and each StartActivity -> RunActivity on the worker (the context rides in the headers).
     start = [s for s in spans if s.name == "StartWorkflow:Deposit"]
     assert start and below_api(start[0]), names
     run = [s for s in spans if s.name == "RunWorkflow:Deposit"]
-    assert run and start[0] in _ancestors(run[0], index), names
+    assert run and start[0] in ancestors(run[0], index), names
     activities = [s for s in spans if s.name.startswith("RunActivity:")]
     assert {s.name for s in activities} >= {"RunActivity:deposit.check_gates",
                                             "RunActivity:deposit.create_payment",
                                             "RunActivity:deposit.credit_player"}, names
-    assert all(start[0] in _ancestors(s, index) for s in activities)
+    assert all(start[0] in ancestors(s, index) for s in activities)
     assert all(index[s.parent.span_id].name.startswith("StartActivity:") for s in activities)
     # Into the database and out to the gateway, under the activities that did it.
-    sql = [s for s in spans if _is_sql(s) and any(a in activities for a in _ancestors(s, index))]
+    sql = [s for s in spans if _is_sql(s) and any(a in activities for a in ancestors(s, index))]
     assert sql, names
     stripe_calls = [s for s in spans if _is_http_client(s, stack.stripe_url)]
-    assert stripe_calls and all(any(a in activities for a in _ancestors(s, index))
+    assert stripe_calls and all(any(a in activities for a in ancestors(s, index))
                                 for s in stripe_calls), names
     assert ledger_violations(stack.engine) == []
 
@@ -125,7 +113,7 @@ async def test_a_deposit_is_one_trace_from_the_api_through_the_workflow_into_sql
     assert webhook is not None
     webhook_trace = recorder.trace_of(webhook)
     assert webhook_trace != spans
-    assert any(_is_sql(s) and webhook in _ancestors(s, _by_id(webhook_trace))
+    assert any(_is_sql(s) and webhook in ancestors(s, spans_by_id(webhook_trace))
                for s in webhook_trace)
 
 
@@ -157,26 +145,26 @@ async def test_a_withdrawal_second_factor_update_is_one_trace_down_to_its_activi
     handling = [s for s in recorder.spans() if s.name == "withdrawal second factor"]
     assert len(handling) == 1, _names(recorder.spans())
     workflow_trace = recorder.trace_of(handling[0])
-    index = _by_id(workflow_trace)
+    index = spans_by_id(workflow_trace)
     started = _server_span(workflow_trace, "POST /v1/withdrawals")
     assert started is not None, _names(workflow_trace)
     assert handling[0].context.trace_id == started.context.trace_id != api.context.trace_id
-    assert started in _ancestors(handling[0], index)
+    assert started in ancestors(handling[0], index)
     assert [link.context.span_id for link in handling[0].links] == [api.context.span_id]
     # Inside it: the client's StartWorkflowUpdate, then the workflow's HandleUpdate (linked to
     # it) and the activity checking the code with its SQL, all in the one trace.
     update = [s for s in workflow_trace if s.name == "StartWorkflowUpdate:submit_second_factor"]
-    assert update and handling[0] in _ancestors(update[0], index), _names(workflow_trace)
+    assert update and handling[0] in ancestors(update[0], index), _names(workflow_trace)
     handled = [s for s in workflow_trace if s.name == "HandleUpdate:submit_second_factor"]
-    assert handled and started in _ancestors(handled[0], index), _names(workflow_trace)
+    assert handled and started in ancestors(handled[0], index), _names(workflow_trace)
     assert any(link.context.span_id == update[0].context.span_id
                for link in handled[0].links), handled
     verify = [s for s in workflow_trace
               if s.name == "RunActivity:withdrawal.verify_second_factor"]
-    assert verify and started in _ancestors(verify[0], index), _names(workflow_trace)
-    assert any(_is_sql(s) and verify[0] in _ancestors(s, index) for s in workflow_trace)
+    assert verify and started in ancestors(verify[0], index), _names(workflow_trace)
+    assert any(_is_sql(s) and verify[0] in ancestors(s, index) for s in workflow_trace)
     # The 2fa request's own trace keeps its server span and its SQL (who may see it).
-    assert any(_is_sql(s) and api in _ancestors(s, _by_id(recorder.trace_of(api)))
+    assert any(_is_sql(s) and api in ancestors(s, spans_by_id(recorder.trace_of(api)))
                for s in recorder.trace_of(api))
     assert ledger_violations(stack.engine) == []
 
@@ -202,11 +190,11 @@ async def test_a_deposit_webhook_signal_is_nested_in_the_deposit_trace(stack, ht
     handling = [s for s in recorder.spans() if s.name == "deposit payment event"]
     assert len(handling) == 1, _names(recorder.spans())
     spans = recorder.trace_of(created)
-    index = _by_id(spans)
+    index = spans_by_id(spans)
     # The webhook's handling span: in the deposit's trace, under the creating request's span,
     # linked to the webhook request (a trace of its own, Stripe's request).
     assert handling[0].context.trace_id == created.context.trace_id
-    assert created in _ancestors(handling[0], index)
+    assert created in ancestors(handling[0], index)
     webhooks = {s.context.span_id: s for s in recorder.spans()
                 if s.kind == SpanKind.SERVER and s.name == "POST /v1/webhooks/stripe"}
     linked = [webhooks.get(link.context.span_id) for link in handling[0].links]
@@ -215,10 +203,10 @@ async def test_a_deposit_webhook_signal_is_nested_in_the_deposit_trace(stack, ht
     # Inside it: the client's SignalWorkflow, the workflow's HandleSignal, and the SQL that
     # records the event's outcome; the workflow's activities in the same trace.
     signal = [s for s in spans if s.name == "SignalWorkflow:payment_event"]
-    assert signal and handling[0] in _ancestors(signal[0], index), _names(spans)
+    assert signal and handling[0] in ancestors(signal[0], index), _names(spans)
     handled = [s for s in spans if s.name == "HandleSignal:payment_event"]
-    assert handled and created in _ancestors(handled[0], index), _names(spans)
-    assert any(_is_sql(s) and handling[0] in _ancestors(s, index) for s in spans)
+    assert handled and created in ancestors(handled[0], index), _names(spans)
+    assert any(_is_sql(s) and handling[0] in ancestors(s, index) for s in spans)
     assert {"RunWorkflow:Deposit", "RunActivity:deposit.credit_player"} <= _names(spans)
     roots = [s for s in spans if s.parent is None or s.parent.span_id not in index]
     assert len(roots) == 1, [s.name for s in roots]

@@ -24,7 +24,13 @@ from tests.support.deposits import post_deposit, wait_for_status
 from tests.support.factories import ledger_violations, make_player
 from tests.support.settlement import bet_row, cash, funded_player, place, post_result, uid
 from tests.support.stack import Stack
-from tests.support.telemetry import SpanRecorder, captured_logs, running_worker
+from tests.support.telemetry import (
+    SpanRecorder,
+    ancestors,
+    captured_logs,
+    running_worker,
+    spans_by_id,
+)
 from workers import main as worker_main
 from workers import wiring
 from workflows.contracts.settlement import (
@@ -37,18 +43,6 @@ from workflows.contracts.settlement import (
 
 def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def _by_id(spans: list[ReadableSpan]) -> dict[int, ReadableSpan]:
-    return {span.context.span_id: span for span in spans}
-
-
-def _ancestors(span: ReadableSpan, index: dict[int, ReadableSpan]) -> list[ReadableSpan]:
-    chain = []
-    while span.parent is not None and span.parent.span_id in index:
-        span = index[span.parent.span_id]
-        chain.append(span)
-    return chain
 
 
 def _is_sql(span: ReadableSpan) -> bool:
@@ -147,13 +141,13 @@ async def test_a_settlement_run_is_one_trace_down_to_every_batch_part_and_moves_
     # RunWorkflow, its StartActivity -> RunActivity) under the StartWorkflow span, each batch
     # part a RunActivity of one of the runs, naming its part, with its SQL under it.
     spans = recorder.trace_of(root)
-    index = _by_id(spans)
+    index = spans_by_id(spans)
     names = sorted({s.name for s in spans})
     roots = [s for s in spans if s.parent is None or s.parent.span_id not in index]
     assert [s.context.span_id for s in roots] == [root.get_span_context().span_id], names
     start = [s for s in spans if s.name == "StartWorkflow:MarketSettlement"]
     assert len(start) == 1 and root.get_span_context().span_id in {
-        s.context.span_id for s in _ancestors(start[0], index)}, names
+        s.context.span_id for s in ancestors(start[0], index)}, names
     run_ids = {(s.attributes or {}).get("temporalRunID") for s in spans
                if s.name == "RunWorkflow:MarketSettlement"}
     assert len(run_ids) >= 2, names
@@ -162,10 +156,10 @@ async def test_a_settlement_run_is_one_trace_down_to_every_batch_part_and_moves_
     for batch in batches:
         attributes = batch.attributes or {}
         assert index[batch.parent.span_id].name == "StartActivity:settlement.batch"
-        assert start[0] in _ancestors(batch, index)
+        assert start[0] in ancestors(batch, index)
         assert attributes["temporalRunID"] in run_ids
         assert attributes["settlement.parts"] == 2
-        assert any(_is_sql(s) and batch in _ancestors(s, index) for s in spans), names
+        assert any(_is_sql(s) and batch in ancestors(s, index) for s in spans), names
     assert sorted(b.attributes["settlement.part"] for b in batches) == [0, 0, 1, 1]
     assert sum(b.attributes["settlement.bets"] for b in batches) == 8   # split by player
     assert {"RunActivity:settlement.begin", "RunActivity:settlement.plan",

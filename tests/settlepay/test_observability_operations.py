@@ -19,7 +19,7 @@ from settlepay.config import Settings
 from tests.support import reconciliation as rec
 from tests.support.factories import make_player, wait_until
 from tests.support.stack import Stack
-from tests.support.telemetry import SpanRecorder, running_worker
+from tests.support.telemetry import SpanRecorder, ancestors, running_worker, spans_by_id
 from tests.support.webhooks import (
     attempts_of,
     emit,
@@ -31,20 +31,8 @@ from tests.support.webhooks import (
 from webhooks.dispatcher import Dispatcher
 
 
-def _by_id(spans: list[ReadableSpan]) -> dict[int, ReadableSpan]:
-    return {span.context.span_id: span for span in spans}
-
-
-def _ancestors(span: ReadableSpan, index: dict[int, ReadableSpan]) -> list[ReadableSpan]:
-    chain = []
-    while span.parent is not None and span.parent.span_id in index:
-        span = index[span.parent.span_id]
-        chain.append(span)
-    return chain
-
-
 def _roots(spans: list[ReadableSpan]) -> list[ReadableSpan]:
-    index = _by_id(spans)
+    index = spans_by_id(spans)
     return [s for s in spans if s.parent is None or s.parent.span_id not in index]
 
 
@@ -85,24 +73,24 @@ async def test_a_reconciliation_run_is_one_trace_from_the_api_into_its_sql_and_g
     api = next(s for s in recorder.spans() if s.kind == SpanKind.SERVER
                and s.name == "POST /v1/reconciliation/runs")
     spans = recorder.trace_of(api)
-    index = _by_id(spans)
+    index = spans_by_id(spans)
     names = sorted({s.name for s in spans})
     # One tree: its root is the API's span, or the test client's POST that carried it.
     roots = _roots(spans)
-    assert len(roots) == 1 and roots[0] in (api, *_ancestors(api, index)), [
+    assert len(roots) == 1 and roots[0] in (api, *ancestors(api, index)), [
         s.name for s in roots]
     start_span = [s for s in spans if s.name == "StartWorkflow:Reconciliation"]
-    assert start_span and api in _ancestors(start_span[0], index), names
+    assert start_span and api in ancestors(start_span[0], index), names
     workflow = [s for s in spans if s.name == "RunWorkflow:Reconciliation"]
-    assert workflow and start_span[0] in _ancestors(workflow[0], index), names
+    assert workflow and start_span[0] in ancestors(workflow[0], index), names
     activity = [s for s in spans if s.name == "RunActivity:reconciliation.run"]
-    assert len(activity) == 1 and start_span[0] in _ancestors(activity[0], index), names
+    assert len(activity) == 1 and start_span[0] in ancestors(activity[0], index), names
     # The run's SQL (reading our side, recording the run) and its reads of the gateway's
     # lists, inside the activity.
-    assert any(_is_sql(s) and activity[0] in _ancestors(s, index) for s in spans), names
+    assert any(_is_sql(s) and activity[0] in ancestors(s, index) for s in spans), names
     gateway = [s for s in spans if s.kind == SpanKind.CLIENT
                and _url(s).startswith(stack.stripe_url)]
-    assert gateway and all(activity[0] in _ancestors(s, index) for s in gateway), names
+    assert gateway and all(activity[0] in ancestors(s, index) for s in gateway), names
 
 
 async def test_a_webhook_delivery_is_one_trace_of_its_messages_http_and_recording(
@@ -125,14 +113,14 @@ async def test_a_webhook_delivery_is_one_trace_of_its_messages_http_and_recordin
              and _url(s).startswith(receiver_url)]
     assert len(posts) == 2, [s.name for s in recorder.spans()]
     spans = recorder.trace_of(posts[0])
-    index = _by_id(spans)
+    index = spans_by_id(spans)
     assert {s.context.trace_id for s in posts} == {posts[0].context.trace_id}
     [batch] = _roots(spans)
     assert batch.name == "webhooks deliver" and batch.attributes["webhooks.lane"] == "first"
     deliveries = [s for s in spans if s.name == "webhook delivery"]
     assert len(deliveries) == batch.attributes["webhooks.messages"] >= 2
     for post in posts:
-        [delivery] = [a for a in _ancestors(post, index) if a.name == "webhook delivery"]
+        [delivery] = [a for a in ancestors(post, index) if a.name == "webhook delivery"]
         assert index[delivery.parent.span_id] is batch
         assert delivery.attributes["webhooks.event_type"] == "deposit.succeeded"
         assert delivery.attributes["webhooks.outcome"] == "succeeded"
@@ -142,4 +130,4 @@ async def test_a_webhook_delivery_is_one_trace_of_its_messages_http_and_recordin
     assert index[record.parent.span_id] is batch
     assert {link.context.span_id for link in record.links} == {
         d.context.span_id for d in deliveries}
-    assert any(_is_sql(s) and record in _ancestors(s, index) for s in spans)
+    assert any(_is_sql(s) and record in ancestors(s, index) for s in spans)

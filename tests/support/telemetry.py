@@ -130,3 +130,18 @@ async def running_worker(settings: Settings) -> AsyncIterator[Settings]:
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
+
+
+# --- the span tree ------------------------------------------------------------------------------
+
+def spans_by_id(spans: list[ReadableSpan]) -> dict[int, ReadableSpan]:
+    return {span.context.span_id: span for span in spans}
+
+
+def ancestors(span: ReadableSpan, index: dict[int, ReadableSpan]) -> list[ReadableSpan]:
+    """`span`'s parent, grandparent, ... as far as `index` holds them."""
+    chain = []
+    while span.parent is not None and span.parent.span_id in index:
+        span = index[span.parent.span_id]
+        chain.append(span)
+    return chain
