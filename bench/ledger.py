@@ -100,6 +100,18 @@ SELECT l.tx, l.account, l.shard, 'USD', l.amount,
 """
 
 
+def seed(conn, players: list[str]) -> dict[str, int]:
+    """Fund every player and create the house account, through the ledger; the account ids by
+    "owner/type"."""
+    ledger.post_many(conn, [Transfer(f"seed-{p}", "deposit", (
+        Leg(AccountRef.gateway_clearing("stripe", "USD"), -10**9),
+        Leg(AccountRef.player_cash(p, "USD"), 10**9))) for p in players])
+    ledger.post(conn, Transfer("seed-house", "seed", (
+        Leg(AccountRef.house_revenue("USD"), 1),
+        Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
+    return dict(conn.exec_driver_sql("SELECT owner || '/' || type, id FROM ledger_accounts").all())
+
+
 def raw_single_posting(conn: psycopg.Connection, key: str, kind: str, debit: tuple[int, int],
                        credit: int, amount: int = 1) -> None:
     """The ceiling of one posting: `amount` from the balance row `debit` (account id, shard) to
@@ -228,14 +240,7 @@ def main() -> None:
         for db in (url, raw_url):  # fund every player and create every account once, in both
             seed_engine = make_engine(sqlalchemy_url(db), pool_size=1)
             with seed_engine.begin() as conn:
-                ledger.post_many(conn, [Transfer(f"seed-{p}", "deposit", (
-                    Leg(AccountRef.gateway_clearing("stripe", "USD"), -10**9),
-                    Leg(AccountRef.player_cash(p, "USD"), 10**9))) for p in players])
-                ledger.post(conn, Transfer("seed-house", "seed", (
-                    Leg(AccountRef.house_revenue("USD"), 1),
-                    Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
-                ids = dict(conn.exec_driver_sql(
-                    "SELECT owner || '/' || type, id FROM ledger_accounts").all())
+                ids = seed(conn, players)
             seed_engine.dispose()
         cash_id = {p: ids[f"player:{p}/player_cash"] for p in players}
         house_id = ids["house/house_revenue"]

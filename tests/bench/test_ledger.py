@@ -9,9 +9,7 @@ import uuid
 
 import psycopg
 
-import ledger
-from bench.ledger import raw_batch_posting, raw_single_posting, run_clients, run_processes
-from ledger import AccountRef, Leg, Transfer
+from bench.ledger import raw_batch_posting, raw_single_posting, run_clients, run_processes, seed
 from ledger.check import run as check
 
 PLAYERS = 4          # few players: every posting crosses others' rows, in both directions
@@ -22,14 +20,7 @@ POSTINGS = 60        # per thread
 def test_the_ceiling_never_deadlocks_and_writes_a_valid_ledger(fresh_engine):
     players = [f"ceiling-{n}" for n in range(PLAYERS)]
     with fresh_engine.begin() as conn:
-        ledger.post_many(conn, [Transfer(f"seed-{p}", "deposit", (
-            Leg(AccountRef.gateway_clearing("stripe", "USD"), -10**9),
-            Leg(AccountRef.player_cash(p, "USD"), 10**9))) for p in players])
-        ledger.post(conn, Transfer("seed-house", "seed", (
-            Leg(AccountRef.house_revenue("USD"), 1),
-            Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
-        ids = dict(conn.exec_driver_sql(
-            "SELECT owner || '/' || type, id FROM ledger_accounts").all())
+        ids = seed(conn, players)
     cash = [ids[f"player:{p}/player_cash"] for p in players]
     house = ids["house/house_revenue"]
     url = fresh_engine.url.render_as_string(hide_password=False).replace("+psycopg", "")
