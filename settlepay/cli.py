@@ -7,7 +7,8 @@
     settlepay audit verify              verify the audit hash chain (exit 1 on tampering)
     settlepay audit export --since T    audit records as JSON lines
     settlepay settlement verify MARKET  recompute a market's payouts against the ledger
-    settlepay api-keys create NAME      make an API key (the first operator key of production)
+    settlepay api-keys create NAME      make an API key (the first operator key of production),
+                                        pinned to --api-version (default: the current one)
     settlepay webhooks dispatch|endpoints|attempts|resend|recover   partner webhooks
     settlepay codec-server              Temporal UI's codec: decrypted payloads
     settlepay reconcile [--since T]     reconcile the gateway, our records and the ledger
@@ -104,6 +105,8 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
         (("--role",), {"choices": ["operator", "partner"], "default": "operator"}),
         (("--partner",), {"help": "the partner of a partner key", "default": None}),
         (("--scopes",), {"help": "comma-separated scopes (default: the role's)", "default": None}),
+        (("--api-version",), {"help": "the API version the key is pinned to (default: the "
+                                      "current one)", "default": None}),
     ],
 }
 

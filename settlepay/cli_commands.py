@@ -184,7 +184,8 @@ def api_keys_create(args: argparse.Namespace) -> int:
     try:
         with engine.begin() as conn:
             key_id, plaintext = create_api_key(conn, args.role, args.partner, scopes, args.name,
-                                               actor=f"cli:{getpass.getuser()}")
+                                               actor=f"cli:{getpass.getuser()}",
+                                               api_version=args.api_version)
     except ApiKeyRefused as refused:
         print(f"settlepay: {refused.refusal.reason}", file=sys.stderr)
         return USAGE

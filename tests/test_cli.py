@@ -152,3 +152,26 @@ def test_api_keys_create_makes_the_first_operator_key_and_prints_it_once(databas
     # A definition no key can have: usage error, nothing made.
     assert cli.main(["api-keys", "create", "bad", "--role", "partner"]) == 2
     assert "partner_id" in capsys.readouterr().err
+
+
+def test_api_keys_create_pins_the_key_to_the_version_asked_for(database, capsys, monkeypatch):
+    from domain import api_versions
+
+    monkeypatch.setattr(api_versions, "VERSIONS", ("2026-06-01", *api_versions.VERSIONS))
+    assert cli.main(["api-keys", "create", "legacy feed", "--role", "partner", "--partner", "p-1",
+                     "--api-version", "2026-06-01"]) == 0
+    pinned = capsys.readouterr().out.strip()
+    assert cli.main(["api-keys", "create", "new feed", "--role", "partner",
+                     "--partner", "p-1"]) == 0
+    current = capsys.readouterr().out.strip()
+    with database.connect() as conn:
+        versions = dict(conn.execute(text("SELECT name, api_version FROM api_keys "
+                                          "WHERE name IN ('legacy feed', 'new feed')")).all())
+    assert versions == {"legacy feed": "2026-06-01", "new feed": api_versions.current()}
+    assert pinned != current
+    # A version the API does not serve: usage error, no key made.
+    assert cli.main(["api-keys", "create", "future", "--api-version", "2099-01-01"]) == 2
+    assert "api_version must be one of" in capsys.readouterr().err
+    with database.connect() as conn:
+        made = conn.execute(text("SELECT count(*) FROM api_keys WHERE name = 'future'")).scalar()
+    assert made == 0
