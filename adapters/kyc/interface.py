@@ -11,6 +11,7 @@ from typing import Protocol
 
 GREEN, RED = "GREEN", "RED"
 RETRY, FINAL = "RETRY", "FINAL"
+PENDING, COMPLETED = "pending", "completed"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,21 @@ class DocumentCheck:
     id: str                        # the provider's check id
     reference: str                 # ours: `kyc-<player>:<run id>:doc:<n>`
     status: str                    # pending (the verdict comes by webhook)
+
+
+@dataclass(frozen=True)
+class CheckStatus:
+    """A check read back from the provider (`get_check`): the fallback for a lost webhook."""
+    id: str
+    reference: str
+    status: str                    # pending | completed
+    result: str | None = None      # completed: GREEN | RED
+    next: str | None = None        # RED only: RETRY | FINAL
+    reason: str | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.status == COMPLETED and self.result is not None
 
 
 @dataclass(frozen=True)
@@ -60,3 +76,7 @@ class WebhookSignatureInvalid(Exception):
 class KycProvider(Protocol):
     def submit_check(self, *, reference: str, person: Person, document: SubmittedDocument,
                      idempotency_key: str) -> DocumentCheck: ...
+
+    def get_check(self, check_id: str) -> CheckStatus:
+        """The check and, once decided, its verdict (an unknown check: KycProviderError)."""
+        ...

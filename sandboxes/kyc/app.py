@@ -1,4 +1,12 @@
-"""The KYC sandbox's ASGI app (Starlette): checks in memory, verdicts by signed webhook."""
+"""The KYC sandbox's ASGI app (Starlette): checks in memory, verdicts by signed webhook.
+
+Provider API: `POST /v1/checks` (202, pending; idempotent by `Idempotency-Key`) and
+`GET /v1/checks/{id}` (the check; once decided, its verdict: result, next, reason; 404 for a
+check it does not know), as real providers let a client poll for a webhook it missed.
+Test controls under /_sandbox/: `config` (webhook_url None: verdicts are decided but never
+delivered; `error_status` 5xx/429: the provider API answers that, an outage), `checks`,
+`checks/{id}/verdict` (deliver a verdict now), `webhooks` (delivery attempts).
+"""
 
 from __future__ import annotations
 
@@ -42,7 +50,8 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
     to RETRY_PAUSE_CAP), as real providers retry for hours; None: 5 attempts (about 6 s)."""
     config: dict[str, Any] = {"webhook_url": webhook_url, "webhook_secret": webhook_secret,
                               "delay_seconds": delay_seconds,
-                              "webhook_retry_seconds": webhook_retry_seconds}
+                              "webhook_retry_seconds": webhook_retry_seconds,
+                              "error_status": None}
     checks: dict[str, dict[str, Any]] = {}
     by_key: dict[str, dict[str, Any]] = {}
     deliveries: list[dict[str, Any]] = []
@@ -58,7 +67,7 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
     async def deliver(check: dict[str, Any], verdict: Verdict) -> list[dict[str, Any]]:
         """Send the check's verdict, signed; the delivery attempts made."""
         result, next_, reason = verdict
-        check.update(status="completed", result=result, next=next_)
+        check.update(status="completed", result=result, next=next_, reason=reason)
         body = json.dumps({"type": "check.completed", "data": {
             "check_id": check["id"], "reference": check["reference"], "result": result,
             "next": next_, "reason": reason}}).encode()
@@ -92,7 +101,18 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
             await asyncio.sleep(pause if until is None else min(pause, RETRY_PAUSE_CAP))
         return attempts
 
+    def outage() -> Response | None:
+        """The provider API's answer while `error_status` is configured (None: healthy)."""
+        status = config["error_status"]
+        if status is None:
+            return None
+        headers = {"Retry-After": "1"} if status == 429 else None
+        return JSONResponse({"error": "provider unavailable"}, status_code=status,
+                            headers=headers)
+
     async def create_check(request: Request) -> Response:
+        if (refused := outage()) is not None:
+            return refused
         try:
             body = await request.json()
             reference = str(body["reference"])
@@ -108,7 +128,7 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
             return JSONResponse(public(by_key[key]), status_code=202)
         check = {"id": f"chk_{next(ids):06d}", "reference": reference, "person": person,
                  "document": document, "status": "pending", "result": None, "next": None,
-                 "idempotency_key": key}
+                 "reason": None, "idempotency_key": key}
         checks[check["id"]] = check
         if key:
             by_key[key] = check
@@ -117,6 +137,17 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
         task.add_done_callback(tasks.discard)
         return JSONResponse(public(check), status_code=202)
 
+    async def get_check(request: Request) -> Response:
+        if (refused := outage()) is not None:
+            return refused
+        check = checks.get(request.path_params["check_id"])
+        if check is None:
+            return JSONResponse({"error": "no such check"}, status_code=404)
+        answer = public(check)
+        if check["status"] == "completed":
+            answer.update(result=check["result"], next=check["next"], reason=check["reason"])
+        return JSONResponse(answer)
+
     def public(check: dict[str, Any]) -> dict[str, Any]:
         return {"id": check["id"], "reference": check["reference"], "status": check["status"]}
 
@@ -124,11 +155,13 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
         if request.method == "POST":
             body = await request.json()
             for name in ("webhook_url", "webhook_secret", "delay_seconds",
-                         "webhook_retry_seconds"):
+                         "webhook_retry_seconds", "error_status"):
                 if name in body:
                     numeric = name in ("delay_seconds", "webhook_retry_seconds")
                     config[name] = float(body[name]) if numeric and body[name] is not None \
                         else body[name]
+            if config["error_status"] is not None:
+                config["error_status"] = int(config["error_status"])
         return JSONResponse(config)
 
     async def list_checks(request: Request) -> Response:
@@ -151,6 +184,7 @@ def create_app(*, webhook_url: str | None = None, webhook_secret: str = DEFAULT_
 
     return Starlette(routes=[
         Route("/v1/checks", create_check, methods=["POST"]),
+        Route("/v1/checks/{check_id}", get_check, methods=["GET"]),
         Route("/_sandbox/config", configure, methods=["GET", "POST"]),
         Route("/_sandbox/checks", list_checks, methods=["GET"]),
         Route("/_sandbox/checks/{check_id}/verdict", send_verdict, methods=["POST"]),
