@@ -429,23 +429,37 @@ def settle_range(conn: Connection, settings: Settings, market_id: str, version: 
     page_size = page_size or PAGE_SIZE
     after = lo
     upgrade_only = settings.resettlement_policy == "upgrade_only"
+    # A correction: the bets it cannot change (unchanged_results) are told apart without
+    # locking, reading or planning them; only the others are locked and planned.
+    unchanged = store.unchanged_results(conn, market_id) if mode == Mode.SETTLE else []
     while True:
-        bets = store.bets_in_range(conn, market_id, after, hi, part, parts, limit=page_size)
-        if not bets:
-            break
+        if unchanged:
+            page = store.page_in_range(conn, market_id, after, hi, part, parts, unchanged,
+                                       limit=page_size)
+            if not page:
+                break
+            bets = store.bets_by_id(conn, [bet_id for bet_id, same in page if not same])
+            read, last = len(page), page[-1][0]
+        else:
+            bets = store.bets_in_range(conn, market_id, after, hi, part, parts,
+                                       limit=page_size)
+            if not bets:
+                break
+            read, last = len(bets), bets[-1].id
         out.pages += 1
-        out.processed += len(bets)
+        out.processed += read
         if (out.pages == 1 and mode == Mode.ROLLBACK
                 and (store.latest_version(conn, market_id) or 0) > version):
             # A newer version came after this rollback: its run settles every bet from what
             # was paid (read after the bets are locked, so that run's batches are either done
             # or wait).
             return BatchOutcome(processed=out.processed, pages=out.pages)
-        _settle_page(conn, market_id, version, mode, actor, (after, bets[-1].id), part, parts,
-                     bets, upgrade_only, out)
-        if len(bets) < page_size:
+        if bets:
+            _settle_page(conn, market_id, version, mode, actor, (after, last), part, parts,
+                         bets, upgrade_only, out)
+        if read < page_size:
             break
-        after = bets[-1].id
+        after = last
     if fail_before_commit:
         # Test hook: a worker dying after the work but before COMMIT.
         raise RuntimeError("injected failure before commit")

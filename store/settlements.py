@@ -8,6 +8,8 @@ market_settlements, bet_settlements and the settlement columns of bets. Nothing 
     run_row, upsert_run, finish_run     the market_settlements row of a settlement run
     round_end                           where the next round of bets (after the cursor) ends
     bets_in_range                       the bets of one batch, locked, in id order
+    unchanged_results, page_in_range, bets_by_id   a correction's page: the bets it cannot
+                                        change told apart unlocked, the others locked
     bet_for_update                      one bet as settlement reads it, locked (cash-out)
     insert_records, update_bets         a batch's history rows and bet updates, set-based
     mark_wagered                        bets counted towards their bonus's wagering
@@ -228,6 +230,66 @@ def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
            FOR UPDATE OF b"""),
         {"m": market_id, "lo": lo, "hi": hi, "part": part, "parts": parts,
          "limit": limit}).all()
+    legs_seen: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    return [stored_bet(row, legs_seen) for row in rows]
+
+
+def unchanged_results(conn: Connection, market_id: str) -> list[str]:
+    """`<version>:<selection>` for every version of the market (superseded or current) whose
+    result of that selection is the same as the current one's: a single bet on the selection
+    that was settled at that version, and paid what it was worth, gets nothing from a run of
+    the current results. Empty when the market has no current result or has had a result
+    rolled back (its rollback runs move settled bets of any version)."""
+    return list(conn.execute(text("""
+        SELECT o.version::text || ':' || s.key
+          FROM market_results c
+          CROSS JOIN LATERAL jsonb_each(c.selections) s
+          JOIN market_results o ON o.market_id = c.market_id AND o.version <= c.version
+                               AND o.selections -> s.key = s.value
+         WHERE c.market_id = :m AND c.status = 'current'
+           AND NOT EXISTS (SELECT 1 FROM market_results r
+                            WHERE r.market_id = :m AND r.status = 'rolled_back')
+         ORDER BY 1"""), {"m": market_id}).scalars())
+
+
+def page_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int, parts: int,
+                  unchanged: list[str], *, limit: int) -> list[tuple[str, bool]]:
+    """The page of bets bets_in_range would read, NOT locked: (id, whether it is a single,
+    cash-only bet settled at a version whose result of its selection is the current one's
+    (`unchanged_results`), paid what it was worth; a run of the current results changes
+    nothing on it)."""
+    return [(row[0], bool(row[1])) for row in conn.execute(text("""
+        SELECT b.id,
+               b.status = 'settled' AND b.payout = b.paid AND b.funding = 'cash'
+               AND b.bonus_id IS NULL AND b.stake_bonus = 0 AND b.paid_bonus = 0
+               AND b.returned_free_bet = 0
+               AND (SELECT count(*) = 1
+                           AND bool_and(b.version::text || ':' || l.selection_id
+                                        = ANY(CAST(:same AS text[])))
+                      FROM bet_legs l WHERE l.bet_id = b.id)
+          FROM bets b
+         WHERE b.id IN (SELECT bet_id FROM bet_legs
+                         WHERE market_id = :m AND bet_id > :lo AND bet_id <= :hi)
+           AND b.status NOT IN ('rejected', 'cashed_out') AND b.needs_review IS NULL
+           AND (:parts = 1 OR mod(abs(hashtext(b.player_id)::bigint), :parts) = :part)
+         ORDER BY b.id
+         LIMIT :limit"""),
+        {"m": market_id, "lo": lo, "hi": hi, "part": part, "parts": parts,
+         "same": unchanged, "limit": limit})]
+
+
+def bets_by_id(conn: Connection, bet_ids: list[str]) -> list[StoredBet]:
+    """These bets as bets_in_range reads them, locked (FOR UPDATE) in id order; rejected,
+    cashed-out and flagged bets left out (as they are now, once locked)."""
+    if not bet_ids:
+        return []
+    rows = conn.execute(text(f"""
+        SELECT {BET_COLUMNS}
+          FROM bets b
+         WHERE b.id = ANY(:ids)
+           AND b.status NOT IN ('rejected', 'cashed_out') AND b.needs_review IS NULL
+         ORDER BY b.id
+           FOR UPDATE OF b"""), {"ids": bet_ids}).all()
     legs_seen: dict[tuple[str, ...], tuple[Any, ...]] = {}
     return [stored_bet(row, legs_seen) for row in rows]
 

@@ -156,6 +156,45 @@ def test_rollback_reopens_bets_and_reverses_every_posting(engine, settings, mark
     assert ledger_violations(engine) == []
 
 
+def test_a_correction_leaves_the_bets_it_cannot_change_unlocked(engine, settings, market):
+    """A correction reads which bets it may change without locking the others: a bet whose
+    selection's result stays the same is neither locked nor written (another transaction
+    holding it does not hold the run up), a changed one gets its delta, a parlay with a leg
+    on the market is planned as always, and verify finds the payouts right."""
+    p, q = funded_player(engine, 5_000), funded_player(engine, 5_000)
+    changed = place(engine, settings, p, 1_000, [(market, "away", "3.00")])
+    same = [place(engine, settings, q, 1_000, [(market, sel, "2.00")]) for sel in ("home",
+                                                                                   "draw")]
+    other = uid("mkt")
+    parlay = place(engine, settings, p, 1_000, [(market, "home", "2.00"), (other, "x", "2.00")],
+                   bet_type="parlay")
+    post_result(engine, settings, other, 1, {"x": WIN})
+    run_market(engine, settings, other, 1)
+    post_result(engine, settings, market, 1, {"home": WIN, "away": LOSE, "draw": LOSE})
+    assert run_market(engine, settings, market, 1).posted == 4
+    assert cash(engine, p) == 3_000 + 4_000 and cash(engine, q) == 3_000 + 2_000
+
+    post_result(engine, settings, market, 2, {"home": WIN, "away": WIN, "draw": LOSE})
+    with engine.connect() as holder:
+        holder.execute(text("SELECT 1 FROM bets WHERE id = ANY(:ids) FOR UPDATE"),
+                       {"ids": same})
+
+        def correct(conn):
+            conn.execute(text("SET LOCAL lock_timeout = '3s'"))
+            return settlements.settle_range(conn, settings, market, 2, Mode.SETTLE, "",
+                                            "\uffff", actor="system:test")
+        out = run_in_transaction(engine, correct)
+        holder.rollback()
+    assert (out.processed, out.posted, out.changed, out.payout_delta) == (4, 1, 1, 3_000)
+    assert cash(engine, p) == 3_000 + 4_000 + 3_000 and cash(engine, q) == 5_000
+    assert [bet_row(engine, b)["version"] for b in same] == [1, 1]
+    assert bet_row(engine, changed)["version"] == 2
+    assert bet_row(engine, parlay)["status"] == "settled"
+    assert verify_differences(engine, settings, market) == []
+    assert run_market(engine, settings, market, 2).posted == 0     # a re-run posts nothing
+    assert ledger_violations(engine) == []
+
+
 def test_a_crash_before_commit_leaves_nothing_and_the_retry_pays_once(engine, settings, market):
     p = funded_player(engine, 2_000)
     place(engine, settings, p, 1_000, [(market, "home", "2.00")])
@@ -228,14 +267,18 @@ def test_a_batch_settled_page_by_page_leaves_the_ledger_as_one_page_does(
     (paged, paged_players, paged_bets), (whole, whole_players, whole_bets) = \
         _twin_markets(engine, settings)
     pages_read: list[int] = []
-    read = settlements.store.bets_in_range
 
-    def spy(*args, **kw):
-        found = read(*args, **kw)
-        pages_read.append(len(found))
-        return found
+    def spy(read):
+        def reading(*args, **kw):
+            found = read(*args, **kw)
+            pages_read.append(len(found))
+            return found
+        return reading
 
-    monkeypatch.setattr(settlements.store, "bets_in_range", spy)
+    # A page is read whole (bets_in_range) or, in a correction, told apart first
+    # (page_in_range: only the bets it may change are then read whole).
+    for name in ("bets_in_range", "page_in_range"):
+        monkeypatch.setattr(settlements.store, name, spy(getattr(settlements.store, name)))
 
     def run(market, version, page_size, mode=Mode.SETTLE):
         return run_in_transaction(engine, lambda c: settlements.settle_range(
