@@ -1,5 +1,6 @@
-"""KYC activities: the age check, the sanctions screening, the document check at the provider,
-and the case's state changes (through commands/kyc.py).
+"""KYC activities: the age check, the sanctions screening, the document check at the provider
+(sent, and read back when its verdict webhook is late or lost), and the case's state changes
+(through commands/kyc.py).
 
 The types they exchange with the workflow are in workflows/contracts/kyc.py. The provider
 check's idempotency key is its reference, `kyc-<player>:<run id>:doc:<n>`, so a retried
@@ -26,12 +27,16 @@ from store import players
 from workflows.contracts.kyc import (
     Activity,
     AgeCheck,
+    CheckLookup,
+    DocumentResult,
     DocumentSubmission,
     KycRefusal,
     KycRequest,
+    NextStep,
     ReasonCode,
     Screening,
     Transition,
+    Verdict,
 )
 from workflows.contracts.refusal import Refusal
 
@@ -44,7 +49,7 @@ class KycActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.open_case, self.check_age, self.screen_sanctions, self.submit_document,
-                self.advance]
+                self.fetch_verdict, self.advance]
 
     @cached_property
     def _screening_list(self) -> list[sanctions.ListedName]:
@@ -112,6 +117,30 @@ class KycActivities:
             commands.document_submitted(conn, submission, check.id)
         run_in_transaction(self._engine, work)
         return check.id
+
+    @activity.defn(name=Activity.FETCH_VERDICT)
+    def fetch_verdict(self, lookup: CheckLookup) -> Verdict | None:
+        """The check's verdict as the provider has it now; None while it is undecided."""
+        try:
+            check = self._provider.get_check(lookup.check_id)
+        except KycProviderError as error:
+            raise Refusal(KycRefusal.PROVIDER_REFUSED, str(error)).as_error() from error
+        # KycProviderUnavailable and anything else: retried by Temporal (a read, no key needed).
+        if check.reference != lookup.reference:
+            raise Refusal(KycRefusal.PROVIDER_REFUSED,
+                          f"check {lookup.check_id} is not the document "
+                          f"{lookup.reference}").as_error()
+        if not check.decided:
+            return None
+        try:
+            result = DocumentResult(check.result)
+            next_step = None if check.next is None else NextStep(check.next)
+        except ValueError as error:
+            raise Refusal(KycRefusal.PROVIDER_REFUSED,
+                          f"check {lookup.check_id} has a verdict the provider does not send: "
+                          f"{error}").as_error() from error
+        return Verdict(f"poll:{check.id}", check.id, lookup.reference, result, next_step,
+                       check.reason, polled=True)
 
     @activity.defn(name=Activity.ADVANCE)
     def advance(self, change: Transition) -> None:

@@ -1,15 +1,19 @@
 """The KYC workflow: the runbook of verifying one player's identity.
 
     open the case -> age check -> sanctions screening -> (operator review on a possible hit)
-                  -> document check at the provider (verdict by signed webhook; RETRY asks
-                     for another document) -> verified | rejected | expired
+                  -> document check at the provider (verdict by signed webhook, or read back
+                     from the provider when none came; RETRY asks for another document)
+                  -> verified | rejected | expired
 
 Workflow id: `kyc-<player id>` (workflows/contracts/kyc.py), started with signal-with-start
 (`submit_document`), so a second POST with a new document reaches the running case; a case
 reopened after `expired` is a new run. Each document is checked under a reference naming this
 run (`kyc-<player>:<run id>:doc:<n>`, also the provider's idempotency key), so a reopened case
 gets new checks and an earlier run's verdicts never decide it. The provider's verdict arrives as
-the `document_result` signal (from the webhook ingress); an operator's decision as the
+the `document_result` signal (from the webhook ingress); when none came within
+`verdict_poll_seconds`, the workflow asks the provider for the check (Activity.FETCH_VERDICT),
+again each interval, and takes a verdict found so exactly as the webhook's: the first verdict
+for a reference stands, a later one (webhook or poll) changes nothing. An operator's decision as the
 `decide_review` update, refused unless the case waits for one, and recorded (audit included) by
 the workflow itself, so only a decision that took effect is on record. No verdict within
 `document_timeout_seconds` (or no resubmitted document) -> `expired`.
@@ -31,6 +35,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 # Passed through the sandbox, as in workflows/deposit.py: definitions only (no state, no I/O),
 # which a new run would otherwise execute again.
@@ -40,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         FINAL_EVENT,
         Activity,
         AgeCheck,
+        CheckLookup,
         Decision,
         DocumentResult,
         DocumentSubmission,
@@ -69,6 +75,9 @@ with workflow.unsafe.imports_passed_through():
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=30))
 STEP_TIMEOUT = timedelta(seconds=30)
+# A poll of the provider retries (an outage) for at most this long; failing, the case keeps
+# waiting for the webhook and polls again at the next interval.
+POLL_TIMEOUT = timedelta(seconds=60)
 
 T = TypeVar("T")
 
@@ -144,16 +153,18 @@ class KycWorkflow:
                                          ReasonCode.DOCUMENT_NOT_SUBMITTED,
                                          "no document was submitted in time")
             reference = self._reference(req, attempt)
-            await self._activity(Activity.SUBMIT_DOCUMENT, DocumentSubmission(
+            check_id = await self._activity(Activity.SUBMIT_DOCUMENT, DocumentSubmission(
                 req.player_id, reference, attempt, self._documents[attempt - 1]), str)
             self._set_state(KycState.DOCUMENTS)
-            if not await self._within(timeout, self._has_verdict(reference)):
+            if not await self.wait_for_verdict(req, timeout, CheckLookup(check_id, reference)):
                 return await self.finish(req, KycState.EXPIRED, Step.DOCUMENT,
                                          ReasonCode.PROVIDER_TIMEOUT,
                                          "the KYC provider did not answer in time")
             verdict = self._verdicts[reference]
             detail = {"attempt": attempt, "check_id": verdict.check_id, "result": verdict.result,
                       "next": verdict.next, "provider_reason": verdict.reason}
+            if verdict.polled:
+                detail["verdict_by"] = "poll"       # the webhook never came
             if verdict.result == DocumentResult.GREEN:
                 return await self.finish(req, KycState.VERIFIED, Step.DOCUMENT, None, None,
                                          detail)
@@ -173,6 +184,25 @@ class KycWorkflow:
         return await self.finish(req, KycState.REJECTED, Step.DOCUMENT,
                                  ReasonCode.DOCUMENT_ATTEMPTS_EXHAUSTED,
                                  f"{req.max_document_attempts} documents were not accepted")
+
+    async def wait_for_verdict(self, req: KycRequest, timeout: timedelta,
+                               check: CheckLookup) -> bool:
+        """Wait up to `timeout` for the check's verdict; each `verdict_poll_seconds` without
+        the webhook, ask the provider for it. False: none within `timeout`."""
+        has_verdict = self._has_verdict(check.reference)
+        if not workflow.patched(Patch.VERDICT_POLLED):
+            return await self._within(timeout, has_verdict)
+        deadline = workflow.now() + timeout
+        interval = timedelta(seconds=req.verdict_poll_seconds)
+        while not await self._within(min(interval, deadline - workflow.now()), has_verdict):
+            polled = await self._fetch_verdict(check)
+            if polled is not None:
+                self._verdicts.setdefault(check.reference, polled)   # the first one stands
+            if has_verdict():
+                return True
+            if workflow.now() >= deadline:
+                return False
+        return True
 
     async def finish(self, req: KycRequest, state: KycState, step: Step,
                      reason_code: ReasonCode | None, reason: str | None,
@@ -250,6 +280,19 @@ class KycWorkflow:
         if not workflow.patched(Patch.REVIEW_RECORDED_BY_WORKFLOW):
             return {"actor": None, "action": None}
         return {"actor": decision.operator, "action": f"kyc.review.{decision.decision}"}
+
+    async def _fetch_verdict(self, check: CheckLookup) -> Verdict | None:
+        """The provider's verdict on the check, None while undecided or when the provider could
+        not be asked (an outage past POLL_TIMEOUT, a refusal): the webhook may still come."""
+        try:
+            return await workflow.execute_activity(
+                Activity.FETCH_VERDICT, check, result_type=Verdict | None,
+                start_to_close_timeout=STEP_TIMEOUT, schedule_to_close_timeout=POLL_TIMEOUT,
+                retry_policy=RETRY)
+        except ActivityError as error:
+            workflow.logger.warning("kyc verdict poll failed",
+                                    extra={"check_id": check.check_id, "error": str(error.cause)})
+            return None
 
     async def _advance(self, change: Transition) -> None:
         await self._activity(Activity.ADVANCE, change)

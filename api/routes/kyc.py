@@ -64,7 +64,8 @@ async def start_kyc(player_id: str, body: KycStart, principal: PlayersWriter, en
         raise refused(refusal, "The KYC case takes no document now")
     request = KycRequest(player_id=player_id, actor=principal.actor,
                          document_timeout_seconds=settings.kyc_document_timeout_seconds,
-                         max_document_attempts=settings.kyc_max_document_attempts)
+                         max_document_attempts=settings.kyc_max_document_attempts,
+                         verdict_poll_seconds=settings.kyc_verdict_poll_seconds)
     document = KycDocument(body.document.type, body.document.number, body.document.country)
     # Signal-with-start: a new case (or one reopened after `expired`: a new run) starts with its
     # first document; a running case waiting for another document (RETRY) receives it.

@@ -1,8 +1,9 @@
 """The KYC workflow's runbook, one test per branch, on the time-skipping server with stub
 activities registered under the real names (no PostgreSQL, no provider; a day's wait is
 skipped). The stubs play the outside world: the provider's verdict is signalled while the
-document is being submitted, the player's next document when the case asks for one, and the
-operator's decision when the case goes to review."""
+document is being submitted (or, its webhook lost, found when the workflow polls the check),
+the player's next document when the case asks for one, and the operator's decision when the
+case goes to review."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from workflows.contracts.kyc import (
     WORKFLOW,
     Activity,
     AgeCheck,
+    CheckLookup,
     Decision,
     DocumentResult,
     DocumentSubmission,
@@ -59,6 +61,12 @@ class World:
     submissions: list[DocumentSubmission] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     opened: int = 0
+    webhooks_lost: bool = False         # the provider decides, its webhook never arrives
+    undecided_polls: int = 0            # polls answered "pending" before the verdict shows
+    webhook_during_poll: tuple[DocumentResult, NextStep | None] | None = None
+    webhook_after_finish: tuple[DocumentResult, NextStep | None] | None = None
+    lookups: list[CheckLookup] = field(default_factory=list)
+    history: Any = None                 # the run's history, once it closed
 
     def handle(self) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(self.workflow_id)
@@ -81,12 +89,23 @@ class World:
             self.submissions.append(submission)
             check_id = f"chk_{len(self.submissions)}"
             verdict = self.verdicts[submission.attempt - 1]
-            if verdict is not None:   # the provider answers (before the activity even returns)
-                result, next_step = verdict
-                await self.handle().signal(Signal.DOCUMENT_RESULT, Verdict(
-                    f"msg_{uuid.uuid4().hex}", check_id, submission.reference, result,
-                    next_step, None if result == DocumentResult.GREEN else "stub reason"))
+            if verdict is not None and not self.webhooks_lost:
+                # The provider answers (before the activity even returns).
+                await self.webhook(check_id, submission.reference, verdict)
             return check_id
+
+        @activity.defn(name=Activity.FETCH_VERDICT)
+        async def fetch_verdict(lookup: CheckLookup) -> Verdict | None:
+            self.lookups.append(lookup)
+            if self.webhook_during_poll is not None:
+                await self.webhook(lookup.check_id, lookup.reference, self.webhook_during_poll)
+            attempt = int(lookup.check_id.removeprefix("chk_"))
+            verdict = self.verdicts[attempt - 1]
+            if verdict is None or len(self.lookups) <= self.undecided_polls:
+                return None
+            result, next_step = verdict
+            return Verdict(f"poll:{lookup.check_id}", lookup.check_id, lookup.reference, result,
+                           next_step, self.reason(result), polled=True)
 
         @activity.defn(name=Activity.ADVANCE)
         async def advance(change: Transition) -> None:
@@ -98,8 +117,24 @@ class World:
             if change.state == KycState.REVIEW and self.review is not None:
                 await self.handle().execute_update(
                     Update.REVIEW, ReviewDecision(self.review, "operator:ada", "checked"))
+            if change.state.final and self.webhook_after_finish is not None:
+                submission = self.submissions[-1]
+                await self.webhook(f"chk_{len(self.submissions)}", submission.reference,
+                                   self.webhook_after_finish)
 
-        return [open_case, check_age, screen_sanctions, submit_document, advance]
+        return [open_case, check_age, screen_sanctions, submit_document, fetch_verdict, advance]
+
+    async def webhook(self, check_id: str, reference: str,
+                      verdict: tuple[DocumentResult, NextStep | None]) -> None:
+        """The provider's verified webhook, as the webhook route signals it."""
+        result, next_step = verdict
+        await self.handle().signal(Signal.DOCUMENT_RESULT, Verdict(
+            f"msg_{uuid.uuid4().hex}", check_id, reference, result, next_step,
+            self.reason(result)))
+
+    @staticmethod
+    def reason(result: DocumentResult) -> str | None:
+        return None if result == DocumentResult.GREEN else "stub reason"
 
     def steps(self) -> list[tuple[str, str, str | None]]:
         return [(t.state, t.step, t.reason_code) for t in self.transitions]
@@ -113,14 +148,16 @@ def document(number: str) -> KycDocument:
 
 
 async def run_case(env: WorkflowEnvironment, *, verdicts: list[Any], documents: int | None = None,
-                   max_attempts: int = 3, **world: Any) -> tuple[KycResult, World]:
+                   max_attempts: int = 3, poll_seconds: float = 900.0,
+                   **world: Any) -> tuple[KycResult, World]:
     player_id = f"ply_{uuid.uuid4().hex[:12]}"
     count = len(verdicts) if documents is None else documents
     state = World(env.client, workflow_id(player_id),
                   [document(f"P{n:07d}") for n in range(1, count + 1)], verdicts, **world)
     queue = f"kyc-workflow-test-{uuid.uuid4().hex[:8]}"
     request = KycRequest(player_id, "api_key:test", document_timeout_seconds=86_400,
-                         max_document_attempts=max_attempts, index_search_attributes=False)
+                         max_document_attempts=max_attempts, verdict_poll_seconds=poll_seconds,
+                         index_search_attributes=False)
     async with Worker(env.client, task_queue=queue, workflows=[KycWorkflow],
                       activities=state.activities()):
         handle = await env.client.start_workflow(
@@ -129,6 +166,7 @@ async def run_case(env: WorkflowEnvironment, *, verdicts: list[Any], documents: 
             result_type=KycResult)
         result = await handle.result()
         run_id = handle.result_run_id
+        state.history = await handle.fetch_history()
     assert all(s.reference == f"{state.workflow_id}:{run_id}:doc:{s.attempt}"
                for s in state.submissions)
     return result, state
@@ -234,10 +272,59 @@ async def test_every_attempt_answered_red_retry_exhausts_the_attempts(time_skipp
 
 
 async def test_no_verdict_from_the_provider_in_time_expires_the_case(time_skipping_env):
-    result, world = await run_case(time_skipping_env, verdicts=[SILENT])
+    result, world = await run_case(time_skipping_env, verdicts=[SILENT], poll_seconds=3_600)
     assert (result.state, result.reason_code) == (KycState.EXPIRED, ReasonCode.PROVIDER_TIMEOUT)
     assert world.steps() == [("expired", "document", "provider_timeout")]
     assert world.events() == ["kyc.expired"]
+    # Asked each hour of the day it waited, the last time at the deadline.
+    reference = world.submissions[0].reference
+    assert world.lookups == [CheckLookup("chk_1", reference)] * 24
+
+
+async def test_a_verdict_whose_webhook_was_lost_is_found_by_polling_the_check(
+        time_skipping_env):
+    result, world = await run_case(time_skipping_env, verdicts=[GREEN], webhooks_lost=True)
+    assert (result.state, result.reason_code) == (KycState.VERIFIED, None)
+    assert world.lookups == [CheckLookup("chk_1", world.submissions[0].reference)]
+    assert world.steps() == [("verified", "document", None)]
+    assert world.transitions[0].detail == {
+        "attempt": 1, "check_id": "chk_1", "result": "GREEN", "next": None,
+        "provider_reason": None, "verdict_by": "poll"}
+    assert world.events() == ["kyc.verified"]
+    # Polled after one interval without the webhook, not before.
+    timers = [e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
+              for e in world.history.events if e.HasField("timer_started_event_attributes")]
+    assert timers == [900]
+
+
+async def test_the_check_is_polled_each_interval_until_the_provider_decides(time_skipping_env):
+    result, world = await run_case(time_skipping_env, verdicts=[RED_RETRY, GREEN],
+                                   webhooks_lost=True, undecided_polls=2)
+    assert result.state == KycState.VERIFIED
+    first, second = (s.reference for s in world.submissions)
+    assert world.lookups == [CheckLookup("chk_1", first)] * 3 + [CheckLookup("chk_2", second)]
+    assert world.steps() == [("resubmission_required", "document", "document_retry"),
+                             ("verified", "document", None)]
+
+
+async def test_a_webhook_arriving_while_the_check_is_polled_stands_over_the_polled_verdict(
+        time_skipping_env):
+    """The first verdict for a reference stands, whichever way it came."""
+    result, world = await run_case(time_skipping_env, verdicts=[GREEN], webhooks_lost=True,
+                                   webhook_during_poll=RED_FINAL)
+    assert (result.state, result.reason_code) == (KycState.REJECTED,
+                                                  ReasonCode.DOCUMENT_REJECTED)
+    assert len(world.lookups) == 1
+    assert "verdict_by" not in world.transitions[0].detail
+    assert world.transitions[0].detail["result"] == "RED"
+
+
+async def test_a_webhook_after_a_polled_verdict_changes_nothing(time_skipping_env):
+    result, world = await run_case(time_skipping_env, verdicts=[GREEN], webhooks_lost=True,
+                                   webhook_after_finish=RED_FINAL)
+    assert (result.state, result.reason_code) == (KycState.VERIFIED, None)
+    assert world.steps() == [("verified", "document", None)]
+    assert world.events() == ["kyc.verified"]
 
 
 async def test_no_second_document_after_red_retry_expires_the_case(time_skipping_env):

@@ -127,6 +127,7 @@ class Activity(StrEnum):
     CHECK_AGE = "kyc.check_age"
     SCREEN_SANCTIONS = "kyc.screen_sanctions"
     SUBMIT_DOCUMENT = "kyc.submit_document"
+    FETCH_VERDICT = "kyc.fetch_verdict"      # the check read back: a webhook missed
     ADVANCE = "kyc.advance"
 
 
@@ -149,6 +150,7 @@ class Patch(StrEnum):
 
     REFERENCE_PER_RUN = "kyc-document-reference-per-run"
     REVIEW_RECORDED_BY_WORKFLOW = "kyc-review-recorded-by-workflow"
+    VERDICT_POLLED = "kyc-verdict-polled"
 
 
 # --- document references -------------------------------------------------------------------
@@ -202,6 +204,9 @@ class KycRequest:
     # From Settings, fixed at start so the workflow never reads configuration.
     document_timeout_seconds: float = 86_400.0
     max_document_attempts: int = 3
+    # No verdict webhook for this long: ask the provider (again each interval, until the
+    # document timeout), in case the webhook was lost.
+    verdict_poll_seconds: float = 900.0
     # Off only where the Temporal server has no custom search attributes (the time-skipping
     # test server): operators find cases in Temporal UI through them.
     index_search_attributes: bool = True
@@ -220,14 +225,17 @@ class ReviewDecision:
 
 @dataclass
 class Verdict:
-    """A verified provider webhook, as a signal to the run that sent the document."""
+    """The provider's verdict on a check: a verified webhook (the signal to the run that sent
+    the document), or the check read back from the provider (`polled`, Activity.FETCH_VERDICT).
+    """
 
-    event_id: str
+    event_id: str                           # the webhook's id; polled: `poll:<check id>`
     check_id: str
     reference: str
     result: DocumentResult
     next: NextStep | None = None            # RED only
     reason: str | None = None
+    polled: bool = False                    # read back from the provider, not a webhook
 
 
 @dataclass
@@ -251,6 +259,15 @@ class DocumentSubmission:
     reference: str                          # document_reference(): also the idempotency key
     attempt: int
     document: KycDocument
+
+
+@dataclass
+class CheckLookup:
+    """Which check to read back: the provider's id, and the reference it was sent under (the
+    check must be that document's)."""
+
+    check_id: str
+    reference: str
 
 
 @dataclass
