@@ -4,6 +4,8 @@ deliver a provider verdict on demand (the KYC sandbox's test control)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -50,6 +52,26 @@ def provider_answers(stack: Stack, check_id: str, result: str, next_step: str | 
                         json={"result": result, "next": next_step, "reason": reason})
     answer.raise_for_status()
     return answer.json()["attempts"]
+
+
+@contextmanager
+def webhooks_lost(stack: Stack) -> Iterator[None]:
+    """The KYC sandbox decides each check at once but delivers no webhook (as a verdict lost
+    past the provider's retries); its usual delivery to the API is restored on exit."""
+    config = f"{stack.kyc_url}/_sandbox/config"
+    usual = httpx.get(config).json()
+    httpx.post(config, json={"webhook_url": None, "delay_seconds": 0.0}).raise_for_status()
+    try:
+        yield
+    finally:
+        httpx.post(config, json={"webhook_url": usual["webhook_url"],
+                                 "delay_seconds": usual["delay_seconds"]}).raise_for_status()
+
+
+def deliveries_of(stack: Stack, check_id: str) -> list[dict[str, Any]]:
+    """The sandbox's webhook delivery attempts for a check."""
+    attempts = httpx.get(f"{stack.kyc_url}/_sandbox/webhooks").json()["attempts"]
+    return [a for a in attempts if a["check_id"] == check_id]
 
 
 def audit_chain_problems(engine: Engine) -> list[str]:
