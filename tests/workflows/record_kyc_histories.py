@@ -11,7 +11,8 @@ of a history that running workflows may have is a bug, or needs `workflow.patche
 The `kyc_*_before_patch.json` histories are NOT re-recorded here: they were recorded from the
 workflow before the patches `kyc-document-reference-per-run` and
 `kyc-review-recorded-by-workflow` and stay, frozen, as the proof that a case started before
-those changes still replays.
+those changes still replays. Likewise `kyc_*_before_verdict_poll.json` (copies of `verified`,
+`expired` and `retry_then_verified` as recorded before `kyc-verdict-polled`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 
 from settlepay import task_queues
 from tests.support.factories import Player, make_player
-from tests.support.kyc import submit, wait_kyc
+from tests.support.kyc import submit, wait_kyc, webhooks_lost
 from tests.support.stack import Stack
 from workflows.contracts.kyc import (
     WORKFLOW,
@@ -87,12 +88,28 @@ async def _expired(stack: Stack, http: httpx.AsyncClient) -> Player:
     return player
 
 
+async def _verdict_polled(stack: Stack, http: httpx.AsyncClient) -> Player:
+    """The provider decides but its webhook never comes: the workflow polls the check."""
+    player = make_player(stack.engine, purpose="history recording")
+    with webhooks_lost(stack):
+        handle = await stack.client.start_workflow(
+            WORKFLOW, KycRequest(player.id, "system:history", document_timeout_seconds=60.0,
+                                 verdict_poll_seconds=0.5),
+            id=workflow_id(player.id), task_queue=task_queues.MAIN,
+            start_signal=Signal.SUBMIT_DOCUMENT,
+            start_signal_args=[KycDocument("passport", "P1234567", "US")],
+            result_type=KycResult)
+        await handle.result()
+    return player
+
+
 SCENARIOS: dict[str, Scenario] = {
     "verified": _verified,
     "sanctions_review_approved": _sanctions_review_approved,
     "sanctions_review_rejected": _sanctions_review_rejected,
     "retry_then_verified": _retry_then_verified,
     "expired": _expired,
+    "verdict_polled": _verdict_polled,
 }
 
 
