@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -65,6 +66,8 @@ class World:
     undecided_polls: int = 0            # polls answered "pending" before the verdict shows
     webhook_during_poll: tuple[DocumentResult, NextStep | None] | None = None
     webhook_after_finish: tuple[DocumentResult, NextStep | None] | None = None
+    poll_failures: list[Exception] = field(default_factory=list)   # raised by the first polls
+    polls: list[str] = field(default_factory=list)
     lookups: list[CheckLookup] = field(default_factory=list)
     history: Any = None                 # the run's history, once it closed
 
@@ -97,6 +100,11 @@ class World:
         @activity.defn(name=Activity.FETCH_VERDICT)
         async def fetch_verdict(lookup: CheckLookup) -> Verdict | None:
             self.lookups.append(lookup)
+            poll = activity.info().activity_id          # one per poll, the same on a retry
+            if poll not in self.polls:
+                self.polls.append(poll)
+            if self.polls.index(poll) < len(self.poll_failures):
+                raise self.poll_failures[self.polls.index(poll)]
             if self.webhook_during_poll is not None:
                 await self.webhook(lookup.check_id, lookup.reference, self.webhook_during_poll)
             attempt = int(lookup.check_id.removeprefix("chk_"))
@@ -305,6 +313,29 @@ async def test_the_check_is_polled_each_interval_until_the_provider_decides(time
     assert world.lookups == [CheckLookup("chk_1", first)] * 3 + [CheckLookup("chk_2", second)]
     assert world.steps() == [("resubmission_required", "document", "document_retry"),
                              ("verified", "document", None)]
+
+
+async def test_a_poll_the_provider_refused_or_could_not_answer_leaves_the_case_waiting(
+        time_skipping_env):
+    """A refused read (404) and an outage outlasting the poll's deadline are not verdicts: the
+    case polls again at the next interval, and the verdict found then decides it."""
+    refused = ApplicationError("check not found", type="kyc_provider_refused",
+                               non_retryable=True)
+    outage = RuntimeError("KYC provider answered 503")
+    result, world = await run_case(time_skipping_env, verdicts=[GREEN], webhooks_lost=True,
+                                   poll_failures=[refused, outage])
+    assert (result.state, result.reason_code) == (KycState.VERIFIED, None)
+    assert world.steps() == [("verified", "document", None)]
+    assert len(world.polls) == 3
+    # The refusal, tried once; the outage, retried until the poll's deadline (both polls
+    # failed); then the verdict, each poll an interval after the one before.
+    assert len(world.lookups) > 3
+    failed = [e for e in world.history.events
+              if e.HasField("activity_task_failed_event_attributes")]
+    assert len(failed) == 2
+    timers = [e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
+              for e in world.history.events if e.HasField("timer_started_event_attributes")]
+    assert timers == [900, 900, 900]
 
 
 async def test_a_webhook_arriving_while_the_check_is_polled_stands_over_the_polled_verdict(
