@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     kyc_document_timeout_seconds: float = 86_400.0
     # No verdict webhook this long after a document: ask the provider for the check (again each
     # interval, until the document timeout), in case the webhook was lost.
-    kyc_verdict_poll_seconds: float = 900.0
+    kyc_verdict_poll_seconds: float = Field(900.0, gt=0)
     kyc_max_document_attempts: int = 3
     kyc_provider: str = "sandbox"
     # Key for the TOTP secrets at rest (Fernet, urlsafe base64 of 32 bytes) and for the one-time

@@ -13,10 +13,10 @@ gets new checks and an earlier run's verdicts never decide it. The provider's ve
 the `document_result` signal (from the webhook ingress); when none came within
 `verdict_poll_seconds`, the workflow asks the provider for the check (Activity.FETCH_VERDICT),
 again each interval, and takes a verdict found so exactly as the webhook's: the first verdict
-for a reference stands, a later one (webhook or poll) changes nothing. An operator's decision as the
-`decide_review` update, refused unless the case waits for one, and recorded (audit included) by
-the workflow itself, so only a decision that took effect is on record. No verdict within
-`document_timeout_seconds` (or no resubmitted document) -> `expired`.
+for a reference stands, a later one (webhook or poll) changes nothing. An operator's decision
+as the `decide_review` update, refused unless the case waits for one, and recorded (audit
+included) by the workflow itself, so only a decision that took effect is on record. No verdict
+within `document_timeout_seconds` (or no resubmitted document) -> `expired`.
 KycState and ReviewPending (search attributes) are upserted at the step that changes them, so
 Temporal UI lists the cases waiting for an operator: `ReviewPending = "kyc_sanctions"`.
 
