@@ -30,8 +30,10 @@ Spans go to a local OTLP/HTTP sink (a process of its own, standing for the colle
 each request and answers 200), so the exporters serialize and send as in production.
 On and off run in interleaved rounds (off-on, on-off, ...), so the machine's background load
 weighs on both alike; each side's figure is the MEDIAN of its rounds, and the ratio is also
-given per round pair (median of the pairs). The load average is printed before and after. Runs
-on temporary databases it drops.
+given per round pair (median of the pairs). The load average is printed before and after. For
+(2) each side's CPU per deposit (API supervisor and servers, worker; user + system, psutil,
+around each round) is printed too: it moves less with the machine's other load than wall-clock
+does. Runs on temporary databases it drops.
 """
 
 from __future__ import annotations
@@ -154,6 +156,16 @@ def verdict(off: list[float], on: list[float]) -> str:
             f"\n  on/off {on_median / off_median:.3f}   (median of round pairs {pairs:.3f};"
             f" rounds: {rounds})\n  slower {100 * slower:+.1f} % ({ok} the "
             f"{100 * BUDGET:.0f} % budget)")
+
+
+def cpu_per_deposit(cpu: dict[str, dict[str, list[float]]]) -> str:
+    """The processes' CPU per deposit, off and on (medians of the rounds): what the
+    machine's other load moves least."""
+    parts = []
+    for what in ("api", "worker"):
+        off, on = (statistics.median(cpu[side][what]) for side in ("off", "on"))
+        parts.append(f"{what} off {off:.1f} ms  on {on:.1f} ms  ({100 * (on / off - 1):+.1f} %)")
+    return "CPU per deposit (median of rounds): " + ";  ".join(parts)
 
 
 def production(args: argparse.Namespace, on: bool, sink: Sink) -> Any:
@@ -315,6 +327,24 @@ class Side:
                 raise SystemExit(f"{' '.join(map(str, proc.args))} exited ({proc.returncode});"
                                  f" logs in {self.logs}")
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) used so far by the API's and the worker's processes,
+        each with its children (the API's supervisor and its server processes)."""
+        import psutil
+
+        used = {}
+        for what, proc in zip(("sandbox", "api", "worker"), self.procs, strict=True):
+            total = 0.0
+            try:
+                tree = psutil.Process(proc.pid)
+                for one in (tree, *tree.children(recursive=True)):
+                    times = one.cpu_times()
+                    total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+            used[what] = total
+        return used
+
     def scrape(self) -> str:
         """Both /metrics, as Prometheus would; the API's text."""
         import httpx
@@ -336,7 +366,8 @@ class Side:
 
 
 async def deposits_overhead(args: argparse.Namespace,
-                            sink: Sink) -> tuple[list[float], list[float], str]:
+                            sink: Sink) -> tuple[list[float], list[float], str,
+                                                 dict[str, dict[str, list[float]]]]:
     import tempfile
 
     import httpx
@@ -376,6 +407,8 @@ async def deposits_overhead(args: argparse.Namespace,
             key, players = deposits.make_players(sqlalchemy_url(database_url), 64,
                                                  f"bench-{uuid.uuid4().hex[:8]}")
             rates: dict[str, list[float]] = {"off": [], "on": []}
+            cpu: dict[str, dict[str, list[float]]] = {
+                name: {"api": [], "worker": []} for name in ("off", "on")}
             async with httpx.AsyncClient(timeout=60.0) as http:
                 for side in sides:    # warm up
                     http.base_url = httpx.URL(side.api_url)
@@ -385,10 +418,15 @@ async def deposits_overhead(args: argparse.Namespace,
                 for r in range(args.rounds):
                     for side in (sides if r % 2 == 0 else sides[::-1]):
                         http.base_url = httpx.URL(side.api_url)
+                        before = side.cpu()
                         rate, _, _ = await deposits.deposits_per_second(
                             http, clients[side.name], key, players, args.deposits,
                             args.concurrency)
+                        after = side.cpu()
                         rates[side.name].append(rate)
+                        for what in ("api", "worker"):
+                            cpu[side.name][what].append(
+                                1000 * (after[what] - before[what]) / args.deposits)
                         api_text = side.scrape() or api_text
                         side.check_alive()
             exported = [name for name in ("settlepay_deposits_total",
@@ -399,7 +437,7 @@ async def deposits_overhead(args: argparse.Namespace,
             for side in sides:
                 side.stop()
             await env.shutdown()
-    return rates["off"], rates["on"], ", ".join(exported) or "none"
+    return rates["off"], rates["on"], ", ".join(exported) or "none", cpu
 
 
 def main() -> None:
@@ -438,10 +476,11 @@ def main() -> None:
                   f"processes, {args.rounds} x {args.seconds:g} s each side:", flush=True)
             print(f"  {verdict(off, on)}", flush=True)
         if args.skip != "deposits":
-            off, on, exported = asyncio.run(deposits_overhead(args, sink))
+            off, on, exported, cpu = asyncio.run(deposits_overhead(args, sink))
             print(f"deposits end to end, concurrency {args.concurrency}, "
                   f"{args.rounds} x {args.deposits} each side:", flush=True)
             print(f"  {verdict(off, on)}", flush=True)
+            print(f"  {cpu_per_deposit(cpu)}", flush=True)
             print(f"  the on stack's API /metrics had: {exported}")
         requests, size = sink.received()
         print(f"spans exported over OTLP: {requests} requests, {size / 1e6:.1f} MB; "
