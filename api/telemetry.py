@@ -21,14 +21,18 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.asgi import asgi_getter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from settlepay.observability import logs, metrics
+from settlepay.observability import logs, metrics, tracing
 
 REQUEST_ID_HEADER = "x-request-id"
 TRACE_ID_HEADER = "x-trace-id"
@@ -36,6 +40,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UNTRACED_PATHS = "healthz,readyz,metrics"
 UNMATCHED = "unmatched"
 QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})   # scrapes and probes
+# The method label: any other method a client sends (a token of its choice) is one value.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "_OTHER"
 
 log = logging.getLogger("settlepay.api.requests")
 router = APIRouter()
@@ -47,12 +54,70 @@ def metrics_endpoint() -> Response:
 
 
 def instrument(app: FastAPI, enabled: bool) -> None:
-    """The FastAPI server spans (telemetry on only; the tracer provider is the process's)."""
+    """The FastAPI server spans (telemetry on only; the tracer provider is the process's).
+    The instrumentation's own HTTP metrics go nowhere (a no-op meter provider): the request
+    rate, errors and durations are RequestContext's settlepay_http_* (not counted twice).
+    A request the head sampler drops takes `UnsampledFastPath`."""
     if enabled:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from opentelemetry.metrics import NoOpMeterProvider
 
         FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_PATHS,
-                                           exclude_spans=["receive", "send"])
+                                           exclude_spans=["receive", "send"],
+                                           meter_provider=NoOpMeterProvider())
+        instrumented = app.build_middleware_stack
+
+        def build_middleware_stack() -> ASGIApp:
+            return UnsampledFastPath.around(instrumented())
+
+        app.build_middleware_stack = build_middleware_stack   # type: ignore[method-assign]
+
+
+class UnsampledFastPath:
+    """Just outside the FastAPI instrumentation's middleware (OpenTelemetryMiddleware): a
+    request the head sampler drops (99 % of new traces in production, and any request whose
+    caller's traceparent says unsampled) gets the span the SDK would give it, a
+    NonRecordingSpan with real ids (tracing.head_decision), and goes straight to the app the
+    middleware wraps. The middleware's per-request work (request attributes, span name from
+    the route table, send/receive wrappers, metrics on a no-op meter) is only there for a
+    span that records; what the request shows is the same: X-Trace-Id, log lines' trace id,
+    the trace context in the Temporal headers (the workflow's activities keep the trace id).
+    A recorded request, a probe and a scrape (excluded URLs) take the instrumentation's path."""
+
+    def __init__(self, instrumented: ASGIApp, inner: ASGIApp, excluded: Any) -> None:
+        # `app`: FastAPI looks down the stack's `.app` chain for the instrumentation's
+        # middleware and, finding it, leaves its own (native) telemetry off.
+        self.app = self.instrumented = instrumented
+        self.inner, self.excluded = inner, excluded
+
+    @classmethod
+    def around(cls, stack: ASGIApp) -> ASGIApp:
+        """`stack` as the instrumentation builds it (ServerErrorMiddleware around
+        OpenTelemetryMiddleware around the app's stack), the fast path put around the
+        OpenTelemetryMiddleware; `stack` unchanged if its shape is not that one."""
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        middleware = getattr(stack, "app", None)
+        if isinstance(middleware, OpenTelemetryMiddleware):
+            stack.app = cls(middleware, middleware.app,   # type: ignore[attr-defined]
+                            middleware.excluded_urls)
+        return stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (self.excluded and
+                                       self.excluded.url_disabled(scope.get("path", ""))):
+            await self.instrumented(scope, receive, send)
+            return
+        parent = propagate.extract(scope, getter=asgi_getter)
+        span = tracing.head_decision(parent)
+        if span is None:   # recorded: the instrumentation starts the span (same trace id)
+            await self.instrumented(scope, receive, send)
+            return
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            otel_context.detach(token)
 
 
 def _route(scope: Scope) -> str:
@@ -94,9 +159,11 @@ class RequestContext:
         finally:
             seconds = time.perf_counter() - start
             method, route = scope["method"], _route(scope)
-            if recorded:
-                metrics.HTTP_REQUESTS.labels(method, route, metrics.status_class(status)).inc()
-                metrics.HTTP_REQUEST_SECONDS.labels(method, route).observe(seconds)
+            if recorded:   # label children bound once (metrics.child): no lock, no tuple
+                label = method if method in METHODS else OTHER_METHOD   # a bounded set
+                metrics.child(metrics.HTTP_REQUESTS, label, route,
+                              metrics.status_class(status)).inc()
+                metrics.child(metrics.HTTP_REQUEST_SECONDS, label, route).observe(seconds)
                 # last: a scrape seeing no other request in flight sees every one counted
                 metrics.HTTP_REQUESTS_IN_FLIGHT.dec()
             if route not in QUIET_ROUTES:

@@ -19,6 +19,9 @@ for a continued one; `make dev` and the tests record every trace. An unsampled o
 its trace id in its log lines and headers, and its problem answers are logged (with that id)
 and counted as every one is: what sampling drops is the span tree, not the error. Its SQL
 makes no span at all (`ChildSpansOnly`): a statement is traced only inside a recorded trace.
+Likewise a request the sampler drops skips the FastAPI instrumentation's per-request work
+(`head_decision`, api/telemetry.py UnsampledFastPath) and a workflow of an unsampled trace
+makes none of its (non-recording) workflow spans (`WorkflowTracing`); both keep the trace ids.
 bench/observability.py measures this default against telemetry off.
 
 The exporter is configuration (`SETTLEPAY_TRACES_EXPORTER`): "none" keeps real trace ids for
@@ -29,12 +32,14 @@ request bodies are never recorded on spans.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -44,6 +49,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ParentBased,
     Sampler,
@@ -51,9 +57,11 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from temporalio import workflow as temporal_workflow
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflowInboundInterceptor
 from temporalio.service import RPCError
+from temporalio.worker import WorkflowInterceptorClassInput
 
 from settlepay.config import Settings
 
@@ -85,6 +93,55 @@ class HeadSampler(Sampler):
 
     def get_description(self) -> str:
         return self._sampler.get_description()
+
+
+# The trace id of a new trace the request fast path (`head_decision`) decided to record: the
+# next root span started in this context takes it, so the SDK's decision is the same one.
+_decided_trace_id: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "settlepay_decided_trace_id", default=None)
+
+
+class IdGenerator(RandomIdGenerator):
+    """Random ids (the SDK's), except the trace id `head_decision` drew for a root span it
+    found sampled: the span the instrumentation then starts has that id, hence the decision
+    made on it (TraceIdRatioBased decides from the trace id)."""
+
+    def generate_trace_id(self) -> int:
+        decided = _decided_trace_id.get()
+        if decided:
+            return decided.pop()
+        return super().generate_trace_id()
+
+
+def head_decision(parent: otel_context.Context) -> trace.Span | None:
+    """The process's head-sampling decision for a span about to start under `parent` (an
+    incoming request's extracted context), before anything is computed for it: the
+    NonRecordingSpan the SDK would give it when the HeadSampler drops it (real ids: the
+    parent's trace id or a new one, a new span id, unsampled flags, the parent's trace state),
+    or None when it is recorded; then, for a new trace, the next root span started in this
+    context gets the trace id decided on (`IdGenerator`). Also None (decide as usual) when the
+    provider is not this module's (HeadSampler and IdGenerator), e.g. telemetry off."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        return None
+    sampler, ids = provider.sampler, provider.id_generator
+    if not isinstance(sampler, HeadSampler) or not isinstance(ids, IdGenerator):
+        return None
+    parent_context = trace.get_current_span(parent).get_span_context()
+    new_trace = not parent_context.is_valid
+    trace_id = ids.generate_trace_id() if new_trace else parent_context.trace_id
+    result = sampler.should_sample(parent, trace_id, "request", trace.SpanKind.SERVER)
+    if result.decision.is_recording():
+        if new_trace:
+            _decided_trace_id.set([trace_id])
+        return None
+    random_id = (ids.is_trace_id_random() if new_trace
+                 else parent_context.trace_flags.random_trace_id)
+    flags = trace.TraceFlags(trace.TraceFlags.RANDOM_TRACE_ID if random_id
+                             else trace.TraceFlags.DEFAULT)
+    return trace.NonRecordingSpan(trace.SpanContext(
+        trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags,
+        trace_state=result.trace_state))
 
 
 def span_processor(settings: Settings) -> SpanProcessor | None:
@@ -121,7 +178,8 @@ def configure(settings: Settings, service: str, *,
             provider.sampler.set_ratio(settings.traces_sample_ratio)
     else:
         provider = TracerProvider(resource=Resource.create({"service.name": service}),
-                                  sampler=HeadSampler(settings.traces_sample_ratio))
+                                  sampler=HeadSampler(settings.traces_sample_ratio),
+                                  id_generator=IdGenerator())
         trace.set_tracer_provider(provider)
     processor = span_processor(settings)
     if processor is not None:
@@ -305,6 +363,42 @@ def continuing(name: str, traceparent: str | None) -> Iterator[trace.Span]:
         yield span
 
 
+class WorkflowTracing(TracingWorkflowInboundInterceptor):
+    """The TracingInterceptor's workflow side, without its per-span work in a trace that is
+    not recorded. Each workflow span (RunWorkflow, StartActivity, HandleSignal, ...) is made
+    by a call out of the sandbox that extracts the context, starts and ends a span and
+    injects it back; under an unsampled parent (the API's request dropped by the head
+    sampler: 99 % in production) that span is a NonRecordingSpan that nothing records. Here
+    such a span is not made: the current (unsampled) context goes on in the outbound headers
+    as it is, so the activities keep the operation's trace id (their log lines carry it) and
+    follow its decision. A recorded trace, and a span with no parent, take the library's path
+    (every span of the tree)."""
+
+    def _completed_span(self, span_name: str, *, add_to_outbound: Any = None,
+                        new_span_even_on_replay: bool = False, **kwargs: Any) -> None:
+        parent = trace.get_current_span().get_span_context()
+        if (parent.is_valid and not parent.trace_flags.sampled
+                and kwargs.get("add_to_outbound_str") is None
+                and kwargs.get("add_to_outbound_model") is None):
+            if temporal_workflow.unsafe.is_replaying() and not new_span_even_on_replay:
+                return   # as the library: nothing on replay
+            if add_to_outbound is not None:
+                add_to_outbound.headers = self._context_to_headers(add_to_outbound.headers)
+            return
+        super()._completed_span(span_name, add_to_outbound=add_to_outbound,
+                                new_span_even_on_replay=new_span_even_on_replay, **kwargs)
+
+
+class Tracing(TracingInterceptor):
+    """temporalio's TracingInterceptor (client, activities, workflows) with `WorkflowTracing`
+    as its workflow side."""
+
+    def workflow_interceptor_class(
+            self, input: WorkflowInterceptorClassInput) -> type[TracingWorkflowInboundInterceptor]:
+        super().workflow_interceptor_class(input)
+        return WorkflowTracing
+
+
 def interceptors(settings: Settings) -> list[TracingInterceptor]:
     """Temporal interceptors of a client (workers made from the client inherit them)."""
-    return [TracingInterceptor()] if settings.telemetry_enabled else []
+    return [Tracing()] if settings.telemetry_enabled else []

@@ -355,3 +355,17 @@ async def test_no_log_line_holds_a_secret_a_code_card_data_or_personal_data(stac
                  "1987-03-14", "1979-11-02", "X99887766"]
     leaks = {value: [line for line in lines if value in line] for value in forbidden}
     assert {value: found[:2] for value, found in leaks.items() if found} == {}
+
+
+async def test_a_method_of_the_clients_choice_is_one_label_value(stack, http):
+    """The method label is a bounded set: a method the API serves nowhere (the server's
+    parser takes WebDAV's and others') is counted under _OTHER, not under its own name."""
+    before = _sample("settlepay_http_requests_total", method="_OTHER", route="unmatched",
+                     status="4xx")
+    for method in ("PROPFIND", "MKCOL"):
+        answer = await http.request(method, "/v1/nothing-here")
+        assert 400 <= answer.status_code < 500 and "x-request-id" in answer.headers
+    text = (await http.get("/metrics")).text
+    assert _sample("settlepay_http_requests_total", method="_OTHER", route="unmatched",
+                   status="4xx") == before + 2
+    assert "PROPFIND" not in text and "MKCOL" not in text
