@@ -4,7 +4,9 @@
     settlepay migrate                   apply database migrations
     settlepay api | worker              run one process of the stack
     settlepay ledger check              verify the ledger's invariants (exit 1 on a violation)
-    settlepay audit verify              verify the audit hash chain (exit 1 on tampering)
+    settlepay audit verify [--anchors F] verify the audit hash chain (exit 1 on tampering),
+                                        against the anchors of F too
+    settlepay audit anchor [--anchors F] append the chain head to the anchor log (hourly)
     settlepay audit export --since T    audit records as JSON lines
     settlepay settlement verify MARKET  recompute a market's payouts against the ledger
     settlepay api-keys create NAME      make an API key (the first operator key of production),
@@ -35,6 +37,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("worker",): ("settlepay.cli_commands", "worker", "run the Temporal worker"),
     ("ledger", "check"): ("settlepay.cli_commands", "ledger_check", "verify ledger invariants"),
     ("audit", "verify"): ("settlepay.cli_commands", "audit_verify", "verify the audit hash chain"),
+    ("audit", "anchor"): ("settlepay.cli_commands", "audit_anchor",
+                          "append the audit chain head to the anchor log outside the database"),
     ("audit", "export"): ("settlepay.cli_commands", "audit_export",
                           "export audit records as JSON lines"),
     ("settlement", "verify"): ("settlepay.cli_settlement", "settlement_verify",
@@ -62,6 +66,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
 
 # Extra arguments per command.
 ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
+    ("audit", "verify"): [(("--anchors",), {"default": None, "help": "anchor log to check the "
+                                            "chain against (default: the setting)"})],
+    ("audit", "anchor"): [(("--anchors",), {"default": None, "help": "anchor log to append to "
+                                            "(default: SETTLEPAY_AUDIT_ANCHOR_PATH)"})],
     ("audit", "export"): [(("--since",), {"help": "ISO 8601 timestamp", "default": None}),
                           (("--output", "-o"), {"help": "file (default: stdout)", "default": "-"})],
     ("settlement", "verify"): [(("market_id",), {})],

@@ -143,6 +143,14 @@ class Settings(BaseSettings):
         "dev-1": "c2V0dGxlcGF5LWRldi1wYXlsb2FkLWNvZGVjLWtleTA="}
     # `settlepay codec-server`: the Temporal UI decrypts payloads for an operator through it.
     codec_server_port: int = 8234
+    # Bearer token the codec server requires (Authorization: Bearer <token>); required to bind
+    # anything but loopback. Empty: no token, loopback only (`make dev`).
+    codec_server_token: str = ""
+
+    # --- audit anchoring (audit/anchor.py) ----------------------------------------------------
+    # The append-only anchor log of the audit chain head, outside the database (production:
+    # write-once storage). Empty: `audit anchor` needs --anchors, `audit verify` checks none.
+    audit_anchor_path: str = ""
 
     # --- geolocation (compliance/geolocation.py) --------------------------------------------
     # ISO 3166-2 codes of the jurisdictions the operator is licensed in.
