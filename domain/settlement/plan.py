@@ -58,6 +58,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from domain.settlement.each_way import PlaceTerms
@@ -392,6 +393,9 @@ def _house(funding: Funding) -> Account:
     return Account.HOUSE_PROMOTIONS if funding == Funding.FREE_BET else Account.HOUSE_REVENUE
 
 
+# A pure function of immutable values that a batch asks about with the same few stakes and
+# payouts over and over: each answer is worked out once (bounded: least recently used first).
+@lru_cache(maxsize=8_192)
 def movement_legs(funding: Funding, in_play: int, returns: Returns,
                   bonus_target: Account = Account.PLAYER_BONUS) -> tuple[PlannedLeg, ...]:
     """The legs of one posting of a bet: `in_play` on its in-play account, `returns` to the
