@@ -89,10 +89,23 @@ def validate(transfer: Transfer) -> None:
         raise InvalidTransfer(f"{transfer.key}: legs do not sum to zero (off by {total})")
 
 
+_CODES = {str(code): code for code in ResultCode}
+
+
 def _result(row: Any, key: str) -> PostResult:
     if row.result == "conflict":
         raise IdempotencyConflict(f"idempotency key {key!r} was used for a different request")
     return PostResult(ResultCode(row.result), row.transaction_id, row.replayed, row.shortfall)
+
+
+def _batch_result(row: Any, transfers: Sequence[Transfer]) -> PostResult:
+    """One row of ledger_post_many (idx, result, transaction_id, replayed, shortfall), read by
+    position: a batch is thousands of rows."""
+    idx, result, transaction_id, replayed, shortfall = row
+    if result == "conflict":
+        raise IdempotencyConflict(
+            f"idempotency key {transfers[idx - 1].key!r} was used for a different request")
+    return PostResult(_CODES[result], transaction_id, replayed, shortfall)
 
 
 _POST_SQL = "SELECT * FROM ledger_post(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)"
@@ -249,7 +262,7 @@ def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResul
     with timed(LEDGER_POSTING_SECONDS, "post_many"):
         rows = conn.exec_driver_sql("SELECT * FROM ledger_post_many(%s::jsonb, %s::jsonb)",
                                     (json.dumps(items), json.dumps(legs))).all()
-    return [_result(row, transfers[row.idx - 1].key) for row in rows]
+    return [_batch_result(row, transfers) for row in rows]
 
 
 def _hold_hash(*parts: Any) -> bytes:

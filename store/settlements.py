@@ -319,21 +319,30 @@ def _legs(legs: list[list[str]], seen: dict[tuple[str, ...], tuple[Any, ...]]) -
     return shared
 
 
+_BET_FIELDS = 24    # the columns of BET_COLUMNS, in order (a query may select more after them)
+
+
 def stored_bet(row: Any, legs_seen: dict[tuple[str, ...], tuple[Any, ...]] | None = None,
                ) -> StoredBet:
+    """A row that starts with BET_COLUMNS as a StoredBet. Read by position (a page is
+    thousands of rows: a Row's attribute lookups by name cost more than the rest)."""
+    (bet_id, player_id, partner_id, currency, stake, bet_type, place_fraction, place_count,
+     status, paid, payout, version, settlement_key, rollbacks, funding, stake_bonus, paid_bonus,
+     returned_free_bet, cashed_out_stake, cashed_out_bonus, bonus_id, bonus_wagered,
+     cancellation_id, legs) = row[:_BET_FIELDS]
     return StoredBet(
-        id=row.id, player_id=row.player_id, partner_id=row.partner_id,
-        currency=row.currency.strip(), stake=int(row.stake) - int(row.cashed_out_stake),
-        bet_type=row.bet_type, place_fraction=row.place_fraction,
-        place_count=row.place_count, status=_STATUS[row.status], paid=int(row.paid),
-        payout=None if row.payout is None else int(row.payout), version=row.version,
-        settlement_key=row.settlement_key,
-        legs=_legs(row.legs, {} if legs_seen is None else legs_seen),
-        rollbacks=row.rollbacks, funding=_FUNDING[row.funding],
-        stake_bonus=int(row.stake_bonus) - int(row.cashed_out_bonus),
-        paid_bonus=int(row.paid_bonus), returned_free_bet=int(row.returned_free_bet),
-        bonus_id=row.bonus_id, bonus_wagered=row.bonus_wagered,
-        cancellation_id=row.cancellation_id)
+        id=bet_id, player_id=player_id, partner_id=partner_id,
+        currency=currency.strip(), stake=int(stake) - int(cashed_out_stake),
+        bet_type=bet_type, place_fraction=place_fraction,
+        place_count=place_count, status=_STATUS[status], paid=int(paid),
+        payout=None if payout is None else int(payout), version=version,
+        settlement_key=settlement_key,
+        legs=_legs(legs, {} if legs_seen is None else legs_seen),
+        rollbacks=rollbacks, funding=_FUNDING[funding],
+        stake_bonus=int(stake_bonus) - int(cashed_out_bonus),
+        paid_bonus=int(paid_bonus), returned_free_bet=int(returned_free_bet),
+        bonus_id=bonus_id, bonus_wagered=bonus_wagered,
+        cancellation_id=cancellation_id)
 
 
 def bet_for_update(conn: Connection, bet_id: str) -> StoredBet | None:
