@@ -11,13 +11,22 @@ the Temporal UI's origin (http://localhost:<ui port>, http://127.0.0.1:<ui port>
 the operator's browser, preflight included. `make dev` starts it and starts the Temporal dev
 server with `--ui-codec-endpoint` pointing here.
 
-This server decrypts whatever it is sent: it must never be reachable without access control
-outside development (it binds 127.0.0.1 unless told otherwise), and it never logs a payload.
+This server decrypts whatever it is sent, so it requires `Authorization: Bearer <token>`
+matching SETTLEPAY_CODEC_SERVER_TOKEN (compared in constant time; 401 problem+json otherwise,
+CORS preflight still answered) whenever the token is set, and it refuses to bind anything but
+loopback without one. `make dev` binds 127.0.0.1 and sets none. Senders of the token: the
+`temporal` CLI (`--codec-auth "Bearer <token>"`), or an authenticating proxy in front of it.
+Temporal UI with `TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true` forwards the operator's own access
+token (its OIDC login's), so the UI reaches a token-protected codec server only through such a
+proxy (or with that token as the shared one). It never logs a payload or the token.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
+import ipaddress
+import sys
 
 from google.protobuf import json_format
 from starlette.applications import Starlette
@@ -28,10 +37,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 
+from settlepay.cli_commands import USAGE
 from settlepay.codec import CodecError, EncryptionCodec
 from settlepay.config import Settings, get_settings
 
 DEFAULT_HOST = "127.0.0.1"
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach `host` (an address or "localhost")."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: whoever it resolves for
 
 
 def ui_origins(settings: Settings) -> list[str]:
@@ -47,10 +67,32 @@ def _problem(status: int, code: str, detail: str) -> JSONResponse:
                         media_type="application/problem+json")
 
 
+def _refused(request: Request, token: bytes) -> JSONResponse | None:
+    """None when the request bears `Authorization: Bearer <token>` (compared in constant
+    time); else the 401 problem. Neither the token nor what was presented is echoed."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = presented.strip()
+    if scheme.lower() == "bearer" and presented:
+        if hmac.compare_digest(presented.encode("utf-8"), token):
+            return None
+        code, detail = "codec_token_invalid", "The bearer token is not the codec server's."
+    else:
+        code, detail = "codec_token_missing", ("Send the codec server's token as "
+                                               "`Authorization: Bearer <token>`.")
+    response = _problem(401, code, detail)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="settlepay-codec"'
+    return response
+
+
 def create_app(settings: Settings, codec: EncryptionCodec | None = None) -> Starlette:
+    """The codec app; with settings.codec_server_token set, every call must present it."""
     codec = codec or EncryptionCodec.from_settings(settings)
+    token = settings.codec_server_token.encode("utf-8")
 
     async def transform(request: Request, encode: bool) -> Response:
+        refused = _refused(request, token) if token else None
+        if refused is not None:
+            return refused
         try:
             payloads = json_format.Parse(await request.body(), Payloads())
         except (json_format.ParseError, UnicodeDecodeError) as error:
@@ -83,7 +125,13 @@ def main(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=args.host or DEFAULT_HOST,
+    host = args.host or DEFAULT_HOST
+    if not settings.codec_server_token and not is_loopback(host):
+        print(f"settlepay codec-server: refusing to bind {host} without a token: set "
+              "SETTLEPAY_CODEC_SERVER_TOKEN (callers send `Authorization: Bearer <token>`)",
+              file=sys.stderr)
+        return USAGE
+    uvicorn.run(create_app(settings), host=host,
                 port=args.port or settings.codec_server_port,
                 log_level=settings.log_level.lower(), access_log=False)
     return 0

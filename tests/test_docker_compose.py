@@ -263,3 +263,13 @@ def test_temporal_history_shards_are_set_explicitly_and_documented(services):
     section = readme.split("## Scale-out and capacity", 1)[1].split("\n## ", 1)[0]
     assert f"NUM_HISTORY_SHARDS={count}" in section.replace("`", "")
     assert readme.index("## Scale-out and capacity") < readme.index("## Configuration")
+
+
+def test_the_codec_server_requires_its_token_and_the_ui_passes_one(services):
+    """codec-server binds 0.0.0.0, which settlepay/codec_server.py refuses without a token."""
+    codec = services["codec-server"]
+    assert "0.0.0.0" in codec["command"]
+    assert env_of(codec)["SETTLEPAY_CODEC_SERVER_TOKEN"].startswith(
+        "${SETTLEPAY_CODEC_SERVER_TOKEN")
+    assert env_of(codec)["SETTLEPAY_DATABASE_URL"]  # still the shared settlepay environment
+    assert env_of(services["temporal-ui"])["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "true"
