@@ -17,8 +17,8 @@ CORS preflight still answered) whenever the token is set, and it refuses to bind
 loopback without one. `make dev` binds 127.0.0.1 and sets none. Senders of the token: the
 `temporal` CLI (`--codec-auth "Bearer <token>"`), or an authenticating proxy in front of it.
 Temporal UI with `TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true` forwards the operator's own access
-token (its OIDC login's), so the UI reaches a token-protected codec server only through such a
-proxy (or with that token as the shared one). It never logs a payload or the token.
+token (its OIDC login's, short-lived), so the UI reaches a token-protected codec server only
+through such a proxy, which adds the shared token. It never logs a payload or the token.
 """
 
 from __future__ import annotations
