@@ -99,3 +99,42 @@ async def test_a_worker_given_task_queues_polls_only_those(settings, temporal_en
         assert [worker.task_queue for worker in workers] == list(asked or queues)
     finally:
         engine.dispose()
+
+
+def test_workflow_modules_get_bytecode_the_sandbox_loads_instead_of_compiling(tmp_path,
+                                                                               monkeypatch):
+    """The sandbox imports a workflow's module afresh for every run: under
+    PYTHONDONTWRITEBYTECODE it would compile the source each time unless a .pyc is there."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+
+    package = tmp_path / "wfpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = package / "flow.py"
+    source.write_text("class Flow:\n    VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    flow = importlib.import_module("wfpkg.flow")
+    cached = importlib.util.cache_from_source(str(source))
+    assert not os.path.exists(cached)   # the import wrote none
+
+    written = worker_main.compile_workflow_modules([flow.Flow])
+    assert sorted(written) == sorted([cached, importlib.util.cache_from_source(
+        str(package / "__init__.py"))])
+    # A fresh import (as the sandbox's) loads the bytecode: compiling the source would fail.
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("the source was compiled again")
+
+    sys.modules.pop("wfpkg.flow")
+    with monkeypatch.context() as patched:
+        patched.setattr(importlib.machinery.SourceFileLoader, "source_to_code", no_compiling)
+        assert importlib.import_module("wfpkg.flow").Flow.VALUE == 1
+    assert worker_main.compile_workflow_modules([flow.Flow]) == []   # fresh: nothing to do
+
+    source.write_text("class Flow:\n    VALUE = 2\n")   # changed: written again
+    os.utime(source, (os.stat(cached).st_mtime + 5,) * 2)
+    assert worker_main.compile_workflow_modules([flow.Flow]) == [cached]
+    sys.modules.pop("wfpkg.flow"), sys.modules.pop("wfpkg")

@@ -12,10 +12,14 @@ This module wires processes together; it must hold no business logic.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
+import os
+import py_compile
 import signal
 import socket
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -60,6 +64,7 @@ def build_workers(client: Client, engine: Engine, settings: Settings, providers:
         if not workflows and not activities:
             log.info("task queue %s: nothing registered, not polled", queue)
             continue
+        compile_workflow_modules(workflows)
         executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"act-{queue}")
         executors.append(executor)
         workers.append(Worker(
@@ -76,6 +81,39 @@ def build_workers(client: Client, engine: Engine, settings: Settings, providers:
         log.info("task queue %s: %d workflows, %d activities",
                  queue, len(workflows), len(activities))
     return workers, executors
+
+
+def compile_workflow_modules(workflows: Iterable[type]) -> list[str]:
+    """Write the bytecode of the workflows' modules (and their packages) where it is missing or
+    older than the source; the paths written.
+
+    Temporal's workflow sandbox imports a workflow's module afresh for every run it starts (so
+    that no module state leaks from one run into the next). Under PYTHONDONTWRITEBYTECODE (set
+    in this project's image and on its development machines) a module without a .pyc beside it
+    is compiled from source each time: ~4 ms of CPU per deposit, more than the module's
+    execution. The image compiles at build time; this covers a worker run from a source tree.
+    A directory the worker may not write (an installed package) is left as it is."""
+    names = {".".join(parts[:i]) for parts in (cls.__module__.split(".") for cls in workflows)
+             for i in range(1, len(parts) + 1)}
+    written = []
+    for name in sorted(names):
+        spec = getattr(sys.modules.get(name), "__spec__", None)
+        source = getattr(spec, "origin", None)
+        if not source or not source.endswith(".py"):
+            continue
+        cached = importlib.util.cache_from_source(source)
+        try:
+            if os.stat(cached).st_mtime >= os.stat(source).st_mtime:
+                continue
+        except OSError:
+            pass   # no bytecode yet
+        try:
+            py_compile.compile(source, cfile=cached, doraise=True)
+        except (OSError, py_compile.PyCompileError) as error:
+            log.info("bytecode of %s not written: %s", name, error)
+            continue
+        written.append(cached)
+    return written
 
 
 async def _connect(settings: Settings, runtime: Runtime | None = None,
