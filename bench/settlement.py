@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import os
 import resource
@@ -185,6 +186,33 @@ def _cpu_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class GcMeter:
+    """CPU seconds this process spends in the cyclic garbage collector (gc.callbacks), and how
+    many collections of each generation: allocation-heavy code pays for it in collections
+    that walk every live object."""
+
+    def __init__(self) -> None:
+        self.seconds, self.counts, self._started = 0.0, [0, 0, 0], 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+            self.counts[info["generation"]] += 1
+
+    def reset(self) -> None:
+        self.seconds, self.counts = 0.0, [0, 0, 0]
+
+    def line(self) -> str:
+        return (f"of which the bench process's garbage collector {self.seconds:.1f} s "
+                f"(collections by generation {self.counts})")
+
+
+GC = GcMeter()
+
+
 class CpuMeter:
     """CPU seconds spent by this process (the worker runs in it) and by the PostgreSQL
     backends of the bench's database between start() and stop(): unlike wall time, hardly
@@ -201,13 +229,15 @@ class CpuMeter:
         return {pid: _cpu_seconds(pid) for pid in pids}
 
     def start(self) -> None:
+        GC.reset()
         self.own = _cpu_seconds("self")
         self.pg = self._backends()
 
     def stop(self) -> str:
         own = _cpu_seconds("self") - self.own
         pg = sum(cpu - self.pg.get(pid, 0.0) for pid, cpu in self._backends().items())
-        return f"CPU: bench process (worker) {own:.1f} s, PostgreSQL backends {pg:.1f} s"
+        return (f"CPU: bench process (worker) {own:.1f} s ({GC.line()}), PostgreSQL "
+                f"backends {pg:.1f} s")
 
 
 def load() -> str:

@@ -4,6 +4,8 @@ ledger and database."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from sqlalchemy import text
 
@@ -311,3 +313,46 @@ def test_a_batch_settled_page_by_page_leaves_the_ledger_as_one_page_does(
         assert verify_differences(engine, settings, whole) == []
     assert run(paged, 3, page_size=2).posted == 0          # a re-run posts nothing
     assert ledger_violations(engine) == []
+
+
+def test_pages_are_settled_without_full_collections_and_the_collector_comes_back(
+        engine, settings, market, monkeypatch):
+    """While a page is settled the cyclic collector runs its young generations only (a page's
+    objects made it walk the whole heap again and again); its thresholds come back when the
+    last page of the process is done, also after a page that failed."""
+    before = gc.get_threshold()
+    p = funded_player(engine, 3_000)
+    for sel in ("home", "away", "draw"):
+        place(engine, settings, p, 1_000, [(market, sel, "2.00")])
+    post_result(engine, settings, market, 1, {"home": WIN, "away": LOSE, "draw": LOSE})
+    during: list[tuple[int, int, int]] = []
+    settle_page = settlements._settle_page
+
+    def spy(*args, **kw):
+        during.append(gc.get_threshold())
+        return settle_page(*args, **kw)
+
+    monkeypatch.setattr(settlements, "_settle_page", spy)
+    out = run_in_transaction(engine, lambda c: settlements.settle_range(
+        c, settings, market, 1, Mode.SETTLE, "", "\uffff", actor="system:test", page_size=2))
+    assert (out.pages, out.posted) == (2, 3) and len(during) == 2
+    assert all(t[:2] == before[:2] and t[2] >= 1 << 30 for t in during)
+    assert gc.get_threshold() == before
+
+    def broken(*args, **kw):
+        raise RuntimeError("a page that fails")
+
+    monkeypatch.setattr(settlements, "_settle_page", broken)
+    post_result(engine, settings, market, 2, {"home": LOSE, "away": WIN, "draw": LOSE})
+    with pytest.raises(RuntimeError):
+        run_in_transaction(engine, lambda c: settlements.settle_range(
+            c, settings, market, 2, Mode.SETTLE, "", "\uffff", actor="system:test"))
+    assert gc.get_threshold() == before
+
+    # Pages of several batches at once (threads): the thresholds come back with the last.
+    settlements._PAGES.__enter__()
+    settlements._PAGES.__enter__()
+    settlements._PAGES.__exit__(None, None, None)
+    assert gc.get_threshold()[2] >= 1 << 30
+    settlements._PAGES.__exit__(None, None, None)
+    assert gc.get_threshold() == before
