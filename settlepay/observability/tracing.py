@@ -60,6 +60,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from temporalio import workflow as temporal_workflow
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflowInboundInterceptor
+from temporalio.contrib.opentelemetry._context import attached_context
 from temporalio.service import RPCError
 from temporalio.worker import WorkflowInterceptorClassInput
 
@@ -391,12 +392,32 @@ class WorkflowTracing(TracingWorkflowInboundInterceptor):
 
 class Tracing(TracingInterceptor):
     """temporalio's TracingInterceptor (client, activities, workflows) with `WorkflowTracing`
-    as its workflow side."""
+    as its workflow side. Its client spans (StartWorkflow, SignalWorkflow, ...) and activity
+    spans (RunActivity) are likewise not made under an unsampled parent: the parent's context
+    is what the call's headers carry and what the activity runs in (same trace id and
+    decision; its log lines name the parent's span id)."""
 
     def workflow_interceptor_class(
             self, input: WorkflowInterceptorClassInput) -> type[TracingWorkflowInboundInterceptor]:
         super().workflow_interceptor_class(input)
         return WorkflowTracing
+
+    @contextmanager
+    def _start_as_current_span(self, name: str, *, attributes: Any,
+                               input_with_headers: Any = None, input_with_ctx: Any = None,
+                               kind: trace.SpanKind, context: Any = None) -> Iterator[None]:
+        parent = trace.get_current_span(context).get_span_context()
+        if parent.is_valid and not parent.trace_flags.sampled and input_with_ctx is None:
+            with attached_context(context):
+                if input_with_headers is not None:
+                    input_with_headers.headers = self._context_to_headers(
+                        input_with_headers.headers)
+                yield None
+            return
+        with super()._start_as_current_span(
+                name, attributes=attributes, input_with_headers=input_with_headers,
+                input_with_ctx=input_with_ctx, kind=kind, context=context):
+            yield None
 
 
 def interceptors(settings: Settings) -> list[TracingInterceptor]:
