@@ -18,7 +18,8 @@ loopback without one. `make dev` binds 127.0.0.1 and sets none. Senders of the t
 `temporal` CLI (`--codec-auth "Bearer <token>"`), or an authenticating proxy in front of it.
 Temporal UI with `TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true` forwards the operator's own access
 token (its OIDC login's, short-lived), so the UI reaches a token-protected codec server only
-through such a proxy, which adds the shared token. It never logs a payload or the token.
+through such a proxy, which adds the shared token (docker-compose.yml: `codec-proxy`). It
+never logs a payload or the token.
 """
 
 from __future__ import annotations

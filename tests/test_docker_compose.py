@@ -265,11 +265,34 @@ def test_temporal_history_shards_are_set_explicitly_and_documented(services):
     assert readme.index("## Scale-out and capacity") < readme.index("## Configuration")
 
 
-def test_the_codec_server_requires_its_token_and_the_ui_passes_one(services):
-    """codec-server binds 0.0.0.0, which settlepay/codec_server.py refuses without a token."""
-    codec = services["codec-server"]
+def test_the_codec_server_requires_its_token_and_the_browser_reaches_it_through_the_proxy(
+        services):
+    """codec-server binds 0.0.0.0, which settlepay/codec_server.py refuses without a token; it
+    publishes no port. codec-proxy (nginx) is the UI's codec endpoint, on the host's loopback
+    only, and adds the token from the same variable."""
+    codec, proxy = services["codec-server"], services["codec-proxy"]
     assert "0.0.0.0" in codec["command"]
-    assert env_of(codec)["SETTLEPAY_CODEC_SERVER_TOKEN"].startswith(
-        "${SETTLEPAY_CODEC_SERVER_TOKEN")
+    token = env_of(codec)["SETTLEPAY_CODEC_SERVER_TOKEN"]
+    assert token.startswith("${SETTLEPAY_CODEC_SERVER_TOKEN")
     assert env_of(codec)["SETTLEPAY_DATABASE_URL"]  # still the shared settlepay environment
-    assert env_of(services["temporal-ui"])["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "true"
+    port = Settings().codec_server_port
+    assert published(codec) == {}
+    assert proxy["image"].startswith("nginx:")
+    assert proxy["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert env_of(proxy)["SETTLEPAY_CODEC_SERVER_TOKEN"] == token
+    assert proxy["depends_on"]["codec-server"]["condition"] == "service_healthy"
+    mounts = dict(volume.split(":")[:2] for volume in proxy["volumes"])
+    template = mounts.pop("./deploy/nginx/codec-proxy.conf.template")
+    # The nginx image renders /etc/nginx/templates/*.template with envsubst at start.
+    assert template == "/etc/nginx/templates/default.conf.template" and not mounts
+    conf = re.sub(r"#.*", "", (ROOT / "deploy/nginx/codec-proxy.conf.template").read_text())
+    assert conf.count("{") == conf.count("}")
+    assert re.search(rf"^\s*listen\s+{port};", conf, flags=re.M)
+    assert re.search(rf"proxy_pass\s+http://codec-server:{port};", conf)
+    assert re.search(r'proxy_set_header\s+Authorization\s+"Bearer '
+                     r'\$\{SETTLEPAY_CODEC_SERVER_TOKEN\}";', conf)
+    health = " ".join(proxy["healthcheck"]["test"])
+    location = re.search(rf"http://127\.0\.0\.1:{port}(/[\w-]+)", health).group(1)
+    assert f"location = {location}" in conf
+    assert env_of(services["temporal-ui"])["TEMPORAL_CODEC_ENDPOINT"] == (
+        f"http://localhost:{port}")
