@@ -187,9 +187,10 @@ def _cpu_seconds(pid: int | str) -> float:
 
 
 class GcMeter:
-    """CPU seconds this process spends in the cyclic garbage collector (gc.callbacks), and how
-    many collections of each generation: allocation-heavy code pays for it in collections
-    that walk every live object."""
+    """CPU seconds this process spends in the cyclic garbage collector (gc.callbacks; the CPU
+    of the thread that collects, not of the other threads meanwhile), and how many collections
+    of each generation: allocation-heavy code pays for it in collections that walk every live
+    object."""
 
     def __init__(self) -> None:
         self.seconds, self.counts, self._started = 0.0, [0, 0, 0], 0.0
@@ -197,9 +198,9 @@ class GcMeter:
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
-            self._started = time.process_time()
+            self._started = time.thread_time()
         else:
-            self.seconds += time.process_time() - self._started
+            self.seconds += time.thread_time() - self._started
             self.counts[info["generation"]] += 1
 
     def reset(self) -> None:
