@@ -13,7 +13,8 @@ COPY . /app
 # Temporal's workflow sandbox imports the workflow modules afresh for every run, from the .pyc.
 RUN pip install . \
     && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-    && useradd --system --uid 10001 --home-dir /app settlepay
+    && useradd --system --uid 10001 --home-dir /app settlepay \
+    && install -d -o settlepay /var/lib/settlepay/anchors
 USER settlepay
 
 EXPOSE 8000

@@ -69,7 +69,9 @@ ARGUMENTS: dict[tuple[str, ...], list[tuple[tuple[str, ...], dict]]] = {
     ("audit", "verify"): [(("--anchors",), {"default": None, "help": "anchor log to check the "
                                             "chain against (default: the setting)"})],
     ("audit", "anchor"): [(("--anchors",), {"default": None, "help": "anchor log to append to "
-                                            "(default: SETTLEPAY_AUDIT_ANCHOR_PATH)"})],
+                                            "(default: SETTLEPAY_AUDIT_ANCHOR_PATH)"}),
+                          (("--every",), {"type": float, "default": None,
+                                          "help": "anchor again every SECONDS until SIGTERM"})],
     ("audit", "export"): [(("--since",), {"help": "ISO 8601 timestamp", "default": None}),
                           (("--output", "-o"), {"help": "file (default: stdout)", "default": "-"})],
     ("settlement", "verify"): [(("market_id",), {})],

@@ -152,14 +152,40 @@ def audit_verify(args: argparse.Namespace) -> int:
 
 def audit_anchor(args: argparse.Namespace) -> int:
     """Append the committed chain head to the anchor log (production: write-once storage,
-    on a schedule). Reading the head is cheap; the chain is verified by `audit verify`."""
-    import audit
+    on a schedule). Reading the head is cheap; the chain is verified by `audit verify`.
+    With --every SECONDS it anchors again each interval until SIGTERM / SIGINT (the compose
+    service `audit-anchor`); a failed anchor is reported and tried again at the next one."""
+    import signal
+    import threading
+
+    from sqlalchemy.exc import SQLAlchemyError
 
     path = _anchor_path(args)
     if not path:
         print("settlepay: no anchor log: set SETTLEPAY_AUDIT_ANCHOR_PATH or pass --anchors FILE",
               file=sys.stderr)
         return USAGE
+    every = getattr(args, "every", None)
+    if every is None:
+        return _anchor_once(path)
+    if every <= 0:
+        print("settlepay: --every must be a positive number of seconds", file=sys.stderr)
+        return USAGE
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        try:
+            _anchor_once(path)
+        except SQLAlchemyError as error:     # the database is away: try at the next interval
+            print(f"settlepay: audit anchor failed: {type(error).__name__}", file=sys.stderr)
+        stop.wait(every)
+    return OK
+
+
+def _anchor_once(path: str) -> int:
+    import audit
+
     try:
         head = in_one_snapshot(audit.anchor.head)
     except NoDatabase:
@@ -169,8 +195,8 @@ def audit_anchor(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"settlepay: cannot append to the anchor log {path}: {error}", file=sys.stderr)
         return USAGE
-    print(head.to_json())
-    print(f"audit anchor: seq {head.seq} appended to {path}", file=sys.stderr)
+    print(head.to_json(), flush=True)
+    print(f"audit anchor: seq {head.seq} appended to {path}", file=sys.stderr, flush=True)
     return OK
 
 

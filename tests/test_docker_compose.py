@@ -296,3 +296,19 @@ def test_the_codec_server_requires_its_token_and_the_browser_reaches_it_through_
     assert f"location = {location}" in conf
     assert env_of(services["temporal-ui"])["TEMPORAL_CODEC_ENDPOINT"] == (
         f"http://localhost:{port}")
+
+
+def test_the_audit_chain_is_anchored_on_a_schedule_to_a_volume_of_its_own(compose, services):
+    anchor = services["audit-anchor"]
+    args = build_parser().parse_args(anchor["command"])
+    assert args._path == ("audit", "anchor") and args.every == 3600
+    path = env_of(anchor)["SETTLEPAY_AUDIT_ANCHOR_PATH"]
+    volume, mount = anchor["volumes"][0].split(":")[:2]
+    assert volume in compose["volumes"] and path.startswith(mount + "/")
+    # Nothing else writes there, and the healthcheck watches the same file, within 2 intervals.
+    assert all(volume + ":" not in " ".join(s.get("volumes", []))
+               for name, s in services.items() if name != "audit-anchor")
+    check = anchor["healthcheck"]["test"][-1]
+    assert f"getmtime('{path}')" in check and f"> {2 * int(args.every)})" in check
+    # The image makes the directory the non-root user writes to (a new named volume takes it).
+    assert f"install -d -o settlepay {mount}" in (ROOT / "Dockerfile").read_text()

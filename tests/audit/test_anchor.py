@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 import audit
 from audit.canonical import GENESIS_HASH, canonical_json, chain_hash
@@ -198,3 +198,63 @@ def test_anchors_of_archived_partitions_are_checked_against_the_archive(
     with engine.connect() as conn:
         found = audit.verify(conn, [*anchors, forged])
     assert found.ok and (found.anchors_checked, found.anchors_unchecked) == (2, 2), found
+
+
+def test_anchor_every_interval_appends_until_sigterm_and_a_database_outage_is_survived(
+        cli_database: Engine, tmp_path: Path) -> None:
+    """`settlepay audit anchor --every S` (the compose service `audit-anchor`) anchors each
+    interval, carries on while the database refuses connections, and exits 0 on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    anchors = tmp_path / "audit-anchors.jsonl"
+    url = cli_database.url.render_as_string(hide_password=False)
+    env = {**os.environ, "SETTLEPAY_DATABASE_URL": url,
+           "SETTLEPAY_AUDIT_ANCHOR_PATH": str(anchors)}
+    root = Path(__file__).resolve().parents[2]
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in anchors.read_text().splitlines()] \
+            if anchors.exists() else []
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(lines()) < count:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"{len(lines())} anchors, wanted {count}"
+            time.sleep(0.05)
+
+    process = subprocess.Popen([sys.executable, "-m", "settlepay.cli", "audit", "anchor",
+                                "--every", "0.2"], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(2)
+        with cli_database.connect() as conn:
+            head = conn.execute(text("SELECT max(seq) FROM audit_log")).scalar() or 0
+        assert {line["seq"] for line in lines()} == {head}
+        # The database refuses this role's connections for a while: reported, not fatal.
+        database = cli_database.url.database
+        admin = create_engine(cli_database.url.set(database="postgres"),
+                              isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false'))
+            try:
+                time.sleep(0.8)
+                assert process.poll() is None
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true'))
+        finally:
+            admin.dispose()
+        before = len(lines())
+        wait_for(before + 2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "audit anchor failed: OperationalError" in err
+    assert len(out.splitlines()) == len(lines())
