@@ -121,8 +121,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
                temporal_client: Client | None = None) -> FastAPI:
+    # FastAPI's native telemetry off: the server spans are the instrumentation's
+    # (telemetry.instrument), the HTTP metrics RequestContext's; no per-request check of it.
     app = FastAPI(title="settlepay API", version="1", description=DESCRIPTION,
-                  lifespan=_lifespan, docs_url="/docs", openapi_url="/openapi.json")
+                  lifespan=_lifespan, docs_url="/docs", openapi_url="/openapi.json",
+                  telemetry={"tracing": False, "metrics": False, "logs": False,
+                             "operation_spans": False})
     app.state.settings = settings or get_settings()
     app.state.engine = engine
     app.state.temporal = temporal_client

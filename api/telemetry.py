@@ -89,6 +89,9 @@ class UnsampledFastPath:
         # middleware and, finding it, leaves its own (native) telemetry off.
         self.app = self.instrumented = instrumented
         self.inner, self.excluded = inner, excluded
+        # The header names the process's propagator reads (traceparent, tracestate, baggage).
+        self.fields = frozenset(name.lower().encode("latin-1")
+                                for name in propagate.get_global_textmap().fields)
 
     @classmethod
     def around(cls, stack: ASGIApp) -> ASGIApp:
@@ -108,7 +111,11 @@ class UnsampledFastPath:
                                        self.excluded.url_disabled(scope.get("path", ""))):
             await self.instrumented(scope, receive, send)
             return
-        parent = propagate.extract(scope, getter=asgi_getter)
+        # The caller's trace context, if its headers carry any (else an empty context, as the
+        # propagator's own answer would be, without decoding every header name thrice).
+        parent = (propagate.extract(scope, getter=asgi_getter)
+                  if any(name in self.fields for name, _ in scope["headers"])
+                  else otel_context.Context())
         span = tracing.head_decision(parent)
         if span is None:   # recorded: the instrumentation starts the span (same trace id)
             await self.instrumented(scope, receive, send)

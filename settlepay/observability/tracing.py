@@ -87,7 +87,15 @@ class HeadSampler(Sampler):
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"SETTLEPAY_TRACES_SAMPLE_RATIO must be within [0, 1], not {ratio}")
         self.ratio = ratio
+        self._bound = TraceIdRatioBased.get_bound_for_rate(ratio)
         self._sampler = ParentBased(TraceIdRatioBased(ratio))
+
+    def keeps(self, parent: trace.SpanContext, trace_id: int) -> bool:
+        """`should_sample`'s decision without building its result: a valid parent's flag, else
+        TraceIdRatioBased's test on the new trace id (the same bound)."""
+        if parent.is_valid:
+            return parent.trace_flags.sampled
+        return trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < self._bound
 
     def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
         return self._sampler.should_sample(*args, **kwargs)
@@ -131,8 +139,7 @@ def head_decision(parent: otel_context.Context) -> trace.Span | None:
     parent_context = trace.get_current_span(parent).get_span_context()
     new_trace = not parent_context.is_valid
     trace_id = ids.generate_trace_id() if new_trace else parent_context.trace_id
-    result = sampler.should_sample(parent, trace_id, "request", trace.SpanKind.SERVER)
-    if result.decision.is_recording():
+    if sampler.keeps(parent_context, trace_id):
         if new_trace:
             _decided_trace_id.set([trace_id])
         return None
@@ -142,7 +149,7 @@ def head_decision(parent: otel_context.Context) -> trace.Span | None:
                              else trace.TraceFlags.DEFAULT)
     return trace.NonRecordingSpan(trace.SpanContext(
         trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags,
-        trace_state=result.trace_state))
+        trace_state=None if new_trace else parent_context.trace_state))
 
 
 def span_processor(settings: Settings) -> SpanProcessor | None:
