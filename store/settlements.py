@@ -238,7 +238,8 @@ def unchanged_results(conn: Connection, market_id: str) -> list[str]:
     """`<version>:<selection>` for every version of the market (superseded or current) whose
     result of that selection is the same as the current one's: a single bet on the selection
     that was settled at that version, and paid what it was worth, gets nothing from a run of
-    the current results. Empty when the market has no current result or has had a result
+    the current results. Empty when the market has no current result, no earlier one (a first
+    settlement: every bet is read and locked in one statement, as before) or has had a result
     rolled back (its rollback runs move settled bets of any version)."""
     return list(conn.execute(text("""
         SELECT o.version::text || ':' || s.key
@@ -247,6 +248,8 @@ def unchanged_results(conn: Connection, market_id: str) -> list[str]:
           JOIN market_results o ON o.market_id = c.market_id AND o.version <= c.version
                                AND o.selections -> s.key = s.value
          WHERE c.market_id = :m AND c.status = 'current'
+           AND EXISTS (SELECT 1 FROM market_results e
+                        WHERE e.market_id = :m AND e.version < c.version)
            AND NOT EXISTS (SELECT 1 FROM market_results r
                             WHERE r.market_id = :m AND r.status = 'rolled_back')
          ORDER BY 1"""), {"m": market_id}).scalars())

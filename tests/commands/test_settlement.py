@@ -176,7 +176,12 @@ def test_a_correction_leaves_the_bets_it_cannot_change_unlocked(engine, settings
     assert run_market(engine, settings, market, 1).posted == 4
     assert cash(engine, p) == 3_000 + 4_000 and cash(engine, q) == 3_000 + 2_000
 
+    with engine.connect() as conn:       # a first settlement reads every bet in one go
+        assert settlements.store.unchanged_results(conn, market) == []
     post_result(engine, settings, market, 2, {"home": WIN, "away": WIN, "draw": LOSE})
+    with engine.connect() as conn:
+        assert settlements.store.unchanged_results(conn, market) == [
+            "1:draw", "1:home", "2:away", "2:draw", "2:home"]
     with engine.connect() as holder:
         holder.execute(text("SELECT 1 FROM bets WHERE id = ANY(:ids) FOR UPDATE"),
                        {"ids": same})
