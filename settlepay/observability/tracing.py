@@ -278,6 +278,39 @@ def _fast_path_outside_recorded_traces() -> None:
     instrumentation.CursorTracer = CursorTracer
 
 
+def _fast_path_requests_outside_recorded_traces() -> None:
+    """The requests instrumentation (the Stripe SDK's client) computes a client span's
+    attributes, parses the URL, patches the next connection and records its metrics for every
+    call. Under an unsampled parent that span records nothing: the call only needs the trace
+    context in its headers (the parent's: same trace id and decision), then the library's own
+    `Session.send`. A recorded trace, or a call outside any trace (it may start a sampled
+    one), keeps the instrumentation's path; so does a call the caller suppressed."""
+    import functools
+
+    from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+    from opentelemetry.propagate import inject
+    from requests.sessions import Session
+
+    instrumented = Session.send
+    original = getattr(instrumented, "__wrapped__", None)
+    if original is None or getattr(instrumented, "settlepay_fast_path", False):
+        return
+    current_span = trace.get_current_span
+
+    @functools.wraps(instrumented)
+    def send(self: Session, request: Any, **kwargs: Any) -> Any:
+        parent = current_span().get_span_context()
+        if (parent.is_valid and not parent.trace_flags.sampled
+                and request.headers is not None and is_http_instrumentation_enabled()):
+            inject(request.headers)
+            return original(self, request, **kwargs)
+        return instrumented(self, request, **kwargs)
+
+    send.__wrapped__ = original   # type: ignore[attr-defined]  # what uninstrument restores
+    send.settlepay_fast_path = True   # type: ignore[attr-defined]
+    Session.send = send   # type: ignore[method-assign]
+
+
 def _instrument_connections_opened_before(tracers: trace.TracerProvider) -> None:
     """The instrumentation wraps `connect`, so a pooled connection opened before it (an engine
     made before `setup`, e.g. a test's) would never make a span: instrument such a connection
@@ -316,6 +349,7 @@ def instrument_libraries() -> None:
         _instrument_connections_opened_before(sql_tracers)
         HTTPXClientInstrumentor().instrument()
         RequestsInstrumentor().instrument()
+        _fast_path_requests_outside_recorded_traces()
         _instrumented = True
 
 

@@ -93,3 +93,46 @@ def test_a_pooled_connection_opened_before_the_instrumentation_is_instrumented_a
     finally:
         engine.dispose()
     assert any("SELECT 6 AS opened_before" in s for s in _statements(recorder))
+
+
+def test_an_outgoing_requests_call_carries_the_trace_and_makes_a_span_only_when_recorded(
+        recorder):
+    """The Stripe SDK's client (requests): inside a recorded trace a CLIENT span whose context
+    the server receives; under an unsampled parent no span, the parent's context received
+    (same trace id, unsampled)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    received: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the name http.server calls
+            received.append(self.headers.get("traceparent", ""))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/payment_intents"
+    unsampled = SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=False,
+                            trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    try:
+        with trace.use_span(NonRecordingSpan(unsampled)):
+            assert requests.get(url, timeout=5).status_code == 204
+        with trace.get_tracer("test").start_as_current_span("recorded") as parent:
+            assert requests.get(url, timeout=5).status_code == 204
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received[0] == f"00-{0xABC:032x}-{0xDEF:016x}-00"
+    clients = [s for s in recorder.spans() if s.kind == trace.SpanKind.CLIENT]
+    assert len(clients) == 1 and clients[0].parent.span_id == parent.get_span_context().span_id
+    sent = clients[0].context
+    assert received[1][:-3] == f"00-{sent.trace_id:032x}-{sent.span_id:016x}"
+    assert int(received[1][-2:], 16) & 1   # sampled
+    assert not [s for s in recorder.spans() if s.context.trace_id == 0xABC]
