@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
+from api.schemas.text import not_blank
 from commands.api_keys import ROLL_EXPIRY_MAX
 from domain import api_versions
 from domain.rate_limits import MAX_REQUESTS, MAX_WINDOW_SECONDS
@@ -39,7 +40,8 @@ RATE_LIMITS = ('Operator keys only. Per bucket: "*" for the key as a whole, or a
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=100, examples=["checkout service"])
+    name: str = Field(min_length=1, max_length=100, pattern=not_blank(),
+                      examples=["checkout service"])
     role: Literal["partner", "operator"] | None = Field(
         None, description="Operator keys only make operator keys; default: partner when "
                           "partner_id is given (partner keys always make partner keys).")

@@ -13,13 +13,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
+from api.schemas.text import not_blank
 from workflows.contracts.deposit import DepositStatus, ReviewReason
 
 
 class DepositCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    player_id: str = Field(min_length=1, max_length=64)
+    player_id: str = Field(min_length=1, max_length=64, pattern=not_blank())
     amount: StrictInt = Field(gt=0, le=10**12, description="Minor units (e.g. cents); an integer.")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, upper case.")
     payment_method: str = Field(min_length=3, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$",

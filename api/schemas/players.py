@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.lists import ListPage
+from api.schemas.text import not_blank
 
 EMAIL = r"^[^@\s\u0085\ufeff]+@[^@\s\u0085\ufeff]+\.[^@\s\u0085\ufeff]+$"
 
@@ -25,11 +26,11 @@ class PlayerCreate(BaseModel):
                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                                    description="Required for operator keys; partner keys may omit "
                                                "it (it must be their own partner).")
-    external_ref: str | None = Field(None, min_length=1, max_length=128,
+    external_ref: str | None = Field(None, min_length=1, max_length=128, pattern=not_blank(),
                                      description="The partner's own id for the player; "
                                                  "unique per partner.")
-    first_name: str = Field(min_length=1, max_length=100)
-    last_name: str = Field(min_length=1, max_length=100)
+    first_name: str = Field(min_length=1, max_length=100, pattern=not_blank())
+    last_name: str = Field(min_length=1, max_length=100, pattern=not_blank())
     # \s differs between regex dialects (U+0085 is one to the API's, not to JSON Schema's
     # ECMA-262; U+FEFF the other way round): both are named, so /docs and the API agree.
     email: str | None = Field(None, max_length=254, pattern=EMAIL)

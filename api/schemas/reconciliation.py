@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.schemas.moments import NOT_A_NUMBER
+from api.schemas.text import not_blank
 
 BreakStatusFilter = Literal["open", "repaired", "resolved"]
 
@@ -96,5 +97,5 @@ class ReconciliationBreakList(BaseModel):
 class BreakResolve(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(min_length=3, max_length=2000,
+    reason: str = Field(min_length=3, max_length=2000, pattern=not_blank(3),
                         description="Why the break is closed; kept in the audit trail.")

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from api.schemas.text import not_blank
+
 PARTNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 EventTypeFilter = str
 
@@ -19,7 +21,7 @@ EventTypeFilter = str
 class WebhookEndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    url: str = Field(min_length=1, max_length=2048,
+    url: str = Field(min_length=1, max_length=2048, pattern=not_blank(),
                      description="http(s) URL; it must not resolve to a private address.")
     description: str = Field("", max_length=500)
     event_types: list[EventTypeFilter] = Field(
@@ -37,7 +39,7 @@ class WebhookEndpointUpdate(BaseModel):
 
     # Omitted: unchanged. Only rate_limit_per_minute takes null; the others are not nullable
     # (the default None only means "not sent"), so the OpenAPI description refuses null too.
-    url: str = Field(None, min_length=1, max_length=2048)
+    url: str = Field(None, min_length=1, max_length=2048, pattern=not_blank())
     description: str = Field(None, max_length=500)
     event_types: list[EventTypeFilter] = Field(None, min_length=1, max_length=64)
     rate_limit_per_minute: StrictInt | None = Field(None, ge=1, le=1_000_000,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
+from api.schemas.text import not_blank
 from workflows.contracts.withdrawal import (
     LegMethod,
     LegState,
@@ -26,7 +27,7 @@ DESTINATION = r"^[A-Za-z0-9_]+$"
 class WithdrawalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    player_id: str = Field(min_length=1, max_length=64)
+    player_id: str = Field(min_length=1, max_length=64, pattern=not_blank())
     amount: StrictInt = Field(gt=0, le=10**12, description="Minor units (e.g. cents); an integer.")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     ip_address: IPv4Address | IPv6Address | None = Field(
