@@ -213,6 +213,15 @@ def round_end(conn: Connection, market_id: str, after: str, size: int) -> str | 
 
 # --- one batch --------------------------------------------------------------------------------
 
+# The bets of a round (lo < id <= hi) on the market in partition `part` of `parts` that a run
+# settles: bets_in_range and page_in_range read the same ones.
+_IN_ROUND_PART = """b.id IN (SELECT bet_id FROM bet_legs
+                         WHERE market_id = :m AND bet_id > :lo AND bet_id <= :hi)
+           AND b.id > :lo AND b.id <= :hi
+           AND b.status NOT IN ('rejected', 'cashed_out') AND b.needs_review IS NULL
+           AND (:parts = 1 OR mod(abs(hashtext(b.player_id)::bigint), :parts) = :part)"""
+
+
 def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
                   parts: int, *, limit: int | None = None) -> list[StoredBet]:
     """The bets on the market with lo < id <= hi whose player falls in partition `part` of
@@ -225,11 +234,7 @@ def bets_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
     rows = conn.execute(text(f"""
         SELECT {BET_COLUMNS}
           FROM bets b
-         WHERE b.id IN (SELECT bet_id FROM bet_legs
-                         WHERE market_id = :m AND bet_id > :lo AND bet_id <= :hi)
-           AND b.id > :lo AND b.id <= :hi
-           AND b.status NOT IN ('rejected', 'cashed_out') AND b.needs_review IS NULL
-           AND (:parts = 1 OR mod(abs(hashtext(b.player_id)::bigint), :parts) = :part)
+         WHERE {_IN_ROUND_PART}
          ORDER BY b.id
          LIMIT :limit
            FOR UPDATE OF b"""),
@@ -266,7 +271,7 @@ def page_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
     cash-only bet settled at a version whose result of its selection is the current one's
     (`unchanged_results`), paid what it was worth; a run of the current results changes
     nothing on it)."""
-    return [(row[0], bool(row[1])) for row in conn.execute(text("""
+    return [(row[0], bool(row[1])) for row in conn.execute(text(f"""
         SELECT b.id,
                b.status = 'settled' AND b.payout = b.paid AND b.funding = 'cash'
                AND b.bonus_id IS NULL AND b.stake_bonus = 0 AND b.paid_bonus = 0
@@ -276,11 +281,7 @@ def page_in_range(conn: Connection, market_id: str, lo: str, hi: str, part: int,
                                         = ANY(CAST(:same AS text[])))
                       FROM bet_legs l WHERE l.bet_id = b.id)
           FROM bets b
-         WHERE b.id IN (SELECT bet_id FROM bet_legs
-                         WHERE market_id = :m AND bet_id > :lo AND bet_id <= :hi)
-           AND b.id > :lo AND b.id <= :hi
-           AND b.status NOT IN ('rejected', 'cashed_out') AND b.needs_review IS NULL
-           AND (:parts = 1 OR mod(abs(hashtext(b.player_id)::bigint), :parts) = :part)
+         WHERE {_IN_ROUND_PART}
          ORDER BY b.id
          LIMIT :limit"""),
         {"m": market_id, "lo": lo, "hi": hi, "part": part, "parts": parts,
