@@ -199,12 +199,7 @@ def ledger_overhead(args: argparse.Namespace, sink: Sink) -> tuple[list[float], 
     with temporary_database("sp_bench_obs_ledger") as url:
         seed = make_engine(sqlalchemy_url(url), pool_size=1)
         with seed.begin() as conn:
-            ledger.post_many(conn, [Transfer(f"seed-{p}", "deposit", (
-                Leg(AccountRef.gateway_clearing("stripe", "USD"), -10**9),
-                Leg(AccountRef.player_cash(p, "USD"), 10**9))) for p in players])
-            ledger.post(conn, Transfer("seed-house", "seed", (
-                Leg(AccountRef.house_revenue("USD"), 1),
-                Leg(AccountRef.gateway_clearing("stripe", "USD"), -1))))
+            bench_ledger.seed(conn, players)
         seed.dispose()
 
         state: dict[str, Any] = {}
