@@ -13,7 +13,9 @@ For every operation:
   missing scope, bad JSON, rate limits, Idempotency-Key misuse ...), the not-found code of each
   path parameter, and, for the requests that change something, the refusals of its area
   (REFUSALS_BY_TAG: codes of api/problems.py STATUS_BY_CODE, under the status that table gives
-  them). Problem bodies are made by the same functions the API answers with.
+  them), and the refusals a path parameter answers on any method, reads included
+  (REFUSALS_BY_PARAMETER: a bet id several partners use). Problem bodies are made by the same
+  functions the API answers with.
 
 tests/api/test_openapi_examples.py walks the document: every operation has them, and every
 example validates against its own schema. Must never: change a schema, a status or a route.
@@ -173,6 +175,9 @@ REFUSALS_BY_TAG: dict[str, tuple[str, ...]] = {
     "reconciliation": ("reconciliation_break_not_open", "reconciliation_window_empty"),
     "statements": (),
 }
+# The refusals a path parameter answers on any method, reads included: a bet id is the partner's
+# own, so an operator naming one that several partners use is asked which (409).
+REFUSALS_BY_PARAMETER: dict[str, tuple[str, ...]] = {"bet_id": ("bet_id_ambiguous",)}
 # The resource a path parameter names, where it is not the parameter's name without "_id".
 RESOURCE_BY_PARAMETER = {"key_id": "api_key", "endpoint_id": "webhook_endpoint",
                          "run_id": "reconciliation_run", "break_id": "reconciliation_break",
@@ -198,18 +203,25 @@ def _writes(method: str) -> bool:
     return method.upper() in ("POST", "PUT", "PATCH", "DELETE")
 
 
-def refusal_statuses(method: str, tags: list[str]) -> set[int]:
-    """The statuses of the refusals a write of these tags can answer."""
-    if not _writes(method):
-        return set()
-    return {status_of(code) for tag in tags for code in REFUSALS_BY_TAG.get(tag, ())}
+def _refusals(method: str, path: str, tags: list[str]) -> list[str]:
+    """The business refusals an operation answers: its tags' (writes only) and its path
+    parameters' (every method)."""
+    codes = [code for parameter in re.findall(r"{([a-z_]+)}", path)
+             for code in REFUSALS_BY_PARAMETER.get(parameter, ())]
+    if _writes(method):
+        codes += [code for tag in tags for code in REFUSALS_BY_TAG.get(tag, ())]
+    return codes
+
+
+def refusal_statuses(method: str, path: str, tags: list[str]) -> set[int]:
+    """The statuses of the refusals an operation can answer."""
+    return {status_of(code) for code in _refusals(method, path, tags)}
 
 
 def problem_codes(method: str, path: str, tags: list[str], status: int, *,
                   pages: bool = False, key_required: bool = False) -> list[str]:
     """The problem codes an operation answers with `status` (see the module docstring);
     `pages`: it is a list with cursors; `key_required`: it needs an Idempotency-Key."""
-    write = _writes(method)
     codes = list(PROBLEMS_BY_STATUS.get(status, ()))
     if pages and status == 400:
         codes.append("invalid_cursor")
@@ -221,9 +233,7 @@ def problem_codes(method: str, path: str, tags: list[str], status: int, *,
         for parameter in re.findall(r"{([a-z_]+)}", path):
             resource = RESOURCE_BY_PARAMETER.get(parameter, parameter.removesuffix("_id"))
             codes.append(f"{resource}_not_found")
-    if write:
-        codes += [code for tag in tags for code in REFUSALS_BY_TAG.get(tag, ())
-                  if status_of(code) == status]
+    codes += [code for code in _refusals(method, path, tags) if status_of(code) == status]
     return list(dict.fromkeys(codes))
 
 
@@ -377,7 +387,8 @@ def add_examples(document: dict[str, Any],
             tags = operation.get("tags", [])
             pages = any(p.get("name") == "starting_after" for p in operation.get("parameters", []))
             responses = operation["responses"]
-            for status in sorted(refusal_statuses(method, tags) - {int(s) for s in responses}):
+            documented = {int(s) for s in responses}
+            for status in sorted(refusal_statuses(method, path, tags) - documented):
                 responses[str(status)] = {          # e.g. 402 insufficient_funds of a bet
                     "description": f"Refused: {HTTPStatus(status).phrase}",
                     "content": {PROBLEM_JSON: {"schema": {

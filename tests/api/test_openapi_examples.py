@@ -106,8 +106,13 @@ def test_problem_examples_follow_the_routes_area_and_path(document):
     assert "409" in document["paths"]["/v1/players"]["post"]["responses"]
     assert "second_factor_locked" in codes("post", "/v1/withdrawals", "429")
     assert {"api_key_not_found"} <= codes("delete", "/v1/api_keys/{key_id}", "404")
-    # Reads answer no business refusals.
+    # Reads answer no business refusals of their area ...
     assert "bet_id_conflict" not in problem_codes("GET", "/v1/bets", ["bets"], 409)
+    # ... but a bet id that several partners use is ambiguous to an operator on every method.
+    for method in ("get", "post"):
+        for path in ("/v1/bets/{bet_id}", "/v1/bets/{bet_id}/cash_out"):
+            if method in document["paths"][path]:
+                assert "bet_id_ambiguous" in codes(method, path, "409"), (method, path)
 
 
 def test_the_document_is_made_once_and_its_examples_added_once(api_settings):
