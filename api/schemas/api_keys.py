@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
-from api.schemas.text import not_blank
+from api.schemas.text import Exact, not_blank
 from commands.api_keys import ROLL_EXPIRY_MAX
 from domain import api_versions
 from domain.rate_limits import MAX_REQUESTS, MAX_WINDOW_SECONDS
@@ -45,10 +45,10 @@ class ApiKeyCreate(BaseModel):
     role: Literal["partner", "operator"] | None = Field(
         None, description="Operator keys only make operator keys; default: partner when "
                           "partner_id is given (partner keys always make partner keys).")
-    partner_id: str | None = Field(None, min_length=1, max_length=64,
-                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                                   description="The partner of a partner key (a partner key "
-                                               "may omit it: its own).")
+    partner_id: Exact | None = Field(None, min_length=1, max_length=64,
+                                     pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                                     description="The partner of a partner key (a partner key "
+                                                 "may omit it: its own).")
     scopes: list[Scope] | None = Field(
         None, max_length=32, description="Default: a partner key's own scopes; the role's "
                                          "default scopes for operator keys.",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
-from api.schemas.text import not_blank
+from api.schemas.text import HTTP_URL, Exact, not_blank
 from workflows.contracts.deposit import DepositStatus, ReviewReason
 
 
@@ -22,13 +22,13 @@ class DepositCreate(BaseModel):
 
     player_id: str = Field(min_length=1, max_length=64, pattern=not_blank())
     amount: StrictInt = Field(gt=0, le=10**12, description="Minor units (e.g. cents); an integer.")
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, upper case.")
-    payment_method: str = Field(min_length=3, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$",
-                                description="Gateway payment method id (test: pm_card_visa).")
+    currency: Exact = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, upper case.")
+    payment_method: Exact = Field(min_length=3, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$",
+                                  description="Gateway payment method id (test: pm_card_visa).")
     ip_address: IPv4Address | IPv6Address | None = Field(
         None, description="The player's IP address, checked against the geolocation on record.")
-    return_url: str | None = Field(None, max_length=2048, pattern=r"^https?://",
-                                   description="Where the player returns after 3-D Secure.")
+    return_url: Exact | None = Field(None, max_length=2048, pattern=HTTP_URL,
+                                     description="Where the player returns after 3-D Secure.")
 
 
 class GatewayRefs(BaseModel):

@@ -12,14 +12,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.players import KycStatus
+from api.schemas.text import Exact
 
 
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     type: Literal["passport", "driving_licence", "id_card"]
-    number: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    number: Exact = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    country: Exact = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
 
 
 class KycStart(BaseModel):

@@ -10,15 +10,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.text import Exact
+
 CODE = r"^[0-9]{6}$"
 
 
 class TotpEnrolmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    code: str | None = Field(None, pattern=CODE,
-                             description="A code of the player's current authenticator: required "
-                                         "to enrol a new one once a factor is confirmed.")
+    code: Exact | None = Field(None, pattern=CODE,
+                               description="A code of the player's current authenticator: required "
+                                           "to enrol a new one once a factor is confirmed.")
 
 
 class TotpEnrolment(BaseModel):
@@ -32,7 +34,7 @@ class TotpEnrolment(BaseModel):
 class TotpConfirmIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    code: str = Field(pattern=CODE, description="A first code of the new authenticator.")
+    code: Exact = Field(pattern=CODE, description="A first code of the new authenticator.")
 
 
 class SecondFactor(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from api.schemas.text import not_blank
+from api.schemas.text import Exact, not_blank
 
 PARTNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 EventTypeFilter = str
@@ -29,9 +29,9 @@ class WebhookEndpointCreate(BaseModel):
         description="Filters: `*` (every event but per-bet ones), `deposit.*`, or an exact "
                     "type. Per-bet events (`bet.settled`, ...) only when named (`bet.*`).")
     rate_limit_per_minute: int | None = Field(None, ge=1, le=1_000_000)
-    partner_id: str | None = Field(None, min_length=1, max_length=64, pattern=PARTNER_PATTERN,
-                                   description="Required for operator keys; partner keys may "
-                                               "omit it (it must be their own partner).")
+    partner_id: Exact | None = Field(None, min_length=1, max_length=64, pattern=PARTNER_PATTERN,
+                                     description="Required for operator keys; partner keys may "
+                                                 "omit it (it must be their own partner).")
 
 
 class WebhookEndpointUpdate(BaseModel):

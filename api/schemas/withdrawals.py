@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
-from api.schemas.text import not_blank
+from api.schemas.text import Exact, not_blank
 from workflows.contracts.withdrawal import (
     LegMethod,
     LegState,
@@ -29,10 +29,10 @@ class WithdrawalCreate(BaseModel):
 
     player_id: str = Field(min_length=1, max_length=64, pattern=not_blank())
     amount: StrictInt = Field(gt=0, le=10**12, description="Minor units (e.g. cents); an integer.")
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    currency: Exact = Field(pattern=r"^[A-Z]{3}$")
     ip_address: IPv4Address | IPv6Address | None = Field(
         None, description="The player's IP address, checked against the geolocation on record.")
-    payout_destination: str | None = Field(
+    payout_destination: Exact | None = Field(
         None, max_length=255, pattern=DESTINATION,
         description="Gateway bank account for the payout part: one recorded for the player "
                     "(POST /v1/players/{id}/payout_destinations). None: the account's default.")
@@ -41,8 +41,8 @@ class WithdrawalCreate(BaseModel):
 class SecondFactorCodeIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    code: str = Field(pattern=r"^[0-9]{6}$",
-                      description="TOTP or the one-time code sent to the player.")
+    code: Exact = Field(pattern=r"^[0-9]{6}$",
+                        description="TOTP or the one-time code sent to the player.")
 
 
 class CancelIn(BaseModel):
@@ -101,8 +101,8 @@ class WithdrawalAfterCode(Withdrawal):
 class PayoutDestinationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    destination: str = Field(min_length=1, max_length=255, pattern=DESTINATION,
-                             description="The gateway's id of the player's bank account.")
+    destination: Exact = Field(min_length=1, max_length=255, pattern=DESTINATION,
+                               description="The gateway's id of the player's bank account.")
 
 
 class PayoutDestination(BaseModel):
