@@ -33,6 +33,7 @@ Must never: serve a request under a version it did not ask for when it named one
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,6 +48,16 @@ CURRENT = api_versions.current()
 VERSION_SCOPE_KEY = "settlepay.api_version"
 # The version the request's header named (None: no header), set before the key is known.
 ASKED_SCOPE_KEY = "settlepay.api_version_asked"
+# The request being served (its scope): request bodies validated while it runs read its
+# version here (served_version), once authentication has settled it.
+_REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("settlepay_api_request", default=None)
+
+
+def served_version() -> str:
+    """The version the request being served is served under (outside a request: the
+    current one). Request bodies are validated after authentication, so the key's pin counts."""
+    scope = _REQUEST.get()
+    return scope[VERSION_SCOPE_KEY] if scope is not None else api_versions.current()
 
 
 def unknown_version() -> Problem:
@@ -82,6 +93,7 @@ class ApiVersion:
             return await unknown_version().response()(scope, receive, send)
         scope[ASKED_SCOPE_KEY] = asked
         scope[VERSION_SCOPE_KEY] = asked if asked is not None else api_versions.current()
+        token = _REQUEST.set(scope)
 
         async def named(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -89,4 +101,7 @@ class ApiVersion:
                 message = {**message, "headers": [*message.get("headers", []), header]}
             await send(message)
 
-        await self.app(scope, receive, named)
+        try:
+            await self.app(scope, receive, named)
+        finally:
+            _REQUEST.reset(token)

@@ -19,12 +19,28 @@ from __future__ import annotations
 
 import re
 
-VERSIONS: tuple[str, ...] = ("2026-12-01",)
+VERSIONS: tuple[str, ...] = ("2026-12-01", "2026-12-06")
+# The changelog: what each version changed against the one before it (README "API versions").
+CHANGES: dict[str, str] = {
+    "2026-12-01": "The first version.",
+    "2026-12-06": "Identifiers and codes (currency, partner_id, payment_method, return_url, "
+                  "email, jurisdiction, document number and country, second-factor codes, "
+                  "payout destinations) are taken exactly as sent: surrounding white space is "
+                  "refused (422 validation_error), as their schemas always said, instead of "
+                  "being stripped.",
+}
+# The version from which a change applies (request bodies read it through api.versioning).
+EXACT_IDENTIFIERS = "2026-12-06"
 FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def current() -> str:
     return VERSIONS[-1]
+
+
+def at_least(version: str, change: str) -> bool:
+    """Whether a request served under `version` has `change` (a version of CHANGES)."""
+    return version >= change
 
 
 def served(version: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
-from api.schemas.text import Exact, not_blank
+from api.schemas.text import Exact, ExactFields, not_blank
 from commands.api_keys import ROLL_EXPIRY_MAX
 from domain import api_versions
 from domain.rate_limits import MAX_REQUESTS, MAX_WINDOW_SECONDS
@@ -37,7 +37,7 @@ RATE_LIMITS = ('Operator keys only. Per bucket: "*" for the key as a whole, or a
                "for the requests needing that scope; unset buckets use the configured limits.")
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=not_blank(),

@@ -13,11 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
-from api.schemas.text import HTTP_URL, Exact, not_blank
+from api.schemas.text import HTTP_URL, Exact, ExactFields, not_blank
 from workflows.contracts.deposit import DepositStatus, ReviewReason
 
 
-class DepositCreate(BaseModel):
+class DepositCreate(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     player_id: str = Field(min_length=1, max_length=64, pattern=not_blank())

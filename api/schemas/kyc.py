@@ -12,10 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.players import KycStatus
-from api.schemas.text import Exact
+from api.schemas.text import Exact, ExactFields
 
 
-class DocumentIn(BaseModel):
+class DocumentIn(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     type: Literal["passport", "driving_licence", "id_card"]

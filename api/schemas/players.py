@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.lists import ListPage
-from api.schemas.text import WHITE_SPACE, Exact, not_blank
+from api.schemas.text import WHITE_SPACE, Exact, ExactFields, not_blank
 
 # No white space of either regex dialect, nor the C0 separators Python's \s counts and ECMA-262's
 # does not: the class is spelled out, so /docs and the API refuse the same addresses.
@@ -20,7 +20,7 @@ _MAILBOX = rf"[^@{WHITE_SPACE}\ufeff\x1c-\x1f]+"
 EMAIL = rf"^{_MAILBOX}@{_MAILBOX}\.{_MAILBOX}$"
 
 
-class PlayerCreate(BaseModel):
+class PlayerCreate(ExactFields):
     # Unknown fields are refused (422), as Stripe refuses unknown parameters: a typo in an
     # optional field must not pass silently.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)

@@ -10,12 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.text import Exact
+from api.schemas.text import Exact, ExactFields
 
 CODE = r"^[0-9]{6}$"
 
 
-class TotpEnrolmentIn(BaseModel):
+class TotpEnrolmentIn(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     code: Exact | None = Field(None, pattern=CODE,
@@ -31,7 +31,7 @@ class TotpEnrolment(BaseModel):
                                               "Confirm with a first code.")
 
 
-class TotpConfirmIn(BaseModel):
+class TotpConfirmIn(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     code: Exact = Field(pattern=CODE, description="A first code of the new authenticator.")

@@ -12,13 +12,13 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from api.schemas.text import Exact, not_blank
+from api.schemas.text import Exact, ExactFields, not_blank
 
 PARTNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 EventTypeFilter = str
 
 
-class WebhookEndpointCreate(BaseModel):
+class WebhookEndpointCreate(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     url: str = Field(min_length=1, max_length=2048, pattern=not_blank(),

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.schemas.lists import ListPage
-from api.schemas.text import Exact, not_blank
+from api.schemas.text import Exact, ExactFields, not_blank
 from workflows.contracts.withdrawal import (
     LegMethod,
     LegState,
@@ -24,7 +24,7 @@ from workflows.contracts.withdrawal import (
 DESTINATION = r"^[A-Za-z0-9_]+$"
 
 
-class WithdrawalCreate(BaseModel):
+class WithdrawalCreate(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     player_id: str = Field(min_length=1, max_length=64, pattern=not_blank())
@@ -38,7 +38,7 @@ class WithdrawalCreate(BaseModel):
                     "(POST /v1/players/{id}/payout_destinations). None: the account's default.")
 
 
-class SecondFactorCodeIn(BaseModel):
+class SecondFactorCodeIn(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     code: Exact = Field(pattern=r"^[0-9]{6}$",
@@ -98,7 +98,7 @@ class WithdrawalAfterCode(Withdrawal):
     second_factor_verified: bool
 
 
-class PayoutDestinationIn(BaseModel):
+class PayoutDestinationIn(ExactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     destination: Exact = Field(min_length=1, max_length=255, pattern=DESTINATION,

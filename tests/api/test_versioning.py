@@ -207,3 +207,42 @@ def test_migration_0021_pins_existing_keys_and_downgrades():
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+# --- 2026-12-06: identifiers taken exactly as sent (domain.api_versions.EXACT_IDENTIFIERS) ----
+
+async def test_padded_identifiers_are_refused_from_2026_12_06_and_stripped_before_it(
+        client, engine):
+    before = "2026-12-01"
+    assert api_versions.EXACT_IDENTIFIERS == CURRENT and before in VERSIONS
+    assert set(api_versions.CHANGES) == set(VERSIONS)
+    old_key, current_key = pinned_key(engine, before), pinned_key(engine)
+
+    def padded() -> dict[str, str]:
+        return player_body(email="\tada@example.com ", jurisdiction=" US-NJ\n")
+
+    def stored(external_ref: str) -> list[tuple[str, str]]:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(
+                "SELECT email, jurisdiction FROM players WHERE external_ref = :r"),
+                {"r": external_ref})]
+
+    # The current version refuses them, as the schema says; nothing is written.
+    body = padded()
+    refused = await client.post("/v1/players", json=body, headers=current_key.headers)
+    problem = assert_problem(refused, 422, "validation_error")
+    assert {tuple(e["loc"])[-1] for e in problem["errors"]} == {"email", "jurisdiction"}
+    assert stored(body["external_ref"]) == []
+    # A key pinned to the version before it, or a request naming that version: stripped.
+    for headers in (old_key.headers, current_key.headers | {"Settlepay-Version": before}):
+        body = padded()
+        made = await client.post("/v1/players", json=body, headers=headers)
+        assert made.status_code == 201, made.text
+        assert made.headers["settlepay-version"] == before
+        assert made.json()["email"] == "ada@example.com"
+        assert stored(body["external_ref"]) == [("ada@example.com", "US-NJ")]
+    # Unpadded values are the same under both.
+    body = player_body()
+    made = await client.post("/v1/players", json=body, headers=current_key.headers)
+    assert made.status_code == 201 and stored(body["external_ref"]) == [
+        ("ada@example.com", "US-NJ")]
