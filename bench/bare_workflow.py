@@ -40,12 +40,14 @@ async def serve(address: str, threads: int) -> None:
 
     from settlepay.config import Settings
     from settlepay.temporal import connect
+    from workers.main import workflow_runner
 
-    # The worker's own client factory: the same payload codec and interceptors as
-    # `settlepay worker`, so the yardstick pays what the deposit pays for Temporal itself.
+    # The worker's own client factory and sandbox: the same payload codec, interceptors and
+    # workflow runner as `settlepay worker`, so the yardstick pays what the deposit pays for
+    # Temporal itself.
     client = await connect(Settings(temporal_address=address))
     with ThreadPoolExecutor(max_workers=threads) as executor:
         await Worker(client, task_queue=QUEUE, workflows=[BareDepositWorkflow],
                      activities=[bare_step], activity_executor=executor,
-                     max_concurrent_activities=threads).run()
+                     max_concurrent_activities=threads, workflow_runner=workflow_runner()).run()
 

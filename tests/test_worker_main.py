@@ -138,3 +138,76 @@ def test_workflow_modules_get_bytecode_the_sandbox_loads_instead_of_compiling(tm
     os.utime(source, (os.stat(cached).st_mtime + 5,) * 2)
     assert worker_main.compile_workflow_modules([flow.Flow]) == [cached]
     sys.modules.pop("wfpkg.flow"), sys.modules.pop("wfpkg")
+
+
+# --- the workflow sandbox (workers.main.workflow_runner) -------------------------------------
+
+WORKFLOW_MODULES = ("workflows.deposit", "workflows.kyc", "workflows.settlement",
+                    "workflows.withdrawal", "workflows.reconciliation")
+FIRST_PARTY = ("activities", "adapters", "api", "audit", "checks", "commands", "compliance",
+               "domain", "ledger", "outbox", "reconciliation", "sandboxes", "settlepay", "store",
+               "webhooks", "workers", "workflows")
+MUTABLE = (list, dict, set, bytearray)
+
+
+def _imported_by_workflows() -> list[str]:
+    """The first-party modules importing the workflow modules loads (a fresh interpreter)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (f"import json, sys\nimport {', '.join(WORKFLOW_MODULES)}\n"
+              f"print(json.dumps(sorted(m for m in sys.modules "
+              f"if m.split('.')[0] in {FIRST_PARTY!r})))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], check=True)
+    return json.loads(done.stdout)
+
+
+def test_every_module_the_workflows_share_across_runs_holds_no_mutable_state():
+    """workflow_runner passes every module through the sandbox: a workflow module, and what it
+    imports, is loaded once per worker, not once per run. So none may hold state a run could
+    leave for the next: no mutable container at module or class level (enum and pydantic
+    internals, named with a leading underscore or model_config, are the frameworks')."""
+    import importlib
+    import inspect
+
+    modules = _imported_by_workflows()
+    assert set(WORKFLOW_MODULES) <= set(modules)
+    # Definitions only (import-linter holds the workflows to this too).
+    assert {m for m in modules if not m.startswith("workflows")} <= {
+        "settlepay", "settlepay.search_attributes", "settlepay.task_queues"}, modules
+    found = []
+    for name in modules:
+        module = importlib.import_module(name)
+        for key, value in vars(module).items():
+            if key.startswith("_"):
+                continue
+            if isinstance(value, MUTABLE):
+                found.append(f"{name}.{key}")
+            if inspect.isclass(value) and value.__module__ == name:
+                found += [f"{name}.{key}.{attribute}" for attribute, held in vars(value).items()
+                          if not attribute.startswith("_") and attribute != "model_config"
+                          and isinstance(held, MUTABLE)]
+    assert found == [], "mutable state shared by every run of a workflow"
+
+
+async def test_the_workers_sandbox_still_refuses_what_would_break_determinism(temporal_env):
+    """Passing modules through leaves Temporal's call restrictions in force: a workflow that
+    reads the wall clock fails (here: its task error is made the workflow's failure)."""
+    from temporalio.client import WorkflowFailureError
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import RestrictedWorkflowAccessError
+
+    from tests.support.probe_capability import ClockReadingWorkflow
+
+    queue = f"sandbox-{uuid.uuid4().hex[:8]}"
+    async with Worker(temporal_env.client, task_queue=queue, workflows=[ClockReadingWorkflow],
+                      workflow_runner=worker_main.workflow_runner(),
+                      workflow_failure_exception_types=[RestrictedWorkflowAccessError]):
+        with pytest.raises(WorkflowFailureError) as failed:
+            await temporal_env.client.execute_workflow(
+                ClockReadingWorkflow.run, id=f"clock-{uuid.uuid4().hex}", task_queue=queue,
+                execution_timeout=timedelta(seconds=30))
+    assert "datetime.datetime.now" in str(failed.value.cause)

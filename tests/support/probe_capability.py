@@ -23,6 +23,17 @@ class ProbeWorkflow:
                                                start_to_close_timeout=timedelta(seconds=10))
 
 
+@workflow.defn(sandboxed=True)
+class ClockReadingWorkflow:
+    """Reads the wall clock, which a workflow must never do: the sandbox must refuse it."""
+
+    @workflow.run
+    async def run(self) -> str:
+        import datetime
+
+        return datetime.datetime.now().isoformat()
+
+
 def activities(engine: Engine) -> list[Callable[..., Any]]:
     @activity.defn(name="probe")
     def probe(name: str) -> dict[str, str]:

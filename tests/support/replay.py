@@ -11,6 +11,7 @@ from temporalio.worker import Replayer, WorkflowReplayResult
 
 from settlepay import codec
 from settlepay.config import Settings
+from workers.main import workflow_runner
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -29,7 +30,8 @@ def markers(path: Path) -> set[str]:
 
 async def replay(workflow: type, path: Path, *,
                  raise_on_replay_failure: bool = True) -> WorkflowReplayResult:
-    """Replay the history stored at `path` with `workflow` and the settings' data converter."""
-    return await Replayer(workflows=[workflow],
-                          data_converter=codec.data_converter(Settings())).replay_workflow(
+    """Replay the history stored at `path` with `workflow`, the settings' data converter and
+    the workers' sandbox."""
+    return await Replayer(workflows=[workflow], data_converter=codec.data_converter(Settings()),
+                          workflow_runner=workflow_runner()).replay_workflow(
         load(path), raise_on_replay_failure=raise_on_replay_failure)

@@ -43,6 +43,7 @@ from settlepay.db import make_engine
 from tests.support.databases import sqlalchemy_url
 from tests.support.servers import serve_asgi
 from workers import wiring
+from workers.main import workflow_runner
 from workers.providers import Providers
 
 KYC_SECRET = "whsec_" + "a3ljdGVzdHNlY3JldGZvcnRoZXN0YWNr"   # base64 of a test secret
@@ -80,7 +81,7 @@ class Stack:
         executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stack-test-act")
         worker = Worker(client or self.client, task_queue=task_queues.MAIN, workflows=workflows,
                         activities=activities, activity_executor=executor,
-                        max_concurrent_activities=8,
+                        max_concurrent_activities=8, workflow_runner=workflow_runner(),
                         graceful_shutdown_timeout=timedelta(seconds=2))
         try:
             async with worker:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 WORKFLOW = "Kyc"
@@ -101,8 +102,10 @@ class Event(StrEnum):
     EXPIRED = "kyc.expired"
 
 
-FINAL_EVENT = {KycState.VERIFIED: Event.VERIFIED, KycState.REJECTED: Event.REJECTED,
-               KycState.EXPIRED: Event.EXPIRED}
+# Read-only: workflows share this module across runs (workers.main.workflow_runner).
+FINAL_EVENT = MappingProxyType({KycState.VERIFIED: Event.VERIFIED,
+                                KycState.REJECTED: Event.REJECTED,
+                                KycState.EXPIRED: Event.EXPIRED})
 
 
 class Decision(StrEnum):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 WORKFLOW = "Withdrawal"
@@ -146,8 +147,11 @@ class Event(StrEnum):
     FAILED = "withdrawal.failed"
 
 
-FINAL_EVENT = {WithdrawalState.PAID: Event.PAID, WithdrawalState.CANCELLED: Event.CANCELLED,
-               WithdrawalState.REJECTED: Event.REJECTED, WithdrawalState.FAILED: Event.FAILED}
+# Read-only: workflows share this module across runs (workers.main.workflow_runner).
+FINAL_EVENT = MappingProxyType({WithdrawalState.PAID: Event.PAID,
+                                WithdrawalState.CANCELLED: Event.CANCELLED,
+                                WithdrawalState.REJECTED: Event.REJECTED,
+                                WithdrawalState.FAILED: Event.FAILED})
 
 
 class Activity(StrEnum):
