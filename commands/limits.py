@@ -71,8 +71,10 @@ def gate_deposit(conn: Connection, settings: Settings, req: GateRequest, *, acto
     decision = gates.check(conn, settings, req, now=now)
     if not decision.allowed:
         return decision
-    return reserve_deposit_amount(conn, req.player_id, req.amount, req.currency, req.deposit_id,
-                                  actor=actor, now=now)
+    # The gates found the player (player_active) and the deposit has no reservation yet (read
+    # above, in this transaction): the reservation starts at the player's lock.
+    return _reserve_under_lock(conn, req.player_id, req.amount, req.currency, req.deposit_id,
+                               actor=actor, now=now)
 
 
 def reserve_deposit_amount(conn: Connection, player_id: str, amount: int, currency: str,
@@ -89,16 +91,24 @@ def reserve_deposit_amount(conn: Connection, player_id: str, amount: int, curren
         return replay
     if store.player_partner(conn, player_id) is None:
         return GateDecision.deny(Code.PLAYER_NOT_FOUND.value, f"player {player_id} does not exist")
+    return _reserve_under_lock(conn, player_id, amount, currency, deposit_id, actor=actor, now=now)
+
+
+def _reserve_under_lock(conn: Connection, player_id: str, amount: int, currency: str,
+                        deposit_id: str, *, actor: str, now: datetime) -> GateDecision:
+    """The reservation from the player's lock on, for an existing player: every read that
+    decides it is made under the lock, each once."""
     store.lock_player(conn, player_id)
+    reads = store.reservation_reads(conn, player_id, deposit_id)
     # A concurrent call for the same deposit may have committed while we waited for the lock.
-    replay = _replay(store.usage(conn, deposit_id), player_id, amount, currency)
+    replay = _replay(reads.usage, player_id, amount, currency)
     if replay is not None:
         return replay
-    _apply_due_changes(conn, player_id, now)
+    limits = _apply_due_changes(conn, player_id, reads.limits, reads.pending,
+                                now).get(currency, {})
 
-    items = [s.exclusion for s in store.exclusions(conn, player_id)]
+    items = [s.exclusion for s in reads.exclusions]
     refusal = exclusion_refusal(items, Operation.DEPOSIT.value, now)
-    limits = store.limits(conn, player_id).get(currency, {})
     counted = used(conn, player_id, currency, limits, now) if limits else {}
     if refusal is None:
         refusal = limit_refusal(limits, counted, amount, currency)
@@ -142,18 +152,28 @@ def _replay(usage: store.Usage | None, player_id: str, amount: int,
 
 # --- limits ----------------------------------------------------------------------------------
 
-def _apply_due_changes(conn: Connection, player_id: str, now: datetime) -> None:
-    """Make loosenings whose cool-off has passed the limits in force (caller holds the lock)."""
-    stored = store.limits(conn, player_id)
-    for item in store.pending_changes(conn, player_id):
+def _apply_due_changes(conn: Connection, player_id: str, stored: dict[str, dict[Period, int]],
+                       pending: list[store.StoredChange],
+                       now: datetime) -> dict[str, dict[Period, int]]:
+    """Make loosenings whose cool-off has passed the limits in force (caller holds the lock;
+    `stored` and `pending` are the player's limits and pending changes read under it).
+    Returns the limits in force afterwards (currency -> period -> amount), as a read of
+    deposit_limits would now answer them."""
+    in_force = {currency: dict(periods) for currency, periods in stored.items()}
+    for item in pending:
         if item.change.effective_at > now:
             continue
         before = stored.get(item.currency, {}).get(item.change.period)
         store.set_limit(conn, player_id, item.currency, item.change.period, item.change.amount,
                         now)
+        if item.change.amount is None:
+            in_force.get(item.currency, {}).pop(item.change.period, None)
+        else:
+            in_force.setdefault(item.currency, {})[item.change.period] = item.change.amount
         store.resolve_pending(conn, item.id, "applied", now)
         _announce(conn, player_id, SYSTEM_ACTOR, "deposit_limit.changed", item.currency,
                   item.change.period, before, item.change.amount, item.change.effective_at)
+    return {currency: periods for currency, periods in in_force.items() if periods}
 
 
 def set_deposit_limits(conn: Connection, settings: Settings, player_id: str, currency: str,
@@ -167,8 +187,8 @@ def set_deposit_limits(conn: Connection, settings: Settings, player_id: str, cur
     if store.player_partner(conn, player_id) is None:
         raise PlayerNotFound(player_id)
     store.lock_player(conn, player_id)
-    _apply_due_changes(conn, player_id, now)
-    current = store.limits(conn, player_id).get(currency, {})
+    current = _apply_due_changes(conn, player_id, store.limits(conn, player_id),
+                                 store.pending_changes(conn, player_id), now).get(currency, {})
     pending = {c.change.period: c for c in store.pending_changes(conn, player_id)
                if c.currency == currency}
     cool_off = timedelta(hours=settings.deposit_limit_cool_off_hours)

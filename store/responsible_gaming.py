@@ -26,11 +26,15 @@ def player_partner(conn: Connection, player_id: str) -> str | None:
 
 
 def lock_player(conn: Connection, player_id: str) -> None:
-    """Take the player's responsible-gaming lock until the transaction ends."""
+    """Take the player's responsible-gaming lock until the transaction ends: one statement
+    once the player has a lock row; the first time, the row is made (a concurrent maker's
+    insert waits for it to commit or roll back), then locked by a statement that sees it."""
+    lock = text("SELECT 1 FROM responsible_gaming_players WHERE player_id = :id FOR UPDATE")
+    if conn.execute(lock, {"id": player_id}).first() is not None:
+        return
     conn.execute(text("""INSERT INTO responsible_gaming_players (player_id) VALUES (:id)
                          ON CONFLICT (player_id) DO NOTHING"""), {"id": player_id})
-    conn.execute(text("SELECT 1 FROM responsible_gaming_players WHERE player_id = :id FOR UPDATE"),
-                 {"id": player_id})
+    conn.execute(lock, {"id": player_id})
 
 
 # --- limits --------------------------------------------------------------------------------
@@ -147,6 +151,59 @@ def release_usage(conn: Connection, deposit_id: str, now: datetime) -> None:
     conn.execute(text("""UPDATE deposit_limit_usage SET status = 'released', released_at = :now
                          WHERE deposit_id = :id AND status = 'reserved'"""),
                  {"id": deposit_id, "now": now})
+
+
+# --- a reservation's reads, under the lock ------------------------------------------------
+
+@dataclass(frozen=True)
+class ReservationReads:
+    """What a deposit's reservation decides on, read together (`reservation_reads`)."""
+
+    usage: Usage | None                        # the deposit's own reservation, if recorded
+    limits: dict[str, dict[Period, int]]       # as `limits`
+    pending: list[StoredChange]                # as `pending_changes`
+    exclusions: list[StoredExclusion]          # as `exclusions`
+
+
+def reservation_reads(conn: Connection, player_id: str, deposit_id: str) -> ReservationReads:
+    """`usage(deposit_id)`, `limits`, `pending_changes` and `exclusions` of the player in one
+    statement (one round trip, one snapshot), in the same orders. Made after `lock_player`."""
+    row = conn.execute(text("""
+        SELECT
+          (SELECT to_jsonb(u) FROM (
+             SELECT deposit_id, player_id, currency, amount, status, code, reason, reserved_at
+             FROM deposit_limit_usage WHERE deposit_id = :deposit) u) AS usage,
+          (SELECT COALESCE(jsonb_agg(jsonb_build_array(currency, period, amount)), '[]')
+           FROM deposit_limits WHERE player_id = :player) AS limits,
+          (SELECT COALESCE(jsonb_agg(jsonb_build_array(id, currency, period, amount, effective_at,
+                                                       requested_at)
+                                     ORDER BY effective_at, id), '[]')
+           FROM deposit_limit_changes
+           WHERE player_id = :player AND status = 'pending') AS pending,
+          (SELECT COALESCE(jsonb_agg(jsonb_build_array(id, kind, starts_at, ends_at, actor)
+                                     ORDER BY starts_at, id), '[]')
+           FROM player_exclusions WHERE player_id = :player) AS exclusions"""),
+        {"player": player_id, "deposit": deposit_id}).one()
+    usage = None
+    if row.usage is not None:
+        usage = Usage(**{**row.usage, "reserved_at": _timestamp(row.usage["reserved_at"])})
+    limits: dict[str, dict[Period, int]] = {}
+    for currency, period, amount in row.limits:
+        limits.setdefault(currency, {})[Period(period)] = amount
+    pending = [StoredChange(change_id, currency,
+                            PendingChange(Period(period), amount, _timestamp(effective_at)),
+                            _timestamp(requested_at))
+               for change_id, currency, period, amount, effective_at, requested_at in row.pending]
+    exclusions = [StoredExclusion(exclusion_id, Exclusion(ExclusionKind(kind),
+                                                          _timestamp(starts_at),
+                                                          _timestamp(ends_at)), actor)
+                  for exclusion_id, kind, starts_at, ends_at, actor in row.exclusions]
+    return ReservationReads(usage, limits, pending, exclusions)
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    """A timestamptz as jsonb writes it (ISO 8601 with its offset), as psycopg would load it."""
+    return None if value is None else datetime.fromisoformat(value)
 
 
 # --- exclusions ----------------------------------------------------------------------------

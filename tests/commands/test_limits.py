@@ -281,6 +281,42 @@ def test_concurrent_deposits_cannot_exceed_a_limit(engine, settings, make_player
     assert reserved == 9_000
 
 
+def test_concurrent_first_reservations_of_one_deposit_record_it_once(engine, make_player):
+    """A player without a lock row yet (store.lock_player makes it the first time): the same
+    deposit reserved by 8 transactions at once is recorded once and every one gets its answer."""
+    player, dep = make_player(), deposit_id()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM responsible_gaming_players "
+                                 "WHERE player_id = :p"), {"p": player}).scalar() == 0
+    threads_count = 8
+    barrier = threading.Barrier(threads_count)
+    results: list = [None] * threads_count
+    errors: list = []
+
+    def deposit(i: int) -> None:
+        def work(conn):
+            barrier.wait(timeout=30)
+            return rg.reserve_deposit_amount(conn, player, 2_000, "USD", dep,
+                                             actor="workflow:test", now=NOW)
+        try:
+            results[i] = run_in_transaction(engine, work, attempts=1)
+        except Exception as error:   # any failure fails the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=deposit, args=(i,)) for i in range(threads_count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert [(r.allowed, r.code) for r in results] == [(True, "allowed")] * threads_count
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, amount FROM deposit_limit_usage "
+                                 "WHERE deposit_id = :d"), {"d": dep}).all()
+    assert [tuple(r) for r in rows] == [("reserved", 2_000)]
+    assert audit_actions(engine, dep) == ["deposit_limit.reserved"]
+
+
 def test_exclusion_gate_and_reservation_disagree_never(engine, settings, make_player):
     """A self-exclusion taken while deposits are in flight: later reservations all refuse."""
     player = make_player()
