@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from typing import Annotated
 
 import pytest
 from temporalio.api.common.v1 import Payload
@@ -116,3 +117,24 @@ async def test_the_data_converter_encrypts_values_and_failure_messages() -> None
     assert failure.application_failure_info.type == "sanctions_match"
     decoded = await converter.decode_failure(failure)
     assert isinstance(decoded, ApplicationError) and PERSONAL in decoded.message
+
+
+def test_every_payload_converter_shares_the_processs_type_adapters() -> None:
+    """The worker makes a payload converter per workflow run: the second run's converter
+    reuses the first one's TypeAdapter, and converts exactly as pydantic's own converter."""
+    converter = codec.data_converter(Settings())
+    first, second = converter._new_payload_converter(), converter._new_payload_converter()
+    assert first is not second
+    [payload] = first.to_payloads([APPLICANT])
+    assert payload == pydantic_data_converter.payload_converter.to_payloads([APPLICANT])[0]
+    before = codec._type_adapter.cache_info()
+    assert second.from_payloads([payload], [Applicant]) == [APPLICANT]
+    assert first.from_payloads([payload], [Applicant]) == [APPLICANT]
+    after = codec._type_adapter.cache_info()
+    assert after.misses - before.misses <= 1 and after.hits - before.hits >= 1
+    # Without a type hint, and with one pydantic cannot hash, as pydantic's converter answers.
+    untyped = pydantic_data_converter.payload_converter.from_payloads([payload])
+    assert first.from_payloads([payload]) == untyped == [dataclasses.asdict(APPLICANT)]
+    [listed] = first.to_payloads([[1, 2]])
+    unhashable = Annotated[list[int], []]   # its metadata, a list, makes the hint unhashable
+    assert first.from_payloads([listed], [unhashable]) == [[1, 2]]
