@@ -78,6 +78,77 @@ def test_sql_makes_spans_only_inside_a_recorded_trace(engine, recorder):
     assert any("SELECT 5 AS in_a_recorded_trace" in s for s in statements), statements
 
 
+def test_a_statement_outside_a_recorded_trace_goes_straight_to_the_cursor(engine, recorder,
+                                                                          monkeypatch):
+    """Outside a recorded trace a statement (execute and executemany) is the base cursor's
+    call: the instrumentation's tracer is not entered; inside one it is, once a statement,
+    and makes the span."""
+    from opentelemetry.instrumentation import psycopg as instrumentation
+
+    entered: list[str] = []
+    library = instrumentation.CursorTracer.traced_execution
+
+    def counted(self, cursor, query_method, *args, **kwargs):
+        entered.append(str(args[0]))
+        return library(self, cursor, query_method, *args, **kwargs)
+
+    monkeypatch.setattr(instrumentation.CursorTracer, "traced_execution", counted)
+    unsampled = SpanContext(trace_id=0x5432, span_id=0x88, is_remote=False,
+                            trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw.cursor_factory.__name__.startswith("Traced")
+        with trace.use_span(NonRecordingSpan(unsampled)), raw.cursor() as cursor:
+            cursor.execute("CREATE TEMPORARY TABLE fast_path (n int)")
+            cursor.executemany("INSERT INTO fast_path VALUES (%s)", [(1,), (2,), (3,)])
+            cursor.execute("SELECT sum(n) AS in_a_sampled_out_trace FROM fast_path")
+            assert cursor.fetchone() == (6,)
+        assert entered == []
+        with trace.get_tracer("tests").start_as_current_span("recorded"), \
+                raw.cursor() as cursor:
+            cursor.execute("SELECT 7 AS recorded_once")
+            assert cursor.fetchone() == (7,)
+        conn.rollback()
+    assert entered == ["SELECT 7 AS recorded_once"]
+    statements = _statements(recorder)
+    assert any("SELECT 7 AS recorded_once" in s for s in statements), statements
+    assert not any("fast_path" in s for s in statements)
+
+
+def test_temporal_headers_carry_the_current_context_and_give_it_back_to_activities():
+    """The interceptor's header of a context is made once per Context object and an activity's
+    context taken once per header: each call still carries the context current at that call
+    (never a previous one), and reads back the traceparent it was given."""
+    from opentelemetry import context as otel_context
+
+    interceptor = tracing.Tracing()
+
+    def span_context(trace_id: int, span_id: int) -> SpanContext:
+        return SpanContext(trace_id=trace_id, span_id=span_id, is_remote=False,
+                           trace_flags=TraceFlags(TraceFlags.DEFAULT))
+
+    first, second = span_context(0x1111, 0x21), span_context(0x2222, 0x42)
+    headers = {}
+    for parent in (first, first, second, first):
+        token = otel_context.attach(set_span_in_context(NonRecordingSpan(parent)))
+        try:
+            made = interceptor._context_to_headers({"other": "kept"})
+        finally:
+            otel_context.detach(token)
+        assert made["other"] == "kept"
+        extracted = trace.get_current_span(interceptor._context_from_headers(made))
+        assert extracted.get_span_context().trace_id == parent.trace_id
+        assert extracted.get_span_context().span_id == parent.span_id
+        assert not extracted.get_span_context().trace_flags.sampled
+        headers[parent.trace_id] = made
+    assert headers[0x1111] != headers[0x2222]
+    assert interceptor._context_from_headers(headers[0x1111]) is \
+        interceptor._context_from_headers(headers[0x1111])
+    # No trace at all: nothing to carry, and a header-less call has no context.
+    assert interceptor._context_to_headers({}) == {}
+    assert interceptor._context_from_headers({}) is None
+
+
 def test_a_pooled_connection_opened_before_the_instrumentation_is_instrumented_at_checkout(
         database_url, recorder):
     engine = make_engine(sqlalchemy_url(database_url), pool_size=1)
