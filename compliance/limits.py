@@ -97,8 +97,7 @@ def deposit_limit_gate(conn: Connection, settings: Settings, req: GateRequest,
 def limits_in_force(conn: Connection, player_id: str,
                     now: datetime) -> dict[str, dict[Period, int]]:
     """Stored limits with due pending changes applied in memory (for readers without the lock)."""
-    stored = store.limits(conn, player_id)
-    pending = store.pending_changes(conn, player_id)
+    stored, pending = store.limits_and_pending(conn, player_id)
     currencies = set(stored) | {c.currency for c in pending}
     return {cur: effective_limits(stored.get(cur, {}),
                                   [c.change for c in pending if c.currency == cur], now)

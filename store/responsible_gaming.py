@@ -83,6 +83,30 @@ def pending_changes(conn: Connection, player_id: str) -> list[StoredChange]:
                          r.requested_at) for r in rows]
 
 
+def limits_and_pending(conn: Connection, player_id: str,
+                       ) -> tuple[dict[str, dict[Period, int]], list[StoredChange]]:
+    """`limits` and `pending_changes` of the player in one statement (one round trip, one
+    snapshot), with the same answers."""
+    rows = conn.execute(text("""
+        SELECT 0 AS part, NULL::bigint AS id, currency, period, amount,
+               NULL::timestamptz AS effective_at, NULL::timestamptz AS requested_at
+        FROM deposit_limits WHERE player_id = :id
+        UNION ALL
+        SELECT 1, id, currency, period, amount, effective_at, requested_at
+        FROM deposit_limit_changes WHERE player_id = :id AND status = 'pending'
+        ORDER BY part, effective_at, id"""), {"id": player_id}).all()
+    stored: dict[str, dict[Period, int]] = {}
+    pending: list[StoredChange] = []
+    for r in rows:
+        if r.part == 0:
+            stored.setdefault(r.currency, {})[Period(r.period)] = r.amount
+        else:
+            pending.append(StoredChange(r.id, r.currency,
+                                        PendingChange(Period(r.period), r.amount, r.effective_at),
+                                        r.requested_at))
+    return stored, pending
+
+
 def resolve_pending(conn: Connection, change_id: int, status: str, now: datetime) -> None:
     conn.execute(text("""UPDATE deposit_limit_changes SET status = :status, resolved_at = :now
                          WHERE id = :id AND status = 'pending'"""),

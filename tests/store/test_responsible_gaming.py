@@ -1,5 +1,6 @@
-"""store/responsible_gaming.py on the real database: `reservation_reads` (one statement) answers
-exactly what the separate reads answer, whatever the session's time zone."""
+"""store/responsible_gaming.py on the real database: `reservation_reads` and
+`limits_and_pending` (one statement each) answer exactly what the separate reads answer,
+whatever the session's time zone."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def test_reservation_reads_answer_as_the_separate_reads(engine, zone):
         assert reads.limits == store.limits(conn, player)
         assert reads.pending == store.pending_changes(conn, player)
         assert reads.exclusions == store.exclusions(conn, player)
+        assert store.limits_and_pending(conn, player) == (reads.limits, reads.pending)
     assert reads.usage is not None and reads.usage.reserved_at == NOW + timedelta(seconds=1)
     assert [c.change.period for c in reads.pending] == [Period.DAY, Period.WEEK]
     assert [s.exclusion.kind for s in reads.exclusions] == [ExclusionKind.SELF_EXCLUSION,
@@ -58,3 +60,5 @@ def test_reservation_reads_of_a_player_with_nothing_recorded(engine):
     with engine.begin() as conn:
         reads = store.reservation_reads(conn, player, "dep_none")
     assert reads == store.ReservationReads(None, {}, [], [])
+    with engine.connect() as conn:
+        assert store.limits_and_pending(conn, player) == ({}, [])
