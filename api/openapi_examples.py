@@ -145,7 +145,7 @@ _GATES = ("player_not_active", "self_excluded", "timed_out", "geolocation_requir
 REFUSALS_BY_TAG: dict[str, tuple[str, ...]] = {
     "players": ("player_exists",),
     "deposits": (*_GATES, "deposit_limit_exceeded", "currency_not_supported",
-                 "deposit_already_failed"),
+                 "deposit_already_failed", "deposit_not_in_review"),
     "withdrawals": (*_GATES, "open_debt", "second_factor_not_expected",
                     "withdrawal_not_cancellable", "withdrawal_finished",
                     "withdrawal_not_awaiting_approval", "second_factor_locked",

@@ -137,6 +137,7 @@ STATUS_BY_CODE: dict[str, int] = {
     # its status, never an HTTP answer)
     "deposit_not_found": 404,
     "deposit_already_failed": 409,
+    "deposit_not_in_review": 409,
     # withdrawals and the second factor (workflows/contracts/withdrawal.py WithdrawalRefusal,
     # commands/second_factor.py SecondFactorRefusal; payout_destination_unknown and the
     # second_factor_malformed / _invalid / _failed codes are the default 422)

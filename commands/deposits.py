@@ -44,6 +44,7 @@ from settlepay.observability import metrics
 from store import deposits as store
 from workflows.contracts.deposit import (
     Credit,
+    DepositFailure,
     DepositRefusal,
     DepositRequest,
     DepositStatus,
@@ -290,6 +291,30 @@ def review(conn: Connection, request: Review, *, actor: str | None = None) -> De
                      "review_reason": request.reason})
     _count_outcome(conn, after, DepositStatus.REVIEW)
     return DepositStatus.REVIEW
+
+
+def close_review(conn: Connection, deposit_id: str, *, reason: str, actor: str) -> RowMapping:
+    """An operator closes a deposit waiting in `review` as failed: the gateway gave no verdict
+    and the operator found no money moved (a create that never reached the gateway, a payment
+    left unconfirmed). No ledger effect; the amount stops counting against the limits.
+
+    Money stays right if the operator was wrong: a success the gateway reports later is still
+    credited through `settle_after_close` (webhook) or reconciliation (charged, not credited),
+    under the deposit's own ledger key. Crediting on an operator's word is not offered: only
+    the gateway's verdict credits. Refused (`deposit_not_in_review`) unless in review."""
+    before = store.get(conn, deposit_id, for_update=True)
+    if before is None:
+        raise DepositRefused(Refusal(DepositRefusal.DEPOSIT_NOT_FOUND,
+                                     f"There is no deposit {deposit_id!r}."))
+    if before["status"] != DepositStatus.REVIEW:
+        raise DepositRefused(Refusal(DepositRefusal.DEPOSIT_NOT_IN_REVIEW,
+                                     f"The deposit is {before['status']}, not in review."))
+    closed = fail(conn, Failure(deposit_id, DepositFailure.CLOSED_IN_REVIEW, reason,
+                                before["gateway_payment_intent"]), actor=actor)
+    assert closed
+    after = store.get(conn, deposit_id)
+    assert after is not None
+    return after
 
 
 def settle_after_close(conn: Connection, deposit_id: str, payment: Payment,

@@ -1,5 +1,6 @@
 """/v1/deposits: start a deposit (202, the workflow does the rest), read one, list them
-(api/pagination.py: newest first; filters player, status, created[...], partner for operators).
+(api/pagination.py: newest first; filters player, status, created[...], partner for operators),
+close one waiting in review as failed (operators).
 
 POST requires an Idempotency-Key: the deposit id is derived from (API key, Idempotency-Key), so
 every retry, even one after a crash between the insert and the workflow start, lands on the same
@@ -17,13 +18,13 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import Connection, RowMapping
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import DepositsWriter, visible_player
+from api.auth import DepositsWriter, Operator, visible_player
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.idempotency import IdempotencyKey, required_idempotency_key
 from api.openapi_links import links, to
 from api.pagination import ListParams, PartnerFilter, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, refused
-from api.schemas.deposits import Deposit, DepositCreate, DepositList
+from api.schemas.deposits import Deposit, DepositCreate, DepositList, DepositReviewClose
 from api.workflow_start import start_money_workflow
 from commands import deposits as commands
 from settlepay import search_attributes as sa
@@ -104,4 +105,20 @@ def retrieve(deposit_id: str, principal: DepositsWriter, engine: EngineDep) -> D
     if row is None:
         raise refused(Refusal(DepositRefusal.DEPOSIT_NOT_FOUND,
                               f"There is no deposit {deposit_id!r}."), "No such deposit")
+    return Deposit.model_validate(commands.deposit_payload(row))
+
+
+@router.post("/{deposit_id}/review", response_model=Deposit,
+             summary="Close a deposit waiting in review as failed (operators)",
+             description="For a deposit the gateway gave no verdict on (status `review`): the "
+                         "operator found no money moved, and the deposit fails with "
+                         "`closed_in_review`. A success the gateway reports later is still "
+                         "credited. Anything but `review`: 409 `deposit_not_in_review`.")
+def close_review(deposit_id: str, body: DepositReviewClose, principal: Operator,
+                 engine: EngineDep) -> Deposit:
+    try:
+        row = run_in_transaction(engine, lambda conn: commands.close_review(
+            conn, deposit_id, reason=body.reason, actor=principal.actor))
+    except commands.DepositRefused as error:
+        raise refused(error.refusal, "The deposit cannot be closed") from error
     return Deposit.model_validate(commands.deposit_payload(row))

@@ -31,6 +31,19 @@ class DepositCreate(ExactFields):
                                      description="Where the player returns after 3-D Secure.")
 
 
+class DepositReviewClose(BaseModel):
+    """An operator's decision on a deposit in review. Only closing it as failed is offered:
+    a deposit is credited on the gateway's verdict alone (a late webhook, reconciliation)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    decision: Literal["fail"] = Field(description="fail: no money moved at the gateway; the "
+                                                  "deposit fails with `closed_in_review`.")
+    reason: str = Field(min_length=1, max_length=500, pattern=not_blank(),
+                        description="What the operator found (kept as the failure reason and "
+                                    "in the audit log).")
+
+
 class GatewayRefs(BaseModel):
     provider: str
     payment_intent: str | None

@@ -21,7 +21,9 @@ from tests.support.factories import (
     events,
     ledger_violations,
     make_player,
+    wait_until,
 )
+from tests.support.races import in_thread, named_connection, waiting_on_a_lock
 from workflows.contracts.deposit import (
     Credit,
     DepositRefusal,
@@ -225,3 +227,107 @@ def test_a_late_verdict_that_does_not_match_the_deposit_is_left_to_an_operator(
     assert outcome == LateOutcome.MISMATCH
     assert deposit(engine, row["id"])["status"] == DepositStatus.REVIEW
     assert cash(engine, player.id) == 0 and ledger_credits(engine, row["id"]) == []
+
+
+# --- an operator closes a deposit in review (close_review) -----------------------------------
+
+def in_review(engine: Engine, player: Player) -> RowMapping:
+    row = create(engine, player)
+    with engine.begin() as conn:
+        commands.review(conn, Review(row["id"], ReviewReason.GATEWAY_UNREACHABLE,
+                                     "creating the payment still failed"))
+    return row
+
+
+def test_an_operator_closes_a_deposit_in_review_as_failed_with_its_reason(engine, player):
+    row = in_review(engine, player)
+    with engine.begin() as conn:
+        closed = commands.close_review(conn, row["id"], reason="no payment at the gateway",
+                                       actor="api_key:ops")
+    assert (closed["status"], closed["failure_code"], closed["failure_reason"]) == (
+        "failed", "closed_in_review", "no payment at the gateway")
+    assert deposit(engine, row["id"])["status"] == DepositStatus.FAILED
+    assert audit_actions(engine, row["id"]) == ["deposit.created", "deposit.review",
+                                                "deposit.failed"]
+    assert events(engine, row["id"]) == ["deposit.created", "deposit.review", "deposit.failed"]
+    assert cash(engine, player.id) == 0 and ledger_credits(engine, row["id"]) == []
+
+
+@pytest.mark.parametrize("state", ["pending", "succeeded", "failed", "unknown"])
+def test_only_a_deposit_in_review_can_be_closed(engine, player, state):
+    row = create(engine, player)
+    with engine.begin() as conn:
+        if state == "succeeded":
+            commands.credit(conn, Credit(row["id"], player.id, AMOUNT, "USD", pi(row), None))
+        elif state == "failed":
+            commands.fail(conn, Failure(row["id"], "payment_failed", "declined"))
+    deposit_id = "dep_unknown" if state == "unknown" else row["id"]
+    with pytest.raises(DepositRefused) as refused, engine.begin() as conn:
+        commands.close_review(conn, deposit_id, reason="x", actor="api_key:ops")
+    assert refused.value.refusal.code == (DepositRefusal.DEPOSIT_NOT_FOUND if state == "unknown"
+                                          else DepositRefusal.DEPOSIT_NOT_IN_REVIEW)
+    if state != "unknown":
+        assert deposit(engine, row["id"])["status"] == state
+        assert cash(engine, player.id) == (AMOUNT if state == "succeeded" else 0)
+
+
+def test_a_success_reported_after_an_operator_closed_the_deposit_is_still_credited(
+        engine, player):
+    """The operator was wrong (the payment went through after all): the money is not lost."""
+    row = in_review(engine, player)
+    with engine.begin() as conn:
+        commands.close_review(conn, row["id"], reason="looked abandoned", actor="api_key:ops")
+        late = snapshot(row)
+        outcome = commands.settle_after_close(
+            conn, row["id"], commands.payment_from_event_object(late), late, actor="webhook")
+    assert outcome == LateOutcome.CREDITED
+    assert deposit(engine, row["id"])["status"] == DepositStatus.SUCCEEDED
+    assert cash(engine, player.id) == AMOUNT
+    assert [c["idempotency_key"] for c in ledger_credits(engine, row["id"])] == [
+        f"deposit-{row['id']}:credit"]
+    assert ledger_violations(engine) == []
+
+
+@pytest.mark.parametrize("first", ["close", "success"])
+async def test_a_close_and_a_late_success_interleaved_credit_the_payment_once(engine, player,
+                                                                              first):
+    """The two take the deposit row's lock in turn: the one that waits sees the other's work.
+    Close first: the success still credits after close. Success first: the close is refused."""
+    row = in_review(engine, player)
+    late = snapshot(row)
+
+    def close(conn):
+        return commands.close_review(conn, row["id"], reason="abandoned", actor="api_key:ops")
+
+    def succeed(conn):
+        return commands.settle_after_close(conn, row["id"],
+                                           commands.payment_from_event_object(late), late,
+                                           actor="webhook")
+
+    holder, waiter = (close, succeed) if first == "close" else (succeed, close)
+    name = f"deposit-close-race-{uuid.uuid4().hex[:8]}"
+    with named_connection(engine, "holder") as conn:
+        holder(conn)                      # row locked, not committed
+
+        def second():
+            with named_connection(engine, name) as other:
+                value = waiter(other)
+                other.commit()
+                return value
+
+        thread, outcome = in_thread(second)
+        await wait_until(lambda: waiting_on_a_lock(engine, name) or not thread.is_alive(),
+                         timeout=10)
+        conn.commit()
+    thread.join(10)
+    assert not thread.is_alive()
+    if first == "close":
+        assert outcome["value"] == LateOutcome.CREDITED
+        assert events(engine, row["id"])[-2:] == ["deposit.failed", "deposit.succeeded"]
+    else:
+        assert isinstance(outcome["error"], DepositRefused)
+        assert outcome["error"].refusal.code == DepositRefusal.DEPOSIT_NOT_IN_REVIEW
+        assert events(engine, row["id"])[-1] == "deposit.succeeded"
+    assert deposit(engine, row["id"])["status"] == DepositStatus.SUCCEEDED
+    assert cash(engine, player.id) == AMOUNT and len(ledger_credits(engine, row["id"])) == 1
+    assert ledger_violations(engine) == []

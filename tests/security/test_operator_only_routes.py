@@ -88,6 +88,8 @@ OPERATOR_ROUTES: dict[str, Request] = {
         "POST", f"/v1/withdrawals/{uid('wd')}/review", {"decision": "approve"}),
     "POST /v1/kyc/{player_id}/review": lambda h: (
         "POST", f"/v1/kyc/{h.player.id}/review", {"decision": "approve"}),
+    "POST /v1/deposits/{deposit_id}/review": lambda h: (
+        "POST", f"/v1/deposits/{uid('dep')}/review", {"decision": "fail", "reason": "none"}),
 }
 
 

@@ -70,6 +70,7 @@ class DepositFailure(StrEnum):
     EXPIRED = "expired"                               # the payment was cancelled at the timeout
     PAYMENT_METHOD_INVALID = "payment_method_invalid"
     GATEWAY_REJECTED_REQUEST = "gateway_rejected_request"
+    CLOSED_IN_REVIEW = "closed_in_review"             # an operator closed it (no money moved)
 
 
 class DepositRefusal(StrEnum):
@@ -77,6 +78,7 @@ class DepositRefusal(StrEnum):
 
     DEPOSIT_NOT_FOUND = "deposit_not_found"
     DEPOSIT_ALREADY_FAILED = "deposit_already_failed"
+    DEPOSIT_NOT_IN_REVIEW = "deposit_not_in_review"
 
 
 class ReviewReason(StrEnum):

@@ -135,7 +135,7 @@ async def test_a_payment_outlasting_the_processing_limit_goes_to_review_then_is_
 
 
 async def test_a_gateway_failing_past_the_create_deadline_sends_the_deposit_to_review(
-        stack, worker, player):
+        stack, worker, player, http):
     # Every create answers 500 (before doing anything): after the 2 s deadline the workflow
     # stops retrying the key `deposit-<id>:create` and an operator takes over.
     stack.faults(error_rate=1.0, paths=["/v1/payment_intents"], methods=["POST"])
@@ -152,4 +152,28 @@ async def test_a_gateway_failing_past_the_create_deadline_sends_the_deposit_to_r
     assert 2 <= len(attempts) <= 10 and {r["status"] for r in attempts} == {500}
     assert stack.payment_intents(deposit_id) == [] and cash(stack.engine, player.id) == 0
     assert events(stack.engine, deposit_id) == ["deposit.created", "deposit.review"]
+    assert_books_clean(stack)
+
+    # No payment reached the gateway: an operator closes the deposit (a partner key may not).
+    path, decision = f"/v1/deposits/{deposit_id}/review", {"decision": "fail",
+                                                           "reason": "no payment at Stripe"}
+    partner = await http.post(path, json=decision, headers=player.headers)
+    assert partner.status_code == 403 and partner.json()["code"] == "insufficient_scope"
+    bad = await http.post(path, json={"decision": "credit", "reason": "x"},
+                          headers=player.operator)
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+    assert deposit_row(stack.engine, deposit_id)["status"] == "review"
+    closed = await http.post(path, json=decision, headers=player.operator)
+    assert closed.status_code == 200, closed.text
+    body = closed.json()
+    assert (body["status"], body["failure_code"], body["failure_reason"]) == (
+        "failed", "closed_in_review", "no payment at Stripe")
+    assert (await http.get(f"/v1/deposits/{deposit_id}", headers=player.headers)).json()[
+        "status"] == "failed"
+    again = await http.post(path, json=decision, headers=player.operator)
+    assert again.status_code == 409 and again.json()["code"] == "deposit_not_in_review"
+    assert events(stack.engine, deposit_id) == ["deposit.created", "deposit.review",
+                                                "deposit.failed"]
+    assert audit_actions(stack.engine, deposit_id)[-1] == "deposit.failed"
+    assert cash(stack.engine, player.id) == 0
     assert_books_clean(stack)
