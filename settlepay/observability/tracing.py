@@ -239,11 +239,27 @@ class ChildSpansOnly(trace.TracerProvider):
     ping, a scrape's query), costs one look at the current span instead of a root span, a
     sampling decision and a context switch per statement."""
 
+    _TRACERS_MAX = 64
+
     def __init__(self, provider: trace.TracerProvider) -> None:
         self._provider = provider
+        self._tracers: dict[Any, trace.Tracer] = {}
 
     def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
-        return _ChildTracer(self._provider.get_tracer(*args, **kwargs))
+        """The tracer of these arguments, made once: the psycopg instrumentation asks for its
+        tracer (the same name, version and schema) at every new connection, and the SDK makes
+        a new Tracer and InstrumentationScope each time (~10 us; a pool's overflow connections
+        come and go under load)."""
+        try:
+            key = (args, tuple(sorted(kwargs.items())))
+            found = self._tracers.get(key)
+        except TypeError:   # an unhashable argument (attributes): not kept
+            return _ChildTracer(self._provider.get_tracer(*args, **kwargs))
+        if found is None:
+            found = _ChildTracer(self._provider.get_tracer(*args, **kwargs))
+            if len(self._tracers) < self._TRACERS_MAX:
+                self._tracers[key] = found
+        return found
 
 
 def recording() -> bool:

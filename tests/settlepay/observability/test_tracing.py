@@ -149,6 +149,22 @@ def test_temporal_headers_carry_the_current_context_and_give_it_back_to_activiti
     assert interceptor._context_from_headers({}) is None
 
 
+def test_the_sql_tracer_of_the_same_arguments_is_made_once_and_still_makes_child_spans(
+        recorder):
+    sql = tracing.ChildSpansOnly(trace.get_tracer_provider())
+    tracer = sql.get_tracer("tests.sql", "1.0", schema_url="https://example.org/schema")
+    assert sql.get_tracer("tests.sql", "1.0", schema_url="https://example.org/schema") is tracer
+    assert sql.get_tracer("tests.sql", "2.0") is not tracer
+    with tracer.start_as_current_span("outside any trace") as outside:
+        assert not outside.is_recording()
+    with trace.get_tracer("tests").start_as_current_span("recorded") as parent:
+        with tracer.start_as_current_span("child") as child:
+            assert child.is_recording()
+    [made] = [s for s in recorder.spans() if s.name == "child"]
+    assert made.parent.span_id == parent.get_span_context().span_id
+    assert made.instrumentation_scope.version == "1.0"
+
+
 def test_a_pooled_connection_opened_before_the_instrumentation_is_instrumented_at_checkout(
         database_url, recorder):
     engine = make_engine(sqlalchemy_url(database_url), pool_size=1)
