@@ -281,19 +281,28 @@ async def test_prune_forgets_old_answers_only(client, keys, engine):
 
 def _counting(engine) -> list[str]:
     """Every statement `engine` sends from now on (its psycopg cursors count them, whether
-    SQLAlchemy runs them or the store runs them on the driver's connection)."""
-    import psycopg
+    SQLAlchemy runs them or the store runs them on the driver's connection).
+
+    The counting cursor wraps whatever cursor class the connection has at each checkout: the
+    process-wide tracing, once another test has set it up, gives a connection its own traced
+    class at its first checkout (a Pool-class listener, which runs before this engine's own)."""
     from sqlalchemy import event
 
     sent: list[str] = []
 
-    class Counting(psycopg.Cursor):
-        def execute(self, query, params=None, **options):
-            sent.append(" ".join(str(query).split()))
-            return super().execute(query, params, **options)
+    @event.listens_for(engine, "checkout")
+    def count(dbapi_connection, _record, _proxy) -> None:
+        factory = dbapi_connection.cursor_factory
+        if getattr(factory, "counts_statements", False):
+            return
 
-    @event.listens_for(engine, "connect")
-    def count(dbapi_connection, _record) -> None:
+        class Counting(factory):
+            counts_statements = True
+
+            def execute(self, query, params=None, **options):
+                sent.append(" ".join(str(query).split()))
+                return super().execute(query, params, **options)
+
         dbapi_connection.cursor_factory = Counting
 
     return sent
