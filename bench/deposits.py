@@ -451,7 +451,9 @@ async def main() -> None:
     bare_log = tempfile.NamedTemporaryFile(prefix="settlepay-bench-bare-", suffix=".log",
                                            delete=False)
     # Imported by name (not run as __main__) so that the workflow sandbox can re-import it.
-    serve_bare = (f"import sys, asyncio; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
+    # bench/ goes LAST on the path: its modules (bench/reconciliation.py, ...) must not shadow
+    # the packages of the same name that bare_workflow's imports (workers.main) need.
+    serve_bare = (f"import sys, asyncio; sys.path.append({str(ROOT / 'bench')!r}); "
                   f"import bare_workflow; "
                   f"asyncio.run(bare_workflow.serve({temporal!r}, {args.threads}))")
     bare = subprocess.Popen([sys.executable, "-c", serve_bare],
