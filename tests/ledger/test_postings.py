@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import psycopg
@@ -11,8 +12,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 import ledger
-from ledger import AccountRef, IdempotencyConflict, InvalidTransfer, Leg, ResultCode, Transfer
+from ledger import (
+    AccountRef,
+    IdempotencyConflict,
+    InvalidTransfer,
+    Leg,
+    ResultCode,
+    Transfer,
+    postings,
+)
 from ledger.check import run as check
+from ledger.types import metadata_json
 from settlepay import migrate
 from settlepay.db import make_engine
 from tests.support.databases import admin_url, sqlalchemy_url
@@ -168,6 +178,53 @@ def test_batch_posts_set_based_and_replays(engine):
         assert [r.transaction_id for r in again] == [r.transaction_id for r in results]
         assert all(r.replayed for r in again)
         assert [cash(conn, p).posted for p in players] == [100, 200, 300, 400, 500]
+
+
+class _Captured:
+    """A connection that keeps the arguments of post_many's one statement."""
+
+    def exec_driver_sql(self, sql, args):
+        self.items, self.legs = args
+        return self
+
+    def all(self):
+        return [(i + 1, "ok", i, False, 0) for i in range(len(json.loads(self.items)))]
+
+
+def test_batch_json_and_request_hash_are_the_json_dumps_text():
+    # post_many and request_hash write their JSON from cached pieces; the text must be what
+    # json.dumps gave (unicode, quotes, None, shortfalls, odd and nested metadata).
+    p = "pl\u00e9yer \"1\"\\"
+    cash_, debt = AccountRef.player_cash(p, "EUR"), AccountRef.player_debt(p, "EUR")
+    house = AccountRef.house_revenue("EUR")
+    transfers = [
+        Transfer(key="bet:b1:v1", kind="settlement", reference="b1",
+                 legs=(Leg(AccountRef.bets_in_play(p, "EUR"), -1000), Leg(cash_, 2500),
+                       Leg(house, -1500)), metadata={"market": "m\u2028", "version": 3}),
+        Transfer(key="bet:b1:g1:v2", kind="resettlement", reference=None, corrects="bet:b1:v1",
+                 legs=(Leg(cash_, -2500, shortfall_to=debt), Leg(house, 2500))),
+        Transfer(key="k3", kind="deposit", reference="r\U0001f600",
+                 legs=(Leg(cash_, 7), Leg(house, -7)),
+                 metadata={"z": True, "a": None, "n": [1, {"b": 2.5}], "big": 10**20}),
+    ]
+    captured = _Captured()
+    ledger.post_many(captured, transfers)
+    items = [{"key": t.key, "hash": t.request_hash().hex(), "kind": t.kind,
+              "reference": t.reference, "corrects": t.corrects, "metadata": t.metadata}
+             for t in transfers]
+    legs = [{**postings._leg_json(leg), "idx": idx, "leg_no": leg_no}
+            for idx, t in enumerate(transfers, start=1)
+            for leg_no, leg in enumerate(t.legs, start=1)]
+    assert captured.items == json.dumps(items)
+    assert captured.legs == json.dumps(legs)
+    for t in transfers:
+        assert metadata_json(t.metadata) == json.dumps(
+            t.metadata, sort_keys=True, separators=(",", ":"), default=str)
+    # The hashes the json.dumps implementation gave (stored with every posted key).
+    assert transfers[0].request_hash().hex() == (
+        "1cb88f2f57a35153b9e8f8274f57aadc99c5b656f1de7f3e4a06803a3ee106a1")
+    assert transfers[2].request_hash().hex() == (
+        "025b771ae9ab73f34ccd6798e2b8a59e344123a6d154eef327278733bb9cb65d")
 
 
 def test_batch_with_short_funds_falls_back_to_item_order(engine):
