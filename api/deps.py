@@ -29,11 +29,13 @@ CONNECT_TIMEOUT = 3.0
 log = logging.getLogger("settlepay.api")
 
 
-def get_settings(request: Request) -> Settings:
+# Coroutines, not plain functions: FastAPI runs a plain-function dependency on its thread pool,
+# a thread hop per request for an attribute read.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
