@@ -28,6 +28,8 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import chain
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -322,7 +324,7 @@ _FUNDING = {str(funding): funding for funding in Funding}
 
 def _legs(legs: list[list[str]], seen: dict[tuple[str, ...], tuple[Any, ...]]) -> tuple[Any, ...]:
     """A bet's legs as StoredLeg tuples; bets of a page with the same legs share one tuple."""
-    key = tuple(part for leg in legs for part in leg)
+    key = tuple(chain.from_iterable(legs))
     shared = seen.get(key)
     if shared is None:
         shared = seen[key] = tuple((m, s, int(num), int(den)) for m, s, num, den in legs)
@@ -401,6 +403,25 @@ def mark_wagered(conn: Connection, bet_ids: list[str], counted: bool = True) -> 
                      {"ids": bet_ids, "c": counted})
 
 
+# A batch's rows (insert_records, update_bets) are written as JSON text a value at a time:
+# the text json.dumps gave for the list of dicts (tests/store/test_settlements.py compares),
+# without a dict per row and the encoder's walk over them.
+_SETTLED = (BetStatus.SETTLED, BetStatus.CANCELLED)
+_JSON_CONSTANTS = {None: "null", True: "true", False: "false"}
+
+
+def _json(value: Any) -> str:
+    """`json.dumps(value)` of one value of a row."""
+    kind = type(value)
+    if kind is str:
+        return _json_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None or kind is bool:
+        return _JSON_CONSTANTS[value]
+    return json.dumps(value)
+
+
 def insert_records(conn: Connection, market_id: str, records: list[SettlementRecord],
                    postings: dict[str, tuple[int | None, int]]) -> None:
     """A batch's settlement history rows, one statement; `postings` maps a ledger key to
@@ -410,12 +431,18 @@ def insert_records(conn: Connection, market_id: str, records: list[SettlementRec
     if not records:
         return
     rows = []
+    results: dict[int, str] = {}    # id of a record's results -> its JSON (a page shares few)
     for r in records:   # by hand: dataclasses.asdict deep-copies, and batches are large
         transaction_id, shortfall = postings.get(r.ledger_key or "", (None, 0))
-        rows.append({"bet_id": r.bet_id, "kind": str(r.kind), "version": r.version,
-                     "payout": r.payout, "delta": r.delta, "applied": r.applied,
-                     "outcome": r.outcome, "ledger_key": r.ledger_key, "results": r.results,
-                     "transaction_id": transaction_id, "shortfall": shortfall})
+        used = results.get(id(r.results))
+        if used is None:
+            used = results[id(r.results)] = json.dumps(r.results)
+        rows.append(f'{{"bet_id": {_json(r.bet_id)}, "kind": {_json(str(r.kind))}, '
+                    f'"version": {_json(r.version)}, "payout": {_json(r.payout)}, '
+                    f'"delta": {_json(r.delta)}, "applied": {_json(r.applied)}, '
+                    f'"outcome": {_json(r.outcome)}, "ledger_key": {_json(r.ledger_key)}, '
+                    f'"results": {used}, "transaction_id": {_json(transaction_id)}, '
+                    f'"shortfall": {_json(shortfall)}}}')
     conn.execute(text("""
         INSERT INTO bet_settlements (bet_id, kind, version, market_id, payout, delta, applied,
                                      outcome, ledger_key, transaction_id, shortfall, results,
@@ -425,19 +452,21 @@ def insert_records(conn: Connection, market_id: str, records: list[SettlementRec
           FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(bet_id text, kind text,
                version bigint, payout bigint, delta bigint, applied boolean, outcome text,
                ledger_key text, transaction_id bigint, shortfall bigint, results jsonb)
-        ON CONFLICT DO NOTHING"""), {"m": market_id, "rows": json.dumps(rows)})
+        ON CONFLICT DO NOTHING"""), {"m": market_id, "rows": "[" + ", ".join(rows) + "]"})
 
 
 def update_bets(conn: Connection, updates: list[BetUpdate]) -> None:
     """A batch's bet updates, one statement."""
     if not updates:
         return
-    rows = [{"bet_id": u.bet_id, "status": str(u.status), "paid": u.paid, "payout": u.payout,
-             "version": u.version, "settlement_key": u.settlement_key, "rollbacks": u.rollbacks,
-             "needs_review": u.needs_review,
-             "settled": u.status in (BetStatus.SETTLED, BetStatus.CANCELLED),
-             "paid_bonus": u.paid_bonus, "returned_free_bet": u.returned_free_bet,
-             "cancellation_id": u.cancellation_id}
+    rows = [f'{{"bet_id": {_json(u.bet_id)}, "status": {_json(str(u.status))}, '
+            f'"paid": {_json(u.paid)}, "payout": {_json(u.payout)}, '
+            f'"version": {_json(u.version)}, "settlement_key": {_json(u.settlement_key)}, '
+            f'"rollbacks": {_json(u.rollbacks)}, "needs_review": {_json(u.needs_review)}, '
+            f'"settled": {_json(u.status in _SETTLED)}, '
+            f'"paid_bonus": {_json(u.paid_bonus)}, '
+            f'"returned_free_bet": {_json(u.returned_free_bet)}, '
+            f'"cancellation_id": {_json(u.cancellation_id)}}}'
             for u in updates]
     conn.execute(text("""
         UPDATE bets b
@@ -451,7 +480,7 @@ def update_bets(conn: Connection, updates: list[BetUpdate]) -> None:
                paid bigint, payout bigint, version bigint, settlement_key text,
                rollbacks int, needs_review text, settled boolean, paid_bonus bigint,
                returned_free_bet bigint, cancellation_id bigint)
-         WHERE b.id = u.bet_id"""), {"rows": json.dumps(rows)})
+         WHERE b.id = u.bet_id"""), {"rows": "[" + ", ".join(rows) + "]"})
 
 
 # --- reading ----------------------------------------------------------------------------------
