@@ -63,6 +63,7 @@ from commands import promotions
 from domain.settlement import BetOutcome, SelectionResult
 from domain.settlement.plan import (
     Account,
+    PlannedLeg,
     PlannedPosting,
     RecordKind,
     SettlementRecord,
@@ -382,13 +383,18 @@ def _debt(player_id: str, currency: str) -> AccountRef:
 
 def transfer_of(posting: PlannedPosting, player_id: str, currency: str) -> Transfer:
     """The ledger transfer of a planned posting."""
-    legs = tuple(ledger.Leg(_account(leg.account, player_id, currency), leg.amount,
+    return Transfer(key=posting.key, kind=str(posting.kind), reference=posting.bet_id,
+                    corrects=posting.corrects,
+                    legs=_ledger_legs(posting.legs, player_id, currency),
+                    metadata={"market": posting.market_id, "version": posting.version})
+
+
+def _ledger_legs(legs: tuple[PlannedLeg, ...], player_id: str, currency: str,
+                 ) -> tuple[ledger.Leg, ...]:
+    return tuple(ledger.Leg(_account(leg.account, player_id, currency), leg.amount,
                             shortfall_to=_debt(player_id, currency)
                             if leg.shortfall_to_debt else None)
-                 for leg in posting.legs)
-    return Transfer(key=posting.key, kind=str(posting.kind), reference=posting.bet_id,
-                    corrects=posting.corrects, legs=legs,
-                    metadata={"market": posting.market_id, "version": posting.version})
+                 for leg in legs)
 
 
 def with_bonus_targets(conn: Connection, bets: list[StoredBet], *, actor: str,
@@ -402,9 +408,26 @@ def with_bonus_targets(conn: Connection, bets: list[StoredBet], *, actor: str,
 
 
 def _transfers(planned: list[tuple[StoredBet, Step]]) -> list[Transfer | None]:
-    """The ledger transfer of each planned step (None: the step posts nothing)."""
-    return [transfer_of(step.posting, bet.player_id, bet.currency)
-            if step.posting is not None else None for bet, step in planned]
+    """The ledger transfer of each planned step (None: the step posts nothing). The ledger
+    legs of one player's postings with the same planned legs (movement_legs shares them) are
+    made once: keyed by the planned legs' identity, which `made` keeps alive."""
+    made: dict[tuple[int, str, str], tuple[tuple[PlannedLeg, ...], tuple[ledger.Leg, ...]]] = {}
+    transfers: list[Transfer | None] = []
+    for bet, step in planned:
+        posting = step.posting
+        if posting is None:
+            transfers.append(None)
+            continue
+        key = (id(posting.legs), bet.player_id, bet.currency)
+        found = made.get(key)
+        if found is None:
+            found = made[key] = (posting.legs, _ledger_legs(posting.legs, bet.player_id,
+                                                            bet.currency))
+        transfers.append(Transfer(key=posting.key, kind=str(posting.kind),
+                                  reference=posting.bet_id, corrects=posting.corrects,
+                                  legs=found[1], metadata={"market": posting.market_id,
+                                                           "version": posting.version}))
+    return transfers
 
 
 def _execute(conn: Connection, market_id: str, planned: list[tuple[StoredBet, Step]],

@@ -271,7 +271,9 @@ def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResul
 # a dict per leg and the encoder's walk over them (a settlement page posts thousands).
 
 def _json_value(value: Any) -> str:
-    return _json_str(value) if type(value) is str else json.dumps(value)
+    if type(value) is str:
+        return _json_str(value)
+    return "null" if value is None else json.dumps(value)
 
 
 def _item_json(t: Transfer) -> str:

@@ -288,18 +288,27 @@ class Settler:
         self.results = results
         self._units: dict[tuple[Any, ...], UnitReturn | Pending] = {}
         self._used: dict[tuple[StoredLeg, ...], dict[str, Any]] = {}
+        # (shape, stake) -> its settlement: a page's bets share a few stakes, and a Settled is
+        # an immutable value (the stake was checked when it was first worked out)
+        self._settled: dict[tuple[Any, ...], Settled | Pending] = {}
 
     def settle(self, bet: StoredBet) -> Settled | Pending:
-        shape = (bet.bet_type, bet.legs, bet.place_fraction, bet.place_count)
-        unit = self._units.get(shape)
-        if unit is None:
-            # The first bet of a shape is checked whole (legs, terms, stake) as `settle` does.
-            unit = self._units[shape] = unit_return(
-                domain_bet(bet.bet_type, bet.stake, bet.legs, bet.place_fraction,
-                           bet.place_count), self.results)
-        else:
-            check_stake(bet.bet_type, bet.stake)
-        return unit if isinstance(unit, Pending) else unit.at(bet.stake)
+        key = (bet.bet_type, bet.legs, bet.place_fraction, bet.place_count, bet.stake)
+        settled = self._settled.get(key)
+        if settled is None:
+            shape = key[:4]
+            unit = self._units.get(shape)
+            if unit is None:
+                # The first bet of a shape is checked whole (legs, terms, stake) as `settle`
+                # does.
+                unit = self._units[shape] = unit_return(
+                    domain_bet(bet.bet_type, bet.stake, bet.legs, bet.place_fraction,
+                               bet.place_count), self.results)
+            else:
+                check_stake(bet.bet_type, bet.stake)
+            settled = self._settled[key] = (unit if isinstance(unit, Pending)
+                                            else unit.at(bet.stake))
+        return settled
 
     def used(self, bet: StoredBet) -> dict[str, Any]:
         """`results_used(bet, results)`, shared by the bets of one set of legs (read only)."""
@@ -311,7 +320,10 @@ class Settler:
 
 def settlement_version(bet: StoredBet, versions: Mapping[str, int]) -> int:
     """The sum of the current result versions of the bet's markets (each counted once)."""
-    return sum(versions[m] for m in {leg[0] for leg in bet.legs})
+    legs = bet.legs
+    if len(legs) == 1:     # a single or an each-way bet (most of a page)
+        return versions[legs[0][0]]
+    return sum(versions[m] for m in {leg[0] for leg in legs})
 
 
 def _generation(rollbacks: int) -> str:
