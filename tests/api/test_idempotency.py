@@ -353,3 +353,44 @@ async def test_a_replay_with_no_key_authenticated_before_is_one_statement(api_se
         engine.dispose()
     assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
     assert len(sent) == 1 and "FROM api_keys" in sent[0] and "idempotency_records" in sent[0]
+
+
+async def test_a_failed_claim_is_released_and_a_failed_read_releases_nothing(
+        api_settings, engine, keys, monkeypatch):
+    """The record's read and the claim run in one hop to a thread (_find_or_claim): a read that
+    fails claimed nothing and releases nothing; a claim that fails once its row is written is
+    released, so the same request runs on its retry."""
+    import api.idempotency as middleware
+
+    released: list[str] = []
+    real_release, real_find, real_claim = middleware._release, records.find, middleware._claim
+
+    def release(db, api_key_id, key, token):
+        released.append(key)
+        real_release(db, api_key_id, key, token)
+
+    def failing_find(*args):
+        raise RuntimeError("the read failed")
+
+    def failing_claim(*args):
+        real_claim(*args)
+        raise RuntimeError("the claim's answer was lost")
+
+    monkeypatch.setattr(middleware, "_release", release)
+    calls: list = []
+    read_key, claim_key = str(uuid.uuid4()), str(uuid.uuid4())
+    async with _client(_money_app(api_settings, engine, calls)) as http:
+        monkeypatch.setattr(records, "find", failing_find)
+        failed = await http.post("/v1/test-moves", json={"amount": 1},
+                                 headers=keys.partner_a.headers | {"Idempotency-Key": read_key})
+        assert_problem(failed, 500, "internal_error")
+        assert released == [] and calls == []
+        monkeypatch.setattr(records, "find", real_find)
+        monkeypatch.setattr(middleware, "_claim", failing_claim)
+        headers = keys.partner_a.headers | {"Idempotency-Key": claim_key}
+        failed = await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)
+        assert_problem(failed, 500, "internal_error")
+        assert released == [claim_key] and calls == []
+        monkeypatch.setattr(middleware, "_claim", real_claim)
+        retried = await http.post("/v1/test-moves", json={"amount": 1}, headers=headers)
+        assert retried.status_code == 201 and retried.json()["calls"] == 1
