@@ -412,6 +412,8 @@ def _transfers(planned: list[tuple[StoredBet, Step]]) -> list[Transfer | None]:
     legs of one player's postings with the same planned legs (movement_legs shares them) are
     made once: keyed by the planned legs' identity, which `made` keeps alive."""
     made: dict[tuple[int, str, str], tuple[tuple[PlannedLeg, ...], tuple[ledger.Leg, ...]]] = {}
+    # One metadata dict per run (market, version): ledger.post_many writes each dict once.
+    metadata: dict[tuple[str, int], dict[str, Any]] = {}
     transfers: list[Transfer | None] = []
     for bet, step in planned:
         posting = step.posting
@@ -423,10 +425,13 @@ def _transfers(planned: list[tuple[StoredBet, Step]]) -> list[Transfer | None]:
         if found is None:
             found = made[key] = (posting.legs, _ledger_legs(posting.legs, bet.player_id,
                                                             bet.currency))
+        run = (posting.market_id, posting.version)
+        shared = metadata.get(run)
+        if shared is None:
+            shared = metadata[run] = {"market": posting.market_id, "version": posting.version}
         transfers.append(Transfer(key=posting.key, kind=str(posting.kind),
                                   reference=posting.bet_id, corrects=posting.corrects,
-                                  legs=found[1], metadata={"market": posting.market_id,
-                                                           "version": posting.version}))
+                                  legs=found[1], metadata=shared))
     return transfers
 
 

@@ -40,6 +40,7 @@ from ledger.types import (
     ResultCode,
     Transfer,
     flat_json,
+    metadata_json,
 )
 from settlepay.db import is_retryable
 from settlepay.observability.metrics import LEDGER_POSTING_SECONDS, timed
@@ -254,9 +255,13 @@ def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResul
     if not transfers:
         return []
     items, legs = [], []
+    metadata_texts: dict[int, tuple[str, str]] = {}   # id of a metadata dict -> its texts
     for idx, t in enumerate(transfers, start=1):
         validate(t)
-        items.append(_item_json(t))
+        texts = metadata_texts.get(id(t.metadata))
+        if texts is None:
+            texts = metadata_texts[id(t.metadata)] = _metadata_texts(t.metadata)
+        items.append(_item_json(t, *texts))
         for leg_no, leg in enumerate(t.legs, start=1):
             legs.append(_batch_leg_json(leg, idx, leg_no))
     with timed(LEDGER_POSTING_SECONDS, "post_many"):
@@ -276,14 +281,21 @@ def _json_value(value: Any) -> str:
     return "null" if value is None else json.dumps(value)
 
 
-def _item_json(t: Transfer) -> str:
-    """`json.dumps` of the batch item of transfer `t` (its idx is its position)."""
-    metadata = flat_json(t.metadata) if type(t.metadata) is dict else None
-    if metadata is None:
-        metadata = json.dumps(t.metadata)
-    return (f'{{"key": {_json_value(t.key)}, "hash": "{t.request_hash().hex()}", '
+def _metadata_texts(metadata: dict[str, Any]) -> tuple[str, str]:
+    """A transfer's metadata as its request hash reads it, and as JSON in its batch item
+    (the transfers of a batch may share one metadata dict: each is written once)."""
+    item = flat_json(metadata) if type(metadata) is dict else None
+    return (metadata_json(metadata) if metadata else "",
+            json.dumps(metadata) if item is None else item)
+
+
+def _item_json(t: Transfer, hash_metadata: str, item_metadata: str) -> str:
+    """`json.dumps` of the batch item of transfer `t` (its idx is its position), with its
+    metadata's texts (_metadata_texts)."""
+    return (f'{{"key": {_json_value(t.key)}, '
+            f'"hash": "{t.request_hash(hash_metadata).hex()}", '
             f'"kind": {_json_value(t.kind)}, "reference": {_json_value(t.reference)}, '
-            f'"corrects": {_json_value(t.corrects)}, "metadata": {metadata}}}')
+            f'"corrects": {_json_value(t.corrects)}, "metadata": {item_metadata}}}')
 
 
 @lru_cache(maxsize=65_536)

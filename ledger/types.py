@@ -107,11 +107,13 @@ class Transfer:
     corrects: str | None = None   # key of the transaction this one corrects (resettlement)
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def request_hash(self) -> bytes:
+    def request_hash(self, metadata_text: str | None = None) -> bytes:
         """Hash of everything but the key: same key + same hash is a replay.
 
         repr() of a tuple of str / int / None is unambiguous and stable, and several times
         cheaper than canonical JSON on the batch path; metadata (free-form) goes as JSON.
+        `metadata_text`: `metadata_json(self.metadata)`, when the caller has it already (a
+        batch whose transfers share one metadata dict writes it once).
         """
         body = repr((self.kind, self.reference, self.corrects, tuple(
             (leg.account.owner, leg.account.type._value_, leg.account.currency, leg.amount,
@@ -119,7 +121,7 @@ class Transfer:
              else (leg.shortfall_to.owner, leg.shortfall_to.type._value_))
             for leg in self.legs)))
         if self.metadata:
-            body += metadata_json(self.metadata)
+            body += metadata_json(self.metadata) if metadata_text is None else metadata_text
         return hashlib.sha256(body.encode()).digest()
 
 

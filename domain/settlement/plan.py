@@ -524,8 +524,12 @@ def plan_settle(bet: StoredBet, market_id: str, results: Results, versions: Mapp
                            key, used),
             posting=PlannedPosting(key, PostingKind.SETTLEMENT, bet.id,
                                    _legs(bet, -bet.stake, returns), None, market_id, version),
-            update=_kept(bet, status=BetStatus.SETTLED, payout=payout, version=version,
-                         settlement_key=key, **_returned(returns)))
+            # _kept(bet, status=SETTLED, payout=..., version=..., settlement_key=...,
+            # **_returned(returns)), written out: every bet of a first settlement gets one
+            update=BetUpdate(bet.id, BetStatus.SETTLED, returns.paid, payout, version, key,
+                             rollbacks=bet.rollbacks, paid_bonus=returns.bonus,
+                             returned_free_bet=returns.free_bet,
+                             cancellation_id=bet.cancellation_id))
     if bet.version is not None and version <= bet.version:
         return None   # already settled against these results (a re-run): nothing to do
     change = returns - bet.returned

@@ -207,6 +207,10 @@ def test_batch_json_and_request_hash_are_the_json_dumps_text():
                  legs=(Leg(cash_, 7), Leg(house, -7)),
                  metadata={"z": True, "a": None, "n": [1, {"b": 2.5}], "big": 10**20}),
     ]
+    # a batch's transfers may share one metadata dict (a settlement page's run)
+    transfers.append(Transfer(key="bet:b2:v1", kind="settlement", reference="b2",
+                              legs=(Leg(cash_, 9), Leg(house, -9)),
+                              metadata=transfers[0].metadata))
     captured = _Captured()
     ledger.post_many(captured, transfers)
     items = [{"key": t.key, "hash": t.request_hash().hex(), "kind": t.kind,
