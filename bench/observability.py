@@ -520,16 +520,34 @@ class Side:
         self.procs = []
 
 
+async def _two_namespaces(args: argparse.Namespace, database_url: str,
+                          namespaces: tuple[str, str]) -> tuple[Any, dict[str, str]]:
+    """A Temporal dev server with the two sides' namespaces, and the environment both sides'
+    processes start from."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from settlepay import binaries, search_attributes
+
+    env = await WorkflowEnvironment.start_local(
+        namespace=namespaces[0], dev_server_existing_path=binaries.temporal_cli(),
+        data_converter=pydantic_data_converter, search_attributes=search_attributes.ALL,
+        dev_server_log_level="error", dev_server_extra_args=["--namespace", namespaces[1]])
+    base = {**os.environ, "PYTHONPATH": str(ROOT), "SETTLEPAY_DATABASE_URL": database_url,
+            "SETTLEPAY_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "SETTLEPAY_LOG_LEVEL": "WARNING", "SETTLEPAY_API_DB_POOL_SIZE": "4",
+            "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
+            "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(args.threads)}
+    return env, base
+
+
 async def deposits_overhead(args: argparse.Namespace,
                             sink: Sink) -> tuple[list[float], list[float], str,
                                                  dict[str, dict[str, list[float]]]]:
     import tempfile
 
     import httpx
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
 
-    from settlepay import binaries, search_attributes
     from settlepay.config import Settings
     from settlepay.temporal import connect, register_search_attributes
     from tests.support.databases import sqlalchemy_url, temporary_database
@@ -537,15 +555,8 @@ async def deposits_overhead(args: argparse.Namespace,
     deposits = _bench_module("deposits")
     logs = Path(tempfile.mkdtemp(prefix="settlepay-bench-obs-"))
     with temporary_database("sp_bench_obs") as database_url:
-        env = await WorkflowEnvironment.start_local(
-            namespace="bench-off", dev_server_existing_path=binaries.temporal_cli(),
-            data_converter=pydantic_data_converter, search_attributes=search_attributes.ALL,
-            dev_server_log_level="error", dev_server_extra_args=["--namespace", "bench-on"])
+        env, base = await _two_namespaces(args, database_url, ("bench-off", "bench-on"))
         temporal = env.client.service_client.config.target_host
-        base = {**os.environ, "PYTHONPATH": str(ROOT), "SETTLEPAY_DATABASE_URL": database_url,
-                "SETTLEPAY_TEMPORAL_ADDRESS": temporal, "SETTLEPAY_LOG_LEVEL": "WARNING",
-                "SETTLEPAY_API_DB_POOL_SIZE": "4", "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
-                "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(args.threads)}
         sides = [Side(name, on, base, sink, logs, args.exporter, args.sample_ratio)
                  for name, on in (("off", False), ("on", True))]
         try:
@@ -661,10 +672,7 @@ async def deposits_paired(args: argparse.Namespace, sink: Sink) -> tuple[Paired,
     import tempfile
 
     import httpx
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
 
-    from settlepay import binaries, search_attributes
     from settlepay.config import Settings
     from settlepay.temporal import connect, register_search_attributes
     from tests.support.databases import sqlalchemy_url, temporary_database
@@ -676,15 +684,8 @@ async def deposits_paired(args: argparse.Namespace, sink: Sink) -> tuple[Paired,
     paired = Paired()
     api_text = ""
     with temporary_database("sp_bench_obs") as database_url:
-        env = await WorkflowEnvironment.start_local(
-            namespace="bench-x", dev_server_existing_path=binaries.temporal_cli(),
-            data_converter=pydantic_data_converter, search_attributes=search_attributes.ALL,
-            dev_server_log_level="error", dev_server_extra_args=["--namespace", "bench-y"])
+        env, base = await _two_namespaces(args, database_url, ("bench-x", "bench-y"))
         temporal = env.client.service_client.config.target_host
-        base = {**os.environ, "PYTHONPATH": str(ROOT), "SETTLEPAY_DATABASE_URL": database_url,
-                "SETTLEPAY_TEMPORAL_ADDRESS": temporal, "SETTLEPAY_LOG_LEVEL": "WARNING",
-                "SETTLEPAY_API_DB_POOL_SIZE": "4", "SETTLEPAY_WORKER_DB_POOL_SIZE": "4",
-                "SETTLEPAY_WORKER_ACTIVITY_THREADS": str(args.threads)}
         x, y = (Side(name, False, base, sink, logs, args.exporter, args.sample_ratio)
                 for name in ("x", "y"))
         try:
