@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import multiprocessing
 import os
@@ -321,62 +322,54 @@ def ledger_overhead(args: argparse.Namespace, sink: Sink,
             ledger.post_now(state["engine"], transfer)
             return 1
 
-        def measure(on: bool, seconds: float) -> float:
+        def forked(jobs: list[tuple[bool, Any]]) -> list[Any]:
+            """One forked client process per (on, work): each sets up as `on`, then all
+            clocks start together (the instrumentations' start-up is a process's, once, so
+            the rounds measure the steady state); the answers of `work()`, in any order."""
             ctx = multiprocessing.get_context("fork")
             results, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
 
-            def child() -> None:
+            def child(on: bool, work: Any) -> None:
                 set_up(on)
                 ready.put(os.getpid())
                 go.wait()
-                done = bench_ledger.run_clients(1, seconds, with_house)
-                rate, errors = done if isinstance(done, tuple) else (done, [])
-                results.put((rate, errors))
+                results.put(work())
 
-            procs = [ctx.Process(target=child) for _ in range(args.clients)]
+            procs = [ctx.Process(target=child, args=job) for job in jobs]
             for proc in procs:
                 proc.start()
-            # Every client set up (the instrumentations' start-up is a process's, once) before
-            # any clock starts: the rounds measure the steady state of both sides.
             for _ in procs:
                 ready.get()
             go.set()
             answers = [results.get() for _ in procs]
+            for proc in procs:
+                proc.join()
+            return answers
+
+        def measure(on: bool, seconds: float) -> float:
+            def work() -> tuple[float, list[Any]]:
+                done = bench_ledger.run_clients(1, seconds, with_house)
+                return done if isinstance(done, tuple) else (done, [])
+
+            answers = forked([(on, work)] * args.clients)
             errors = [error for _, found in answers for error in found]
             if errors:
                 raise SystemExit(f"ledger clients failed: {errors[:3]}")
-            rates = [rate for rate, _ in answers]
-            for proc in procs:
-                proc.join()
-            return sum(rates)
+            return sum(rate for rate, _ in answers)
 
         def measure_paired(top: bool, bottom: bool, seconds: float) -> tuple[float, float]:
             """`--clients` / 2 client processes set up as `top` and as many as `bottom`, all
             measured over the same seconds (top's processes forked first): top's rate over
             bottom's, and top's client CPU per posting over bottom's."""
-            ctx = multiprocessing.get_context("fork")
-            results, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-
-            def child(group: int, on: bool) -> None:
-                set_up(on)
-                ready.put(os.getpid())
-                go.wait()
+            def work(group: int) -> Any:
                 cpu, started = time.process_time(), time.monotonic()
                 rate, errors = bench_ledger.run_clients(1, seconds, with_house)
                 postings = rate * (time.monotonic() - started)
-                results.put((group, rate, time.process_time() - cpu, postings, errors))
+                return group, rate, time.process_time() - cpu, postings, errors
 
             half = max(1, args.clients // 2)
-            procs = [ctx.Process(target=child, args=(group, on))
-                     for group, on in ((0, top), (1, bottom)) for _ in range(half)]
-            for proc in procs:
-                proc.start()
-            for _ in procs:
-                ready.get()
-            go.set()
-            answers = [results.get() for _ in procs]
-            for proc in procs:
-                proc.join()
+            answers = forked([(on, functools.partial(work, group))
+                              for group, on in ((0, top), (1, bottom)) for _ in range(half)])
             errors = [error for *_, found in answers for error in found]
             if errors:
                 raise SystemExit(f"ledger clients failed: {errors[:3]}")
