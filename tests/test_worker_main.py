@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy.engine import make_url
+from temporalio.activity import defn as activity_defn
 
 from settlepay import task_queues
 from tests.support import probe_capability
@@ -211,3 +213,74 @@ async def test_the_workers_sandbox_still_refuses_what_would_break_determinism(te
                 ClockReadingWorkflow.run, id=f"clock-{uuid.uuid4().hex}", task_queue=queue,
                 execution_timeout=timedelta(seconds=30))
     assert "datetime.datetime.now" in str(failed.value.cause)
+
+
+def test_settlepays_converter_takes_no_serialization_context(settings):
+    """workflow_runner's runs answer the worker's serialization-context questions without
+    entering the sandbox (ContextFreeSandboxedRunner), which is right only while the data
+    converter converts every payload alike whatever the context: a codec, converter or
+    external store that takes a context must come with the SDK's answers back."""
+    from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
+
+    from settlepay import codec
+
+    converter = codec.data_converter(settings)
+    contexts = [WorkflowSerializationContext(namespace="default", workflow_id="deposit-dep_1")] + [
+        ActivitySerializationContext(
+            namespace="default", workflow_id="deposit-dep_1", workflow_type="Deposit",
+            activity_type="deposit.check_gates", activity_id="1", activity_task_queue="q",
+            is_local=is_local) for is_local in (True, False)]
+    for context in contexts:
+        assert converter.with_context(context) is converter
+    assert converter.external_storage is None
+
+
+async def test_the_workers_runs_answer_contexts_outside_the_sandbox_only_when_none_is_taken(
+        temporal_env):
+    """With settlepay's converter a run is the context-free one (and runs its workflow and
+    activity as before); with a payload converter that takes a context, the SDK's sandboxed
+    run is kept, so that converter gets each command's context."""
+    from temporalio.client import Client
+    from temporalio.converter import (
+        ActivitySerializationContext,
+        DataConverter,
+        DefaultPayloadConverter,
+    )
+    from temporalio.worker import Worker
+
+    seen: list[object] = []
+
+    class ContextTakingConverter(DefaultPayloadConverter):
+        def with_context(self, context):
+            seen.append(context)
+            return ContextTakingConverter()
+
+    made: list[object] = []
+
+    class Recording(worker_main.ContextFreeSandboxedRunner):
+        def create_instance(self, det):
+            instance = super().create_instance(det)
+            if det.info.workflow_id.startswith("probe-"):   # not the worker's validation at start
+                made.append(instance)
+            return instance
+
+    @activity_defn(name="probe")
+    def probe(name: str) -> dict[str, str]:
+        return {"hello": name}
+
+    other = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace,
+                   data_converter=DataConverter(payload_converter_class=ContextTakingConverter))
+    for client, context_free in ((temporal_env.client, True), (other, False)):
+        queue = f"contexts-{uuid.uuid4().hex[:8]}"
+        made.clear()
+        runner = Recording(restrictions=worker_main.workflow_runner().restrictions)
+        async with Worker(client, task_queue=queue, workflows=[ProbeWorkflow],
+                          activities=[probe], workflow_runner=runner,
+                          activity_executor=ThreadPoolExecutor(2)):
+            result = await client.execute_workflow(
+                ProbeWorkflow.run, "settlepay", id=f"probe-{uuid.uuid4().hex}",
+                task_queue=queue, execution_timeout=timedelta(seconds=30))
+        assert result == {"hello": "settlepay"}
+        assert len(made) == 1
+        assert isinstance(made[0], worker_main._ContextFreeInstance) == context_free
+    assert any(isinstance(c, ActivitySerializationContext) for c in seen)

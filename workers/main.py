@@ -21,13 +21,23 @@ import socket
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.converter import (
+    ActivitySerializationContext,
+    SerializationContext,
+    StorageDriverStoreContext,
+    StorageDriverWorkflowInfo,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from reconciliation.schedule import ensure_schedule  # the daily run (issue 11)
@@ -96,9 +106,93 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     (import-linter's "workflows import only their contracts ..." contract), and
     tests/test_worker_main.py holds every workflow module and class, and every module they
     import, to no mutable state. Re-importing workflows/deposit.py and its definitions cost
-    ~3.9 ms of CPU per deposit run (19.2 -> 15.4 ms per replay, bench note in the README)."""
-    return SandboxedWorkflowRunner(
+    ~3.9 ms of CPU per deposit run (19.2 -> 15.4 ms per replay, bench note in the README).
+
+    Its runs answer the worker's serialization-context questions outside the sandbox
+    (`ContextFreeSandboxedRunner`)."""
+    return ContextFreeSandboxedRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+
+
+def converters_take_context(det: WorkflowInstanceDetails) -> bool:
+    """Whether the payload or failure converter of a workflow run would change with a
+    serialization context (Temporal hands converters the workflow's, an activity's, a child's
+    ... context: `temporalio.converter.WithSerializationContext`)."""
+    probe = ActivitySerializationContext(
+        namespace=det.info.namespace, workflow_id=det.info.workflow_id,
+        workflow_type=det.info.workflow_type, activity_type="probe", activity_id="probe",
+        activity_task_queue=det.info.task_queue, is_local=False)
+    for converter in (det.payload_converter_factory(), det.failure_converter_class()):
+        if (isinstance(converter, WithSerializationContext)
+                and converter.with_context(probe) is not converter):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ContextFreeSandboxedRunner(SandboxedWorkflowRunner):
+    """The sandboxed runner, whose runs answer the worker's serialization-context questions
+    without entering the sandbox, when the converters take no context.
+
+    For every batch of payloads of an activation and of its completion the worker asks the run
+    which serialization context applies (`WorkflowInstance.get_serialization_context`, and
+    `get_external_store_context`), and a sandboxed run answers by compiling and executing code
+    inside the sandbox (`exec` of a string under the sandbox's importer): about 2 ms of the
+    worker's CPU per deposit. The context only matters to a converter, codec or external store
+    that takes one; settlepay's take none (settlepay/codec.py: pydantic, AES-GCM with one key
+    for all, failures encoded; no external storage; tests/test_worker_main.py holds it so), and
+    then the worker converts every payload the same whatever the context. Its runs then answer
+    the workflow's own contexts, without entering the sandbox; a run whose payload or failure
+    converter does take a context is left as the SDK made it (checked per converter factory).
+    The workflow code itself still runs inside the sandbox, with its restrictions."""
+
+    # converter factory, failure converter class -> whether they take a context
+    _takes_context: dict[tuple[Any, type], bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        instance = super().create_instance(det)
+        key = (det.payload_converter_factory, det.failure_converter_class)
+        try:
+            takes = self._takes_context.get(key)
+        except TypeError:   # an unhashable factory: asked each time
+            key, takes = None, None
+        if takes is None:
+            takes = converters_take_context(det)
+            if key is not None:
+                self._takes_context[key] = takes
+        return instance if takes else _ContextFreeInstance(instance, det)
+
+
+class _ContextFreeInstance(WorkflowInstance):
+    """A sandboxed run (`ContextFreeSandboxedRunner`) that answers the workflow's own contexts
+    (Temporal's answer for a payload of no command) without entering the sandbox; everything
+    else goes to the sandboxed run."""
+
+    def __init__(self, sandboxed: WorkflowInstance, det: WorkflowInstanceDetails) -> None:
+        info = det.info
+        self._sandboxed = sandboxed
+        self._context = WorkflowSerializationContext(namespace=info.namespace,
+                                                     workflow_id=info.workflow_id)
+        self._store_context = StorageDriverStoreContext(target=StorageDriverWorkflowInfo(
+            id=info.workflow_id, run_id=info.run_id, type=info.workflow_type,
+            namespace=info.namespace))
+
+    def activate(self, act: Any) -> Any:
+        return self._sandboxed.activate(act)
+
+    def get_info(self) -> Any:
+        return self._sandboxed.get_info()
+
+    def get_serialization_context(self, command_info: Any) -> SerializationContext | None:
+        return self._context
+
+    def get_external_store_context(self, command_info: Any) -> StorageDriverStoreContext:
+        return self._store_context
+
+    def __getattr__(self, name: str) -> Any:
+        # The rest of the sandboxed run's interface (get_thread_id for deadlock reports, ...).
+        return getattr(self._sandboxed, name)
 
 
 def compile_workflow_modules(workflows: Iterable[type]) -> list[str]:
