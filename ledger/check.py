@@ -47,6 +47,24 @@ CHECKS: list[tuple[str, str]] = [
           FROM ledger_entries e
          WHERE NOT EXISTS (SELECT 1 FROM ledger_balances b
                             WHERE b.account_id = e.account_id AND b.shard = e.shard)"""),
+    ("every entry belongs to a transaction that exists",
+     """SELECT 'entry ' || e.id || ' names transaction ' || e.transaction_id
+               || ', which does not exist'
+          FROM ledger_entries e
+         WHERE NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.id = e.transaction_id)"""),
+    ("every entry's transaction is guarded by the database: the foreign key, or the statement "
+     "trigger that checks it with transactions that cannot be truncated (0024)",
+     """SELECT 'ledger_entries: no foreign key to ledger_transactions and the guard triggers '
+               || 'are missing or not firing'
+         WHERE NOT EXISTS (SELECT 1 FROM pg_constraint c
+                            WHERE c.conrelid = to_regclass('ledger_entries') AND c.contype = 'f'
+                              AND c.confrelid = to_regclass('ledger_transactions'))
+           AND (SELECT count(*) FROM pg_trigger g
+                 WHERE (g.tgrelid, g.tgname) IN (
+                           (to_regclass('ledger_entries'), 'ledger_entries_transaction_exists'),
+                           (to_regclass('ledger_transactions'),
+                            'ledger_transactions_no_truncate'))
+                   AND g.tgenabled IN ('O', 'A')) <> 2"""),
     ("every entry is in its account's currency",
      """SELECT 'entry ' || e.id || ' is in ' || e.currency || ' on account ' || a.id
                || ' in ' || a.currency
