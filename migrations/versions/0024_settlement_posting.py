@@ -1,4 +1,5 @@
-"""Settlement posting (issue 16): a ledger entry's transaction is checked once per statement.
+"""Settlement posting (issue 16): a ledger entry's transaction and a settlement history row's
+bet are checked once per statement, not once per row.
 
 `ledger_entries.transaction_id REFERENCES ledger_transactions` checked every entry row on its
 own: PostgreSQL's foreign-key trigger runs one `SELECT 1 ... FOR KEY SHARE` per inserted row,
@@ -20,7 +21,20 @@ Like the foreign key, the triggers do not fire with session_replication_role = r
 superuser's bypass, which tests/ledger/test_check.py uses to forge a corrupt ledger); `ledger
 check` reports an entry whose transaction does not exist, and that the guards are in place.
 
-Downgrade drops the triggers and adds the foreign key back (validated over every entry).
+`bet_settlements.bet_id REFERENCES bets` likewise (~3 us per history row, a row per settled
+bet; the page's bets are locked FOR UPDATE by then): `bet_settlements_bet_exists` checks a
+statement's history rows against bets once, taking the same FOR KEY SHARE locks on the bets as
+the foreign key (foreign_key_violation as before). The referenced
+side, which the foreign key held (NO ACTION), is held by statement triggers on bets that cost
+a settlement's UPDATE of its bets nothing (they fire only on DELETE, on an UPDATE that sets
+bets.id, and on TRUNCATE; no app code does any of these):
+- `bets_keep_history` AFTER DELETE (transition table of the deleted bets): refused when one of
+  them has history rows;
+- `bets_keep_history_ids` AFTER UPDATE OF id: refused when any history row's bet is gone;
+- `bets_no_truncate_with_history` BEFORE TRUNCATE: refused while bet_settlements has rows (the
+  foreign key refused it, or took the history with it under CASCADE; history is append-only).
+
+Downgrade drops the triggers and adds the foreign keys back (validated over every row).
 """
 
 from alembic import op
@@ -56,9 +70,73 @@ CREATE TRIGGER ledger_transactions_no_truncate BEFORE TRUNCATE ON ledger_transac
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 
 ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_transaction_id_fkey;
+
+CREATE FUNCTION bet_settlements_bet_exists() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids     text[];
+    v_found   bigint;
+    v_missing text;
+BEGIN
+    SELECT array_agg(DISTINCT n.bet_id) INTO v_ids FROM new_settlements n;
+    -- FOR KEY SHARE, as the foreign key took: a bet cannot go while its history is being
+    -- written (settlement has its bets locked FOR UPDATE already: then this is no extra lock).
+    SELECT count(*) INTO v_found
+      FROM (SELECT 1 FROM bets b WHERE b.id = ANY(v_ids) FOR KEY SHARE OF b) k;
+    IF v_found <> coalesce(cardinality(v_ids), 0) THEN
+        SELECT min(x) INTO v_missing FROM unnest(v_ids) x
+         WHERE NOT EXISTS (SELECT 1 FROM bets b WHERE b.id = x);
+        RAISE EXCEPTION 'bet_settlements: history of bet % refused', v_missing
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = format('Key (bet_id)=(%s) is not present in table "bets".', v_missing),
+                  TABLE = 'bet_settlements', CONSTRAINT = 'bet_settlements_bet_id_fkey';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION bets_keep_history() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_bet text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        SELECT min(o.id) INTO v_bet FROM old_bets o
+         WHERE EXISTS (SELECT 1 FROM bet_settlements s WHERE s.bet_id = o.id);
+    ELSIF TG_OP = 'UPDATE' THEN
+        SELECT min(s.bet_id) INTO v_bet FROM bet_settlements s
+         WHERE NOT EXISTS (SELECT 1 FROM bets b WHERE b.id = s.bet_id);
+    ELSE
+        SELECT min(s.bet_id) INTO v_bet FROM bet_settlements s;
+    END IF;
+    IF v_bet IS NOT NULL THEN
+        RAISE EXCEPTION 'bets: % of bet % refused, it has settlement history', TG_OP, v_bet
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'bets',
+                  CONSTRAINT = 'bet_settlements_bet_id_fkey';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER bet_settlements_bet_exists AFTER INSERT ON bet_settlements
+    REFERENCING NEW TABLE AS new_settlements
+    FOR EACH STATEMENT EXECUTE FUNCTION bet_settlements_bet_exists();
+CREATE TRIGGER bets_keep_history AFTER DELETE ON bets
+    REFERENCING OLD TABLE AS old_bets
+    FOR EACH STATEMENT EXECUTE FUNCTION bets_keep_history();
+CREATE TRIGGER bets_keep_history_ids AFTER UPDATE OF id ON bets
+    FOR EACH STATEMENT EXECUTE FUNCTION bets_keep_history();
+CREATE TRIGGER bets_no_truncate_with_history BEFORE TRUNCATE ON bets
+    FOR EACH STATEMENT EXECUTE FUNCTION bets_keep_history();
+
+ALTER TABLE bet_settlements DROP CONSTRAINT bet_settlements_bet_id_fkey;
 """
 
 DOWNGRADE = r"""
+ALTER TABLE bet_settlements ADD CONSTRAINT bet_settlements_bet_id_fkey
+    FOREIGN KEY (bet_id) REFERENCES bets (id);
+DROP TRIGGER bets_no_truncate_with_history ON bets;
+DROP TRIGGER bets_keep_history_ids ON bets;
+DROP TRIGGER bets_keep_history ON bets;
+DROP TRIGGER bet_settlements_bet_exists ON bet_settlements;
+DROP FUNCTION bets_keep_history();
+DROP FUNCTION bet_settlements_bet_exists();
 ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_transaction_id_fkey
     FOREIGN KEY (transaction_id) REFERENCES ledger_transactions;
 DROP TRIGGER ledger_transactions_no_truncate ON ledger_transactions;
