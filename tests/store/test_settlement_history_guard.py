@@ -6,6 +6,9 @@ it); the migration goes down to the foreign key and up again."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 from alembic import command
@@ -92,6 +95,44 @@ def test_writing_history_holds_the_bet_like_the_foreign_key(engine: Engine,
         assert isinstance(waited.value.orig, psycopg.errors.LockNotAvailable)
         deleter.rollback()
         writer.rollback()
+
+
+def test_history_of_a_bet_deleted_meanwhile_is_refused(engine: Engine,
+                                                      settings: Settings) -> None:
+    # The delete commits while the history's check waits for the bet: the check then finds
+    # no bet (the foreign key's outcome too).
+    _, open_ = _settled_and_open(engine, settings)
+    outcome: list[BaseException | None] = []
+    with engine.connect() as deleter:
+        deleter.begin()
+        _without_legs(deleter, open_)
+        deleter.execute(text("DELETE FROM bets WHERE id = :b"), {"b": open_})
+
+        def write() -> None:
+            try:
+                with engine.begin() as writer:
+                    writer.execute(text(_HISTORY), {"bet": open_})
+                outcome.append(None)
+            except DBAPIError as error:
+                outcome.append(error)
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive()          # waiting for the deleter's lock on the bet
+        deleter.commit()
+        thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], IntegrityError)
+    assert isinstance(outcome[0].orig, psycopg.errors.ForeignKeyViolation)
+
+
+def test_bets_are_deleted_under_read_committed_only(engine: Engine,
+                                                    settings: Settings) -> None:
+    _, open_ = _settled_and_open(engine, settings)
+    with pytest.raises(DBAPIError, match="outside READ COMMITTED"), engine.begin() as conn:
+        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        _without_legs(conn, open_)
+        conn.execute(text("DELETE FROM bets WHERE id = :b"), {"b": open_})
 
 
 def test_migration_0024_downgrades_to_the_history_foreign_key_and_back() -> None:
