@@ -37,7 +37,15 @@ These three check with a fresh snapshot, so they run under READ COMMITTED only (
 isolation; under REPEATABLE READ / SERIALIZABLE they refuse, where the foreign key's
 cross-check would have raised a serialization failure in a race).
 
-Downgrade drops the triggers and adds the foreign keys back (validated over every row).
+`ledger_entries_account` (account_id, shard, id), from 0001, is dropped: every query that reads
+an account's entries (ledger/statement.py, balances, reconciliation) goes through
+`ledger_entries_account_transaction` (account_id, transaction_id, 0013), and the ledger check's
+per-row queries read the whole table. Each entry paid an insertion into it (~1.2 us; a
+settled bet writes two entries). Dropped and rebuilt CONCURRENTLY (outside the migration's
+transaction), so neither direction blocks postings.
+
+Downgrade drops the triggers, adds the foreign keys back (validated over every row) and
+rebuilds the index.
 """
 
 from alembic import op
@@ -157,7 +165,14 @@ DROP FUNCTION ledger_entries_transaction_exists();
 
 def upgrade() -> None:
     op.execute(UPGRADE)
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ledger_entries_account")
 
 
 def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        # An invalid index left by an interrupted build goes first.
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ledger_entries_account")
+        op.execute("CREATE INDEX CONCURRENTLY ledger_entries_account "
+                   "ON ledger_entries (account_id, shard, id)")
     op.execute(DOWNGRADE)

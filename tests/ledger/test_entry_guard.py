@@ -1,7 +1,8 @@
 """A ledger entry's transaction exists (migration 0024_settlement_posting): the database
 refuses an entry that names no transaction, as the foreign key did, checked once per statement;
 transactions cannot be truncated from under their entries; `ledger check` reports an orphan
-entry forged past the guards; the migration goes down to the foreign key and up again."""
+entry forged past the guards; the migration goes down to the foreign key (and the
+ledger_entries_account index it drops) and up again."""
 
 from __future__ import annotations
 
@@ -96,10 +97,12 @@ def test_migration_0024_downgrades_to_the_foreign_key_and_back() -> None:
         SELECT (SELECT count(*) FROM pg_constraint
                  WHERE conrelid = 'ledger_entries'::regclass AND contype = 'f'),
                (SELECT count(*) FROM pg_trigger WHERE tgname IN
-                  ('ledger_entries_transaction_exists', 'ledger_transactions_no_truncate'))"""
+                  ('ledger_entries_transaction_exists', 'ledger_transactions_no_truncate')),
+               (SELECT count(*) FROM pg_index
+                 WHERE indexrelid::regclass::text = 'ledger_entries_account' AND indisvalid)"""
     with temporary_database("sp_entry_guard", revision=after) as url:
         engine_url = sqlalchemy_url(url)
-        for revision, expected in ((before, (1, 0)), (after, (0, 2))):
+        for revision, expected in ((before, (1, 0, 1)), (after, (0, 2, 0))):
             if revision == before:
                 command.downgrade(migrate.alembic_config(engine_url), before)
             else:
