@@ -21,6 +21,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -74,11 +75,12 @@ def instrument(app: FastAPI, enabled: bool) -> None:
 
 
 class UnsampledFastPath:
-    """Just outside the FastAPI instrumentation's middleware (OpenTelemetryMiddleware): a
-    request the head sampler drops (99 % of new traces in production, and any request whose
-    caller's traceparent says unsampled) gets the span the SDK would give it, a
-    NonRecordingSpan with real ids (tracing.head_decision), and goes straight to the app the
-    middleware wraps. The middleware's per-request work (request attributes, span name from
+    """On top of the stack the FastAPI instrumentation builds (`around`): a request the head
+    sampler drops (99 % of new traces in production, and any request whose caller's
+    traceparent says unsampled) gets the span the SDK would give it, a NonRecordingSpan with
+    real ids (tracing.head_decision), and goes straight to the app's own stack (its error
+    middleware and handler, then its middlewares: what telemetry off runs). The
+    instrumentation's per-request work (request attributes, span name from
     the route table, send/receive wrappers, metrics on a no-op meter) is only there for a
     span that records; what the request shows is the same: X-Trace-Id, log lines' trace id,
     the trace context in the Temporal headers (the workflow's activities keep the trace id).
@@ -88,34 +90,52 @@ class UnsampledFastPath:
         # `app`: FastAPI looks down the stack's `.app` chain for the instrumentation's
         # middleware and, finding it, leaves its own (native) telemetry off.
         self.app = self.instrumented = instrumented
-        self.inner, self.excluded = inner, excluded
+        self.inner = inner
+        # Whether a path is excluded (probes, /metrics): the ExcludeList's own test, with its
+        # compiled pattern's `search` called directly (`url_disabled` goes through re.search).
+        pattern = getattr(excluded, "_regex", None)
+        self.disabled: Callable[[str], Any] | None = (
+            None if not excluded else pattern.search if isinstance(pattern, re.Pattern)
+            and getattr(excluded, "_excluded_urls", None) else excluded.url_disabled)
         # The header names the process's propagator reads (traceparent, tracestate, baggage).
         self.fields = frozenset(name.lower().encode("latin-1")
                                 for name in propagate.get_global_textmap().fields)
 
     @classmethod
     def around(cls, stack: ASGIApp) -> ASGIApp:
-        """`stack` as the instrumentation builds it (ServerErrorMiddleware around
-        OpenTelemetryMiddleware around the app's stack), the fast path put around the
-        OpenTelemetryMiddleware; `stack` unchanged if its shape is not that one."""
+        """`stack` as the instrumentation builds it: ServerErrorMiddleware (no handler) around
+        OpenTelemetryMiddleware around ServerErrorMiddleware (the app's handler) around its
+        ExceptionHandlerMiddleware (records an exception on the span) around the app's own
+        middlewares. The fast path goes on top; a request it takes runs the app's handler's
+        ServerErrorMiddleware around the app's own middlewares, i.e. the stack telemetry off
+        runs: the outer error middleware (there for errors of OpenTelemetryMiddleware) and the
+        exception recorder (its span does not record) are per-request layers with nothing to do
+        for it. `stack` unchanged if its shape is not that one."""
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from starlette.middleware.errors import ServerErrorMiddleware
 
         middleware = getattr(stack, "app", None)
-        if isinstance(middleware, OpenTelemetryMiddleware):
-            stack.app = cls(middleware, middleware.app,   # type: ignore[attr-defined]
-                            middleware.excluded_urls)
-        return stack
+        if not isinstance(middleware, OpenTelemetryMiddleware):
+            return stack
+        inner = errors = middleware.app
+        recorder = getattr(errors, "app", None)
+        if (isinstance(errors, ServerErrorMiddleware)
+                and type(recorder).__name__ == "ExceptionHandlerMiddleware"
+                and getattr(recorder, "app", None) is not None):
+            inner = ServerErrorMiddleware(recorder.app, handler=errors.handler,
+                                          debug=errors.debug)
+        return cls(stack, inner, middleware.excluded_urls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self.excluded and
-                                       self.excluded.url_disabled(scope.get("path", ""))):
+        if scope["type"] != "http" or (self.disabled is not None
+                                       and self.disabled(scope.get("path", ""))):
             await self.instrumented(scope, receive, send)
             return
         # The caller's trace context, if its headers carry any (else an empty context, as the
         # propagator's own answer would be, without decoding every header name thrice).
-        parent = (propagate.extract(scope, getter=asgi_getter)
-                  if any(name in self.fields for name, _ in scope["headers"])
-                  else otel_context.Context())
+        # (The header names as a dict's keys: compared in C, no generator step per header.)
+        parent = (otel_context.Context() if self.fields.isdisjoint(dict(scope["headers"]))
+                  else propagate.extract(scope, getter=asgi_getter))
         span = tracing.head_decision(parent)
         if span is None:   # recorded: the instrumentation starts the span (same trace id)
             await self.instrumented(scope, receive, send)
