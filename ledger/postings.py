@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Sequence
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _json_str
+from time import perf_counter
 from typing import Any
 
 import psycopg
@@ -43,7 +44,8 @@ from ledger.types import (
     metadata_json,
 )
 from settlepay.db import is_retryable
-from settlepay.observability.metrics import LEDGER_POSTING_SECONDS, timed
+from settlepay.observability.metrics import LEDGER_POSTING_SECONDS, Latency, timed
+from settlepay.observability.tracing import recording
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 HOT_SHARDS = 16
@@ -112,6 +114,9 @@ def _batch_result(row: Any, transfers: Sequence[Transfer]) -> PostResult:
     return PostResult(_CODES[result], transaction_id, replayed, shortfall)
 
 
+# The latency of every single posting (also when it fails), bound once: see metrics.Latency.
+_POSTED = Latency(LEDGER_POSTING_SECONDS, "post", buffered=True)
+
 _POST_SQL = "SELECT * FROM ledger_post(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)"
 
 
@@ -131,11 +136,13 @@ def _call(cursor: psycopg.Cursor[Any], transfer: Transfer) -> PostResult:
     see what they always saw.
     """
     args = _post_args(transfer)
-    with timed(LEDGER_POSTING_SECONDS, "post"):
-        try:
-            row = cursor.execute(_POST_SQL, args, prepare=True).fetchone()
-        except psycopg.Error as error:
-            raise DBAPIError.instance(_POST_SQL, args, error, psycopg.Error) from error
+    started = perf_counter()
+    try:
+        row = cursor.execute(_POST_SQL, args, prepare=True).fetchone()
+    except psycopg.Error as error:
+        raise DBAPIError.instance(_POST_SQL, args, error, psycopg.Error) from error
+    finally:
+        _POSTED.since(started)
     if row is None:
         raise AssertionError("ledger_post returned no row")
     result, transaction_id, replayed, shortfall = row
@@ -147,10 +154,22 @@ def _call(cursor: psycopg.Cursor[Any], transfer: Transfer) -> PostResult:
 
 def _cursor(driver: psycopg.Connection) -> psycopg.Cursor[Any]:
     """The ledger's cursor of a connection, made once (a new psycopg cursor copies the
-    connection's adapters: a measurable part of a posting's client CPU)."""
+    connection's adapters: a measurable part of a posting's client CPU).
+
+    Inside a recorded trace it is a cursor of the connection's own class, the tracing
+    instrumentation's (the posting's statement makes its SQL span); otherwise a plain
+    `psycopg.Cursor`, which runs the same statement without the instrumentation's subclass
+    in between: that costs ~3,000 instructions per posting (callgrind, bench/observability.py)
+    for a span that would not be made anyway."""
+    if recording():
+        traced: psycopg.Cursor[Any] | None = getattr(driver, "_settlepay_traced_cursor", None)
+        if traced is None or traced.closed:
+            traced = driver.cursor()
+            driver._settlepay_traced_cursor = traced  # type: ignore[attr-defined]
+        return traced
     cursor: psycopg.Cursor[Any] | None = getattr(driver, "_settlepay_ledger_cursor", None)
     if cursor is None or cursor.closed:
-        cursor = driver.cursor()
+        cursor = psycopg.Cursor(driver)
         driver._settlepay_ledger_cursor = cursor  # type: ignore[attr-defined]
     return cursor
 

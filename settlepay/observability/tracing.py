@@ -286,6 +286,24 @@ def _context_reader() -> Any:
 _current_context = _context_reader()
 
 
+# psycopg's Cursor.execute / executemany parameters (name, kind, default), as of psycopg 3.1-3.3:
+# the fast path below repeats them; another signature takes the *args / **kwargs version.
+_EXECUTE = (("self", "POSITIONAL_OR_KEYWORD", "-"), ("query", "POSITIONAL_OR_KEYWORD", "-"),
+            ("params", "POSITIONAL_OR_KEYWORD", None), ("prepare", "KEYWORD_ONLY", None),
+            ("binary", "KEYWORD_ONLY", None))
+_EXECUTEMANY = (("self", "POSITIONAL_OR_KEYWORD", "-"), ("query", "POSITIONAL_OR_KEYWORD", "-"),
+                ("params_seq", "POSITIONAL_OR_KEYWORD", "-"),
+                ("returning", "KEYWORD_ONLY", False))
+
+
+def _parameters(function: Any) -> tuple[tuple[str, str, Any], ...]:
+    """(name, kind, default or "-") of each parameter of `function`."""
+    import inspect
+
+    return tuple((p.name, p.kind.name, "-" if p.default is inspect.Parameter.empty
+                  else p.default) for p in inspect.signature(function).parameters.values())
+
+
 def _fast_path_outside_recorded_traces() -> None:
     """The psycopg instrumentation's cursors run every statement through
     `CursorTracer.traced_execution`, which names the operation (a regular expression), asks
@@ -330,7 +348,27 @@ def _fast_path_outside_recorded_traces() -> None:
         base_execute, base_executemany = base.execute, base.executemany
         traced_execute, traced_executemany = traced.execute, traced.executemany
 
-        class TracedCursorFactory(traced):   # type: ignore[misc,valid-type]  # the name checked
+        if _parameters(base_execute) == _EXECUTE and _parameters(
+                base_executemany) == _EXECUTEMANY:
+            class TracedCursorFactory(traced):   # type: ignore[misc,valid-type]  # name checked
+                # The base methods' own parameters: a call passes them on as they came, with no
+                # tuple and dict of *args / **kwargs to build per statement.
+                def execute(self, query: Any, params: Any = None, *, prepare: Any = None,
+                            binary: Any = None) -> Any:
+                    if recording():
+                        return traced_execute(self, query, params, prepare=prepare,
+                                              binary=binary)
+                    return base_execute(self, query, params, prepare=prepare, binary=binary)
+
+                def executemany(self, query: Any, params_seq: Any, *,
+                                returning: Any = False) -> Any:
+                    if recording():
+                        return traced_executemany(self, query, params_seq, returning=returning)
+                    return base_executemany(self, query, params_seq, returning=returning)
+
+            return TracedCursorFactory
+
+        class TracedCursorFactory(traced):   # type: ignore[misc,valid-type,no-redef]
             def execute(self, *args: Any, **kwargs: Any) -> Any:
                 if recording():
                     return traced_execute(self, *args, **kwargs)

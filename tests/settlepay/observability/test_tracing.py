@@ -223,3 +223,71 @@ def test_an_outgoing_requests_call_carries_the_trace_and_makes_a_span_only_when_
     assert received[1][:-3] == f"00-{sent.trace_id:032x}-{sent.span_id:016x}"
     assert int(received[1][-2:], 16) & 1   # sampled
     assert not [s for s in recorder.spans() if s.context.trace_id == 0xABC]
+
+
+def test_the_fast_path_repeats_the_cursor_methods_own_parameters(engine, recorder):
+    """psycopg's execute / executemany parameters are what the fast path spells out (a new
+    psycopg that changes them is noticed here, and meanwhile gets the *args / **kwargs
+    version); their keyword arguments reach the cursor on both paths."""
+    from opentelemetry.instrumentation import psycopg as instrumentation
+
+    assert tracing._parameters(psycopg.Cursor.execute) == tracing._EXECUTE
+    assert tracing._parameters(psycopg.Cursor.executemany) == tracing._EXECUTEMANY
+    unsampled = SpanContext(trace_id=0x6543, span_id=0x99, is_remote=False,
+                            trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        for span in (trace.use_span(NonRecordingSpan(unsampled)),
+                     trace.get_tracer("tests").start_as_current_span("recorded")):
+            with span, raw.cursor() as cursor:
+                cursor.execute("SELECT %s::int AS binary_answer", (41,), binary=True,
+                               prepare=True)
+                assert cursor.pgresult.fformat(0) == 1 and cursor.fetchone() == (41,)
+                cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS kw (n int)")
+                cursor.executemany("INSERT INTO kw VALUES (%s) RETURNING n", [(1,), (2,)],
+                                   returning=True)
+                assert cursor.fetchone() == (1,) and cursor.nextset() and cursor.fetchone() == (2,)
+        conn.rollback()
+    assert any("binary_answer" in s for s in _statements(recorder))
+
+    class OtherCursor(psycopg.Cursor):
+        def execute(self, query, params=None, **kwargs):   # another signature
+            return super().execute(query, params, **kwargs)
+
+    factory = instrumentation._new_cursor_factory(base_factory=OtherCursor)
+    assert factory.execute.__code__.co_flags & 0x08     # the **kwargs version (CO_VARKEYWORDS)
+    standard = instrumentation._new_cursor_factory()
+    assert not standard.execute.__code__.co_flags & 0x08
+
+
+def test_a_ledger_posting_makes_its_sql_span_only_inside_a_recorded_trace(engine, recorder):
+    """ledger.post_now runs its statement on a plain psycopg cursor outside a recorded trace
+    (no instrumentation subclass in between) and on the instrumented one inside: the posting
+    is made either way, and only the recorded one has an SQL span."""
+    import ledger
+    from ledger import AccountRef, Leg, Transfer, postings
+
+    def transfer(key: str) -> Transfer:
+        return Transfer(key, "deposit", (Leg(AccountRef.gateway_clearing("stripe", "USD"), -5),
+                                         Leg(AccountRef.player_cash(f"p-{key}", "USD"), 5)))
+
+    unsampled = SpanContext(trace_id=0x7654, span_id=0xAA, is_remote=False,
+                            trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    with trace.use_span(NonRecordingSpan(unsampled)):
+        assert ledger.post_now(engine, transfer("span-unsampled")).code.name == "OK"
+    with trace.get_tracer("tests").start_as_current_span("recorded") as parent:
+        assert ledger.post_now(engine, transfer("span-recorded")).code.name == "OK"
+    connections = postings._autocommit(engine)._idle
+    assert any(type(getattr(c, "_settlepay_ledger_cursor", None)) is psycopg.Cursor
+               for c in connections)
+    assert any(type(getattr(c, "_settlepay_traced_cursor", None)).__name__.startswith("Traced")
+               for c in connections)
+    posted = [s for s in recorder.spans() if "ledger_post" in str(
+        (s.attributes or {}).get("db.statement") or (s.attributes or {}).get("db.query.text"))]
+    assert len(posted) == 1
+    assert posted[0].parent.span_id == parent.get_span_context().span_id
+    with engine.connect() as conn:
+        keys = conn.execute(text(
+            "SELECT idempotency_key FROM ledger_transactions WHERE idempotency_key LIKE :key"
+            " ORDER BY 1"), {"key": "span-%"}).scalars().all()
+    assert keys == ["span-recorded", "span-unsampled"]
