@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from alembic import command
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import ledger
 from ledger.check import run as check
-from settlepay import migrate
-from tests.support.databases import sqlalchemy_url, temporary_database
+from tests.support.databases import down_then_up, temporary_database
 from tests.support.ledger import deposit, new_player, stake
 
 ORPHAN = "every entry belongs to a transaction that exists"
@@ -101,12 +99,9 @@ def test_migration_0024_downgrades_to_the_foreign_key_and_back() -> None:
                (SELECT count(*) FROM pg_index
                  WHERE indexrelid::regclass::text = 'ledger_entries_account' AND indisvalid)"""
     with temporary_database("sp_entry_guard", revision=after) as url:
-        engine_url = sqlalchemy_url(url)
-        for revision, expected in ((before, (1, 0, 1)), (after, (0, 2, 0))):
-            if revision == before:
-                command.downgrade(migrate.alembic_config(engine_url), before)
-            else:
-                migrate.upgrade(engine_url, after)
+        expected_at = dict(((before, (1, 0, 1)), (after, (0, 2, 0))))
+        for revision in down_then_up(url, before, after):
+            expected = expected_at[revision]
             with psycopg.connect(url) as conn:
                 assert conn.execute(guards).fetchone() == expected
                 with pytest.raises(psycopg.errors.ForeignKeyViolation):

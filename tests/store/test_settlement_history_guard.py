@@ -11,13 +11,11 @@ import time
 
 import psycopg
 import pytest
-from alembic import command
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from settlepay import migrate
 from settlepay.config import Settings
-from tests.support.databases import sqlalchemy_url, temporary_database
+from tests.support.databases import down_then_up, temporary_database
 from tests.support.settlement import funded_player, place, post_result, settle_inline, uid
 
 _HISTORY = """INSERT INTO bet_settlements (bet_id, kind, version, market_id, payout, delta,
@@ -147,12 +145,9 @@ def test_migration_0024_downgrades_to_the_history_foreign_key_and_back() -> None
                " applied, outcome, results) VALUES ('nobet', 'settlement', 1, 'm', 0, 0, true,"
                " 'lost', '{}')")
     with temporary_database("sp_history_guard", revision=after) as url:
-        engine_url = sqlalchemy_url(url)
-        for revision, expected in ((before, (1, 0)), (after, (0, 4))):
-            if revision == before:
-                command.downgrade(migrate.alembic_config(engine_url), before)
-            else:
-                migrate.upgrade(engine_url, after)
+        expected_at = dict(((before, (1, 0)), (after, (0, 4))))
+        for revision in down_then_up(url, before, after):
+            expected = expected_at[revision]
             with psycopg.connect(url) as conn:
                 assert conn.execute(guards).fetchone() == expected
                 with pytest.raises(psycopg.errors.ForeignKeyViolation):

@@ -58,3 +58,16 @@ def temporary_database(prefix: str = "sp_test", revision: str = "head") -> Itera
     finally:
         with psycopg.connect(admin_url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def down_then_up(url: str, before: str, after: str) -> Iterator[str]:
+    """Take the database at `url` (migrated to `after`) down to `before`, then up to `after`
+    again, yielding each revision once the database is at it: a migration's downgrade and
+    upgrade checked in one loop."""
+    from alembic import command
+
+    engine_url = sqlalchemy_url(url)
+    command.downgrade(migrate.alembic_config(engine_url), before)
+    yield before
+    migrate.upgrade(engine_url, after)
+    yield after
