@@ -99,7 +99,7 @@ def test_migration_0024_downgrades_to_the_foreign_key_and_back() -> None:
                (SELECT count(*) FROM pg_index
                  WHERE indexrelid::regclass::text = 'ledger_entries_account' AND indisvalid)"""
     with temporary_database("sp_entry_guard", revision=after) as url:
-        expected_at = dict(((before, (1, 0, 1)), (after, (0, 2, 0))))
+        expected_at = {before: (1, 0, 1), after: (0, 2, 0)}
         for revision in down_then_up(url, before, after):
             expected = expected_at[revision]
             with psycopg.connect(url) as conn:

@@ -145,7 +145,7 @@ def test_migration_0024_downgrades_to_the_history_foreign_key_and_back() -> None
                " applied, outcome, results) VALUES ('nobet', 'settlement', 1, 'm', 0, 0, true,"
                " 'lost', '{}')")
     with temporary_database("sp_history_guard", revision=after) as url:
-        expected_at = dict(((before, (1, 0)), (after, (0, 4))))
+        expected_at = {before: (1, 0), after: (0, 4)}
         for revision in down_then_up(url, before, after):
             expected = expected_at[revision]
             with psycopg.connect(url) as conn:
