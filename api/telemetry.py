@@ -147,20 +147,6 @@ class UnsampledFastPath:
             otel_context.detach(token)
 
 
-# The request-duration series by (method label, route template), each a `metrics.Latency`:
-# `Histogram.observe` checks observability and scans the bucket bounds up to the duration's
-# in Python per call. Bounded as the labels are (METHODS, the app's route templates).
-_durations: dict[tuple[str, str], metrics.Latency] = {}
-
-
-def _duration(method: str, route: str) -> metrics.Latency:
-    found = _durations.get((method, route))
-    if found is None:
-        found = _durations[(method, route)] = metrics.Latency(metrics.HTTP_REQUEST_SECONDS,
-                                                              method, route)
-    return found
-
-
 def _route(scope: Scope) -> str:
     route = scope.get("route")
     return getattr(route, "path", None) or UNMATCHED
@@ -204,7 +190,7 @@ class RequestContext:
                 label = method if method in METHODS else OTHER_METHOD   # a bounded set
                 metrics.child(metrics.HTTP_REQUESTS, label, route,
                               metrics.status_class(status)).inc()
-                _duration(label, route).observe(seconds)
+                metrics.latency(metrics.HTTP_REQUEST_SECONDS, label, route).observe(seconds)
                 # last: a scrape seeing no other request in flight sees every one counted
                 metrics.HTTP_REQUESTS_IN_FLIGHT.dec()
             if route not in QUIET_ROUTES:

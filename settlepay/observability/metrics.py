@@ -165,7 +165,22 @@ def count(counter: Counter, label: str, amount: float = 1.0) -> None:
 def observe(histogram: Histogram, seconds: float, *labels: str) -> None:
     """Observe a duration measured elsewhere (e.g. between two database timestamps)."""
     if _enabled:
-        child(histogram, *labels).observe(max(seconds, 0.0))
+        latency(histogram, *labels).observe(max(seconds, 0.0))
+
+
+# Latency series by (metric, label values), made once (bounded as the labels are).
+_latencies: dict[tuple[int, tuple[str, ...]], Latency] = {}
+
+
+def latency(histogram: Histogram, *labels: str) -> Latency:
+    """The unbuffered `Latency` of a histogram's series, made once per label values: what a
+    per-request or per-operation observation with labels known only at run time goes through
+    (the request duration by route, a deposit's time to its outcome)."""
+    key = (id(histogram), labels)
+    found = _latencies.get(key)
+    if found is None:
+        found = _latencies[key] = Latency(histogram, *labels)
+    return found
 
 
 def on_commit(conn: Connection, record: Callable[[], None]) -> None:
