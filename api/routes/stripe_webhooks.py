@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.gateway import PaymentGateway, WebhookEvent, WebhookSignatureInvalid
+from api import workflow_start
 from api.deps import EngineDep, get_temporal
 from api.problems import PROBLEM_RESPONSES, Problem
 from commands import deposits as commands
@@ -111,7 +112,8 @@ async def receive(request: Request, engine: EngineDep) -> Received:
     closed = False
     handle = client.get_workflow_handle(deposit["workflow_id"])
     # The signal and what follows it belong to the deposit's trace (linked to this request's).
-    with tracing.continuing("deposit payment event", await tracing.operation_traceparent(handle)):
+    with tracing.continuing("deposit payment event",
+                            await workflow_start.operation_traceparent(handle)):
         try:
             await handle.signal(PAYMENT_EVENT_SIGNAL, signal)
         except RPCError as error:

@@ -28,6 +28,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import workflow_start
 from api.auth import Operator, Principal, WithdrawalsWriter, visible_player
 from api.deps import UPDATE_WAIT, EngineDep, SettingsDep, TemporalDep, workflow_unavailable
 from api.idempotency import IdempotencyKey, required_idempotency_key
@@ -160,7 +161,7 @@ async def submit_second_factor(withdrawal_id: str, body: SecondFactorCodeIn,
     handle = client.get_workflow_handle(row["workflow_id"])
     # The Update belongs to the withdrawal's trace (linked to this request's).
     with tracing.continuing("withdrawal second factor",
-                            await tracing.operation_traceparent(handle)):
+                            await workflow_start.operation_traceparent(handle)):
         try:
             answer = await handle.execute_update(Update.SUBMIT_SECOND_FACTOR,
                                                  SecondFactorCode(body.code),
