@@ -61,6 +61,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from domain.frozen import quick_init
 from domain.settlement.each_way import PlaceTerms
 from domain.settlement.payout import (
     Bet,
@@ -141,6 +142,7 @@ class RecordKind(StrEnum):
     CANCELLATION_ROLLBACK = "cancellation_rollback"
 
 
+@quick_init
 @dataclass(frozen=True)
 class StoredBet:
     """A bet as settlement reads it (the bets row and its legs)."""
@@ -174,6 +176,7 @@ class StoredBet:
         return Returns(self.paid - self.paid_bonus, self.paid_bonus, self.returned_free_bet)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Returns:
     """What a bet gives back, by destination (minor units; a difference may be negative)."""
@@ -201,6 +204,7 @@ class Returns:
         return bool(self.cash or self.bonus or self.free_bet)
 
 
+@quick_init
 @dataclass(frozen=True)
 class PlannedLeg:
     account: Account
@@ -208,6 +212,7 @@ class PlannedLeg:
     shortfall_to_debt: bool = False  # what player cash cannot cover becomes player debt
 
 
+@quick_init
 @dataclass(frozen=True)
 class PlannedPosting:
     key: str
@@ -219,6 +224,7 @@ class PlannedPosting:
     version: int                    # that run's result version
 
 
+@quick_init
 @dataclass(frozen=True)
 class SettlementRecord:
     """One row of a bet's settlement history."""
@@ -234,6 +240,7 @@ class SettlementRecord:
     results: dict[str, Any]         # the leg results used ("market/selection" -> JSON)
 
 
+@quick_init
 @dataclass(frozen=True)
 class BetUpdate:
     bet_id: str
@@ -249,6 +256,7 @@ class BetUpdate:
     cancellation_id: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Step:
     """What one bet needs: a history row to keep, maybe a posting, maybe a bet update."""
