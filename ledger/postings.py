@@ -13,6 +13,7 @@ serialization failures from the start (post_now retries them itself).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -275,14 +276,24 @@ def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResul
         return []
     items, legs = [], []
     metadata_texts: dict[int, tuple[str, str]] = {}   # id of a metadata dict -> its texts
+    # id of a legs tuple -> its texts (_legs_texts). A settlement page's postings of one
+    # player with the same outcome share one tuple of legs (commands/settlement.py): those
+    # legs are validated and written once. `transfers` keeps every tuple alive meanwhile.
+    legs_texts: dict[int, tuple[tuple[str, ...], str]] = {}
     for idx, t in enumerate(transfers, start=1):
-        validate(t)
+        shared = legs_texts.get(id(t.legs))
+        if shared is None:
+            validate(t)
+            shared = legs_texts[id(t.legs)] = _legs_texts(t.legs)
+        elif not t.key:     # all validate checks that is not about the legs
+            raise InvalidTransfer("a transfer needs an idempotency key")
         texts = metadata_texts.get(id(t.metadata))
         if texts is None:
             texts = metadata_texts[id(t.metadata)] = _metadata_texts(t.metadata)
-        items.append(_item_json(t, *texts))
-        for leg_no, leg in enumerate(t.legs, start=1):
-            legs.append(_batch_leg_json(leg, idx, leg_no))
+        heads, legs_hash_text = shared
+        items.append(_item_json(t, *texts, legs_hash_text))
+        for leg_no, head in enumerate(heads, start=1):
+            legs.append(f'{head}{idx}, "leg_no": {leg_no}}}')
     with timed(LEDGER_POSTING_SECONDS, "post_many"):
         rows = conn.exec_driver_sql("SELECT * FROM ledger_post_many(%s::jsonb, %s::jsonb)",
                                     ("[" + ", ".join(items) + "]",
@@ -308,11 +319,31 @@ def _metadata_texts(metadata: dict[str, Any]) -> tuple[str, str]:
             json.dumps(metadata) if item is None else item)
 
 
-def _item_json(t: Transfer, hash_metadata: str, item_metadata: str) -> str:
+def _legs_texts(legs: Sequence[Leg]) -> tuple[tuple[str, ...], str]:
+    """A validated transfer's legs as a batch writes them: each leg's JSON up to its "idx"
+    value (_leg_json_head), and the legs' part of the request hash text
+    (`repr` of the tuple Transfer.request_hash makes of them)."""
+    return tuple(_leg_json_head(leg) for leg in legs), repr(tuple(
+        (leg.account.owner, leg.account.type._value_, leg.account.currency, leg.amount,
+         None if leg.shortfall_to is None
+         else (leg.shortfall_to.owner, leg.shortfall_to.type._value_))
+        for leg in legs))
+
+
+def _request_hash(t: Transfer, metadata_text: str, legs_text: str) -> bytes:
+    """`t.request_hash(metadata_text)` from its legs' text (_legs_texts): the repr of the
+    4-tuple request_hash hashes, written an element at a time."""
+    body = f"({t.kind!r}, {t.reference!r}, {t.corrects!r}, {legs_text})"
+    if t.metadata:
+        body += metadata_text
+    return hashlib.sha256(body.encode()).digest()
+
+
+def _item_json(t: Transfer, hash_metadata: str, item_metadata: str, legs_text: str) -> str:
     """`json.dumps` of the batch item of transfer `t` (its idx is its position), with its
-    metadata's texts (_metadata_texts)."""
+    metadata's texts (_metadata_texts) and its legs' hash text (_legs_texts)."""
     return (f'{{"key": {_json_value(t.key)}, '
-            f'"hash": "{t.request_hash(hash_metadata).hex()}", '
+            f'"hash": "{_request_hash(t, hash_metadata, legs_text).hex()}", '
             f'"kind": {_json_value(t.kind)}, "reference": {_json_value(t.reference)}, '
             f'"corrects": {_json_value(t.corrects)}, "metadata": {item_metadata}}}')
 
@@ -336,18 +367,16 @@ def _shortfall_json(account: AccountRef) -> str:
     return f', "sf_owner": {_json_str(account.owner)}, "sf_type": {_json_str(str(account.type))}'
 
 
-def _batch_leg_json(leg: Leg, idx: int, leg_no: int) -> str:
-    """`json.dumps` of `_leg_json(leg)` with its "idx" and "leg_no" (validate checked that
-    the amount is an int)."""
+def _leg_json_head(leg: Leg) -> str:
+    """`json.dumps` of `_leg_json(leg)` with its "idx" and "leg_no", up to the idx value
+    (validate checked that the amount is an int)."""
     account = leg.account
     shortfall = "" if leg.shortfall_to is None else _shortfall_json(leg.shortfall_to)
     return (f'{_account_json(account)}"amount": {int.__repr__(leg.amount)}, '
-            f'{_account_flags_json(account.type)}{shortfall}, '
-            f'"idx": {idx}, "leg_no": {leg_no}}}')
+            f'{_account_flags_json(account.type)}{shortfall}, "idx": ')
 
 
 def _hold_hash(*parts: Any) -> bytes:
-    import hashlib
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
 
 

@@ -211,6 +211,12 @@ def test_batch_json_and_request_hash_are_the_json_dumps_text():
     transfers.append(Transfer(key="bet:b2:v1", kind="settlement", reference="b2",
                               legs=(Leg(cash_, 9), Leg(house, -9)),
                               metadata=transfers[0].metadata))
+    # ... and one tuple of legs (a player's postings with the same outcome): written once,
+    # each transfer's hash and idx its own
+    transfers.append(Transfer(key="bet:b3:v1", kind="settlement", reference="b3",
+                              legs=transfers[0].legs, metadata=transfers[0].metadata))
+    transfers.append(Transfer(key="bet:b1:g1:v3", kind="resettlement", reference="b1",
+                              corrects="bet:b1:g1:v2", legs=transfers[1].legs))
     captured = _Captured()
     ledger.post_many(captured, transfers)
     items = [{"key": t.key, "hash": t.request_hash().hex(), "kind": t.kind,
@@ -229,6 +235,21 @@ def test_batch_json_and_request_hash_are_the_json_dumps_text():
         "1cb88f2f57a35153b9e8f8274f57aadc99c5b656f1de7f3e4a06803a3ee106a1")
     assert transfers[2].request_hash().hex() == (
         "025b771ae9ab73f34ccd6798e2b8a59e344123a6d154eef327278733bb9cb65d")
+
+
+def test_a_shared_tuple_of_legs_is_validated_once_but_every_key_is_checked():
+    p = new_player()
+    legs = (Leg(AccountRef.player_cash(p, "USD"), 5), Leg(AccountRef.house_revenue("USD"), -5))
+    captured = _Captured()
+    with pytest.raises(InvalidTransfer, match="idempotency key"):
+        ledger.post_many(captured, [Transfer(key="k1", kind="deposit", legs=legs),
+                                    Transfer(key="", kind="deposit", legs=legs)])
+    unbalanced = (Leg(AccountRef.player_cash(p, "USD"), 5),
+                  Leg(AccountRef.house_revenue("USD"), -4))
+    with pytest.raises(InvalidTransfer, match="sum to zero"):
+        ledger.post_many(captured, [Transfer(key="k1", kind="deposit", legs=legs),
+                                    Transfer(key="k2", kind="deposit", legs=unbalanced),
+                                    Transfer(key="k3", kind="deposit", legs=unbalanced)])
 
 
 def test_batch_with_short_funds_falls_back_to_item_order(engine):
