@@ -18,8 +18,8 @@ Everything else stays as the dataclass made it: frozen (assignment still raises
 FrozenInstanceError), equality, hashing, repr, `dataclasses.replace` (which calls this
 __init__), pickling.
 
-Only for plain frozen dataclasses: every field in __init__, positional or keyword, defaults
-but no default factories, no __post_init__, no __slots__ (TypeError otherwise).
+Only for plain frozen dataclasses: every field in __init__, positional or keyword (defaults
+and default factories are kept), no __post_init__, no __slots__ (TypeError otherwise).
 Must never: change what a value holds or how it compares; pure (no I/O).
 """
 
@@ -29,6 +29,7 @@ import dataclasses
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_FACTORY = object()     # the default of a field with a default factory: "make one"
 
 
 def quick_init(cls: type[T]) -> type[T]:
@@ -39,19 +40,25 @@ def quick_init(cls: type[T]) -> type[T]:
         raise TypeError(f"{cls.__name__}: quick_init is for frozen dataclasses")
     if hasattr(cls, "__post_init__") or "__slots__" in cls.__dict__:
         raise TypeError(f"{cls.__name__}: quick_init takes no __post_init__ and no __slots__")
-    namespace: dict[str, Any] = {"_set_dict": object.__setattr__}
-    signature, items = [], []
+    namespace: dict[str, Any] = {"_set_dict": object.__setattr__, "_FACTORY": _FACTORY}
+    signature, items, factories = [], [], []
     for field in dataclasses.fields(cls):
-        if not field.init or field.kw_only or field.default_factory is not dataclasses.MISSING:
+        if not field.init or field.kw_only:
             raise TypeError(f"{cls.__name__}.{field.name}: quick_init takes plain fields only")
-        if field.default is dataclasses.MISSING:
+        if field.default_factory is not dataclasses.MISSING:
+            # as the dataclass's own __init__: a sentinel default, the factory called per value
+            namespace[f"_factory_{field.name}"] = field.default_factory
+            signature.append(f"{field.name}=_FACTORY")
+            factories.append(f"    if {field.name} is _FACTORY:\n"
+                             f"        {field.name} = _factory_{field.name}()\n")
+        elif field.default is dataclasses.MISSING:
             signature.append(field.name)
         else:
             namespace[f"_default_{field.name}"] = field.default
             signature.append(f"{field.name}=_default_{field.name}")
         items.append(f"{field.name!r}: {field.name}")
-    source = (f"def __init__(self, {', '.join(signature)}):\n"
-              f"    _set_dict(self, '__dict__', {{{', '.join(items)}}})\n")
+    source = (f"def __init__(self, {', '.join(signature)}):\n" + "".join(factories)
+              + f"    _set_dict(self, '__dict__', {{{', '.join(items)}}})\n")
     exec(source, namespace)   # the text is made here from the field names only
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"

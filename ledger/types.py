@@ -14,6 +14,8 @@ from enum import StrEnum
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
+from domain.frozen import quick_init
+
 
 class AccountType(StrEnum):
     PLAYER_CASH = "player_cash"                    # what the player can bet or withdraw
@@ -89,6 +91,7 @@ class AccountRef:
         return AccountRef(f"gateway:{provider}", AccountType.GATEWAY_CLEARING, currency)
 
 
+@quick_init   # made per posting of a batch: domain/frozen.py
 @dataclass(frozen=True)
 class Leg:
     account: AccountRef
@@ -98,6 +101,7 @@ class Leg:
     shortfall_to: AccountRef | None = None
 
 
+@quick_init   # made per posting of a batch: domain/frozen.py
 @dataclass(frozen=True)
 class Transfer:
     key: str                      # idempotency key from the business operation
@@ -166,6 +170,7 @@ class ResultCode(StrEnum):
     HOLD_AMOUNT_EXCEEDED = "hold_amount_exceeded"      # posting more than was held
 
 
+@quick_init   # made per posting of a batch: domain/frozen.py
 @dataclass(frozen=True)
 class PostResult:
     code: ResultCode

@@ -38,6 +38,20 @@ def test_quick_values_hold_what_the_dataclass_init_would_give_them() -> None:
         assert repr(quick) == repr(reference).replace("Reference", "Quick")
 
 
+@quick_init
+@dataclass(frozen=True)
+class WithFactory:
+    name: str
+    tags: list[str] = field(default_factory=list)
+
+
+def test_a_default_factory_makes_a_new_default_per_value() -> None:
+    a, b = WithFactory("a"), WithFactory("b")
+    assert a.tags == [] and b.tags == [] and a.tags is not b.tags
+    given = ["x"]
+    assert WithFactory("c", given).tags is given
+
+
 def test_quick_values_keep_equality_hashing_replace_and_pickling() -> None:
     a, b = Quick("a", 1, count=2), Quick("a", 1, None, 2)
     assert a == b and hash(a) == hash(b) and a != Quick("a", 1, count=3)
@@ -82,10 +96,6 @@ def test_quick_init_refuses_what_it_does_not_handle() -> None:
         a: int
 
     @dataclass(frozen=True)
-    class WithFactory:
-        a: list[int] = field(default_factory=list)
-
-    @dataclass(frozen=True)
     class WithPostInit:
         a: int
 
@@ -100,6 +110,6 @@ def test_quick_init_refuses_what_it_does_not_handle() -> None:
     class KeywordOnly:
         a: int
 
-    for cls in (NotFrozen, WithFactory, WithPostInit, WithSlots, KeywordOnly):
+    for cls in (NotFrozen, WithPostInit, WithSlots, KeywordOnly):
         with pytest.raises(TypeError):
             quick_init(cls)
