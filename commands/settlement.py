@@ -429,9 +429,10 @@ def _transfers(planned: list[tuple[StoredBet, Step]]) -> list[Transfer | None]:
         shared = metadata.get(run)
         if shared is None:
             shared = metadata[run] = {"market": posting.market_id, "version": posting.version}
-        transfers.append(Transfer(key=posting.key, kind=str(posting.kind),
-                                  reference=posting.bet_id, corrects=posting.corrects,
-                                  legs=found[1], metadata=shared))
+        # by position (key, kind, legs, reference, corrects, metadata): a class called with
+        # keywords gets them as a dict, built and unpacked again per transfer
+        transfers.append(Transfer(posting.key, str(posting.kind), found[1], posting.bet_id,
+                                  posting.corrects, shared))
     return transfers
 
 

@@ -393,7 +393,7 @@ def returns_for(bet: StoredBet, settled: Settled) -> Returns:
             return Returns(free_bet=bet.stake)
         return Returns(cash=max(0, settled.payout - bet.stake))
     bonus = bonus_share(settled.payout, bet.stake_bonus, bet.stake)
-    return Returns(cash=settled.payout - bonus, bonus=bonus)
+    return Returns(settled.payout - bonus, bonus)     # (cash, bonus): see plan_settle
 
 
 def refund_for(bet: StoredBet) -> Returns:
@@ -527,17 +527,20 @@ def plan_settle(bet: StoredBet, market_id: str, results: Results, versions: Mapp
     key = settlement_key(bet.id, version, bet.rollbacks)
 
     if bet.status == BetStatus.OPEN:
+        # Every bet of a first settlement comes here: its values are made with positional
+        # arguments (a class called with keywords gets them as a dict, built and unpacked).
         return Step(
-            record=_record(bet, RecordKind.SETTLEMENT, version, payout, payout, True, outcome,
-                           key, used),
-            posting=PlannedPosting(key, PostingKind.SETTLEMENT, bet.id,
-                                   _legs(bet, -bet.stake, returns), None, market_id, version),
+            _record(bet, RecordKind.SETTLEMENT, version, payout, payout, True, outcome, key,
+                    used),
+            PlannedPosting(key, PostingKind.SETTLEMENT, bet.id, _legs(bet, -bet.stake, returns),
+                           None, market_id, version),
             # _kept(bet, status=SETTLED, payout=..., version=..., settlement_key=...,
-            # **_returned(returns)), written out: every bet of a first settlement gets one
-            update=BetUpdate(bet.id, BetStatus.SETTLED, returns.paid, payout, version, key,
-                             rollbacks=bet.rollbacks, paid_bonus=returns.bonus,
-                             returned_free_bet=returns.free_bet,
-                             cancellation_id=bet.cancellation_id))
+            # **_returned(returns)), written out: bet_id, status, paid, payout, version,
+            # settlement_key, rollbacks, needs_review, paid_bonus, returned_free_bet,
+            # cancellation_id
+            BetUpdate(bet.id, BetStatus.SETTLED, returns.paid, payout, version, key,
+                      bet.rollbacks, None, returns.bonus, returns.free_bet,
+                      bet.cancellation_id))
     if bet.version is not None and version <= bet.version:
         return None   # already settled against these results (a re-run): nothing to do
     change = returns - bet.returned

@@ -6,7 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from domain.settlement.plan import BetStatus, BetUpdate, RecordKind, SettlementRecord
+from domain.settlement.plan import (
+    Account,
+    BetStatus,
+    BetUpdate,
+    Funding,
+    RecordKind,
+    SettlementRecord,
+    StoredBet,
+)
 from store import settlements as store
 
 
@@ -61,3 +69,18 @@ def test_bet_updates_are_the_json_dumps_text_of_the_rows() -> None:
                  "paid_bonus": u.paid_bonus, "returned_free_bet": u.returned_free_bet,
                  "cancellation_id": u.cancellation_id} for u in updates]
     assert conn.params == {"rows": json.dumps(expected)}
+
+
+def test_a_bets_row_becomes_the_stored_bet_field_by_field() -> None:
+    # stored_bet builds the StoredBet by position (a page is thousands of rows): every
+    # column lands in its field
+    row = ("bet_1", "ply_1", "partner_1", "EUR ", 1000, "each_way", "1/5", 3, "settled",
+           2500, 2600, 2, "bet:bet_1:v2", 1, "free_bet", 400, 100, 7, 200, 40, "bon_1", True,
+           9, [["m1", "s1", "5", "2"]], "extra column")
+    assert store.stored_bet(row) == StoredBet(
+        id="bet_1", player_id="ply_1", partner_id="partner_1", currency="EUR", stake=800,
+        bet_type="each_way", place_fraction="1/5", place_count=3, status=BetStatus.SETTLED,
+        paid=2500, payout=2600, version=2, settlement_key="bet:bet_1:v2",
+        legs=(("m1", "s1", 5, 2),), rollbacks=1, funding=Funding.FREE_BET, stake_bonus=360,
+        paid_bonus=100, returned_free_bet=7, bonus_target=Account.PLAYER_BONUS,
+        bonus_id="bon_1", bonus_wagered=True, cancellation_id=9)
