@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from settlepay.observability.redaction import REDACTED, redact_event, redact_text
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from settlepay.observability import redaction
+from settlepay.observability.redaction import REDACTED, _scan, redact_event, redact_text
 
 
 def test_card_numbers_are_masked_when_they_pass_the_luhn_check():
@@ -53,3 +57,28 @@ def test_sensitive_fields_are_masked_by_name_at_any_depth():
     assert event["payload"]["document"] == REDACTED
     assert event["player_id"] == "ply_1" and event["payload"]["amount"] == 500
     assert event["event"] == "player created"
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=1, max_size=40).filter(
+    lambda text: any(c in "abcdef" for c in text)))
+@settings(max_examples=2000)
+def test_a_hex_id_with_a_letter_is_left_as_the_full_scan_leaves_it(text):
+    # Trace and span ids, uuid4().hex request ids skip the scan: it would change nothing.
+    assert redact_text(text) == _scan(text) == text
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF_- @.:'=\n", max_size=40))
+@settings(max_examples=2000)
+def test_any_other_text_is_scanned_as_before(text):
+    assert redact_text(text) == _scan(text)
+
+
+def test_ids_of_digits_only_are_still_scanned(monkeypatch):
+    # No letter: a 16-digit span id that passes the Luhn check reads as a card (as before).
+    assert redact_text("4242424242424242") == "[CARD]"
+    assert redact_text("4242424242424242a") == "4242424242424242a"
+    scanned: list[str] = []
+    monkeypatch.setattr(redaction, "_scan", lambda text: scanned.append(text) or text)
+    redact_event(None, "info", {"event": "request", "trace_id": "0af7651916cd43dd8448eb211c80319c",
+                                "span_id": "b7ad6b7169203331", "request_id": "12345"})
+    assert scanned == ["request", "12345"]   # the two ids with a letter are not scanned
