@@ -116,9 +116,19 @@ _OWN_FIELDS = frozenset({"event", "level", "logger", "timestamp", "trace_id", "s
                          "activity_id", "service", "exception"})
 
 
+# The trace and span ids logs.py adds, in the exact form it writes them (32 and 16 lower-case
+# hex digits): kept as they are. Scanned, an all-digit span id passing the Luhn check (about one
+# in 20,000) would read "[CARD]" and its log line would lose its span.
+_ID_FORMATS = {"trace_id": re.compile(r"[0-9a-f]{32}"), "span_id": re.compile(r"[0-9a-f]{16}")}
+
+
 def redact_event(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: the event with sensitive fields and shapes redacted."""
     for key in list(event):
+        id_format = _ID_FORMATS.get(key)
+        if id_format is not None and isinstance(event[key], str) and id_format.fullmatch(
+                event[key]):
+            continue
         if key not in _OWN_FIELDS and is_sensitive_key(key):
             event[key] = REDACTED
         else:

@@ -74,7 +74,7 @@ def test_any_other_text_is_scanned_as_before(text):
 
 
 def test_ids_of_digits_only_are_still_scanned(monkeypatch):
-    # No letter: a 16-digit span id that passes the Luhn check reads as a card (as before).
+    # No letter: a 16-digit text that passes the Luhn check reads as a card.
     assert redact_text("4242424242424242") == "[CARD]"
     assert redact_text("4242424242424242a") == "4242424242424242a"
     scanned: list[str] = []
@@ -82,3 +82,18 @@ def test_ids_of_digits_only_are_still_scanned(monkeypatch):
     redact_event(None, "info", {"event": "request", "trace_id": "0af7651916cd43dd8448eb211c80319c",
                                 "span_id": "b7ad6b7169203331", "request_id": "12345"})
     assert scanned == ["request", "12345"]   # the two ids with a letter are not scanned
+
+
+def test_the_pipelines_own_trace_and_span_ids_are_kept_even_when_all_digits():
+    # A span id of 16 decimal digits passing the Luhn check is still the line's span id.
+    event = redact_event(None, "info", {"event": "request",
+                                        "trace_id": "42424242424242424242424242424242",
+                                        "span_id": "4242424242424242",
+                                        "note": "4242424242424242"})
+    assert (event["trace_id"], event["span_id"]) == (
+        "42424242424242424242424242424242", "4242424242424242")
+    assert event["note"] == "[CARD]"
+    # Not in the pipeline's form (length, case, anything around it): scanned as any value.
+    assert redact_event(None, "info", {"span_id": "card 4242424242424242"})["span_id"] == \
+        "card [CARD]"
+    assert redact_event(None, "info", {"trace_id": "4242424242424242"})["trace_id"] == "[CARD]"
