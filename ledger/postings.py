@@ -42,6 +42,8 @@ from ledger.types import (
     ResultCode,
     Transfer,
     flat_json,
+    hash_request,
+    legs_hash_text,
     metadata_json,
 )
 from settlepay.db import is_retryable
@@ -67,8 +69,17 @@ def _leg_json(leg: Leg) -> dict[str, Any]:
 
 def validate(transfer: Transfer) -> None:
     """Reject malformed transfers before they reach the database (InvalidTransfer)."""
+    _validate_key(transfer)
+    _validate_legs(transfer)
+
+
+def _validate_key(transfer: Transfer) -> None:
     if not transfer.key:
         raise InvalidTransfer("a transfer needs an idempotency key")
+
+
+def _validate_legs(transfer: Transfer) -> None:
+    """The legs' checks (a batch whose transfers share one tuple of legs runs them once)."""
     if len(transfer.legs) < 2:
         raise InvalidTransfer(f"{transfer.key}: a transfer needs at least two legs")
     currency = transfer.legs[0].account.currency
@@ -281,17 +292,16 @@ def post_many(conn: Connection, transfers: Sequence[Transfer]) -> list[PostResul
     # legs are validated and written once. `transfers` keeps every tuple alive meanwhile.
     legs_texts: dict[int, tuple[tuple[str, ...], str]] = {}
     for idx, t in enumerate(transfers, start=1):
+        _validate_key(t)
         shared = legs_texts.get(id(t.legs))
         if shared is None:
-            validate(t)
+            _validate_legs(t)
             shared = legs_texts[id(t.legs)] = _legs_texts(t.legs)
-        elif not t.key:     # all validate checks that is not about the legs
-            raise InvalidTransfer("a transfer needs an idempotency key")
         texts = metadata_texts.get(id(t.metadata))
         if texts is None:
             texts = metadata_texts[id(t.metadata)] = _metadata_texts(t.metadata)
-        heads, legs_hash_text = shared
-        items.append(_item_json(t, *texts, legs_hash_text))
+        heads, legs_text = shared
+        items.append(_item_json(t, *texts, legs_text))
         for leg_no, head in enumerate(heads, start=1):
             legs.append(f'{head}{idx}, "leg_no": {leg_no}}}')
     with timed(LEDGER_POSTING_SECONDS, "post_many"):
@@ -321,29 +331,15 @@ def _metadata_texts(metadata: dict[str, Any]) -> tuple[str, str]:
 
 def _legs_texts(legs: Sequence[Leg]) -> tuple[tuple[str, ...], str]:
     """A validated transfer's legs as a batch writes them: each leg's JSON up to its "idx"
-    value (_leg_json_head), and the legs' part of the request hash text
-    (`repr` of the tuple Transfer.request_hash makes of them)."""
-    return tuple(_leg_json_head(leg) for leg in legs), repr(tuple(
-        (leg.account.owner, leg.account.type._value_, leg.account.currency, leg.amount,
-         None if leg.shortfall_to is None
-         else (leg.shortfall_to.owner, leg.shortfall_to.type._value_))
-        for leg in legs))
-
-
-def _request_hash(t: Transfer, metadata_text: str, legs_text: str) -> bytes:
-    """`t.request_hash(metadata_text)` from its legs' text (_legs_texts): the repr of the
-    4-tuple request_hash hashes, written an element at a time."""
-    body = f"({t.kind!r}, {t.reference!r}, {t.corrects!r}, {legs_text})"
-    if t.metadata:
-        body += metadata_text
-    return hashlib.sha256(body.encode()).digest()
+    value (_leg_json_head), and the legs' part of the request hash (legs_hash_text)."""
+    return tuple(_leg_json_head(leg) for leg in legs), legs_hash_text(legs)
 
 
 def _item_json(t: Transfer, hash_metadata: str, item_metadata: str, legs_text: str) -> str:
     """`json.dumps` of the batch item of transfer `t` (its idx is its position), with its
     metadata's texts (_metadata_texts) and its legs' hash text (_legs_texts)."""
-    return (f'{{"key": {_json_value(t.key)}, '
-            f'"hash": "{_request_hash(t, hash_metadata, legs_text).hex()}", '
+    digest = hash_request(t.kind, t.reference, t.corrects, legs_text, hash_metadata or None)
+    return (f'{{"key": {_json_value(t.key)}, "hash": "{digest.hex()}", '
             f'"kind": {_json_value(t.kind)}, "reference": {_json_value(t.reference)}, '
             f'"corrects": {_json_value(t.corrects)}, "metadata": {item_metadata}}}')
 

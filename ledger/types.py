@@ -119,14 +119,32 @@ class Transfer:
         `metadata_text`: `metadata_json(self.metadata)`, when the caller has it already (a
         batch whose transfers share one metadata dict writes it once).
         """
-        body = repr((self.kind, self.reference, self.corrects, tuple(
-            (leg.account.owner, leg.account.type._value_, leg.account.currency, leg.amount,
-             None if leg.shortfall_to is None
-             else (leg.shortfall_to.owner, leg.shortfall_to.type._value_))
-            for leg in self.legs)))
-        if self.metadata:
-            body += metadata_json(self.metadata) if metadata_text is None else metadata_text
-        return hashlib.sha256(body.encode()).digest()
+        if not self.metadata:
+            metadata_text = None
+        elif metadata_text is None:
+            metadata_text = metadata_json(self.metadata)
+        return hash_request(self.kind, self.reference, self.corrects, legs_hash_text(self.legs),
+                            metadata_text)
+
+
+def legs_hash_text(legs: tuple[Leg, ...]) -> str:
+    """The legs' part of a request hash: repr() of a tuple of str / int / None per leg. A
+    batch whose transfers share one tuple of legs makes it once (ledger.post_many)."""
+    return repr(tuple(
+        (leg.account.owner, leg.account.type._value_, leg.account.currency, leg.amount,
+         None if leg.shortfall_to is None
+         else (leg.shortfall_to.owner, leg.shortfall_to.type._value_))
+        for leg in legs))
+
+
+def hash_request(kind: str, reference: str | None, corrects: str | None, legs_text: str,
+                 metadata_text: str | None) -> bytes:
+    """Transfer.request_hash from its parts: the repr of (kind, reference, corrects, legs)
+    (`legs_text`: legs_hash_text), then the metadata's JSON when there is metadata."""
+    body = f"({kind!r}, {reference!r}, {corrects!r}, {legs_text})"
+    if metadata_text is not None:
+        body += metadata_text
+    return hashlib.sha256(body.encode()).digest()
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:
