@@ -65,6 +65,25 @@ CHECKS: list[tuple[str, str]] = [
                            (to_regclass('ledger_transactions'),
                             'ledger_transactions_no_truncate'))
                    AND g.tgenabled IN ('O', 'A')) <> 2"""),
+    ("every correction and hold reference of a transaction names a transaction that exists",
+     """SELECT 'transaction ' || t.id || ' names ' || r.name || ' ' || r.id
+               || ', which does not exist'
+          FROM ledger_transactions t
+          CROSS JOIN LATERAL (VALUES ('corrects_id', t.corrects_id),
+                                     ('hold_id', t.hold_id)) AS r(name, id)
+         WHERE r.id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM ledger_transactions x WHERE x.id = r.id)"""),
+    ("a transaction's correction and hold references are guarded by the database: the foreign "
+     "keys, or the row trigger that checks the rows that set one (0026)",
+     """SELECT 'ledger_transactions: no foreign keys on corrects_id and hold_id and the guard '
+               || 'trigger is missing or not firing'
+         WHERE (SELECT count(*) FROM pg_constraint c
+                 WHERE c.conrelid = to_regclass('ledger_transactions') AND c.contype = 'f'
+                   AND c.confrelid = to_regclass('ledger_transactions')) < 2
+           AND NOT EXISTS (SELECT 1 FROM pg_trigger g
+                            WHERE g.tgrelid = to_regclass('ledger_transactions')
+                              AND g.tgname = 'ledger_transactions_reference_exists'
+                              AND g.tgenabled IN ('O', 'A'))"""),
     ("every entry is in its account's currency",
      """SELECT 'entry ' || e.id || ' is in ' || e.currency || ' on account ' || a.id
                || ' in ' || a.currency
