@@ -391,9 +391,9 @@ def transfer_of(posting: PlannedPosting, player_id: str, currency: str) -> Trans
 
 def _ledger_legs(legs: tuple[PlannedLeg, ...], player_id: str, currency: str,
                  ) -> tuple[ledger.Leg, ...]:
+    # by position (account, amount, shortfall_to), as the values made per bet are
     return tuple(ledger.Leg(_account(leg.account, player_id, currency), leg.amount,
-                            shortfall_to=_debt(player_id, currency)
-                            if leg.shortfall_to_debt else None)
+                            _debt(player_id, currency) if leg.shortfall_to_debt else None)
                  for leg in legs)
 
 

@@ -44,6 +44,7 @@ HOT = frozenset({AccountType.HOUSE_REVENUE, AccountType.GATEWAY_CLEARING,
 HOUSE = "house"
 
 
+@quick_init   # made per player account of a settlement page (commands/settlement.py)
 @dataclass(frozen=True, order=True)
 class AccountRef:
     owner: str
