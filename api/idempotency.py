@@ -26,9 +26,10 @@ The rules (per API key: two keys may use the same Idempotency-Key independently)
   route runs, and its answer (status, headers, body) is stored before it is sent.
 * Same key, same request (method, path, query and JSON body, key order ignored) after that:
   the stored answer, byte for byte, with `Idempotent-Replayed: true`. The replay is ONE
-  indexed query and never reaches the router: the record by its primary key when the rate
-  limiter has already authenticated the key (api/rate_limits.py, outside this middleware),
-  else the API key and the record fetched together.
+  indexed query and never reaches the router: read by the rate limiter with the key's token
+  when it knows the key (api/rate_limits.py, outside this middleware: its one statement), else
+  the record by its primary key once the rate limiter has authenticated the key, else the API
+  key and the record fetched together.
 * Same key, different request → 422 `idempotency_key_reused`.
 * Same key while the first request is still running → 409 `idempotency_key_in_use` with
   `Retry-After: 1`, at once (no waiting: a waiting request would hold a worker and a
@@ -77,6 +78,8 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 CONTEXT_SCOPE_KEY = "settlepay.idempotency"
+# A PreRead the rate limiter leaves for this middleware (api/rate_limits.py).
+PREREAD_SCOPE_KEY = "settlepay.idempotency.preread"
 NOT_KEPT = frozenset({401, 403, 409, 429})
 DEFAULT_STALE_AFTER = 60.0
 
@@ -148,8 +151,22 @@ async def required_idempotency_key(
     return key
 
 
+@dataclass(frozen=True)
+class PreRead:
+    """The record of (API key id, Idempotency-Key) as read with the request's rate-limit take
+    (None: there was none), in the same statement that checked the key; used as `find`'s."""
+
+    api_key_id: str
+    key: str
+    record: idempotency.Record | None
+
+
+def valid_key_text(key: str) -> bool:
+    return bool(key.strip()) and len(key) <= MAX_KEY_LENGTH
+
+
 def _valid_key(key: str) -> str:
-    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+    if not valid_key_text(key):
         raise Problem(400, "idempotency_key_invalid", "Invalid Idempotency-Key",
                       f"An {HEADER} has 1 to {MAX_KEY_LENGTH} characters.")
     return key
@@ -228,8 +245,17 @@ class IdempotencyMiddleware:
             messages.append(message)
 
         record_read: list[bool] = []   # _find_or_claim: the record was read (a claim may follow)
+        pre: PreRead | None = scope.get(PREREAD_SCOPE_KEY)
+        if pre is not None and (pre.api_key_id, pre.key) != (api_key_id, key):
+            pre = None
         try:
-            if read_first:
+            if read_first and pre is not None:   # read with the rate limiter's take
+                record_read.append(True)
+                record = pre.record
+                if record is None:
+                    record = await _db(_claim, db, api_key_id, key, method, path, request_hash,
+                                       token, stale_after)
+            elif read_first:
                 record = await _db(_find_or_claim, engine, db, api_key_id, key, method, path,
                                    request_hash, token, stale_after, record_read)
             elif record is None:
@@ -266,11 +292,10 @@ def _claim(engine: Engine, api_key_id: str, key: str, method: str, path: str, re
            token: uuid.UUID, stale_after: float) -> idempotency.Record | None:
     """None when this request now holds the key; else the record of the one that does (or
     did). A record deleted between the two statements reads as "in use": the client retries."""
-    with engine.connect() as conn:
-        if idempotency.claim(conn, api_key_id, key, method, path, request_hash, token):
-            return None
-        return idempotency.read(conn, api_key_id, key, stale_after) or idempotency.Record(
-            request_hash=request_hash, status=None, headers=None, body=None, stale=False)
+    if idempotency.claim_now(engine, api_key_id, key, method, path, request_hash, token):
+        return None
+    return idempotency.find(engine, api_key_id, key, stale_after) or idempotency.Record(
+        request_hash=request_hash, status=None, headers=None, body=None, stale=False)
 
 
 def _find_or_claim(engine: Engine, db: Engine, api_key_id: str, key: str, method: str,
@@ -364,10 +389,9 @@ def _complete(engine: Engine, api_key_id: str, key: str, token: uuid.UUID,
     headers = [[name.decode("latin-1"), value.decode("latin-1")]
                for name, value in start.get("headers", []) if name.lower() != b"content-length"]
     try:
-        with engine.connect() as conn:
-            if not idempotency.complete(conn, api_key_id, key, token, start["status"],
+        if not idempotency.complete_now(engine, api_key_id, key, token, start["status"],
                                         headers, body):
-                log.warning("idempotency key %r of %s was taken over before its answer was stored",
-                            key, api_key_id)
+            log.warning("idempotency key %r of %s was taken over before its answer was stored",
+                        key, api_key_id)
     except Exception:  # the client still gets its answer; a retry after the stale time re-runs
         log.exception("could not store the answer for idempotency key %r of %s", key, api_key_id)

@@ -31,6 +31,15 @@ Where the buckets live (Settings.rate_limit_backend)
 The key is authenticated here (the route's `authenticate` then reuses the principal), and its
 last use is recorded at most once a minute per key and process (store.api_keys.touch).
 
+A key this process has authenticated (PostgreSQL buckets) is known by the SHA-256 of its
+plaintext, with its principal and the version of its row: its next request is ONE statement
+(store/rate_limits.py `take_known`) that takes the token only if the row is still at that
+version and live, and, for a POST with an Idempotency-Key, reads that key's record for the
+idempotency middleware (so a replay costs that statement and nothing else). A key revoked,
+expired or changed (scopes, limits, version pin) is therefore seen at its very next request:
+the row no longer matches, nothing is taken, and the key is authenticated again from scratch
+(revoked or expired: 401). At most KNOWN_KEYS_MAX keys are known, the oldest forgotten first.
+
 Must never: count a request whose key did not authenticate against that key; decide anything
 but "may this key make this request now".
 """
@@ -54,6 +63,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import versioning
 from api.auth import PRINCIPAL_SCOPE_KEY, Principal, presented_key
+from api.idempotency import DEFAULT_STALE_AFTER, PREREAD_SCOPE_KEY, PreRead, valid_key_text
 from api.problems import Problem
 from domain.rate_limits import Decision, RateLimit, key_limit, parse, scope_limit
 from settlepay.config import Settings
@@ -63,6 +73,7 @@ from store import rate_limits as buckets
 log = logging.getLogger("settlepay.api.rate_limits")
 T = TypeVar("T")
 TOUCH_INTERVAL_SECONDS = 60.0
+KNOWN_KEYS_MAX = 4_096
 BACKENDS = ("postgres", "redis", "off")
 
 _EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rate-limits")
@@ -251,12 +262,20 @@ class RateLimits:
         self._touched: dict[str, float] = {}
         self._touch_lock = threading.Lock()
         self.autocommit = Autocommit()
+        # SHA-256 of a plaintext -> (principal, its row's version, its key limit): keys this
+        # process authenticated, checked again by every request's own statement (take_known).
+        self._known: dict[bytes, tuple[Principal, str, RateLimit]] = {}
 
     def key_limit(self, principal: Principal) -> RateLimit:
         return key_limit(parse(principal.rate_limits), self.default)
 
     def scope_limit(self, principal: Principal, scope: str) -> RateLimit | None:
         return scope_limit(scope, parse(principal.rate_limits), self.scopes)
+
+    def touch_pending(self, key_id: str) -> bool:
+        """Whether the key's use is due to be recorded (due_for_touch without marking it)."""
+        return (time.monotonic() - self._touched.get(key_id, float("-inf"))
+                >= TOUCH_INTERVAL_SECONDS)
 
     def due_for_touch(self, key_id: str) -> bool:
         """Whether this process should record the key's use now (at most once a minute)."""
@@ -267,28 +286,75 @@ class RateLimits:
             self._touched[key_id] = now
             return True
 
-    def authenticate(self, engine: Engine, plaintext: str) -> tuple[Principal | None,
-                                                                    Decision | None]:
+    def authenticate(self, engine: Engine, plaintext: str, digest: bytes | None = None,
+                     ) -> tuple[Principal | None, Decision | None]:
         """(principal, the key bucket's decision when its buckets are in PostgreSQL): the
-        lookup, the last-use record and the take on one connection, in one thread hop."""
+        lookup, the last-use record and the take on one connection, in one thread hop. A key
+        that authenticates is known from now on (unless its last use was just recorded, which
+        changed its row: its next request authenticates it again)."""
+        digest = api_keys.key_hash(plaintext) if digest is None else digest
         with self.autocommit(engine).connect() as conn:
-            key = api_keys.authenticate(conn, plaintext)
-            if key is None:
+            found = api_keys.authenticate_versioned(conn, plaintext)
+            if found is None:
+                self._known.pop(digest, None)
                 return None, None
-            if self.due_for_touch(key.id):
+            key, version = found
+            touched = self.due_for_touch(key.id)
+            if touched:
                 api_keys.touch(conn, key.id)
             principal = Principal.of(key)
             if not isinstance(self.backend, PostgresBuckets):
                 return principal, None
-            return principal, buckets.take(conn, key.id, self.key_limit(principal))
+            limit = self.key_limit(principal)
+            decision = buckets.take(conn, key.id, limit)
+        if not touched:
+            self._remember(digest, (principal, version, limit))
+        return principal, decision
 
-    async def for_key(self, engine: Engine, plaintext: str) -> tuple[Principal | None,
-                                                                     Decision | None]:
-        principal, decision = await _in_thread(self.authenticate, engine, plaintext)
+    def _remember(self, digest: bytes, known: tuple[Principal, str, RateLimit]) -> None:
+        if len(self._known) >= KNOWN_KEYS_MAX and digest not in self._known:
+            self._known.pop(next(iter(self._known), digest), None)
+        self._known[digest] = known
+
+    def take_known(self, engine: Engine, digest: bytes, idempotency_key: str | None,
+                   stale_after: float) -> tuple[Principal, Decision, PreRead | None] | None:
+        """A known key's request in one statement (store.rate_limits.take_known); None when
+        the key is not known (any more): its row changed, or its last use is due."""
+        known = self._known.get(digest)
+        if known is None:
+            return None
+        principal, version, limit = known
+        if self.touch_pending(principal.api_key_id):   # authenticate records it
+            return None
+        taken = buckets.take_known(engine, principal.api_key_id, version, limit,
+                                   idempotency_key=idempotency_key, stale_after=stale_after)
+        if taken is None:   # revoked, expired or changed since: authenticate it again
+            self._known.pop(digest, None)
+            return None
+        decision, record = taken
+        read = (None if idempotency_key is None
+                else PreRead(principal.api_key_id, idempotency_key, record))
+        return principal, decision, read
+
+    async def for_key(self, engine: Engine, plaintext: str, *,
+                      idempotency_key: str | None = None,
+                      stale_after: float = DEFAULT_STALE_AFTER,
+                      ) -> tuple[Principal | None, Decision | None, PreRead | None]:
+        """(principal, decision, the record of `idempotency_key` when it was read with them).
+        A known key: one statement; else the key is authenticated (and its token taken)."""
+        digest = None
+        if isinstance(self.backend, PostgresBuckets):
+            digest = api_keys.key_hash(plaintext)
+            if digest in self._known:
+                fast = await _in_thread(self.take_known, engine, digest, idempotency_key,
+                                        stale_after)
+                if fast is not None:
+                    return fast
+        principal, decision = await _in_thread(self.authenticate, engine, plaintext, digest)
         if principal is not None and decision is None and self.backend is not None:
             decision = await self.backend.take(engine, principal.api_key_id,
                                                self.key_limit(principal))
-        return principal, decision
+        return principal, decision, None
 
     async def check_scope(self, engine: Engine, principal: Principal, scope: str) -> None:
         """Take a token from the key's bucket for `scope` when the scope has a limit; a 429
@@ -340,10 +406,20 @@ class RateLimitMiddleware:
         plaintext = presented_key(raw)
         if plaintext is None:
             return await self.app(scope, receive, send)
-        principal, decision = await limits.for_key(engine, plaintext)
+        # A POST's Idempotency-Key record is read with the take (a known key's one statement)
+        # and handed to the idempotency middleware (api/idempotency.py).
+        idempotency_key = raw.get("idempotency-key") if scope["method"] == "POST" else None
+        if idempotency_key is not None and not valid_key_text(idempotency_key):
+            idempotency_key = None   # the idempotency middleware refuses it (400)
+        principal, decision, read = await limits.for_key(
+            engine, plaintext, idempotency_key=idempotency_key,
+            stale_after=getattr(getattr(state, "settings", None),
+                                "idempotency_stale_after_seconds", DEFAULT_STALE_AFTER))
         if principal is None:
             return await self.app(scope, receive, send)   # the route answers 401
         scope[PRINCIPAL_SCOPE_KEY] = principal
+        if read is not None:
+            scope[PREREAD_SCOPE_KEY] = read
         versioning.settle(scope, principal.api_version)    # the key's pinned API version
         if decision is None:
             return await self.app(scope, receive, send)

@@ -114,18 +114,28 @@ def from_row(row: Row | RowMapping) -> ApiKey:
                   api_version=values.get("api_version"))
 
 
+# The row's version (its xmin): any change to the row (revoked, expired, its scopes or limits
+# changed by an operator, its last use recorded) gives it another one.
+_AUTHENTICATE = text(f"SELECT key_hash, xmin::text AS row_version, {COLUMNS} FROM api_keys "
+                     "WHERE prefix = :prefix")
+
+
 def authenticate(conn: Connection, plaintext: str) -> ApiKey | None:
     """The live key with this plaintext, or None (unknown, wrong secret, revoked or expired)."""
+    found = authenticate_versioned(conn, plaintext)
+    return None if found is None else found[0]
+
+
+def authenticate_versioned(conn: Connection, plaintext: str) -> tuple[ApiKey, str] | None:
+    """`authenticate`, with the version of the key's row as it was read (its xmin, as text):
+    a statement that finds the row by id with that version sees the row unchanged since."""
     if len(plaintext) < MIN_KEY_LENGTH:
         return None
-    row = conn.execute(
-        text(f"SELECT key_hash, {COLUMNS} FROM api_keys WHERE prefix = :prefix"),
-        {"prefix": key_prefix(plaintext)},
-    ).mappings().one_or_none()
+    row = conn.execute(_AUTHENTICATE, {"prefix": key_prefix(plaintext)}).mappings().one_or_none()
     if row is None or not matches(row["key_hash"], plaintext):
         return None
     key = from_row(row)
-    return key if key.live else None
+    return (key, row["row_version"]) if key.live else None
 
 
 def get(conn: Connection, key_id: str, *, partner_id: str | None = None,

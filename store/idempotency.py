@@ -90,7 +90,7 @@ class Record:
         return self.status is not None
 
 
-def _record(row: Any) -> Record:
+def record_of(row: Any) -> Record:
     return Record(request_hash=bytes(row.request_hash), status=row.response_status,
                   headers=row.response_headers,
                   body=None if row.response_body is None else bytes(row.response_body),
@@ -106,24 +106,25 @@ def lookup(engine: Engine, prefix: str, key: str,
     connection (autocommit: no BEGIN/ROLLBACK): SQLAlchemy's layers would cost more CPU than
     the statement itself.
     """
-    row = _fetch_one(engine, _LOOKUP_SQL,
+    row = fetch_one(engine, _LOOKUP_SQL,
                      {"prefix": prefix, "key": key, "stale_after": stale_after})
     if row is None:
         return None, None
-    return row, (_record(row) if row.seen else None)
+    return row, (record_of(row) if row.seen else None)
 
 
 def find(engine: Engine, api_key_id: str, key: str, stale_after: float) -> Record | None:
     """The record of (API key id, Idempotency-Key), or None: one primary-key lookup, run like
     `lookup` (prepared, autocommit, on the driver's connection)."""
-    row = _fetch_one(engine, _FIND_SQL,
+    row = fetch_one(engine, _FIND_SQL,
                      {"api_key_id": api_key_id, "key": key, "stale_after": stale_after})
-    return None if row is None else _record(row)
+    return None if row is None else record_of(row)
 
 
-def _fetch_one(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
+def fetch_one(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
     """One prepared statement in autocommit on a pooled connection's driver connection: the
-    replay path's whole database work, without SQLAlchemy's per-statement layers."""
+    replay path's whole database work, without SQLAlchemy's per-statement layers (also the
+    rate limiter's take for a key it knows, store/rate_limits.py `take_known`)."""
     pooled = engine.raw_connection()
     try:
         driver = pooled.driver_connection
@@ -138,10 +139,44 @@ def _fetch_one(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
         pooled.close()   # back to the pool
 
 
+# claim and complete as the request path runs them (prepared, autocommit, on the driver's
+# connection, as `find`): the same statements as _CLAIM and _COMPLETE.
+_CLAIM_SQL = """
+    INSERT INTO idempotency_records (api_key_id, idempotency_key, request_method, request_path,
+                                     request_hash, claim_token)
+    VALUES (%(api_key_id)s, %(key)s, %(method)s, %(path)s, %(hash)s, %(token)s)
+    ON CONFLICT DO NOTHING RETURNING claim_token"""
+
+_COMPLETE_SQL = """
+    UPDATE idempotency_records
+    SET response_status = %(status)s, response_headers = CAST(%(headers)s AS jsonb),
+        response_body = %(body)s, completed_at = now()
+    WHERE api_key_id = %(api_key_id)s AND idempotency_key = %(key)s AND claim_token = %(token)s
+      AND response_status IS NULL
+    RETURNING 1"""
+
+
+def claim_now(engine: Engine, api_key_id: str, key: str, method: str, path: str,
+              request_hash: bytes, token: uuid.UUID) -> bool:
+    """`claim` in its own transaction, run like `find`."""
+    return fetch_one(engine, _CLAIM_SQL, {"api_key_id": api_key_id, "key": key, "method": method,
+                                          "path": path, "hash": request_hash,
+                                          "token": token}) is not None
+
+
+def complete_now(engine: Engine, api_key_id: str, key: str, token: uuid.UUID, status: int,
+                 headers: list[list[str]], body: bytes) -> bool:
+    """`complete` in its own transaction, run like `find`."""
+    return fetch_one(engine, _COMPLETE_SQL, {"api_key_id": api_key_id, "key": key,
+                                             "token": token, "status": status,
+                                             "headers": json.dumps(headers),
+                                             "body": body}) is not None
+
+
 def read(conn: Connection, api_key_id: str, key: str, stale_after: float) -> Record | None:
     row = conn.execute(_READ, {"api_key_id": api_key_id, "key": key,
                                "stale_after": stale_after}).one_or_none()
-    return None if row is None else _record(row)
+    return None if row is None else record_of(row)
 
 
 def claim(conn: Connection, api_key_id: str, key: str, method: str, path: str,

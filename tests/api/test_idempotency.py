@@ -333,6 +333,36 @@ async def test_a_replay_reads_one_idempotency_record_and_nothing_else(api_settin
     assert "idempotency_key =" in sent[2] and "api_keys" not in sent[2]
 
 
+async def test_a_replay_of_a_key_the_process_knows_is_one_statement(api_settings, keys):
+    """Once the rate limiter knows the key (api/rate_limits.py), its take, the key's check and
+    the record are one statement: the replay sends nothing else."""
+    from settlepay.db import make_engine
+
+    engine = make_engine(api_settings.sqlalchemy_url, pool_size=2, settings=api_settings)
+    sent = _counting(engine)
+    app = create_app(api_settings, engine=engine)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    body, headers = player_body(), keys.partner_a.headers | {"Idempotency-Key": str(uuid.uuid4())}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            first = await http.post("/v1/players", json=body, headers=headers)
+            assert first.status_code == 201
+            for _ in range(2):   # (the key's last use recorded, then the key known)
+                await http.post("/v1/players", json=body, headers=headers)
+            sent.clear()
+            again = await http.post("/v1/players", json=body, headers=headers)
+            other = await http.post("/v1/players", json=player_body(), headers=headers)
+    finally:
+        engine.dispose()
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert "ratelimit-remaining" in again.headers
+    assert len(sent) == 2, sent   # this replay's, then the next request's
+    assert "FROM api_keys" in sent[0] and "rate_limit_buckets" in sent[0]
+    assert "idempotency_records" in sent[0]
+    # The same key for another body: still refused, from the record read with the take.
+    assert_problem(other, 422, "idempotency_key_reused")
+
+
 async def test_a_replay_with_no_key_authenticated_before_is_one_statement(api_settings, keys):
     from settlepay.db import make_engine
 

@@ -163,3 +163,100 @@ async def test_the_last_use_of_a_key_is_recorded(api_settings, engine):
         await client.get("/v1/players", headers=key.headers)
         shown = (await client.get(f"/v1/api_keys/{key.id}", headers=key.headers)).json()
     assert before is None and shown["last_used_at"] is not None
+
+
+# --- a key the process knows: one statement, and every change to its row seen at once ---------
+
+async def _known(client: httpx.AsyncClient, key: Key) -> None:
+    """Two requests: the first records the key's use, the second makes it known."""
+    for _ in range(2):
+        assert (await client.get("/v1/players", headers=key.headers)).status_code == 200
+
+
+async def test_a_revoked_key_is_refused_at_its_next_request(api_settings, engine):
+    from commands.api_keys import revoke
+
+    key = key_with(engine, {"*": per(100, 1)})
+    async with api(api_settings, engine) as client:
+        await _known(client, key)
+        with engine.begin() as conn:
+            assert revoke(conn, key.id, actor="test")
+        answer = await client.get("/v1/players", headers=key.headers)
+        assert_problem(answer, 401, "api_key_invalid")
+        assert "ratelimit-limit" not in answer.headers   # no token taken for it
+        with engine.connect() as conn:
+            tokens = conn.execute(text("SELECT tokens FROM rate_limit_buckets WHERE bucket = :b"),
+                                  {"b": key.id}).scalar_one()
+        assert tokens == 98.0 or tokens > 98.0   # the two requests' tokens only (and refill)
+
+
+async def test_an_expired_key_is_refused_at_its_next_request(api_settings, engine):
+    from store import api_keys
+
+    key = key_with(engine, {"*": per(100, 1)})
+    async with api(api_settings, engine) as client:
+        await _known(client, key)
+        with engine.begin() as conn:
+            assert api_keys.expire(conn, key.id, 0) is not None
+        assert_problem(await client.get("/v1/players", headers=key.headers), 401,
+                       "api_key_invalid")
+
+
+async def test_a_changed_scope_or_limit_counts_from_the_next_request(api_settings, engine):
+    key = key_with(engine, {"*": per(100, 1)})
+    async with api(api_settings, engine) as client:
+        await _known(client, key)
+        with engine.begin() as conn:   # an operator takes a scope away
+            conn.execute(text("""UPDATE api_keys SET scopes = array_remove(scopes, 'players:read')
+                                 WHERE id = :id"""), {"id": key.id})
+        refused = await client.get("/v1/players", headers=key.headers)
+        assert_problem(refused, 403, "insufficient_scope")
+        assert refused.headers["ratelimit-limit"] == "100"
+        with engine.begin() as conn:   # and gives the key a limit of its own
+            conn.execute(text("""UPDATE api_keys SET rate_limits = CAST(:l AS jsonb)
+                                 WHERE id = :id"""),
+                         {"l": '{"*": {"requests": 1, "window_seconds": 60}}', "id": key.id})
+        first = await client.get("/v1/players", headers=key.headers)
+        assert_problem(first, 403, "insufficient_scope")
+        assert first.headers["ratelimit-limit"] == "1"
+        assert first.headers["ratelimit-policy"] == "1;w=60"
+        assert_problem(await client.get("/v1/players", headers=key.headers), 429, "rate_limited")
+
+
+async def test_a_known_key_is_one_statement_and_its_use_is_still_recorded(api_settings, engine):
+    from api.rate_limits import RateLimits
+    from settlepay.db import make_engine
+    from tests.api.test_idempotency import _counting
+
+    counted = make_engine(api_settings.sqlalchemy_url, pool_size=2, settings=api_settings)
+    sent = _counting(counted)
+    key = key_with(engine, {"*": per(100, 3600)})
+    app = create_app(api_settings, engine=counted)
+    limits: RateLimits = app.state.rate_limits
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            await _known(client, key)
+            sent.clear()
+            answer = await client.get("/v1/players/pl_missing", headers=key.headers)
+            assert_problem(answer, 404, "player_not_found")
+            assert answer.headers["ratelimit-remaining"] == "97"
+            assert len(sent) == 2, sent   # the take (with the key's check), the route's read
+            assert "FROM api_keys" in sent[0] and "rate_limit_buckets" in sent[0]
+            assert "api_keys" not in sent[1]
+            # Its last use is due again (a minute later): recorded, then known again.
+            limits._touched[key.id] = float("-inf")
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE api_keys SET last_used_at = NULL WHERE id = :id"),
+                             {"id": key.id})
+            assert (await client.get("/v1/players", headers=key.headers)).status_code == 200
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT last_used_at FROM api_keys WHERE id = :id"),
+                                    {"id": key.id}).scalar_one() is not None
+            await _known(client, key)
+            sent.clear()
+            assert (await client.get("/v1/players", headers=key.headers)).status_code == 200
+            assert "FROM api_keys" in sent[0] and "rate_limit_buckets" in sent[0]
+            assert not any("api_keys" in statement for statement in sent[1:])
+    finally:
+        counted.dispose()
