@@ -6,7 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settlepay.observability import redaction
-from settlepay.observability.redaction import REDACTED, _scan, redact_event, redact_text
+from settlepay.observability.redaction import (
+    REDACTED,
+    _full_scan,
+    redact_event,
+    redact_text,
+)
 
 
 def test_card_numbers_are_masked_when_they_pass_the_luhn_check():
@@ -64,13 +69,46 @@ def test_sensitive_fields_are_masked_by_name_at_any_depth():
 @settings(max_examples=2000)
 def test_a_hex_id_with_a_letter_is_left_as_the_full_scan_leaves_it(text):
     # Trace and span ids, uuid4().hex request ids skip the scan: it would change nothing.
-    assert redact_text(text) == _scan(text) == text
+    assert redact_text(text) == _full_scan(text) == text
 
 
 @given(st.text(alphabet="0123456789abcdefABCDEF_- @.:'=\n", max_size=40))
 @settings(max_examples=2000)
 def test_any_other_text_is_scanned_as_before(text):
-    assert redact_text(text) == _scan(text)
+    assert redact_text(text) == _full_scan(text)
+
+
+# Pieces of every shape (and near misses: case-folded letters, separators, short runs), so
+# that generated texts often hold a whole or a part of one.
+_PIECES = ["sp_", "sp_live_", "sk_", "rk_", "_test_", "_live_", "whsec_", "pi_", "seti_",
+           "_secret_", "Bearer ", "BASIC\t", "baſic ", "gAAAAA", "ABCDEFGHIJKLMNOP", "Q2345",
+           "code", "OTP", "toTp", "passcode", "PIN", "ṗin", "=", ": ", "'", '"', "@", "x.io",
+           "[parameters: ", "]", "(", "\n", "DETAIL:  Key (", ")=(", "4242", "4242 4242",
+           "4242-4242-4242-4242", "0", "1", "7", "9", " ", "-", "_", ".", "a", "Z", "é", "٣",
+           "４"]
+
+
+@given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=3), max_size=12).map("".join))
+@settings(max_examples=5000)
+def test_a_text_is_redacted_as_the_full_scan_redacts_it(text):
+    assert redact_text(text) == _full_scan(text)
+
+
+@given(st.text(max_size=60))
+@settings(max_examples=3000)
+def test_any_unicode_text_is_redacted_as_the_full_scan_redacts_it(text):
+    assert redact_text(text) == _full_scan(text)
+
+
+def test_texts_with_no_shape_are_not_scanned(monkeypatch):
+    scanned: list[str] = []
+    monkeypatch.setattr(redaction, "_full_scan", lambda text: scanned.append(text) or text)
+    for text in ("request", "POST", "/v1/deposits", "settlepay.api.requests",
+                 "2026-12-06T14:31:37.607239Z", "info", "problem answered"):
+        assert redact_text(text) == text
+    assert scanned == []
+    assert redact_text("mail ada@example.com") == "mail ada@example.com"   # (patched)
+    assert scanned == ["mail ada@example.com"]
 
 
 def test_ids_of_digits_only_are_still_scanned(monkeypatch):
