@@ -16,7 +16,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import Connection, RowMapping
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import DepositsWriter, Operator, visible_player
 from api.deps import EngineDep, SettingsDep, TemporalDep
@@ -25,6 +24,7 @@ from api.openapi_links import links, to
 from api.pagination import ListParams, PartnerFilter, read_page, tenancy
 from api.problems import PROBLEM_RESPONSES, refused
 from api.schemas.deposits import Deposit, DepositCreate, DepositList, DepositReviewClose
+from api.threads import run_sync
 from api.workflow_start import start_money_workflow
 from commands import deposits as commands
 from settlepay import search_attributes as sa
@@ -59,7 +59,7 @@ async def create(body: DepositCreate, response: Response, principal: DepositsWri
                                  actor=principal.actor)
         return row
 
-    row = await run_in_threadpool(run_in_transaction, engine, work)
+    row = await run_sync(run_in_transaction, engine, work)
     if row["status"] == DepositStatus.PENDING:
         # Past pending, the workflow has run: the deposit is answered as it is.
         request = DepositRequest(

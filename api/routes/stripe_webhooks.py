@@ -25,13 +25,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import Connection, RowMapping
-from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.gateway import PaymentGateway, WebhookEvent, WebhookSignatureInvalid
 from api import workflow_start
 from api.deps import EngineDep, get_temporal
 from api.problems import PROBLEM_RESPONSES, Problem
+from api.threads import run_sync
 from commands import deposits as commands
 from settlepay.db import run_in_transaction
 from settlepay.observability import tracing
@@ -102,7 +102,7 @@ async def receive(request: Request, engine: EngineDep) -> Received:
                                     deposit["id"] if deposit is not None else None)
         return outcome, deposit, new
 
-    outcome, deposit, new = await run_in_threadpool(run_in_transaction, engine, first_look)
+    outcome, deposit, new = await run_sync(run_in_transaction, engine, first_look)
     if outcome != "received" or deposit is None:
         return Received(received=True, duplicate=not new, outcome=outcome)
 
@@ -136,7 +136,7 @@ async def receive(request: Request, engine: EngineDep) -> Received:
             store.set_event_outcome(conn, event.id, outcome, deposit["id"])
             return outcome
 
-        outcome = await run_in_threadpool(run_in_transaction, engine, finish)
+        outcome = await run_sync(run_in_transaction, engine, finish)
     return Received(received=True, duplicate=not new, outcome=outcome)
 
 
