@@ -506,6 +506,19 @@ def continuing(name: str, traceparent: str | None) -> Iterator[trace.Span]:
             yield span
         return
     parent = _propagator.extract({TRACEPARENT: traceparent})
+    dropped = head_decision(parent)
+    if dropped is not None:
+        # The operation's trace is not recorded (its creating request was dropped by the head
+        # sampler, as 99 % are): the span the SDK would make under it, made as the request's
+        # fast path makes its own (head_decision: its ids, flags and trace state), current
+        # in the current context as start_as_current_span leaves it; a NonRecordingSpan
+        # keeps no name, link, status or exception, and ending it does nothing.
+        token = otel_context.attach(trace.set_span_in_context(dropped))
+        try:
+            yield dropped
+        finally:
+            otel_context.detach(token)
+        return
     links = [trace.Link(current)] if current.is_valid else None
     with _tracer.start_as_current_span(name, context=parent, links=links) as span:
         yield span

@@ -144,3 +144,38 @@ async def test_an_unsampled_deposit_keeps_its_trace_id_through_the_workflow_and_
     assert {e.get("trace_id") for e in mine} == {trace_id}
     assert not [s.name for s in recorder.spans() if format(s.context.trace_id, "032x") == trace_id]
     assert ledger_violations(stack.engine) == []
+
+
+def test_continuing_an_unsampled_operation_makes_the_span_the_sdk_would_without_recording(
+        recorder, head_sampler):
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    head_sampler.set_ratio(1.0)   # the request itself is recorded: only its parent decides
+    operation = "0af7651916cd43dd8448eb211c80319c"
+    token = otel_context.attach(baggage.set_baggage("tenant", "p-1"))
+    try:
+        with tracing._tracer.start_as_current_span("POST /v1/webhooks/stripe") as request:
+            with tracing.continuing("deposit payment event",
+                                    f"00-{operation}-b7ad6b7169203331-00") as span:
+                context = span.get_span_context()
+                assert trace.get_current_span() is span and not span.is_recording()
+                assert format(context.trace_id, "032x") == operation
+                assert not context.trace_flags.sampled and context.span_id not in (
+                    0, 0xb7ad6b7169203331, request.get_span_context().span_id)
+                assert baggage.get_baggage("tenant") == "p-1"   # the current context's
+            assert trace.get_current_span() is request
+            # A sampled operation: the SDK's span, recorded, linked to the request.
+            with tracing.continuing("deposit payment event",
+                                    f"00-{operation}-b7ad6b7169203331-01") as span:
+                assert span.is_recording()
+                assert format(span.get_span_context().trace_id, "032x") == operation
+    finally:
+        otel_context.detach(token)
+    names = [(s.name, format(s.context.trace_id, "032x")) for s in recorder.spans()
+             if format(s.context.trace_id, "032x") == operation]
+    assert names == [("deposit payment event", operation)]   # only the sampled one
+    recorded = next(s for s in recorder.spans() if s.name == "deposit payment event"
+                    and format(s.context.trace_id, "032x") == operation)
+    assert [link.context.span_id for link in recorded.links] == [
+        request.get_span_context().span_id]
