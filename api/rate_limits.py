@@ -307,7 +307,9 @@ class RateLimits:
                 return principal, None
             limit = self.key_limit(principal)
             decision = buckets.take(conn, key.id, limit)
-        if not touched:
+        if touched:   # the row's version changed with it: known again at the next request
+            self._known.pop(digest, None)
+        else:
             self._remember(digest, (principal, version, limit))
         return principal, decision
 

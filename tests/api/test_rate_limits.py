@@ -249,10 +249,16 @@ async def test_a_known_key_is_one_statement_and_its_use_is_still_recorded(api_se
             with engine.begin() as conn:
                 conn.execute(text("UPDATE api_keys SET last_used_at = NULL WHERE id = :id"),
                              {"id": key.id})
+            sent.clear()
             assert (await client.get("/v1/players", headers=key.headers)).status_code == 200
             with engine.connect() as conn:
                 assert conn.execute(text("SELECT last_used_at FROM api_keys WHERE id = :id"),
                                     {"id": key.id}).scalar_one() is not None
+            # (no known-key statement tried first: its last use was due)
+            assert "FROM api_keys WHERE prefix" in sent[0] and "last_used_at" in sent[1]
+            sent.clear()   # the next request authenticates it again (its row changed)
+            assert (await client.get("/v1/players", headers=key.headers)).status_code == 200
+            assert "FROM api_keys WHERE prefix" in sent[0], sent
             await _known(client, key)
             sent.clear()
             assert (await client.get("/v1/players", headers=key.headers)).status_code == 200
