@@ -135,7 +135,12 @@ _OWN_FIELDS = frozenset({"event", "level", "logger", "timestamp", "trace_id", "s
 # The trace and span ids logs.py adds, in the exact form it writes them (32 and 16 lower-case
 # hex digits): kept as they are. Scanned, an all-digit span id passing the Luhn check (about one
 # in 20,000) would read "[CARD]" and its log line would lose its span.
-_ID_FORMATS = {"trace_id": re.compile(r"[0-9a-f]{32}"), "span_id": re.compile(r"[0-9a-f]{16}")}
+# The same for the time the pipeline stamps (structlog's TimeStamper, ISO in UTC: digits, "-",
+# ":", ".", "T" and "Z"), which no shape can match (no run of 13 digits, no letter but T and
+# Z): a line's costliest text to search, kept without a search.
+_ID_FORMATS = {"trace_id": re.compile(r"[0-9a-f]{32}"), "span_id": re.compile(r"[0-9a-f]{16}"),
+               "timestamp": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                                       r"(?:\.[0-9]{1,6})?Z")}
 
 
 def redact_event(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -135,3 +137,14 @@ def test_the_pipelines_own_trace_and_span_ids_are_kept_even_when_all_digits():
     assert redact_event(None, "info", {"span_id": "card 4242424242424242"})["span_id"] == \
         "card [CARD]"
     assert redact_event(None, "info", {"trace_id": "4242424242424242"})["trace_id"] == "[CARD]"
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+@settings(max_examples=1000)
+def test_the_pipelines_timestamp_is_kept_as_the_full_scan_keeps_it(moment):
+    stamped = moment.isoformat().replace("+00:00", "Z")   # structlog's TimeStamper(iso, utc)
+    assert _full_scan(stamped) == stamped
+    assert redact_event(None, "info", {"timestamp": stamped})["timestamp"] == stamped
+    # Anything else in that field is scanned as any value.
+    assert redact_event(None, "info", {"timestamp": f"{stamped} ada@x.io"})["timestamp"] == \
+        f"{stamped} [EMAIL]"
