@@ -25,13 +25,7 @@ Logs: each step (activity) and each state is one `workflow.logger` line ("deposi
 Temporal drops them while replaying, and a log line is no command of the history.
 Database steps (gate, credit, fail, review) are local activities: short writes the worker runs
 within the workflow task, with no activity task through the server (Patch.LOCAL_DATABASE_STEPS;
-before it they were activities). So is the gateway's create + confirm (Patch.LOCAL_GATEWAY_CREATE,
-issue 16): a deposit paid at once is one workflow task with no activity task, instead of two
-workflow tasks around an activity task (an activity costs the Temporal server and the worker a
-task queue round trip, its three events and the next workflow task). Its idempotency key makes
-a repeated run safe: a local activity runs again if the workflow task that ran it fails, and
-Stripe answers the same key with the same PaymentIntent. The rarer gateway steps (poll, cancel)
-stay activities.
+before it they were activities, as the gateway steps still are).
 Changing running deposits: a change of the commands a deposit under way issues is behind
 `workflow.patched(Patch.X)` (workflows/PATCHING.md); tests/workflows/test_replay_deposit.py
 replays histories recorded before each patch.
@@ -46,8 +40,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
-from temporalio.exceptions import TimeoutError as StepTimeout
+from temporalio.exceptions import ActivityError, ApplicationError
 
 # Passed through the sandbox: a new run would otherwise execute these modules again (their
 # dataclasses and enums cost more CPU than the whole run). They are definitions only: no state,
@@ -85,10 +78,6 @@ STEP_TIMEOUT = timedelta(seconds=20)   # one attempt; above the gateway client's
 POLL_DEADLINE = timedelta(seconds=60)  # one poll with its retries; a failed poll is no news
 POLL_INTERVAL_MAX_SECONDS = 3600.0     # polling backs off to this while a payment processes
 EXPIRED_REASON = "the payment did not complete in time"
-# A gateway create retried (5xx, timeouts) waits in the worker only for short backoffs; longer
-# ones (an outage) are durable timers, as an activity's retries were on the server, instead of
-# a workflow task held open for up to a minute per wait.
-GATEWAY_BACKOFF_IN_WORKER_MAX = timedelta(seconds=2)
 
 
 @workflow.defn(name=WORKFLOW)
@@ -143,18 +132,12 @@ class DepositWorkflow:
         return None
 
     async def create_payment(self, req: DepositRequest) -> Payment | Failure | Review:
-        """Create and confirm the PaymentIntent (gateway key `deposit-<id>:create`), a local
-        activity since Patch.LOCAL_GATEWAY_CREATE. Still failing at the gateway deadline:
-        review, never another day under the same key."""
-        deadline = _seconds(req.gateway_deadline_seconds)
+        """Create and confirm the PaymentIntent (gateway key `deposit-<id>:create`). Still
+        failing at the gateway deadline: review, never another day under the same key."""
         try:
-            if workflow.patched(Patch.LOCAL_GATEWAY_CREATE):
-                return await self._local_step(Activity.CREATE_PAYMENT, req, result_type=Payment,
-                                              deadline=deadline,
-                                              backoff_in_worker_max=GATEWAY_BACKOFF_IN_WORKER_MAX)
             return await self._step(Activity.CREATE_PAYMENT, req, result_type=Payment,
-                                    deadline=deadline)
-        except FailureError as error:   # an activity's ActivityError, a local activity's own
+                                    deadline=_seconds(req.gateway_deadline_seconds))
+        except ActivityError as error:
             refusal, payment_intent = _refusal(error, loud=False)
             if refusal is not None:
                 return Failure(req.deposit_id, refusal.code, refusal.reason, payment_intent)
@@ -311,24 +294,10 @@ class DepositWorkflow:
         for the whole run: `workflow.patched` is memoized)."""
         if not workflow.patched(Patch.LOCAL_DATABASE_STEPS):
             return await self._step(activity, *args, result_type=result_type)
-        return await self._local_step(activity, *args, result_type=result_type)
-
-    async def _local_step(self, activity: Activity, *args: Any,
-                          result_type: type[T] | None = None,
-                          deadline: timedelta | None = None,
-                          backoff_in_worker_max: timedelta | None = None) -> T:
-        """Run one activity by name as a local activity: this worker runs it within the
-        workflow task (no activity task through the server), one attempt within STEP_TIMEOUT,
-        retried per RETRY, up to `deadline` in all (None: until it succeeds or refuses). A
-        retry waits in the worker, holding the workflow task open, while its backoff is below
-        `backoff_in_worker_max` (None: the SDK's minute), on a durable timer otherwise. It runs
-        at least once: again if the workflow task that ran it fails or times out before
-        completing, so it must be idempotent (every step is: business keys)."""
         workflow.logger.info("deposit step", extra={"deposit_step": str(activity)})
         return await workflow.execute_local_activity(
             activity, args=list(args), result_type=result_type,
-            start_to_close_timeout=STEP_TIMEOUT, schedule_to_close_timeout=deadline,
-            retry_policy=RETRY, local_retry_threshold=backoff_in_worker_max)
+            start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY)
 
     def _set_state(self, state: DepositStatus, req: DepositRequest | None = None) -> None:
         self._state = state
@@ -344,32 +313,21 @@ def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
 
 
-def _refusal(error: FailureError, *, loud: bool = True) -> tuple[Refusal | None, str | None]:
+def _refusal(error: ActivityError | ApplicationError, *,
+             loud: bool = True) -> tuple[Refusal | None, str | None]:
     """The business refusal an activity raised, and the payment intent it names (its first
     detail). Anything else (a bug, a deadline passed) is re-raised when `loud`, so it fails the
-    workflow task instead of inventing a reason; otherwise (None, None).
-
-    An activity's failure comes as the cause of an ActivityError; a local activity's as the
-    activity's own error, whose `cause` is what that error was raised from (a refusal raised
-    `from` the gateway's exception): so the error itself is read, not its cause
-    (`Refusal.of` reads the cause of whatever it gets)."""
-    raised = error.cause if isinstance(error, ActivityError) else error
-    refusal = Refusal.of(error) if isinstance(error, ActivityError) else (
-        Refusal(raised.type, raised.message)
-        if isinstance(raised, ApplicationError) and raised.non_retryable and raised.type
-        else None)
+    workflow task instead of inventing a reason; otherwise (None, None)."""
+    refusal = Refusal.of(error)
     if refusal is None:
         if loud:
             raise error
         return None, None
-    details = raised.details if isinstance(raised, ApplicationError) else ()
+    cause = error if isinstance(error, ApplicationError) else error.cause
+    details = cause.details if isinstance(cause, ApplicationError) else ()
     return refusal, (str(details[0]) if details and details[0] else None)
 
 
-def _cause(error: FailureError) -> str:
-    """What made a step fail: an activity's failure, or a local activity's own error; for a
-    local activity that ran out of time, its last attempt's failure where there is one."""
-    cause = error.cause if isinstance(error, ActivityError) else error
-    if not isinstance(error, ActivityError) and isinstance(cause, StepTimeout) and cause.cause:
-        cause = cause.cause
+def _cause(error: ActivityError) -> str:
+    cause = error.cause
     return f"{type(cause).__name__}: {cause}" if cause is not None else str(error)

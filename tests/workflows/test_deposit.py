@@ -323,18 +323,12 @@ async def test_a_cancel_failing_until_its_deadline_keeps_the_deposit_open(env):
 
 async def test_a_create_failing_until_its_deadline_goes_to_operator_review(env):
     """Issue 9, item 12: not for ever under one gateway idempotency key."""
-    # The create is a local activity: its deadline runs on the worker's clock, which time
-    # skipping does not move, so a short one.
     world = World(created=RuntimeError("gateway 503"))
-    result, state = await run(env, world, request(gateway_deadline_seconds=6.0))
+    result, state = await run(env, world, request(gateway_deadline_seconds=120.0))
     assert (result.status, result.review_code) == (DepositStatus.REVIEW,
                                                    ReviewReason.GATEWAY_UNREACHABLE)
-    # A local activity out of time reports the timeout (each attempt's error is in the worker's
-    # log), not its last attempt's error as an activity's did.
-    assert (result.review_reason or "").startswith("creating the payment still failed after 6 s")
-    # Retried, then stopped at the deadline (time skipping makes the backoff timers instant
-    # while the deadline runs on the worker's clock: many attempts, not for ever).
-    assert world.creates >= 2
+    assert "gateway 503" in (result.review_reason or "")
+    assert 2 <= world.creates <= 20
     assert [(r.code, r.payment_intent) for r in world.reviews] == [
         (ReviewReason.GATEWAY_UNREACHABLE, None)]
     assert world.failures == [] and world.credits == [] and state == "REVIEW"
@@ -342,7 +336,7 @@ async def test_a_create_failing_until_its_deadline_goes_to_operator_review(env):
 
 async def test_a_review_that_finds_a_reported_success_ends_succeeded(env):
     world = World(created=RuntimeError("gateway 503"), reviewed=DepositStatus.SUCCEEDED)
-    result, state = await run(env, world, request(gateway_deadline_seconds=6.0))
+    result, state = await run(env, world, request(gateway_deadline_seconds=60.0))
     assert result.status == DepositStatus.SUCCEEDED and state == "SUCCEEDED"
 
 

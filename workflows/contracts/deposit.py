@@ -108,10 +108,6 @@ class Patch(StrEnum):
     # The database steps (gate, credit, fail, review) are local activities: no activity task
     # through the server for a short write (issue 16); before, they were activities.
     LOCAL_DATABASE_STEPS = "deposit-local-database-steps"
-    # The gateway's create + confirm is a local activity too (issue 16): a deposit paid at once
-    # is one workflow task, no activity task; before, it was an activity (and a second workflow
-    # task for its result).
-    LOCAL_GATEWAY_CREATE = "deposit-local-gateway-create"
 
 
 class GatewayStatus(StrEnum):
