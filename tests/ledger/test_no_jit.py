@@ -10,7 +10,6 @@ from __future__ import annotations
 from importlib import import_module
 
 import psycopg
-import pytest
 from sqlalchemy import Connection, Engine, text
 
 import ledger
@@ -55,14 +54,15 @@ def test_every_ledger_function_is_set_to_run_without_jit(engine: Engine) -> None
 
 
 def test_postings_that_create_accounts_compile_nothing(fresh_engine: Engine) -> None:
-    if not _jit_available(fresh_engine):
-        pytest.skip("this PostgreSQL server has no JIT provider")
+    # A server without a JIT provider (the embedded pgserver) compiles nothing anyway: there the
+    # control cannot hold, and the rest checks the postings and what auto_explain saw of them.
+    jit = _jit_available(fresh_engine)
     players = [new_player() for _ in range(3)]
     with fresh_engine.connect() as conn:
         notices = _explained(conn)
         # The control: a statement outside the ledger's functions is compiled here.
         conn.execute(text("SELECT count(*) FROM ledger_accounts"))
-        assert any("JIT:" in n for n in notices), notices
+        assert any("JIT:" in n for n in notices) is jit, notices
         notices.clear()
         results = ledger.post_many(conn, [deposit(p, 500) for p in players]     # new accounts
                                    + [stake(p, 200) for p in players])          # new in play
