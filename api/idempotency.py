@@ -54,9 +54,6 @@ another API key's records.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -72,6 +69,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import PRINCIPAL_SCOPE_KEY, Principal, authenticate, presented_key
 from api.problems import DISCARD_SCOPE_KEY, Problem
+from api.threads import run_sync
 from store import api_keys, idempotency
 
 HEADER = "Idempotency-Key"
@@ -96,14 +94,7 @@ _EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="idempotency")
 async def _db(function: Callable[..., T], *args: Any) -> T:
     """Run one statement on the executor. If the request is cancelled meanwhile, still wait
     for the statement to finish: a claim it made must be known so that it can be released."""
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_EXECUTOR, functools.partial(function, *args))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            await future
-        raise
+    return await run_sync(function, *args, executor=_EXECUTOR)
 
 
 @dataclass(frozen=True)

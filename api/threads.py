@@ -27,10 +27,13 @@ MAX_THREADS = 40
 _EXECUTOR = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="api-work")
 
 
-async def run_sync(function: Callable[..., T], *args: Any) -> T:
+async def run_sync(function: Callable[..., T], *args: Any,
+                   executor: ThreadPoolExecutor = _EXECUTOR) -> T:
+    """`function(*args)` on `executor` (the hot routes' pool unless a caller keeps its own
+    bounded one), in a copy of the caller's context; a cancelled caller still waits for it."""
     context = contextvars.copy_context()
     future = asyncio.get_running_loop().run_in_executor(
-        _EXECUTOR, functools.partial(context.run, function, *args))
+        executor, functools.partial(context.run, function, *args))
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:

@@ -234,6 +234,17 @@ def make_players(database_url: str, count: int, partner_id: str) -> tuple[str, l
     return key, ids
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer with a Content-Length off a kept connection: status, header fields
+    (names in lower case) and body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip()
+              for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    body = await reader.readexactly(int(fields.get("content-length", "0")))
+    return int(lines[0].split(" ", 2)[1]), fields, body
+
+
 # --- the measurements ------------------------------------------------------------------------
 
 async def post_retrying(http, headers: dict[str, str], body: dict, attempts: int = 3):
@@ -302,12 +313,7 @@ class RawHttp:
             reader, writer = await self._connection()
             try:
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                status = int(lines[0].split(" ", 2)[1])
-                fields = {k.strip().lower(): v.strip()
-                          for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-                content = await reader.readexactly(int(fields.get("content-length", "0")))
+                status, fields, content = await read_response(reader)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 writer.close()
                 if attempt == attempts - 1:
@@ -390,12 +396,7 @@ async def _storm_connection(host: str, port: int, request: bytes, count: int,
         for _ in range(count):
             started = time.perf_counter()
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            fields = {k.strip().lower(): v.strip()
-                      for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            body = await reader.readexactly(int(fields.get("content-length", "0")))
+            status, fields, body = await read_response(reader)
             took = time.perf_counter() - started
             deposit = json.loads(body)["id"] if status == 202 else None
             rows.append((status, fields.get("idempotent-replayed") == "true", took, deposit))
